@@ -1,0 +1,126 @@
+"""Store throughput: a script that prints figures, never a test.
+
+1. Committed pages/s and rows/s for completions of 25-statement pages, batched by the
+   writer (writer_batch=100) against one page per transaction (writer_batch=1).
+2. claim+complete cost (µs) with 1k and with 1M jobs queued: it must not grow with the
+   queue (the claim walks a partial index in order and stops at its limit).
+
+    .venv/bin/python benchmarks/store.py [--pages 4000] [--big 1000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import tempfile
+import time
+from pathlib import Path
+
+from pipeline.models import Completion, Facet, Job, NewJob, Paper, ParseResult, Statement, Tally
+from pipeline.store import SQLiteStore
+
+STATEMENTS = 25
+PAGES_PER_REPORT = 4
+
+
+def page_result(doi: str, page: int) -> ParseResult:
+    return ParseResult(
+        paper=Paper(
+            doi=doi,
+            title=f"Title of {doi}",
+            year=2020,
+            journal="J",
+            authors=("Ada Lovelace", "Alan Turing", "Grace Hopper"),
+        ),
+        tallies=Tally(10, 200, 3, 150, 213, 40),
+        facets=(Facet("section", "Introduction", 120), Facet("section", "Results", 40)),
+        statements=tuple(
+            Statement(
+                citing_doi=f"10.5555/{doi}-{page}-{i}",
+                snippet=f"... as shown by earlier work on {doi} (page {page}, #{i}) ...",
+                citing_title=f"Citing paper {i}",
+                citing_year=2021,
+                citing_journal="C",
+                section="Introduction",
+                type="mentioning",
+                confidence=0.87,
+            )
+            for i in range(STATEMENTS)
+        ),
+        next_page_url=None,
+    )
+
+
+def rows_written(page: int) -> int:
+    """Rows one page writes: statements and citer papers, plus the header on page 1
+    (paper, 3 authors, tallies, tally history, 2 facets)."""
+    return 2 * STATEMENTS + (8 if page == 1 else 1)
+
+
+async def completions(path: Path, pages: int, writer_batch: int) -> tuple[float, float]:
+    """Pages/s and rows/s for `pages` completions offered concurrently."""
+    async with SQLiteStore(path, writer_batch=writer_batch) as store:
+        reports = pages // PAGES_PER_REPORT
+        await store.enqueue(
+            NewJob(f"10.1/{r}", f"u/{r}", p)
+            for r in range(reports)
+            for p in range(1, PAGES_PER_REPORT + 1)
+        )
+        jobs = await store.claim("bench", pages, 3600)
+        done = [Completion(j, page_result(j.doi, j.page)) for j in jobs]
+        start = time.perf_counter()
+        await asyncio.gather(*(store.complete(c) for c in done))
+        elapsed = time.perf_counter() - start
+    rows = sum(rows_written(j.page) for j in jobs)
+    return len(jobs) / elapsed, rows / elapsed
+
+
+async def claim_complete_cost(path: Path, queued: int, rounds: int) -> tuple[float, float, float]:
+    """(enqueue jobs/s, µs per claim, µs per claim+complete) with `queued` jobs waiting."""
+    async with SQLiteStore(path) as store:
+        start = time.perf_counter()
+        await store.enqueue(NewJob(f"10.2/{i}", f"u/{i}") for i in range(queued))
+        fill_rate = queued / (time.perf_counter() - start)
+        small = ParseResult(Paper("x", "t"), Tally(1), statements=(Statement("10.3/c", "s"),))
+        claim_time = total_time = 0.0
+        for n in range(rounds):
+            await store.enqueue([NewJob(f"10.2/extra-{n}", "u")])  # keep the queue's size
+            t0 = time.perf_counter()
+            (job,) = await store.claim("bench", 1, 60)
+            t1 = time.perf_counter()
+            await store.complete(Completion(job, _with_doi(small, job)))
+            t2 = time.perf_counter()
+            claim_time += t1 - t0
+            total_time += t2 - t0
+    return fill_rate, claim_time / rounds * 1e6, total_time / rounds * 1e6
+
+
+def _with_doi(res: ParseResult, job: Job) -> ParseResult:
+    return ParseResult(Paper(job.doi, "t"), res.tallies, statements=res.statements)
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--pages", type=int, default=4000)
+    parser.add_argument("--big", type=int, default=1_000_000)
+    parser.add_argument("--rounds", type=int, default=2000)
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory() as tmp:
+        base = Path(tmp)
+        print(f"completions of {STATEMENTS}-statement pages ({args.pages} pages)")
+        for batch in (100, 1):
+            pps, rps = await completions(base / f"c{batch}.sqlite", args.pages, batch)
+            print(f"  writer_batch={batch:<4} {pps:9,.0f} pages/s {rps:11,.0f} rows/s")
+        print(f"claim(1) + complete(1 statement), mean of {args.rounds}")
+        for queued in (1000, args.big):
+            fill, claim_us, both_us = await claim_complete_cost(
+                base / f"q{queued}.sqlite", queued, args.rounds
+            )
+            print(
+                f"  {queued:>9,} queued: claim {claim_us:6.0f} µs, claim+complete "
+                f"{both_us:6.0f} µs  (enqueue {fill:,.0f} jobs/s)"
+            )
+
+
+if __name__ == "__main__":
+    asyncio.run(main())

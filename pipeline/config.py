@@ -1,0 +1,191 @@
+"""Settings: one typed object, loaded from defaults < TOML file < CITEPIPE_* env < flags.
+
+Every setting is a field of `Settings`; its TOML key is the field name and its environment
+variable is `CITEPIPE_<NAME>` (upper case). A bad value raises `ConfigError` naming the
+setting and where the value came from.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from dataclasses import dataclass, fields, replace
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit
+
+from croniter import croniter
+
+from pipeline.errors import ConfigError
+
+DEFAULT_CONFIG_PATH = Path("config/citepipe.toml")
+ENV_PREFIX = "CITEPIPE_"
+LOG_LEVELS = ("debug", "info", "warning", "error")
+LOG_FORMATS = ("auto", "json", "console")
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a citepipe process can be told. Defaults are polite for a real site."""
+
+    base_url: str = "https://scite.ai"
+    db: str = "data/citepipe.sqlite"
+    concurrency: int = 16
+    per_host_concurrency: int = 2
+    request_delay: float = 1.0
+    timeout: float = 30.0
+    connect_timeout: float = 10.0
+    max_attempts: int = 5
+    quick_retries: int = 2
+    retry_base: float = 2.0
+    retry_cap: float = 900.0
+    max_page_bytes: int = 5_000_000
+    max_redirects: int = 5
+    respect_robots: bool = True
+    user_agent: str = "citepipe/0.1 (+https://github.com/citepipe/citepipe; citepipe@example.org)"
+    depth: int = 0
+    lease_seconds: float = 30.0
+    claim_batch: int = 64
+    writer_batch: int = 100
+    refresh_interval: float = 7 * 86400.0
+    refresh_min: float = 86400.0
+    refresh_max: float = 30 * 86400.0
+    schedule: str = "0 3 * * *"
+    max_duration: float = 0.0
+    selectors: str = ""
+    log_level: str = "info"
+    log_format: str = "auto"
+    progress: bool = True
+
+    def validate(self) -> Settings:
+        """Raise ConfigError for a value no run could use; return self."""
+        parts = urlsplit(self.base_url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ConfigError(f"base_url: {self.base_url!r} is not an http(s) URL")
+        positive = (
+            "concurrency",
+            "per_host_concurrency",
+            "timeout",
+            "connect_timeout",
+            "max_attempts",
+            "max_page_bytes",
+            "lease_seconds",
+            "claim_batch",
+            "writer_batch",
+            "refresh_interval",
+            "refresh_min",
+            "refresh_max",
+        )
+        for name in positive:
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)!r}")
+        for name in (
+            "request_delay",
+            "quick_retries",
+            "retry_base",
+            "retry_cap",
+            "max_redirects",
+            "depth",
+            "max_duration",
+        ):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)!r}")
+        if self.refresh_min > self.refresh_max:
+            raise ConfigError("refresh_min: must not exceed refresh_max")
+        if self.log_level not in LOG_LEVELS:
+            raise ConfigError(f"log_level: must be one of {', '.join(LOG_LEVELS)}")
+        if self.log_format not in LOG_FORMATS:
+            raise ConfigError(f"log_format: must be one of {', '.join(LOG_FORMATS)}")
+        if not croniter.is_valid(self.schedule):
+            raise ConfigError(f"schedule: {self.schedule!r} is not a cron expression")
+        if not self.user_agent.strip():
+            raise ConfigError("user_agent: must not be empty")
+        return self
+
+    @property
+    def base(self) -> str:
+        """`base_url` without a trailing slash."""
+        return self.base_url.rstrip("/")
+
+
+_FIELD_TYPES: dict[str, type] = {
+    f.name: {"str": str, "int": int, "float": float, "bool": bool}[str(f.type)]
+    for f in fields(Settings)
+}
+
+
+def setting_names() -> tuple[str, ...]:
+    return tuple(_FIELD_TYPES)
+
+
+def _coerce(name: str, value: Any, source: str) -> Any:
+    kind = _FIELD_TYPES[name]
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if kind is int:
+            if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
+                raise ValueError(value)
+            return int(value)
+        if kind is float:
+            if isinstance(value, bool):
+                raise ValueError(value)
+            return float(value)
+        return str(value)
+    except (TypeError, ValueError):
+        raise ConfigError(
+            f"{name}: {value!r} from {source} is not a valid {kind.__name__}"
+        ) from None
+
+
+def _from_mapping(values: Mapping[str, Any], source: str) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for key, value in values.items():
+        name = key.replace("-", "_")
+        if name not in _FIELD_TYPES:
+            raise ConfigError(f"{key}: unknown setting in {source}")
+        out[name] = _coerce(name, value, source)
+    return out
+
+
+def load_settings(
+    config_path: str | Path | None = None,
+    env: Mapping[str, str] | None = None,
+    overrides: Mapping[str, Any] | None = None,
+) -> Settings:
+    """Merge defaults, the TOML file, `CITEPIPE_*` variables and flags, in that order.
+
+    With no `config_path`, `config/citepipe.toml` is read if it exists; a path that was
+    named explicitly must exist.
+    """
+    merged: dict[str, Any] = {}
+    path = Path(config_path) if config_path else DEFAULT_CONFIG_PATH
+    if path.exists():
+        try:
+            data = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (OSError, tomllib.TOMLDecodeError) as exc:
+            raise ConfigError(f"config file {path}: {exc}") from None
+        table = data.get("citepipe", data)
+        if not isinstance(table, dict):
+            raise ConfigError(f"config file {path}: [citepipe] must be a table")
+        merged.update(_from_mapping(table, str(path)))
+    elif config_path:
+        raise ConfigError(f"config file {path}: not found")
+    environ = os.environ if env is None else env
+    for name in _FIELD_TYPES:
+        key = ENV_PREFIX + name.upper()
+        if key in environ:
+            merged[name] = _coerce(name, environ[key], f"${key}")
+    if overrides:
+        merged.update(
+            _from_mapping({k: v for k, v in overrides.items() if v is not None}, "the command line")
+        )
+    return replace(Settings(), **merged).validate()

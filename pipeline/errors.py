@@ -1,0 +1,85 @@
+"""The one exception tree of citepipe. Each class's docstring is its default message.
+
+    PipelineError
+    ├── ConfigError            a setting is missing or has a bad value
+    ├── BadInputError          a line of a DOI list is not a DOI
+    ├── FetchError             a page could not be fetched
+    │   ├── TransientFetchError   worth retrying: timeout, reset, truncated, 408/429/5xx
+    │   └── PermanentFetchError   not worth retrying: 404/410, wrong type, too large,
+    │                             off-site redirect, redirect loop
+    ├── ParseError             a 200 page is not a report (layout drift, captcha, login wall)
+    └── StoreError             the store failed (driver errors are translated to this)
+
+Driver exceptions (aiohttp, asyncio timeouts, sqlite3, asyncpg) are translated into this tree
+at exactly one place each: `fetcher.py` for HTTP, the store implementation for databases.
+"""
+
+from __future__ import annotations
+
+
+class PipelineError(Exception):
+    """citepipe failed."""
+
+    def __init__(self, message: str | None = None) -> None:
+        super().__init__(message or (self.__doc__ or "").strip())
+
+    @property
+    def message(self) -> str:
+        return str(self.args[0]) if self.args else ""
+
+
+class ConfigError(PipelineError):
+    """A setting is missing or has a bad value."""
+
+
+class BadInputError(PipelineError):
+    """An input line is not a valid DOI."""
+
+
+class FetchError(PipelineError):
+    """A page could not be fetched."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        url: str = "",
+        status: int | None = None,
+        reason: str = "fetch",
+    ) -> None:
+        super().__init__(message)
+        self.url = url
+        self.status = status
+        self.reason = reason
+
+
+class TransientFetchError(FetchError):
+    """A page could not be fetched this time; retrying may help."""
+
+    def __init__(
+        self,
+        message: str | None = None,
+        *,
+        url: str = "",
+        status: int | None = None,
+        reason: str = "transient",
+        retry_after: float | None = None,
+    ) -> None:
+        super().__init__(message, url=url, status=status, reason=reason)
+        self.retry_after = retry_after
+
+
+class PermanentFetchError(FetchError):
+    """A page cannot be fetched; retrying will not help."""
+
+
+class ParseError(PipelineError):
+    """The page is not a citation report."""
+
+    def __init__(self, message: str | None = None, *, missing: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.missing = missing
+
+
+class StoreError(PipelineError):
+    """The store failed."""

@@ -1,0 +1,261 @@
+"""The fetch layer: the `Fetcher` protocol and its aiohttp implementation.
+
+`AiohttpFetcher` keeps one session per process, applies timeouts, a size cap and a content
+type check, follows redirects itself (only within the site: same scheme, host and port as
+the base URL; nothing is ever requested from another host), sends conditional requests,
+and maps every aiohttp/timeout error to our tree in exactly one place (`_translate`):
+
+- TransientFetchError: timeouts, connection errors, resets, truncated bodies, 408/429/5xx
+- PermanentFetchError: 404/410 and other 4xx, not HTML, too large, off-site redirect, loop
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
+from typing import NoReturn, Protocol
+from urllib.parse import urljoin
+
+import aiohttp
+from yarl import URL
+
+from pipeline.config import Settings
+from pipeline.errors import FetchError, PermanentFetchError, TransientFetchError
+from pipeline.models import Page, Validators
+from pipeline.politeness import Politeness, host_key
+
+TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
+REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
+PAUSE_STATUSES = frozenset({429, 503})
+DEFAULT_PAUSE = 5.0  # seconds a 429/503 without Retry-After holds the host
+_CHUNK = 64 * 1024
+
+
+class Fetcher(Protocol):
+    """Fetches one page; raises TransientFetchError or PermanentFetchError."""
+
+    async def fetch(self, url: str, validators: Validators | None = None) -> Page: ...
+
+    async def close(self) -> None: ...
+
+
+def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
+    """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP date."""
+    if not value:
+        return None
+    value = value.strip()
+    if value.isdigit():
+        return float(value)
+    try:
+        when = parsedate_to_datetime(value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    if when.tzinfo is None:
+        when = when.replace(tzinfo=UTC)
+    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+
+
+@contextmanager
+def _translate(url: str) -> Iterator[None]:
+    """The one place where aiohttp and timeout errors become ours."""
+    try:
+        yield
+    except FetchError:
+        raise
+    except TimeoutError as exc:
+        raise TransientFetchError(f"timeout fetching {url}", url=url, reason="timeout") from exc
+    except aiohttp.ClientPayloadError as exc:
+        raise TransientFetchError(
+            f"truncated body from {url}: {exc}", url=url, reason="truncated body"
+        ) from exc
+    except aiohttp.ClientConnectionError as exc:
+        raise TransientFetchError(
+            f"connection error for {url}: {exc!r}", url=url, reason="connection error"
+        ) from exc
+    except aiohttp.ClientResponseError as exc:
+        raise TransientFetchError(
+            f"bad response from {url}: {exc}", url=url, reason="bad response"
+        ) from exc
+    except aiohttp.ClientError as exc:
+        raise TransientFetchError(
+            f"client error for {url}: {exc!r}", url=url, reason="client error"
+        ) from exc
+
+
+class AiohttpFetcher:
+    """Fetcher over one aiohttp session, polite through a `Politeness` per host."""
+
+    def __init__(self, settings: Settings, *, session: aiohttp.ClientSession | None = None) -> None:
+        self._settings = settings
+        self._site = host_key(settings.base_url)
+        self._session = session
+        self._own_session = session is None
+        self.politeness = Politeness(
+            per_host_concurrency=settings.per_host_concurrency,
+            request_delay=settings.request_delay,
+            user_agent=settings.user_agent,
+            respect_robots=settings.respect_robots,
+            get_robots=self._get_robots,
+        )
+
+    @property
+    def session(self) -> aiohttp.ClientSession:
+        if self._session is None:
+            s = self._settings
+            self._session = aiohttp.ClientSession(
+                timeout=aiohttp.ClientTimeout(
+                    total=s.timeout, sock_connect=s.connect_timeout, sock_read=s.timeout
+                ),
+                connector=aiohttp.TCPConnector(limit=max(s.concurrency * 2, 8), ttl_dns_cache=300),
+                headers={"User-Agent": s.user_agent, "Accept": "text/html"},
+                cookie_jar=aiohttp.DummyCookieJar(),
+            )
+        return self._session
+
+    async def close(self) -> None:
+        if self._session is not None and self._own_session:
+            await self._session.close()
+        self._session = None
+
+    async def _get_robots(self, url: str) -> str | None:
+        """robots.txt text, or None when there is none to honour (4xx, or unreachable)."""
+        try:
+            with _translate(url):
+                async with self.session.get(URL(url, encoded=True), allow_redirects=False) as resp:
+                    if resp.status != 200:
+                        return None
+                    return (await resp.read())[: self._settings.max_page_bytes].decode(
+                        "utf-8", "replace"
+                    )
+        except TransientFetchError:
+            return None
+
+    def _on_site(self, url: str) -> bool:
+        return host_key(url) == self._site
+
+    async def fetch(self, url: str, validators: Validators | None = None) -> Page:
+        """GET `url`, following on-site redirects; return the final page or a 304."""
+        headers: dict[str, str] = {}
+        if validators is not None:
+            if validators.etag:
+                headers["If-None-Match"] = validators.etag
+            if validators.last_modified:
+                headers["If-Modified-Since"] = validators.last_modified
+        seen = {url}
+        current = url
+        for _ in range(self._settings.max_redirects + 1):
+            if not self._on_site(current):
+                raise PermanentFetchError(
+                    f"redirect off the site to {current}", url=url, reason="off-site redirect"
+                )
+            page_or_location = await self._request(current, headers)
+            if isinstance(page_or_location, Page):
+                return Page(
+                    url=url,
+                    final_url=page_or_location.final_url,
+                    status=page_or_location.status,
+                    body=page_or_location.body,
+                    etag=page_or_location.etag,
+                    last_modified=page_or_location.last_modified,
+                )
+            current = urljoin(current, page_or_location)
+            if current in seen:
+                raise PermanentFetchError(
+                    f"redirect loop at {current}", url=url, reason="redirect loop"
+                )
+            seen.add(current)
+        raise PermanentFetchError(
+            f"more than {self._settings.max_redirects} redirects",
+            url=url,
+            reason="too many redirects",
+        )
+
+    async def _request(self, url: str, headers: dict[str, str]) -> Page | str:
+        """One request: a Page, or the Location of a redirect."""
+        with _translate(url):
+            async with (
+                self.politeness.slot(url),
+                self.session.get(
+                    URL(url, encoded=True), headers=headers, allow_redirects=False
+                ) as resp,
+            ):
+                status = resp.status
+                if status in REDIRECT_STATUSES:
+                    location = resp.headers.get("Location")
+                    if not location:
+                        raise PermanentFetchError(
+                            f"redirect without Location from {url}",
+                            url=url,
+                            status=status,
+                            reason="bad redirect",
+                        )
+                    return location
+                if status == 304:
+                    return Page(
+                        url=url,
+                        final_url=url,
+                        status=304,
+                        body=b"",
+                        etag=resp.headers.get("ETag"),
+                        last_modified=resp.headers.get("Last-Modified"),
+                    )
+                if status != 200:
+                    self._raise_for_status(url, status, resp.headers.get("Retry-After"))
+                if resp.content_type != "text/html":
+                    raise PermanentFetchError(
+                        f"not an HTML page ({resp.content_type or 'no type'}) at {url}",
+                        url=url,
+                        status=status,
+                        reason=f"not html ({resp.content_type})",
+                    )
+                body = await self._read_capped(resp, url)
+                return Page(
+                    url=url,
+                    final_url=str(resp.url),
+                    status=200,
+                    body=body,
+                    etag=resp.headers.get("ETag"),
+                    last_modified=resp.headers.get("Last-Modified"),
+                )
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _raise_for_status(self, url: str, status: int, retry_after_header: str | None) -> NoReturn:
+        if status in TRANSIENT_STATUSES:
+            retry_after = parse_retry_after(retry_after_header)
+            if status in PAUSE_STATUSES:
+                self.politeness.pause(
+                    url, retry_after if retry_after is not None else DEFAULT_PAUSE
+                )
+            raise TransientFetchError(
+                f"HTTP {status} from {url}",
+                url=url,
+                status=status,
+                reason=f"http {status}",
+                retry_after=retry_after,
+            )
+        reason = "not found" if status in (404, 410) else f"http {status}"
+        raise PermanentFetchError(
+            f"HTTP {status} from {url}",
+            url=url,
+            status=status,
+            reason=f"{reason} ({status})" if status in (404, 410) else reason,
+        )
+
+    async def _read_capped(self, resp: aiohttp.ClientResponse, url: str) -> bytes:
+        cap = self._settings.max_page_bytes
+        if resp.content_length is not None and resp.content_length > cap:
+            raise PermanentFetchError(
+                f"page larger than {cap} bytes at {url}", url=url, reason="too large"
+            )
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(_CHUNK):
+            size += len(chunk)
+            if size > cap:
+                raise PermanentFetchError(
+                    f"page larger than {cap} bytes at {url}", url=url, reason="too large"
+                )
+            chunks.append(chunk)
+        return b"".join(chunks)

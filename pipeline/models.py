@@ -1,0 +1,199 @@
+"""Values that flow through the pipeline: frozen dataclasses, no behaviour beyond derivation.
+
+A `Job` is one page of one report to fetch; a `Page` is what the fetcher brought back; a
+`ParseResult` is what a site profile read from it; a `Completion` is what the store commits
+for a finished job, in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Literal
+
+StatementType = Literal["supporting", "mentioning", "contrasting"]
+JobState = Literal["queued", "leased", "done", "failed", "dead"]
+JOB_STATES: tuple[JobState, ...] = ("queued", "leased", "done", "failed", "dead")
+
+
+@dataclass(frozen=True, slots=True)
+class NewJob:
+    """A page to enqueue. `(doi, page)` is the job's identity in the queue.
+
+    `round` forces a refresh: a finished job with a lower round is queued again (the cron
+    crawl bumps it); with the same or a higher round, enqueueing does nothing.
+    """
+
+    doi: str
+    url: str
+    page: int = 1
+    depth: int = 0
+    round: int = 0
+    not_before: datetime | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Job:
+    """A claimed job. `attempts` counts this attempt too (it is bumped at claim)."""
+
+    id: int
+    doi: str
+    url: str
+    page: int
+    attempts: int
+    depth: int
+    round: int = 0
+    etag: str | None = None
+    last_modified: str | None = None
+    content_hash: str | None = None
+    next_url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Validators:
+    """HTTP cache validators for a conditional request."""
+
+    etag: str | None = None
+    last_modified: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Page:
+    """A fetched page. `status` 304 means not modified: `body` is then empty."""
+
+    url: str
+    final_url: str
+    status: int
+    body: bytes
+    etag: str | None = None
+    last_modified: str | None = None
+
+    @property
+    def not_modified(self) -> bool:
+        return self.status == 304
+
+
+@dataclass(frozen=True, slots=True)
+class Paper:
+    """A paper's metadata. Citers are partial papers: only doi/title/year/journal."""
+
+    doi: str
+    title: str | None
+    year: int | None = None
+    publication_date: str | None = None
+    journal: str | None = None
+    abstract: str | None = None
+    abstract_truncated: bool | None = None
+    report_url: str | None = None
+    authors: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """A report's counts. None means the page did not say (unknown), never zero."""
+
+    supporting: int | None = None
+    mentioning: int | None = None
+    contrasting: int | None = None
+    citing_publications: int | None = None
+    citation_statements: int | None = None
+    references_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Facet:
+    facet: str
+    label: str
+    count: int | None
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A citation statement on a report; identity is (cited doi, citing_doi, snippet)."""
+
+    citing_doi: str
+    snippet: str
+    citing_title: str | None = None
+    citing_year: int | None = None
+    citing_journal: str | None = None
+    section: str | None = None
+    type: StatementType | None = None
+    confidence: float | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ParseResult:
+    """Everything one report page says."""
+
+    paper: Paper
+    tallies: Tally
+    facets: tuple[Facet, ...] = ()
+    statements: tuple[Statement, ...] = ()
+    next_page_url: str | None = None
+
+    @property
+    def citing_papers(self) -> tuple[Paper, ...]:
+        """Partial papers for each distinct citer, first mention wins."""
+        seen: dict[str, Paper] = {}
+        for s in self.statements:
+            if s.citing_doi not in seen:
+                seen[s.citing_doi] = Paper(
+                    doi=s.citing_doi,
+                    title=s.citing_title,
+                    year=s.citing_year,
+                    journal=s.citing_journal,
+                )
+        return tuple(seen.values())
+
+
+@dataclass(frozen=True, slots=True)
+class Completion:
+    """A finished job for the store to commit in one transaction.
+
+    `result` is None when the page was not modified (a 304, or a body whose
+    `content_hash` equals the stored one): the visit is recorded and nothing else written.
+    """
+
+    job: Job
+    result: ParseResult | None
+    follow_ups: tuple[NewJob, ...] = ()
+    etag: str | None = None
+    last_modified: str | None = None
+    content_hash: str | None = None
+    fetched_at: datetime | None = None
+    final_url: str | None = None  # where a redirect led (on the site): fetch it there next time
+
+
+@dataclass(frozen=True, slots=True)
+class DeadReason:
+    reason: str
+    count: int
+
+
+@dataclass(frozen=True, slots=True)
+class Stats:
+    """What `citepipe status` shows."""
+
+    jobs_by_state: dict[str, int]
+    dead_by_reason: tuple[DeadReason, ...]
+    incomplete_reports: int
+    rows_by_table: dict[str, int]
+    pages_last_minute: int = 0
+    pages_last_hour: int = 0
+    active_runs: tuple[RunInfo, ...] = field(default=())
+
+
+RUN_HEARTBEAT = 10.0  # seconds between a running process's heartbeats
+RUN_STALE_AFTER = 3 * RUN_HEARTBEAT  # no heartbeat for this long: the run is gone
+
+
+@dataclass(frozen=True, slots=True)
+class RunInfo:
+    """A citepipe process registered in the store (for overlap detection and status)."""
+
+    id: int
+    kind: str
+    host: str
+    pid: int
+    started_at: str
+    heartbeat_at: str

@@ -1,0 +1,185 @@
+"""Pure normalisers for what a report page says: DOIs, text, numbers, dates, types.
+
+Every rule here is the contract's (`shared/spec/report-page.md`, Normalisation); the
+parser, the input reader and the local site all go through these functions. None of them
+raises on odd input except `normalise_doi`, whose job is to reject what is not a DOI.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+import unicodedata
+from datetime import date
+from urllib.parse import quote, unquote
+
+from pipeline.errors import BadInputError
+from pipeline.models import StatementType
+
+# `[0-9]`, not `\d`: `\d` also matches other scripts' digits; `\Z`, not `$`: `$` accepts a
+# trailing newline, which a percent-decoded `%0A` would smuggle in.
+DOI_RE = re.compile(r"^10\.[0-9]{4,9}/\S+\Z")
+_DOI_PREFIX_RE = re.compile(r"^(?:doi:\s*|(?:https?://)?(?:dx\.|www\.)?doi\.org/)", re.IGNORECASE)
+# A grouped number (`1,234,567`) or a plain run of digits.
+_INT_RE = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])|[0-9]+")
+_INT_MAX = 2**63 - 1  # what the store's INTEGER columns hold
+_PERCENT_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*%")
+_NUMBER_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
+_DATE_RE = re.compile(r"^\s*([0-9]{4})(?:[/-]([0-9]{1,2})(?:[/-]([0-9]{1,2}))?)?\s*\Z")
+_YEAR_RE = re.compile(r"(?<![0-9])([0-9]{4})(?![0-9])")
+_OPEN_QUOTES = "\u201c\u201e\u00ab"
+_CLOSE_QUOTES = "\u201d\u00bb"
+_TYPES: dict[str, StatementType] = {
+    "supporting": "supporting",
+    "mentioning": "mentioning",
+    "contrasting": "contrasting",
+    "contradicting": "contrasting",
+}
+_TYPE_WORD_RE = re.compile(r"\b(supporting|mentioning|contrasting|contradicting)\b")
+
+
+def doi_or_none(raw: str) -> str | None:
+    """The normalised DOI, or None when `raw` is not one."""
+    s = _DOI_PREFIX_RE.sub("", raw.strip(), count=1).strip()
+    s = unquote(s).lower()
+    return s if DOI_RE.match(s) else None
+
+
+def normalise_doi(raw: str) -> str:
+    """Trim, drop `doi:`/resolver prefixes, percent-decode, lowercase; raise if not a DOI."""
+    doi = doi_or_none(raw)
+    if doi is None:
+        raise BadInputError(f"not a DOI: {raw.strip()[:200]!r}")
+    return doi
+
+
+def doi_path(doi: str) -> str:
+    """The DOI as it goes into a report address: percent-encoded where needed, `/` kept."""
+    return quote(doi, safe="/;:@&=+$,!*'()[]~-._")
+
+
+def report_address(base_url: str, doi: str) -> str:
+    """`{base}/reports/{doi}`: the address that answers (or redirects) for a DOI's report."""
+    return f"{base_url.rstrip('/')}/reports/{doi_path(doi)}"
+
+
+def clean_text(text: str | None) -> str | None:
+    """NFC, whitespace runs folded to one space, trimmed; empty becomes None."""
+    if text is None:
+        return None
+    # str.split() splits on exactly what `\s` matches, and is several times faster.
+    return " ".join(unicodedata.normalize("NFC", text).split()) or None
+
+
+def strip_snippet_quotes(text: str) -> str:
+    """Remove the quotes the site wraps a snippet in; keep the ellipses that mark a cut.
+
+    Typographic quotes are stripped at either end on their own (a cut snippet may lose
+    one); straight `"` only when they wrap the whole text, since a snippet may end with
+    a quotation of its own.
+    """
+    s = text.strip()
+    if len(s) >= 2 and s[0] == '"' and s[-1] == '"':
+        return s[1:-1].strip()
+    if s[:1] in _OPEN_QUOTES:
+        s = s[1:]
+    if s[-1:] in _CLOSE_QUOTES:
+        s = s[:-1]
+    return s.strip()
+
+
+def strip_label(text: str | None, label: str) -> str | None:
+    """Drop a leading `Label:` (case-insensitive; the colon is required) and clean.
+
+    The colon is what makes it a label: a section called `Sections of interest` keeps
+    its first word.
+    """
+    if text is None:
+        return None
+    s = text.strip()
+    head = label.strip().rstrip(":").rstrip()
+    if head and s[: len(head)].lower() == head.lower():
+        rest = s[len(head) :].lstrip()
+        if rest.startswith(":"):
+            s = rest[1:]
+    return clean_text(s)
+
+
+def parse_int(text: str | None) -> int | None:
+    """The first integer in `text`, thousands separators allowed (`1,234`); None if none.
+
+    Numbers beyond a 64-bit integer are not counts: None.
+    """
+    if not text:
+        return None
+    m = _INT_RE.search(text)
+    if m is None:
+        return None
+    digits = m.group(0).replace(",", "")
+    if len(digits) > 19:
+        return None
+    value = int(digits)
+    return value if value <= _INT_MAX else None
+
+
+def parse_confidence(text: str | None) -> float | None:
+    """`confidence: 90%` -> 0.9; a bare number <= 1 is taken as a fraction already."""
+    if not text:
+        return None
+    m = _PERCENT_RE.search(text)
+    if m is not None:
+        value = float(m.group(1)) / 100.0
+    else:
+        n = _NUMBER_RE.search(text)
+        if n is None:
+            return None
+        value = float(n.group(0))
+        if value > 1:
+            value /= 100.0
+    if not 0.0 <= value <= 1.0:
+        return None
+    return round(value, 6)
+
+
+def parse_statement_type(text: str | None) -> StatementType | None:
+    """`Mentioning` -> `mentioning`; the older `contradicting` means `contrasting`."""
+    if not text:
+        return None
+    key = text.strip().lower()
+    found = _TYPES.get(key)
+    if found is None:
+        m = _TYPE_WORD_RE.search(key)
+        found = _TYPES[m.group(1)] if m else None
+    return found
+
+
+def parse_date(text: str | None) -> tuple[int | None, str | None]:
+    """(`year`, ISO date or None) from `YYYY/MM/DD`, `YYYY-MM-DD` or `YYYY`.
+
+    A date that does not exist (`2012/02/31`) keeps its year and loses its day.
+    """
+    if not text:
+        return None, None
+    m = _DATE_RE.match(text)
+    if m is None:
+        return parse_year(text), None
+    year = int(m.group(1))
+    if m.group(2) and m.group(3):
+        try:
+            return year, date(year, int(m.group(2)), int(m.group(3))).isoformat()
+        except ValueError:
+            pass
+    return year, None
+
+
+def parse_year(text: str | None) -> int | None:
+    """The first four-digit year in `text`."""
+    if not text:
+        return None
+    m = _YEAR_RE.search(text)
+    return int(m.group(1)) if m else None
+
+
+def snippet_hash(snippet: str) -> str:
+    """Stable hash of a snippet's normalised text: part of a statement's identity."""
+    return hashlib.sha1(snippet.encode("utf-8")).hexdigest()

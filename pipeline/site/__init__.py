@@ -1,0 +1,46 @@
+"""The local citation site: serves contract report pages from a data set, with faults.
+
+`dataset` holds the records, the generator, JSONL I/O and the ground truth
+(`expected_page`); `render` writes the HTML; `faults` decides which request gets which
+fault; `server` runs it (`CitationSite`, `serve_forever`, `citepipe site`).
+"""
+
+from __future__ import annotations
+
+from pipeline.site.dataset import (
+    GeneratedReports,
+    SiteReport,
+    SiteStatement,
+    demo_dataset_path,
+    expected_page,
+    generate,
+    iter_dataset,
+    load_dataset,
+    page_count,
+    page_url,
+    write_dataset,
+)
+from pipeline.site.faults import Fault, FaultSpec, FaultSpecError
+from pipeline.site.render import render_page
+from pipeline.site.server import CitationSite, RequestRecord, serve_forever
+
+__all__ = [
+    "CitationSite",
+    "Fault",
+    "FaultSpec",
+    "FaultSpecError",
+    "GeneratedReports",
+    "RequestRecord",
+    "SiteReport",
+    "SiteStatement",
+    "demo_dataset_path",
+    "expected_page",
+    "generate",
+    "iter_dataset",
+    "load_dataset",
+    "page_count",
+    "page_url",
+    "render_page",
+    "serve_forever",
+    "write_dataset",
+]

@@ -1,0 +1,267 @@
+"""Fault injection for the local citation site: which request gets which fault.
+
+A fault spec is a comma-separated list of `NAME=VALUE` items (spaces ignored)::
+
+    500=0.05,429=0.05,reset=0.03,truncate=0.03,slow=0.02@1,captcha=0.01,first=1,seed=7
+
+*Transient* kinds take a rate, the chance that one attempt at a URL gets the fault, decided
+per (URL, attempt number) by a seeded hash, so a run is reproducible. Their rates add up
+to at most 1; `KIND=RATE@N` limits that kind to the first N attempts of each URL, and
+`first=N` does so for every transient kind without its own `@N`. With a limit, a client
+that retries long enough ends with every page.
+
+    500 502 503   that status, a small HTML error page
+    429           429 with `Retry-After: <seconds>`
+    429-date      429 with `Retry-After: <HTTP date>`
+    503-date      503 with `Retry-After: <HTTP date>`
+    reset         headers and part of the body, then a TCP reset
+    truncate      `Content-Length` larger than the bytes sent, then the connection closes
+    slow          the normal answer after `delay` seconds
+
+*Permanent* kinds take a rate decided per report (per DOI, not per attempt): a report that
+draws one gets it on every request to any of its pages, always. `FaultSpec(permanent=
+{doi: kind})` assigns them to chosen DOIs; `spec.permanent_fault(doi)` tells a test which
+DOIs must end dead and why.
+
+    captcha       200 text/html challenge page: no DOI, no tallies (not a report)
+    login         200 text/html login wall (not a report)
+    json          200 application/json
+    image         200 image/png
+    offsite       302 to another host (`http://127.0.0.2:9/elsewhere` by default)
+    loop          302 between /reports/{doi} and /reports/{slug}, forever
+
+Options: `first=N`; `seed=N` (default 0); `delay=SECONDS` for `slow` (default 2);
+`retry-after=SECONDS` for 429/503 (default 1). A rate may be written `5%`. Anything else
+is a `FaultSpecError` that says what is wrong and where.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from types import MappingProxyType
+
+from pipeline.errors import ConfigError
+from pipeline.normalise import doi_or_none
+from pipeline.site.style import stable_hash
+
+TRANSIENT_KINDS = ("500", "502", "503", "429", "429-date", "503-date", "reset", "truncate", "slow")
+PERMANENT_KINDS = ("captcha", "login", "json", "image", "offsite", "loop")
+OPTIONS = ("first", "seed", "delay", "retry-after")
+_SCALE = float(1 << 64)
+
+
+class FaultSpecError(ConfigError, ValueError):
+    """A fault spec is not valid."""
+
+
+@dataclass(frozen=True, slots=True)
+class Fault:
+    """One fault kind with its rate; `first` limits a transient kind to early attempts."""
+
+    kind: str
+    rate: float
+    first: int | None = None
+
+
+@dataclass(frozen=True)
+class FaultSpec:
+    """Which faults the site injects; see the module docstring. Empty means none."""
+
+    transient: tuple[Fault, ...] = ()
+    permanent_rates: tuple[Fault, ...] = ()
+    permanent: Mapping[str, str] = field(default_factory=dict, hash=False)
+    first: int | None = None
+    seed: int = 0
+    delay: float = 2.0
+    retry_after: int = 1
+
+    def __post_init__(self) -> None:
+        for f in self.transient:
+            if f.kind not in TRANSIENT_KINDS:
+                raise FaultSpecError(
+                    f"{f.kind!r} is not a transient fault kind "
+                    f"(known: {', '.join(TRANSIENT_KINDS)})"
+                )
+            if f.first is not None and f.first < 1:
+                raise FaultSpecError(f"{f.kind}: first must be >= 1")
+        for f in self.permanent_rates:
+            if f.kind not in PERMANENT_KINDS:
+                raise FaultSpecError(
+                    f"{f.kind!r} is not a permanent fault kind "
+                    f"(known: {', '.join(PERMANENT_KINDS)})"
+                )
+        for group in (self.transient, self.permanent_rates):
+            for f in group:
+                if not 0.0 <= f.rate <= 1.0:
+                    raise FaultSpecError(f"{f.kind}: rate {f.rate} is not between 0 and 1")
+            if sum(f.rate for f in group) > 1.0 + 1e-9:
+                raise FaultSpecError(
+                    "the rates of "
+                    + ("transient" if group is self.transient else "permanent")
+                    + " faults add up to more than 1"
+                )
+        if self.first is not None and self.first < 1:
+            raise FaultSpecError("first must be >= 1")
+        if self.delay < 0 or self.retry_after < 0 or self.seed < 0:
+            raise FaultSpecError("delay, retry-after and seed must be >= 0")
+        fixed: dict[str, str] = {}
+        for doi, kind in self.permanent.items():
+            if kind not in PERMANENT_KINDS:
+                raise FaultSpecError(
+                    f"{doi}: {kind!r} is not a permanent fault kind "
+                    f"(known: {', '.join(PERMANENT_KINDS)})"
+                )
+            fixed[doi_or_none(doi) or doi.strip().lower()] = kind
+        object.__setattr__(self, "permanent", MappingProxyType(fixed))
+
+    # ------------------------------------------------------------------ parsing
+
+    @classmethod
+    def parse(cls, text: str) -> FaultSpec:
+        """Parse a spec string (grammar in the module docstring); raise FaultSpecError."""
+        transient: list[Fault] = []
+        permanent: list[Fault] = []
+        opts: dict[str, float] = {}
+        seen: set[str] = set()
+        for pos, raw in enumerate(text.split(","), 1):
+            item = raw.strip().replace(" ", "")
+            if not item:
+                if text.strip():
+                    raise FaultSpecError(f"fault spec {text!r}: empty item at position {pos}")
+                continue
+            where = f"fault spec item {pos} ({raw.strip()!r})"
+            name, eq, value = item.partition("=")
+            name = name.lower()
+            if not eq or not value:
+                raise FaultSpecError(f"{where}: expected NAME=VALUE")
+            if name in seen:
+                raise FaultSpecError(f"{where}: {name} given twice")
+            seen.add(name)
+            if name in OPTIONS:
+                opts[name] = _number(value, where, integer=name in ("first", "seed"))
+                continue
+            if name not in TRANSIENT_KINDS and name not in PERMANENT_KINDS:
+                raise FaultSpecError(
+                    f"{where}: unknown fault {name!r}; transient kinds: "
+                    f"{', '.join(TRANSIENT_KINDS)}; permanent kinds: "
+                    f"{', '.join(PERMANENT_KINDS)}; options: {', '.join(OPTIONS)}"
+                )
+            rate_text, at, first_text = value.partition("@")
+            rate = _rate(rate_text, where)
+            first = int(_number(first_text, where, integer=True)) if at else None
+            if name in PERMANENT_KINDS:
+                if at:
+                    raise FaultSpecError(
+                        f"{where}: {name} is permanent (per DOI); "
+                        "@N applies to transient kinds only"
+                    )
+                permanent.append(Fault(name, rate))
+            else:
+                if first is not None and first < 1:
+                    raise FaultSpecError(f"{where}: @N needs N >= 1")
+                transient.append(Fault(name, rate, first))
+        try:
+            return cls(
+                transient=tuple(transient),
+                permanent_rates=tuple(permanent),
+                first=int(opts["first"]) if "first" in opts else None,
+                seed=int(opts.get("seed", 0)),
+                delay=float(opts.get("delay", 2.0)),
+                retry_after=math.ceil(opts.get("retry-after", 1)),
+            )
+        except FaultSpecError as exc:
+            raise FaultSpecError(f"fault spec {text!r}: {exc}") from exc
+
+    @classmethod
+    def coerce(cls, spec: FaultSpec | str | None) -> FaultSpec:
+        """A FaultSpec from a spec, a spec string, or None (no faults)."""
+        if spec is None:
+            return cls()
+        if isinstance(spec, FaultSpec):
+            return spec
+        return cls.parse(spec)
+
+    def __str__(self) -> str:
+        items = [
+            f"{f.kind}={f.rate:g}" + (f"@{f.first}" if f.first else "") for f in self.transient
+        ]
+        items += [f"{f.kind}={f.rate:g}" for f in self.permanent_rates]
+        if self.first is not None:
+            items.append(f"first={self.first}")
+        if self.seed:
+            items.append(f"seed={self.seed}")
+        if self.delay != 2.0:
+            items.append(f"delay={self.delay:g}")
+        if self.retry_after != 1:
+            items.append(f"retry-after={self.retry_after}")
+        if self.permanent:
+            items.append(f"+{len(self.permanent)} assigned")
+        return ",".join(items) or "none"
+
+    # ------------------------------------------------------------------ decisions
+
+    @property
+    def active(self) -> bool:
+        """True if this spec can inject anything at all."""
+        return bool(
+            any(f.rate > 0 for f in self.transient)
+            or any(f.rate > 0 for f in self.permanent_rates)
+            or self.permanent
+        )
+
+    def transient_fault(self, path_qs: str, attempt: int) -> str | None:
+        """The transient fault for attempt `attempt` (1-based) at `path_qs`, or None."""
+        if not self.transient:
+            return None
+        u = stable_hash("transient", self.seed, path_qs, attempt) / _SCALE
+        edge = 0.0
+        for f in self.transient:
+            edge += f.rate
+            if u < edge:
+                limit = f.first if f.first is not None else self.first
+                return f.kind if limit is None or attempt <= limit else None
+        return None
+
+    def permanent_fault(self, doi: str) -> str | None:
+        """The permanent fault of the report `doi` (normalised), or None."""
+        kind = self.permanent.get(doi)
+        if kind is not None or not self.permanent_rates:
+            return kind
+        u = stable_hash("permanent", self.seed, doi) / _SCALE
+        edge = 0.0
+        for f in self.permanent_rates:
+            edge += f.rate
+            if u < edge:
+                return f.kind
+        return None
+
+    def dead(self, dois: Iterable[str]) -> dict[str, str]:
+        """Of `dois`, those a correct client must end with as failed, and the fault."""
+        out: dict[str, str] = {}
+        for doi in dois:
+            kind = self.permanent_fault(doi)
+            if kind is not None:
+                out[doi] = kind
+        return out
+
+
+def _rate(text: str, where: str) -> float:
+    pct = text.endswith("%")
+    value = _number(text[:-1] if pct else text, where, integer=False)
+    value = value / 100.0 if pct else value
+    if not 0.0 <= value <= 1.0:
+        raise FaultSpecError(f"{where}: rate {text!r} is not between 0 and 1")
+    return value
+
+
+def _number(text: str, where: str, *, integer: bool) -> float:
+    try:
+        value = int(text) if integer else float(text)
+    except ValueError:
+        kind = "an integer" if integer else "a number"
+        raise FaultSpecError(f"{where}: {text!r} is not {kind}") from None
+    if value < 0 or not math.isfinite(value):
+        raise FaultSpecError(f"{where}: {text!r} must be >= 0")
+    return float(value)

@@ -1,0 +1,37 @@
+"""The store: the crawl's work queue and its results, behind the `Store` protocol.
+
+`open_store` picks the implementation from a path or URL; call `open()` on the result (or
+use it with `async with`).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+from pipeline.errors import StoreError
+from pipeline.store.base import EXPORT_TABLES, Store
+from pipeline.store.memory import MemoryStore
+from pipeline.store.sqlite import SQLiteStore
+
+__all__ = ["EXPORT_TABLES", "MemoryStore", "SQLiteStore", "Store", "open_store"]
+
+
+def open_store(url_or_path: str | os.PathLike[str], **opts: Any) -> Store:
+    """The store for a location: a file path or `sqlite:///path` (SQLAlchemy style:
+    `sqlite:////abs/path` is absolute), `memory://` for the in-memory fake;
+    `postgresql://` is not available yet. `opts` go to the constructor."""
+    target = os.fspath(url_or_path)
+    scheme = target.split("://", 1)[0].lower() if "://" in target else ""
+    if scheme in ("postgresql", "postgres"):
+        raise StoreError("PostgreSQL store: not yet")
+    if scheme == "memory":
+        return MemoryStore(**opts)
+    if scheme == "sqlite":
+        path = target[len("sqlite:///") :] if target.startswith("sqlite:///") else ""
+        if not path:
+            raise StoreError(f"bad SQLite URL {target!r}: expected sqlite:///path")
+        return SQLiteStore(path, **opts)
+    if scheme:
+        raise StoreError(f"unknown store URL scheme {scheme!r}")
+    return SQLiteStore(target, **opts)

@@ -1,0 +1,375 @@
+"""The store's rules as pure functions, shared by every implementation.
+
+A batch of completions becomes a `WritePlan`: for each named write (the queries of
+`sql/queries.sql`), the rows it receives, in order. SQLite runs the plan with one
+`executemany` per write, the in-memory fake applies it to dicts, PostgreSQL will run it
+with its own SQL: the rules (what is written, adaptive refresh, tally history) live here
+once, so the implementations cannot drift apart.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import Any, Protocol
+
+from pipeline.errors import StoreError
+from pipeline.models import Completion, Job, NewJob, ParseResult, Tally
+from pipeline.normalise import snippet_hash
+
+Params = dict[str, Any]
+
+TALLY_FIELDS = (
+    "supporting",
+    "mentioning",
+    "contrasting",
+    "citing_publications",
+    "citation_statements",
+    "references_count",
+)
+
+# Columns of every table a user may export, in schema order, and each table's key.
+COLUMNS: dict[str, tuple[str, ...]] = {
+    "papers": (
+        "doi",
+        "title",
+        "year",
+        "publication_date",
+        "journal",
+        "abstract",
+        "abstract_truncated",
+        "report_url",
+        "first_seen_at",
+        "last_crawled_at",
+        "incomplete",
+        "refresh_interval",
+        "next_refresh_at",
+    ),
+    "authors": ("doi", "position", "name"),
+    "tallies": ("doi", *TALLY_FIELDS, "observed_at"),
+    "tally_history": ("id", "doi", *TALLY_FIELDS, "observed_at"),
+    "facets": ("doi", "facet", "label", "count"),
+    "statements": (
+        "id",
+        "cited_doi",
+        "citing_doi",
+        "snippet",
+        "snippet_hash",
+        "section",
+        "type",
+        "confidence",
+        "first_seen_at",
+        "last_seen_at",
+    ),
+    "jobs": (
+        "id",
+        "doi",
+        "url",
+        "page",
+        "state",
+        "attempts",
+        "not_before",
+        "lease_until",
+        "last_error",
+        "depth",
+        "created_at",
+        "updated_at",
+        "round",
+        "worker",
+        "etag",
+        "last_modified",
+        "content_hash",
+        "next_url",
+    ),
+}
+KEYS: dict[str, tuple[str, ...]] = {
+    "papers": ("doi",),
+    "authors": ("doi", "position"),
+    "tallies": ("doi",),
+    "tally_history": ("id",),
+    "facets": ("doi", "facet", "label"),
+    "statements": ("id",),
+    "jobs": ("id",),
+}
+RESULT_TABLES = ("papers", "authors", "tallies", "tally_history", "facets", "statements")
+
+DEFAULT_REFRESH_INTERVAL = 7 * 86400.0
+DEFAULT_REFRESH_MIN = 86400.0
+DEFAULT_REFRESH_MAX = 30 * 86400.0
+
+
+# ---------------------------------------------------------------- time
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+def iso(dt: datetime) -> str:
+    """One fixed shape (microseconds, `Z`) so that text order is time order in SQL."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_iso(text: str) -> datetime:
+    dt = datetime.fromisoformat(text)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+# ---------------------------------------------------------------- refresh
+
+
+@dataclass(frozen=True, slots=True)
+class RefreshPolicy:
+    """Adaptive refresh: halve the interval when tallies moved, double it when not."""
+
+    interval: float = DEFAULT_REFRESH_INTERVAL
+    minimum: float = DEFAULT_REFRESH_MIN
+    maximum: float = DEFAULT_REFRESH_MAX
+
+    def __post_init__(self) -> None:
+        if min(self.interval, self.minimum, self.maximum) <= 0:
+            raise StoreError("refresh intervals must be > 0")
+        if self.minimum > self.maximum:
+            raise StoreError("refresh_min must not exceed refresh_max")
+
+    def next(self, current: float | None, changed: bool) -> float:
+        """The interval after a crawl; `current` None means a first crawl."""
+        if current is None:
+            return min(self.maximum, max(self.minimum, self.interval))
+        if changed:
+            return max(self.minimum, current / 2)
+        return min(self.maximum, current * 2)
+
+
+# ---------------------------------------------------------------- queue rows
+
+
+def enqueue_params(job: NewJob, now: str) -> Params:
+    """Row for the `enqueue` write; `not_before` None means due now."""
+    not_before = iso(job.not_before) if job.not_before is not None else now
+    return {
+        "doi": job.doi,
+        "url": job.url,
+        "page": job.page,
+        "depth": job.depth,
+        "round": job.round,
+        "not_before": not_before,
+        "now": now,
+    }
+
+
+class RowLike(Protocol):
+    def __getitem__(self, key: str, /) -> Any: ...
+
+
+def job_from_row(row: RowLike) -> Job:
+    return Job(
+        id=row["id"],
+        doi=row["doi"],
+        url=row["url"],
+        page=row["page"],
+        attempts=row["attempts"],
+        depth=row["depth"],
+        round=row["round"],
+        etag=row["etag"],
+        last_modified=row["last_modified"],
+        content_hash=row["content_hash"],
+        next_url=row["next_url"],
+    )
+
+
+# ---------------------------------------------------------------- completions
+
+
+@dataclass(frozen=True, slots=True)
+class ReportState:
+    """What the store knows of a report before a batch: refresh interval, latest tallies."""
+
+    refresh_interval: float | None
+    tallies: tuple[int | None, ...] | None
+
+
+@dataclass(slots=True)
+class WritePlan:
+    """Rows for each named write, executed in field order inside one transaction."""
+
+    upsert_paper: list[Params] = field(default_factory=list)
+    upsert_partial_paper: list[Params] = field(default_factory=list)
+    delete_authors: list[Params] = field(default_factory=list)
+    insert_author: list[Params] = field(default_factory=list)
+    insert_tally_history: list[Params] = field(default_factory=list)
+    upsert_tallies: list[Params] = field(default_factory=list)
+    delete_facets: list[Params] = field(default_factory=list)
+    insert_facet: list[Params] = field(default_factory=list)
+    upsert_statement: list[Params] = field(default_factory=list)
+    record_visit: list[Params] = field(default_factory=list)
+    follow_ups: list[NewJob] = field(default_factory=list)
+    mark_done: list[Params] = field(default_factory=list)
+
+    def steps(self) -> list[tuple[str, list[Params]]]:
+        """The row writes in execution order (follow-ups excepted: they go via enqueue)."""
+        names = (
+            "upsert_paper",
+            "upsert_partial_paper",
+            "delete_authors",
+            "insert_author",
+            "insert_tally_history",
+            "upsert_tallies",
+            "delete_facets",
+            "insert_facet",
+            "upsert_statement",
+            "record_visit",
+        )
+        return [(name, getattr(self, name)) for name in names]
+
+
+def page_one_dois(items: Iterable[Completion]) -> list[str]:
+    """The reports whose page 1 is in the batch: their state must be read first."""
+    return sorted({c.job.doi for c in items if c.job.page == 1})
+
+
+def tally_tuple(t: Tally) -> tuple[int | None, ...]:
+    return tuple(getattr(t, name) for name in TALLY_FIELDS)
+
+
+def plan_completions(
+    items: Sequence[Completion],
+    states: dict[str, ReportState],
+    now: datetime,
+    policy: RefreshPolicy,
+) -> WritePlan:
+    """Turn a batch of completions into the rows to write. `states` is updated in place
+    as the batch goes, so two completions of one report in a batch compose correctly."""
+    plan = WritePlan()
+    authors: dict[str, list[Params]] = {}
+    facets: dict[str, list[Params]] = {}
+    for c in items:
+        seen = iso(c.fetched_at or now)
+        if c.result is not None:
+            _plan_rows(plan, authors, facets, c, c.result, seen)
+        if c.job.page == 1:
+            _plan_visit(plan, states, c, seen, policy)
+        plan.follow_ups.extend(c.follow_ups)
+        plan.mark_done.append(_done_params(c, iso(now)))
+    plan.delete_authors = [{"doi": doi} for doi in authors]
+    plan.insert_author = [row for rows in authors.values() for row in rows]
+    plan.delete_facets = [{"doi": doi} for doi in facets]
+    plan.insert_facet = [row for rows in facets.values() for row in rows]
+    return plan
+
+
+def _plan_rows(
+    plan: WritePlan,
+    authors: dict[str, list[Params]],
+    facets: dict[str, list[Params]],
+    c: Completion,
+    result: ParseResult,
+    seen: str,
+) -> None:
+    """Paper, authors and facets from page 1 (every page repeats them); statements always."""
+    doi = c.job.doi
+    paper = result.paper
+    if c.job.page == 1:
+        plan.upsert_paper.append(
+            {
+                "doi": doi,
+                "title": paper.title,
+                "year": paper.year,
+                "publication_date": paper.publication_date,
+                "journal": paper.journal,
+                "abstract": paper.abstract,
+                "abstract_truncated": None
+                if paper.abstract_truncated is None
+                else int(paper.abstract_truncated),
+                "report_url": paper.report_url or c.job.url,
+                "now": seen,
+            }
+        )
+        if paper.authors:
+            authors[doi] = [
+                {"doi": doi, "position": i, "name": name}
+                for i, name in enumerate(paper.authors, start=1)
+            ]
+        if result.facets:
+            facets[doi] = [
+                {"doi": doi, "facet": f.facet, "label": f.label, "count": f.count}
+                for f in result.facets
+            ]
+    else:
+        plan.upsert_partial_paper.append(
+            _partial(doi, paper.title, paper.year, paper.journal, seen)
+        )
+    for citer in result.citing_papers:
+        plan.upsert_partial_paper.append(
+            _partial(citer.doi, citer.title, citer.year, citer.journal, seen)
+        )
+    plan.upsert_statement.extend(
+        {
+            "cited_doi": doi,
+            "citing_doi": s.citing_doi,
+            "snippet": s.snippet,
+            "snippet_hash": snippet_hash(s.snippet),
+            "section": s.section,
+            "type": s.type,
+            "confidence": s.confidence,
+            "now": seen,
+        }
+        for s in result.statements
+    )
+
+
+def _partial(
+    doi: str, title: str | None, year: int | None, journal: str | None, seen: str
+) -> Params:
+    return {"doi": doi, "title": title, "year": year, "journal": journal, "now": seen}
+
+
+def _plan_visit(
+    plan: WritePlan, states: dict[str, ReportState], c: Completion, seen: str, policy: RefreshPolicy
+) -> None:
+    """Page 1: crawl time, adaptive refresh, and a tally history row if tallies moved."""
+    doi = c.job.doi
+    before = states.get(doi, ReportState(None, None))
+    tallies = before.tallies
+    changed = False
+    if c.result is not None:
+        tallies = tally_tuple(c.result.tallies)
+        changed = tallies != before.tallies
+        row: Params = {
+            "doi": doi,
+            **dict(zip(TALLY_FIELDS, tallies, strict=True)),
+            "observed_at": seen,
+        }
+        plan.upsert_tallies.append(row)
+        if changed:
+            plan.insert_tally_history.append(row)
+    elif doi not in states:
+        return  # a visit to a report never stored: nothing to record on a paper
+    interval = policy.next(before.refresh_interval, changed)
+    states[doi] = ReportState(interval, tallies)
+    next_at = from_iso(seen).timestamp() + interval
+    plan.record_visit.append(
+        {
+            "doi": doi,
+            "crawled_at": seen,
+            "refresh_interval": interval,
+            "next_refresh_at": iso(datetime.fromtimestamp(next_at, UTC)),
+        }
+    )
+
+
+def _done_params(c: Completion, now: str) -> Params:
+    return {
+        "id": c.job.id,
+        "round": c.job.round,
+        "etag": c.etag,
+        "last_modified": c.last_modified,
+        "content_hash": c.content_hash,
+        "has_result": c.result is not None,
+        "final_url": c.final_url,
+        "next_url": c.result.next_page_url if c.result is not None else None,
+        "now": now,
+    }

@@ -1,0 +1,206 @@
+-- Named queries of the SQLite store, loaded once. Each starts with `-- name: <name>`.
+-- Parameters are named (:name); timestamps are the store's fixed-shape ISO strings.
+
+-- ---------------------------------------------------------------- queue
+
+-- name: enqueue
+-- Insert a job, or queue a finished (done/dead) one again for a newer round; validators
+-- (etag, last_modified, content_hash, next_url) are kept so the refresh can be conditional.
+INSERT INTO jobs (doi, url, page, depth, round, state, attempts, not_before,
+                  created_at, updated_at)
+VALUES (:doi, :url, :page, :depth, :round, 'queued', 0, :not_before, :now, :now)
+ON CONFLICT (doi, page) DO UPDATE SET
+    state = 'queued', attempts = 0, round = excluded.round, url = excluded.url,
+    depth = excluded.depth, not_before = excluded.not_before, lease_until = NULL,
+    worker = NULL, last_error = NULL, updated_at = excluded.updated_at
+WHERE jobs.state IN ('done', 'dead') AND excluded.round > jobs.round;
+
+-- name: enqueue_bump_round
+-- A job still waiting (queued/failed) takes a newer round, so its follow-ups refresh too.
+UPDATE jobs SET round = :round, updated_at = :now
+WHERE doi = :doi AND page = :page AND state IN ('queued', 'failed') AND round < :round;
+
+-- name: claim
+-- INDEXED BY: walk the partial index in order and stop at :limit (no sort, whatever
+-- the queue's size); the planner would otherwise pick jobs_by_state and sort.
+UPDATE jobs
+SET state = 'leased', attempts = attempts + 1, lease_until = :lease_until,
+    worker = :worker, updated_at = :now
+WHERE id IN (
+    SELECT id FROM jobs INDEXED BY jobs_due
+    WHERE state IN ('queued', 'failed') AND not_before <= :now
+    ORDER BY not_before, id
+    LIMIT :limit
+)
+RETURNING id, doi, url, page, attempts, depth, round, etag, last_modified, content_hash,
+          next_url, not_before;
+
+-- name: requeue_expired
+UPDATE jobs INDEXED BY jobs_leases
+SET state = 'queued', lease_until = NULL, worker = NULL, updated_at = :now
+WHERE state = 'leased' AND lease_until < :now;
+
+-- name: extend_lease
+UPDATE jobs SET lease_until = :lease_until, updated_at = :now
+WHERE id = :id AND worker = :worker AND state = 'leased';
+
+-- name: release
+UPDATE jobs
+SET state = 'queued', attempts = max(attempts - 1, 0), lease_until = NULL, worker = NULL,
+    updated_at = :now
+WHERE id = :id AND round = :round AND state = 'leased';
+
+-- name: fail
+UPDATE jobs
+SET state = CASE WHEN :retry_at IS NULL THEN 'dead' ELSE 'failed' END,
+    not_before = coalesce(:retry_at, not_before), last_error = :error,
+    lease_until = NULL, worker = NULL, updated_at = :now
+WHERE id = :id AND round = :round;
+
+-- name: mark_incomplete
+UPDATE papers SET incomplete = 1 WHERE doi = :doi AND incomplete = 0;
+
+-- name: mark_done
+UPDATE jobs
+SET state = 'done', lease_until = NULL, worker = NULL, last_error = NULL,
+    url = coalesce(:final_url, url),
+    etag = coalesce(:etag, etag), last_modified = coalesce(:last_modified, last_modified),
+    content_hash = coalesce(:content_hash, content_hash),
+    next_url = CASE WHEN :has_result THEN :next_url ELSE next_url END,
+    updated_at = :now
+WHERE id = :id AND round = :round;
+
+-- name: stale_page_one
+-- Page-1 jobs of reports due for a refresh, with the round to use (the DOI's max + 1).
+SELECT j.doi, j.url, j.depth,
+       (SELECT max(j2.round) FROM jobs AS j2 WHERE j2.doi = j.doi) + 1 AS round
+FROM papers AS p
+JOIN jobs AS j ON j.doi = p.doi AND j.page = 1
+WHERE p.last_crawled_at IS NOT NULL AND p.next_refresh_at <= :now
+ORDER BY p.next_refresh_at, p.doi;
+
+-- name: pending
+SELECT count(*) FROM jobs WHERE state IN ('queued', 'leased', 'failed');
+
+-- name: next_due
+SELECT min(not_before) FROM jobs INDEXED BY jobs_due WHERE state IN ('queued', 'failed');
+
+-- ---------------------------------------------------------------- completion
+
+-- name: page_one_state
+-- What adaptive refresh and tally history need to know about the reports in a batch.
+SELECT p.doi, p.refresh_interval, t.doi IS NOT NULL AS has_tallies,
+       t.supporting, t.mentioning, t.contrasting, t.citing_publications,
+       t.citation_statements, t.references_count
+FROM papers AS p LEFT JOIN tallies AS t ON t.doi = p.doi
+WHERE p.doi IN (SELECT value FROM json_each(:dois));
+
+-- name: upsert_paper
+-- A report's own header: non-null new values overwrite.
+INSERT INTO papers (doi, title, year, publication_date, journal, abstract,
+                    abstract_truncated, report_url, first_seen_at)
+VALUES (:doi, :title, :year, :publication_date, :journal, :abstract,
+        :abstract_truncated, :report_url, :now)
+ON CONFLICT (doi) DO UPDATE SET
+    title = coalesce(excluded.title, papers.title),
+    year = coalesce(excluded.year, papers.year),
+    publication_date = coalesce(excluded.publication_date, papers.publication_date),
+    journal = coalesce(excluded.journal, papers.journal),
+    abstract = coalesce(excluded.abstract, papers.abstract),
+    abstract_truncated = coalesce(excluded.abstract_truncated, papers.abstract_truncated),
+    report_url = coalesce(excluded.report_url, papers.report_url);
+
+-- name: upsert_partial_paper
+-- A paper seen only as a citer (or a later page's header): fills NULL columns only, so
+-- partial data never overwrites fuller data, whichever arrives first.
+INSERT INTO papers (doi, title, year, journal, first_seen_at)
+VALUES (:doi, :title, :year, :journal, :now)
+ON CONFLICT (doi) DO UPDATE SET
+    title = coalesce(papers.title, excluded.title),
+    year = coalesce(papers.year, excluded.year),
+    journal = coalesce(papers.journal, excluded.journal)
+WHERE (papers.title IS NULL AND excluded.title IS NOT NULL)
+   OR (papers.year IS NULL AND excluded.year IS NOT NULL)
+   OR (papers.journal IS NULL AND excluded.journal IS NOT NULL);
+
+-- name: record_visit
+-- A page-1 visit: crawl time, the report is whole again, the next refresh.
+UPDATE papers
+SET last_crawled_at = :crawled_at, incomplete = 0, refresh_interval = :refresh_interval,
+    next_refresh_at = :next_refresh_at
+WHERE doi = :doi;
+
+-- name: delete_authors
+DELETE FROM authors WHERE doi = :doi;
+
+-- name: insert_author
+INSERT INTO authors (doi, position, name) VALUES (:doi, :position, :name);
+
+-- name: insert_tally_history
+INSERT INTO tally_history (doi, supporting, mentioning, contrasting, citing_publications,
+                           citation_statements, references_count, observed_at)
+VALUES (:doi, :supporting, :mentioning, :contrasting, :citing_publications,
+        :citation_statements, :references_count, :observed_at);
+
+-- name: upsert_tallies
+INSERT INTO tallies (doi, supporting, mentioning, contrasting, citing_publications,
+                     citation_statements, references_count, observed_at)
+VALUES (:doi, :supporting, :mentioning, :contrasting, :citing_publications,
+        :citation_statements, :references_count, :observed_at)
+ON CONFLICT (doi) DO UPDATE SET
+    supporting = excluded.supporting, mentioning = excluded.mentioning,
+    contrasting = excluded.contrasting, citing_publications = excluded.citing_publications,
+    citation_statements = excluded.citation_statements,
+    references_count = excluded.references_count, observed_at = excluded.observed_at;
+
+-- name: delete_facets
+DELETE FROM facets WHERE doi = :doi;
+
+-- name: insert_facet
+INSERT INTO facets (doi, facet, label, count) VALUES (:doi, :facet, :label, :count)
+ON CONFLICT (doi, facet, label) DO UPDATE SET count = excluded.count;
+
+-- name: upsert_statement
+-- Seen again: the same row; last_seen_at moves, known details are refreshed.
+INSERT INTO statements (cited_doi, citing_doi, snippet, snippet_hash, section, type,
+                        confidence, first_seen_at, last_seen_at)
+VALUES (:cited_doi, :citing_doi, :snippet, :snippet_hash, :section, :type, :confidence,
+        :now, :now)
+ON CONFLICT (cited_doi, citing_doi, snippet_hash) DO UPDATE SET
+    last_seen_at = excluded.last_seen_at,
+    section = coalesce(excluded.section, statements.section),
+    type = coalesce(excluded.type, statements.type),
+    confidence = coalesce(excluded.confidence, statements.confidence);
+
+-- ---------------------------------------------------------------- status
+
+-- name: jobs_by_state
+SELECT state, count(*) FROM jobs GROUP BY state;
+
+-- name: dead_by_reason
+SELECT coalesce(last_error, ''), count(*) FROM jobs WHERE state = 'dead'
+GROUP BY 1 ORDER BY 2 DESC, 1;
+
+-- name: incomplete_reports
+SELECT count(DISTINCT doi) FROM jobs WHERE state = 'dead';
+
+-- name: pages_done_since
+SELECT count(*) FROM jobs WHERE state = 'done' AND updated_at >= :since;
+
+-- ---------------------------------------------------------------- runs
+
+-- name: start_run
+INSERT INTO runs (kind, host, pid, started_at, heartbeat_at)
+VALUES (:kind, :host, :pid, :now, :now)
+RETURNING id;
+
+-- name: heartbeat_run
+UPDATE runs SET heartbeat_at = :now WHERE id = :id;
+
+-- name: finish_run
+UPDATE runs SET heartbeat_at = :now, finished_at = :now, summary = :summary WHERE id = :id;
+
+-- name: active_runs
+SELECT id, kind, host, pid, started_at, heartbeat_at FROM runs
+WHERE finished_at IS NULL AND heartbeat_at >= :since
+ORDER BY id;

@@ -1,0 +1,337 @@
+"""The worker: claim -> fetch -> parse -> complete, with bounded concurrency.
+
+It claims jobs in batches, runs each under a semaphore, keeps its leases alive with a
+heartbeat, and hands every outcome to the store: `complete` (rows, follow-ups and done in
+one transaction) or `fail` (retry later, or dead with a reason). In *burst* mode it returns
+once nothing is queued, due or in flight (cron runs and tests); otherwise it waits for work.
+`stop()` (wired to SIGTERM/SIGINT by the CLI) makes it stop claiming, lets in-flight pages
+finish for `grace` seconds, then gives the rest back to the queue unworked.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import os
+import socket
+import time
+from collections import Counter
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from pipeline.errors import FetchError, ParseError, PipelineError, TransientFetchError
+from pipeline.fetcher import Fetcher
+from pipeline.models import Completion, Job, NewJob, Page, ParseResult, Validators
+from pipeline.normalise import report_address
+from pipeline.politeness import host_key
+from pipeline.retry import RetryPolicy
+from pipeline.sources.base import Source
+from pipeline.store.base import Store
+
+log = structlog.get_logger("citepipe.worker")
+
+IDLE_POLL = 1.0  # seconds between polls when the queue has nothing due
+
+
+def worker_id() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
+
+
+@dataclass
+class RunCounters:
+    """What this process did: for the summary, the progress bar and the exit code."""
+
+    started: float = field(default_factory=time.monotonic)
+    pages_done: int = 0
+    pages_unchanged: int = 0
+    statements: int = 0
+    retries: int = 0
+    dead: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def pages_per_second(self) -> float:
+        return self.pages_done / self.elapsed if self.elapsed > 0 else 0.0
+
+
+@dataclass(frozen=True, slots=True)
+class WorkerOptions:
+    concurrency: int = 16
+    claim_batch: int = 64
+    lease_seconds: float = 30.0
+    base_url: str = "https://scite.ai"
+    burst: bool = True
+    grace: float = 10.0
+    max_duration: float = 0.0  # seconds; 0 = no budget
+    broken_dir: Path | None = None  # where broken pages are kept for inspection
+
+
+class Worker:
+    """Drives jobs from the store through the fetcher and the source."""
+
+    def __init__(
+        self,
+        store: Store,
+        fetcher: Fetcher,
+        source: Source,
+        policy: RetryPolicy,
+        options: WorkerOptions,
+        on_page: Callable[[RunCounters], None] | None = None,
+    ) -> None:
+        self.store = store
+        self.fetcher = fetcher
+        self.source = source
+        self.policy = policy
+        self.options = options
+        self.counters = RunCounters()
+        self.id = worker_id()
+        self._on_page = on_page
+        self._stopping = asyncio.Event()
+        self._in_flight: dict[int, Job] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self._site = host_key(options.base_url)
+        # claim in batches: one claim transaction per few pages, not one per page
+        self._claim_threshold = max(1, min(options.claim_batch, options.concurrency // 4))
+        self.out_of_time = False
+
+    def stop(self) -> None:
+        """Stop claiming; in-flight pages finish (or are released after `grace`)."""
+        if not self._stopping.is_set():
+            log.info("stopping", in_flight=len(self._in_flight))
+        self._stopping.set()
+
+    @property
+    def stopping(self) -> bool:
+        return self._stopping.is_set()
+
+    async def run(self) -> RunCounters:
+        """Work until drained (burst), stopped, or out of time; return the counters."""
+        heartbeat = asyncio.create_task(self._heartbeat())
+        deadline = (
+            time.monotonic() + self.options.max_duration if self.options.max_duration > 0 else None
+        )
+        slots = asyncio.Semaphore(self.options.concurrency)
+        next_reclaim = 0.0
+        try:
+            while not self._stopping.is_set():
+                if time.monotonic() >= next_reclaim:  # a killed worker's jobs come back
+                    if await self.store.requeue_expired():
+                        log.info("reclaimed jobs whose lease expired")
+                    next_reclaim = time.monotonic() + self.options.lease_seconds / 3
+                if deadline is not None and time.monotonic() >= deadline:
+                    self.out_of_time = True
+                    log.info("time budget spent", max_duration=self.options.max_duration)
+                    break
+                free = self.options.concurrency - len(self._in_flight)
+                jobs: list[Job] = []
+                if free >= self._claim_threshold or not self._in_flight:
+                    jobs = await self.store.claim(
+                        self.id, min(free, self.options.claim_batch), self.options.lease_seconds
+                    )
+                for job in jobs:
+                    await slots.acquire()
+                    self._in_flight[job.id] = job
+                    task = asyncio.create_task(self._run_job(job, slots))
+                    self._tasks.add(task)
+                    task.add_done_callback(self._tasks.discard)
+                if jobs:
+                    continue
+                if await self._drained():
+                    break
+                await self._idle(deadline)
+        finally:
+            await self._finish_in_flight()
+            heartbeat.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await heartbeat
+        return self.counters
+
+    async def _drained(self) -> bool:
+        """Burst mode ends when nothing is in flight and nothing is left to do."""
+        if not self.options.burst or self._in_flight:
+            return False
+        return await self.store.pending() == 0
+
+    async def _idle(self, deadline: float | None) -> None:
+        """Sleep until a job could be due, a task finishes, or a stop arrives."""
+        wait = IDLE_POLL
+        if not self._in_flight:
+            due = await self.store.next_due()
+            if due is not None:
+                wait = min(wait, max(0.01, (due - datetime.now(UTC)).total_seconds()))
+        if deadline is not None:
+            wait = min(wait, max(0.0, deadline - time.monotonic()))
+        stop_wait = asyncio.ensure_future(self._stopping.wait())
+        pending: set[asyncio.Future[Any]] = {*self._tasks, stop_wait}
+        try:
+            await asyncio.wait(pending, timeout=wait, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stop_wait.cancel()
+
+    async def _finish_in_flight(self) -> None:
+        if not self._tasks:
+            return
+        _, still = await asyncio.wait(set(self._tasks), timeout=self.options.grace)
+        for task in still:
+            task.cancel()
+        if still:
+            await asyncio.gather(*still, return_exceptions=True)
+        leftover = list(self._in_flight.values())
+        if leftover:
+            log.warning("releasing unfinished jobs", count=len(leftover))
+            await self.store.release(leftover)
+            self._in_flight.clear()
+
+    async def _heartbeat(self) -> None:
+        """Keep our leases alive while jobs run (a dead process's leases expire fast)."""
+        interval = max(0.5, self.options.lease_seconds / 3)
+        while True:
+            await asyncio.sleep(interval)
+            if self._in_flight:
+                try:
+                    await self.store.extend_leases(
+                        self.id, list(self._in_flight), self.options.lease_seconds
+                    )
+                except PipelineError as exc:
+                    log.warning("lease heartbeat failed", error=str(exc))
+
+    async def _run_job(self, job: Job, slots: asyncio.Semaphore) -> None:
+        try:
+            with structlog.contextvars.bound_contextvars(
+                job_id=job.id, doi=job.doi, url=job.url, attempt=job.attempts
+            ):
+                await self._process(job)
+            self._in_flight.pop(job.id, None)
+        except asyncio.CancelledError:
+            raise  # left in _in_flight: released by _finish_in_flight
+        except Exception:
+            self._in_flight.pop(job.id, None)
+            log.exception("job crashed")
+            with contextlib.suppress(PipelineError):
+                await self.store.fail(job, "internal error", None)
+        finally:
+            slots.release()
+
+    async def _process(self, job: Job) -> None:
+        validators = (
+            Validators(job.etag, job.last_modified) if job.etag or job.last_modified else None
+        )
+        try:
+            page = await self.policy.call(lambda: self.fetcher.fetch(job.url, validators))
+            completion = self._completion(job, page)
+        except TransientFetchError as exc:
+            await self._fail_transient(job, exc)
+            return
+        except FetchError as exc:
+            await self._fail_dead(job, exc.reason, str(exc))
+            return
+        except ParseError as exc:
+            kept = self._keep_broken(job, page)
+            await self._fail_dead(job, f"broken page: {exc}", f"{exc} (kept: {kept})")
+            return
+        await self.store.complete(completion)
+        self.counters.pages_done += 1
+        if completion.result is None:
+            self.counters.pages_unchanged += 1
+        else:
+            self.counters.statements += len(completion.result.statements)
+        log.debug(
+            "page done",
+            statements=len(completion.result.statements) if completion.result else 0,
+            unchanged=completion.result is None,
+        )
+        if self._on_page is not None:
+            self._on_page(self.counters)
+
+    def _completion(self, job: Job, page: Page) -> Completion:
+        """Parse the page (unless unchanged) and build the completion with follow-ups."""
+        now = datetime.now(UTC)
+        if page.not_modified:
+            return Completion(
+                job=job,
+                result=None,
+                follow_ups=self._next_page(job, None),
+                etag=page.etag or job.etag,
+                last_modified=page.last_modified or job.last_modified,
+                content_hash=job.content_hash,
+                fetched_at=now,
+                final_url=self._moved_to(job, page),
+            )
+        digest = hashlib.blake2b(page.body, digest_size=16).hexdigest()
+        result = None if digest == job.content_hash else self.source.parse(page)
+        follow = self._next_page(job, result)
+        if result is not None and job.depth > 0 and job.page == 1:
+            follow += tuple(
+                NewJob(
+                    doi=p.doi,
+                    url=report_address(self.options.base_url, p.doi),
+                    page=1,
+                    depth=job.depth - 1,
+                )
+                for p in result.citing_papers
+                if p.doi != job.doi
+            )
+        return Completion(
+            job=job,
+            result=result,
+            follow_ups=follow,
+            etag=page.etag,
+            last_modified=page.last_modified,
+            content_hash=digest,
+            fetched_at=now,
+            final_url=self._moved_to(job, page),
+        )
+
+    def _moved_to(self, job: Job, page: Page) -> str | None:
+        """The on-site address a redirect led to, so a refresh skips the redirect."""
+        if page.final_url != job.url and host_key(page.final_url) == self._site:
+            return page.final_url
+        return None
+
+    def _next_page(self, job: Job, result: ParseResult | None) -> tuple[NewJob, ...]:
+        nxt = result.next_page_url if result is not None else job.next_url
+        if not nxt or host_key(nxt) != self._site:
+            return ()
+        return (NewJob(doi=job.doi, url=nxt, page=job.page + 1, depth=job.depth, round=job.round),)
+
+    async def _fail_transient(self, job: Job, exc: TransientFetchError) -> None:
+        retry_at = self.policy.next_retry_at(job.attempts, exc.retry_after)
+        if retry_at is None:
+            reason = f"gave up after {job.attempts} attempts: {exc.reason}"
+            await self._fail_dead(job, reason, str(exc))
+            return
+        self.counters.retries += 1
+        log.info(
+            "retry later",
+            reason=exc.reason,
+            retry_at=retry_at.isoformat(),
+            retry_after=exc.retry_after,
+        )
+        await self.store.fail(job, exc.reason, retry_at)
+
+    async def _fail_dead(self, job: Job, reason: str, detail: str) -> None:
+        self.counters.dead[reason] += 1
+        log.warning("job dead", reason=reason, detail=detail)
+        await self.store.fail(job, reason, None)
+
+    def _keep_broken(self, job: Job, page: Page) -> str:
+        """Save a broken page for inspection; return where (or why not)."""
+        folder = self.options.broken_dir
+        if folder is None:
+            return "not kept"
+        try:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / f"job-{job.id}-page-{job.page}.html"
+            path.write_bytes(page.body)
+            return str(path)
+        except OSError as exc:
+            return f"not kept: {exc}"

@@ -1,0 +1,131 @@
+"""Helpers for running the real `citepipe` command against the local citation site."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from pipeline.site.dataset import SiteReport, generate
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@dataclass
+class Result:
+    code: int
+    out: str
+    err: str
+
+
+def fast_env(base_url: str, db: Path, **extra: Any) -> dict[str, str]:
+    """Settings for tests: politeness off, quick retries, JSON logs, no progress bar."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITEPIPE_")}
+    env.update(
+        {
+            "CITEPIPE_BASE_URL": base_url,
+            "CITEPIPE_DB": str(db),
+            "CITEPIPE_REQUEST_DELAY": "0",
+            "CITEPIPE_PER_HOST_CONCURRENCY": "16",
+            "CITEPIPE_CONCURRENCY": "16",
+            "CITEPIPE_RETRY_BASE": "0.05",
+            "CITEPIPE_RETRY_CAP": "0.5",
+            "CITEPIPE_MAX_ATTEMPTS": "6",
+            "CITEPIPE_TIMEOUT": "3",
+            "CITEPIPE_LEASE_SECONDS": "3",
+            "CITEPIPE_LOG_FORMAT": "json",
+            "CITEPIPE_PROGRESS": "false",
+        }
+    )
+    env.update({f"CITEPIPE_{k.upper()}": str(v) for k, v in extra.items()})
+    return env
+
+
+async def start_cli(
+    *args: str, env: dict[str, str], stdin: bytes | None = None
+) -> asyncio.subprocess.Process:
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "pipeline",
+        *args,
+        env=env,
+        cwd=str(ROOT),
+        stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+        stdout=asyncio.subprocess.PIPE,
+        stderr=asyncio.subprocess.PIPE,
+    )
+
+
+async def run_cli(
+    *args: str, env: dict[str, str], stdin: bytes | None = None, timeout: float = 120
+) -> Result:
+    """Run citepipe in a subprocess while this event loop keeps serving the site."""
+    proc = await start_cli(*args, env=env, stdin=stdin)
+    out, err = await asyncio.wait_for(proc.communicate(stdin), timeout)
+    assert proc.returncode is not None
+    return Result(proc.returncode, out.decode(), err.decode())
+
+
+def reports(n: int, seed: int) -> dict[str, SiteReport]:
+    return {r.doi: r for r in generate(n, seed)}
+
+
+def write_dois(path: Path, dois: list[str]) -> Path:
+    path.write_text("".join(d + "\n" for d in dois), encoding="utf-8")
+    return path
+
+
+def query(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:
+    con = sqlite3.connect(db)
+    try:
+        return con.execute(sql, params).fetchall()
+    finally:
+        con.close()
+
+
+def expected_statements(
+    reps: dict[str, SiteReport],
+    skip: set[str] = frozenset(),  # type: ignore[assignment]
+) -> set[tuple[Any, ...]]:
+    return {
+        (r.doi, s.citing_doi, s.snippet, s.section, s.type, s.confidence)
+        for r in reps.values()
+        if r.doi not in skip
+        for s in r.statements
+    }
+
+
+def stored_statements(db: Path) -> list[tuple[Any, ...]]:
+    return query(
+        db, "select cited_doi, citing_doi, snippet, section, type, confidence from statements"
+    )
+
+
+def snapshot(db: Path) -> dict[str, list[tuple[Any, ...]]]:
+    """Every user-visible row, without timestamps: to compare two stores."""
+    return {
+        "papers": sorted(
+            query(
+                db,
+                "select doi, title, year, publication_date, journal, "
+                "abstract, abstract_truncated, report_url from papers",
+            )
+        ),
+        "authors": sorted(query(db, "select doi, position, name from authors")),
+        "tallies": sorted(
+            query(
+                db,
+                "select doi, supporting, mentioning, contrasting, "
+                "citing_publications, citation_statements, "
+                "references_count from tallies",
+            )
+        ),
+        "facets": sorted(query(db, "select doi, facet, label, count from facets")),
+        "statements": sorted(stored_statements(db), key=repr),
+        "jobs": sorted(query(db, "select doi, page, state from jobs")),
+    }

@@ -1,0 +1,279 @@
+"""`citepipe backfill` end to end: real sockets against the local site, a real SQLite file."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import json
+import signal
+from collections import Counter
+from pathlib import Path
+
+from aiohttp import web
+
+from pipeline.site.faults import FaultSpec
+from pipeline.site.server import CitationSite
+
+from .conftest import (
+    expected_statements,
+    fast_env,
+    query,
+    reports,
+    run_cli,
+    snapshot,
+    start_cli,
+    stored_statements,
+    write_dois,
+)
+
+TRANSIENT = (
+    "500=0.05,502=0.04,503=0.04,429=0.05,429-date=0.03,503-date=0.03,"
+    "reset=0.03,truncate=0.02,slow=0.01,first=1,delay=0.3,seed=11"
+)
+
+
+def summary_of(out: str) -> dict[str, object]:
+    line = next(x for x in out.splitlines() if x.startswith("citepipe-summary "))
+    data = json.loads(line.removeprefix("citepipe-summary "))
+    assert isinstance(data, dict)
+    return data
+
+
+async def test_faults_every_doi_ends_done_or_dead_and_data_is_exact(tmp_path: Path) -> None:
+    reps = reports(40, seed=5)
+    dois = list(reps)
+    permanent = dict(
+        zip(dois[:6], ("captcha", "login", "json", "image", "offsite", "loop"), strict=True)
+    )
+    elsewhere_hits: list[str] = []
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        elsewhere_hits.append(request.path_qs)
+        return web.Response(text="<html>elsewhere</html>", content_type="text/html")
+
+    app = web.Application()
+    app.router.add_get("/{tail:.*}", elsewhere)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    other = web.TCPSite(runner, "127.0.0.2", 0)
+    await other.start()
+    other_port = other._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    faults = dataclasses.replace(FaultSpec.parse(TRANSIENT), permanent=permanent)
+    try:
+        async with CitationSite(
+            reps, faults=faults, offsite_url=f"http://127.0.0.2:{other_port}/x"
+        ) as site:
+            unknown = "10.5555/not-on-the-site"
+            inp = write_dois(tmp_path / "in.txt", [*dois, unknown])
+            db = tmp_path / "c.sqlite"
+            res = await run_cli("backfill", str(inp), env=fast_env(site.base_url, db))
+            log = list(site.requests)
+            must_die = site.dead()
+    finally:
+        await runner.cleanup()
+
+    assert res.code == 1, res.err[-2000:]
+    assert set(must_die) == set(permanent)
+    states = dict(query(db, "select state, count(*) from jobs group by state"))
+    assert set(states) <= {"done", "dead"}, states
+    dead = dict(query(db, "select doi, last_error from jobs where state = 'dead'"))
+    assert set(dead) == {*permanent, unknown}
+    assert all(reason for reason in dead.values())
+    assert "not found" in dead[unknown]
+    assert "redirect" in dead[dois[4]] and "loop" in dead[dois[5]]
+    assert "not html" in dead[dois[2]] and "broken page" in dead[dois[0]]
+    # the stored statements equal the site's data exactly
+    rows = stored_statements(db)
+    assert len(rows) == len(set(rows))
+    assert set(rows) == expected_statements(reps, skip=set(permanent))
+    # every transient fault was met and survived
+    faults_seen = Counter(r.fault for r in log if r.fault)
+    assert {"500", "502", "503", "429", "429-date", "503-date", "reset", "truncate"} <= set(
+        faults_seen
+    )
+    # no request broke a Retry-After, and nothing was requested from another host
+    for i, rec in enumerate(log):
+        if rec.retry_after_until is not None:
+            later = [r for r in log[i + 1 :] if r.path_qs == rec.path_qs]
+            assert all(r.time >= rec.retry_after_until - 0.01 for r in later), rec
+    assert elsewhere_hits == []
+    summary = summary_of(res.out)
+    assert summary["exit_code"] == 1 and summary["statements_stored"] == len(rows)
+
+
+async def test_bad_lines_are_reported_with_numbers_and_the_rest_stored(tmp_path: Path) -> None:
+    reps = reports(5, seed=8)
+    dois = list(reps)
+    text = (
+        "\ufeff"
+        + dois[0].upper()
+        + "\r\n"
+        + "not-a-doi\r\n\r\n"
+        + "doi:"
+        + dois[1]
+        + "\r\n"
+        + "10.12/short\r\n"
+        + "https://doi.org/"
+        + dois[2]
+        + "\r\n"
+        + dois[3]
+        + "\n"
+        + dois[3]
+        + "\n"
+        + dois[4]
+        + "\n"
+    )
+    async with CitationSite(reps) as site:
+        db = tmp_path / "c.sqlite"
+        res = await run_cli("backfill", "-", env=fast_env(site.base_url, db), stdin=text.encode())
+    assert res.code == 1
+    assert "line 2: not a DOI: 'not-a-doi'" in res.err
+    assert "line 5: not a DOI: '10.12/short'" in res.err
+    assert set(stored_statements(db)) == expected_statements(reps)
+    assert query(db, "select count(*) from jobs where state != 'done'") == [(0,)]
+    s = summary_of(res.out)
+    assert s["bad_lines"] == 2 and s["input_dois"] == 6
+
+
+async def test_rerun_of_a_finished_backfill_fetches_nothing(tmp_path: Path) -> None:
+    reps = reports(8, seed=2)
+    async with CitationSite(reps) as site:
+        inp = write_dois(tmp_path / "in.txt", list(reps))
+        db = tmp_path / "c.sqlite"
+        env = fast_env(site.base_url, db)
+        first = await run_cli("backfill", str(inp), env=env)
+        before = snapshot(db)
+        n = len([r for r in site.requests if r.path_qs.startswith("/reports/")])
+        second = await run_cli("backfill", str(inp), env=env)
+        after = len([r for r in site.requests if r.path_qs.startswith("/reports/")])
+    assert first.code == 0 and second.code == 0, second.err[-2000:]
+    assert n > len(reps) and after == n
+    assert snapshot(db) == before
+    assert summary_of(second.out)["pages"] == 0
+
+
+async def _wait_for_progress(db: Path, at_least: int, timeout: float = 60) -> None:
+    for _ in range(int(timeout * 20)):
+        if db.exists():
+            try:
+                done = query(db, "select count(*) from jobs where state = 'done'")[0][0]
+            except Exception:  # the schema may not exist yet
+                done = 0
+            if done >= at_least:
+                return
+        await asyncio.sleep(0.05)
+    raise AssertionError("the backfill made no progress")
+
+
+async def test_sigkill_mid_run_then_rerun_gives_the_same_rows(tmp_path: Path) -> None:
+    reps = reports(40, seed=9)
+    async with CitationSite(reps, faults="slow=0.3,delay=0.2,seed=1") as site:
+        inp = write_dois(tmp_path / "in.txt", list(reps))
+        clean_db, killed_db = tmp_path / "clean.sqlite", tmp_path / "killed.sqlite"
+        clean = await run_cli("backfill", str(inp), env=fast_env(site.base_url, clean_db))
+        assert clean.code == 0, clean.err[-2000:]
+        env = fast_env(site.base_url, killed_db, concurrency=4, per_host_concurrency=4)
+        for at_least in (3, 20):  # kill twice, at different moments
+            proc = await start_cli("backfill", str(inp), env=env)
+            await _wait_for_progress(killed_db, at_least)
+            proc.send_signal(signal.SIGKILL)
+            await proc.wait()
+        assert query(killed_db, "select count(*) from jobs where state = 'leased'")[0][0] > 0
+        again = await run_cli("backfill", str(inp), env=fast_env(site.base_url, killed_db))
+    assert again.code == 0, again.err[-2000:]
+    assert snapshot(killed_db) == snapshot(clean_db)
+    assert set(stored_statements(killed_db)) == expected_statements(reps)
+    assert query(killed_db, "pragma integrity_check") == [("ok",)]
+
+
+async def test_sigterm_stops_cleanly_and_loses_nothing(tmp_path: Path) -> None:
+    reps = reports(40, seed=4)
+    async with CitationSite(reps, faults="slow=0.5,delay=0.3,seed=2") as site:
+        inp = write_dois(tmp_path / "in.txt", list(reps))
+        db = tmp_path / "c.sqlite"
+        env = fast_env(site.base_url, db, concurrency=4, per_host_concurrency=4)
+        proc = await start_cli("backfill", str(inp), env=env)
+        await _wait_for_progress(db, 5)
+        proc.send_signal(signal.SIGTERM)
+        out, _ = await asyncio.wait_for(proc.communicate(), 15)
+        assert proc.returncode == 1
+        assert "stopped by signal" in out.decode()
+        assert query(db, "select count(*) from jobs where state = 'leased'") == [(0,)]
+        left = query(db, "select count(*) from jobs where state = 'queued'")[0][0]
+        assert left > 0
+        again = await run_cli("backfill", str(inp), env=fast_env(site.base_url, db))
+    assert again.code == 0
+    assert set(stored_statements(db)) == expected_statements(reps)
+
+
+async def test_depth_crawls_citing_papers_on_the_site(tmp_path: Path) -> None:
+    reps = reports(60, seed=6)
+    root = next(
+        r
+        for r in reps.values()
+        if any(s.citing_doi in reps and s.citing_doi != r.doi for s in r.statements)
+    )
+    citers = {s.citing_doi for s in root.statements if s.citing_doi in reps} - {root.doi}
+    async with CitationSite(reps) as site:
+        inp = write_dois(tmp_path / "in.txt", [root.doi])
+        db = tmp_path / "c.sqlite"
+        res = await run_cli("backfill", str(inp), "--depth", "1", env=fast_env(site.base_url, db))
+    assert res.code in (0, 1), res.err[-2000:]
+    crawled = {d for (d,) in query(db, "select doi from papers where last_crawled_at is not null")}
+    assert crawled >= {root.doi, *citers}
+    assert query(db, "select max(depth) from jobs") == [(1,)]
+
+
+async def test_status_and_export(tmp_path: Path) -> None:
+    reps = reports(6, seed=1)
+    async with CitationSite(reps) as site:
+        inp = write_dois(tmp_path / "in.txt", [*reps, "10.5555/missing"])
+        db = tmp_path / "c.sqlite"
+        env = fast_env(site.base_url, db)
+        await run_cli("backfill", str(inp), env=env)
+    status = await run_cli("status", env=env)
+    assert status.code == 0 and "not found" in status.out and "statements" in status.out
+    js = json.loads((await run_cli("status", "--json", env=env)).out)
+    assert js["jobs_by_state"]["dead"] == 1
+    csv_out = tmp_path / "s.csv"
+    exp = await run_cli(
+        "export", "--table", "statements", "--format", "csv", "-o", str(csv_out), env=env
+    )
+    assert exp.code == 0
+    lines = csv_out.read_text(encoding="utf-8").splitlines()
+    n = query(db, "select count(*) from statements")[0][0]
+    assert lines[0].startswith("id,") and "snippet" in lines[0]
+    jl = await run_cli("export", "--table", "papers", "--format", "jsonl", env=env)
+    papers = [json.loads(x) for x in jl.out.splitlines()]
+    assert len(papers) == query(db, "select count(*) from papers")[0][0]
+    assert n > 0 and len(lines) >= n + 1
+
+
+async def test_config_errors_exit_2_and_name_the_setting(tmp_path: Path) -> None:
+    env = fast_env("http://127.0.0.1:9", tmp_path / "c.sqlite", concurrency="many")
+    res = await run_cli("status", env=env)
+    assert res.code == 2 and "concurrency" in res.err
+    res = await run_cli(
+        "backfill",
+        str(tmp_path / "missing.txt"),
+        env=fast_env("http://127.0.0.1:9", tmp_path / "c.sqlite"),
+    )
+    assert res.code == 2 and "missing.txt" in res.err
+
+
+async def test_demo_runs_offline(tmp_path: Path) -> None:
+    res = await run_cli(
+        "demo",
+        "--db",
+        str(tmp_path / "demo.sqlite"),
+        env=fast_env("http://unused.invalid", tmp_path / "x.sqlite"),
+    )
+    assert res.code == 0, res.err[-2000:]
+    assert "10.1038/bmt.2012.184" in res.out
+    assert (
+        query(
+            tmp_path / "demo.sqlite",
+            "select count(*) from statements where cited_doi = '10.1038/bmt.2012.184'",
+        )[0][0]
+        > 0
+    )

@@ -1,0 +1,65 @@
+"""The compose services' exact commands and environment, run outside Docker (no engine here)
+against the local citation site: /data and /app/config are mapped to local folders."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import signal
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.site.dataset import demo_dataset_path, load_dataset
+from pipeline.site.server import CitationSite
+
+from .conftest import ROOT, expected_statements, query, run_cli, start_cli
+
+_VAR = re.compile(r"\$\{(\w+):-([^}]*)\}")
+
+
+def service(name: str, data: Path, base_url: str) -> tuple[list[str], dict[str, str]]:
+    """A compose service's command and environment, as the container would see them."""
+    svc: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"][
+        name
+    ]
+    env = {k: _VAR.sub(lambda m: m.group(2), str(v)) for k, v in svc["environment"].items()}
+    env = {k: v.replace("/data/", f"{data}/") for k, v in env.items()}
+    env["CITEPIPE_BASE_URL"] = base_url  # the site's address outside the compose network
+    env["CITEPIPE_LEASE_SECONDS"] = "3"
+    cmd = [arg.replace("/app/config/", f"{ROOT}/config/") for arg in svc["command"]]
+    return cmd, env
+
+
+def with_os_env(env: dict[str, str]) -> dict[str, str]:
+    import os
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith("CITEPIPE_")}
+    return {**base, **env}
+
+
+async def test_worker_and_demo_backfill_services_crawl_the_demo_site(tmp_path: Path) -> None:
+    reps = load_dataset(demo_dataset_path())
+    async with CitationSite(reps) as site:
+        worker_cmd, worker_env = service("worker", tmp_path, site.base_url)
+        demo_cmd, demo_env = service("demo-worker", tmp_path, site.base_url)
+        assert worker_env["CITEPIPE_DB"] == demo_env["CITEPIPE_DB"]  # one volume, one store
+        worker_env["CITEPIPE_REQUEST_DELAY"] = "0"  # the real-site default is 1 s
+        worker = await start_cli(*worker_cmd, env=with_os_env(worker_env))
+        backfill = await run_cli(*demo_cmd, env=with_os_env(demo_env), timeout=120)
+        assert backfill.code == 0, backfill.err[-2000:]
+        await asyncio.sleep(0.5)
+        worker.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(worker.communicate(), 20)
+    assert worker.returncode == 0, err.decode()[-2000:]
+    assert b'"worker stopped"' in err  # JSON logs, as compose asks
+    db = Path(demo_env["CITEPIPE_DB"])
+    assert db.parent == tmp_path
+    rows = query(
+        db, "select cited_doi, citing_doi, snippet, section, type, confidence from statements"
+    )
+    assert set(rows) == expected_statements(reps)
+    assert query(db, "select count(*) from jobs where state != 'done'") == [(0,)]
+    kinds = {k for (k,) in query(db, "select kind from runs")}
+    assert kinds == {"worker", "backfill"}

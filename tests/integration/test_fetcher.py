@@ -1,0 +1,257 @@
+"""The aiohttp fetcher against small real servers on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import replace
+
+import pytest
+from aiohttp import web
+
+from pipeline.config import Settings
+from pipeline.errors import PermanentFetchError, TransientFetchError
+from pipeline.fetcher import AiohttpFetcher, parse_retry_after
+from pipeline.models import Validators
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+HTML = "<html><body>ok</body></html>"
+
+
+@asynccontextmanager
+async def serve(routes: dict[str, Handler], host: str = "127.0.0.1") -> AsyncIterator[str]:
+    app = web.Application()
+    for path, handler in routes.items():
+        app.router.add_get(path, handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, host, 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    try:
+        yield f"http://{host}:{port}"
+    finally:
+        await runner.cleanup()
+
+
+def settings(base: str, **kw: object) -> Settings:
+    s = Settings(
+        base_url=base, request_delay=0.0, per_host_concurrency=4, timeout=2.0, respect_robots=False
+    )
+    return replace(s, **kw)  # type: ignore[arg-type]
+
+
+async def html(_: web.Request) -> web.Response:
+    return web.Response(text=HTML, content_type="text/html")
+
+
+async def test_follows_on_site_redirects_and_sends_user_agent() -> None:
+    seen: list[str] = []
+
+    async def start(req: web.Request) -> web.Response:
+        seen.append(req.headers["User-Agent"])
+        raise web.HTTPFound("/b")
+
+    async def b(req: web.Request) -> web.Response:
+        raise web.HTTPMovedPermanently(str(req.url.with_path("/c")))
+
+    async with serve({"/a": start, "/b": b, "/c": html}) as base:
+        f = AiohttpFetcher(settings(base, user_agent="citepipe-test (me@example.org)"))
+        try:
+            page = await f.fetch(base + "/a")
+        finally:
+            await f.close()
+    assert page.status == 200 and page.body.decode() == HTML
+    assert page.final_url == base + "/c"
+    assert seen == ["citepipe-test (me@example.org)"]
+
+
+async def test_off_site_redirect_is_permanent_and_other_host_never_hit() -> None:
+    hits: list[str] = []
+
+    async def other(req: web.Request) -> web.Response:
+        hits.append(req.path)
+        return web.Response(text=HTML, content_type="text/html")
+
+    async with serve({"/x": other}, host="127.0.0.2") as elsewhere:
+
+        async def off(_: web.Request) -> web.Response:
+            raise web.HTTPFound(elsewhere + "/x")
+
+        async with serve({"/a": off}) as base:
+            f = AiohttpFetcher(settings(base))
+            try:
+                with pytest.raises(PermanentFetchError) as info:
+                    await f.fetch(base + "/a")
+            finally:
+                await f.close()
+    assert info.value.reason == "off-site redirect"
+    assert hits == []
+
+
+async def test_redirect_loop_is_permanent() -> None:
+    async def a(_: web.Request) -> web.Response:
+        raise web.HTTPFound("/b")
+
+    async def b(_: web.Request) -> web.Response:
+        raise web.HTTPFound("/a")
+
+    async with serve({"/a": a, "/b": b}) as base:
+        f = AiohttpFetcher(settings(base))
+        try:
+            with pytest.raises(PermanentFetchError, match="loop"):
+                await f.fetch(base + "/a")
+        finally:
+            await f.close()
+
+
+@pytest.mark.parametrize(
+    ("status", "kind"),
+    [
+        (404, PermanentFetchError),
+        (410, PermanentFetchError),
+        (403, PermanentFetchError),
+        (408, TransientFetchError),
+        (500, TransientFetchError),
+        (502, TransientFetchError),
+    ],
+)
+async def test_status_mapping(status: int, kind: type[Exception]) -> None:
+    async def h(_: web.Request) -> web.Response:
+        return web.Response(status=status, text="no")
+
+    async with serve({"/p": h}) as base:
+        f = AiohttpFetcher(settings(base))
+        try:
+            with pytest.raises(kind):
+                await f.fetch(base + "/p")
+        finally:
+            await f.close()
+
+
+async def test_429_retry_after_pauses_the_whole_host() -> None:
+    stamps: dict[str, float] = {}
+
+    async def limited(_: web.Request) -> web.Response:
+        stamps["429"] = time.monotonic()
+        return web.Response(status=429, headers={"Retry-After": "1"})
+
+    async def other(_: web.Request) -> web.Response:
+        stamps["other"] = time.monotonic()
+        return web.Response(text=HTML, content_type="text/html")
+
+    async with serve({"/a": limited, "/b": other}) as base:
+        f = AiohttpFetcher(settings(base))
+        try:
+            with pytest.raises(TransientFetchError) as info:
+                await f.fetch(base + "/a")
+            assert info.value.retry_after == 1.0
+            await f.fetch(base + "/b")
+        finally:
+            await f.close()
+    assert stamps["other"] - stamps["429"] >= 0.95
+
+
+async def test_wrong_type_and_too_large_are_permanent() -> None:
+    async def js(_: web.Request) -> web.Response:
+        return web.json_response({"a": 1})
+
+    async def big(_: web.Request) -> web.Response:
+        return web.Response(text="x" * 5000, content_type="text/html")
+
+    async def big_stream(req: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/html"})
+        resp.enable_chunked_encoding()
+        await resp.prepare(req)
+        for _ in range(10):
+            await resp.write(b"y" * 1000)
+        await resp.write_eof()
+        return resp
+
+    async with serve({"/j": js, "/big": big, "/chunked": big_stream}) as base:
+        f = AiohttpFetcher(settings(base, max_page_bytes=4000))
+        try:
+            with pytest.raises(PermanentFetchError, match="not an HTML"):
+                await f.fetch(base + "/j")
+            with pytest.raises(PermanentFetchError, match="larger"):
+                await f.fetch(base + "/big")
+            with pytest.raises(PermanentFetchError, match="larger"):
+                await f.fetch(base + "/chunked")
+        finally:
+            await f.close()
+
+
+async def test_truncated_body_reset_and_timeout_are_transient() -> None:
+    async def truncated(req: web.Request) -> web.StreamResponse:
+        resp = web.StreamResponse(headers={"Content-Type": "text/html", "Content-Length": "10000"})
+        await resp.prepare(req)
+        await resp.write(b"<html>" * 10)
+        assert req.transport is not None
+        req.transport.close()
+        return resp
+
+    async def slow(_: web.Request) -> web.Response:
+        await asyncio.sleep(3)
+        return web.Response(text=HTML, content_type="text/html")
+
+    async with serve({"/t": truncated, "/slow": slow}) as base:
+        f = AiohttpFetcher(settings(base, timeout=0.5))
+        try:
+            with pytest.raises(TransientFetchError):
+                await f.fetch(base + "/t")
+            with pytest.raises(TransientFetchError, match="timeout"):
+                await f.fetch(base + "/slow")
+        finally:
+            await f.close()
+
+
+async def test_conditional_request_gets_304() -> None:
+    async def h(req: web.Request) -> web.Response:
+        if req.headers.get("If-None-Match") == '"v1"':
+            return web.Response(status=304, headers={"ETag": '"v1"'})
+        return web.Response(text=HTML, content_type="text/html", headers={"ETag": '"v1"'})
+
+    async with serve({"/p": h}) as base:
+        f = AiohttpFetcher(settings(base))
+        try:
+            first = await f.fetch(base + "/p")
+            second = await f.fetch(base + "/p", Validators(etag=first.etag))
+        finally:
+            await f.close()
+    assert first.status == 200 and first.etag == '"v1"'
+    assert second.not_modified and second.body == b""
+
+
+async def test_robots_disallow_and_crawl_delay() -> None:
+    stamps: list[float] = []
+
+    async def robots(_: web.Request) -> web.Response:
+        return web.Response(text="User-agent: *\nDisallow: /private\nCrawl-delay: 0.3\n")
+
+    async def page(_: web.Request) -> web.Response:
+        stamps.append(time.monotonic())
+        return web.Response(text=HTML, content_type="text/html")
+
+    async with serve({"/robots.txt": robots, "/private": page, "/ok": page}) as base:
+        f = AiohttpFetcher(settings(base, respect_robots=True))
+        try:
+            with pytest.raises(PermanentFetchError, match="robots"):
+                await f.fetch(base + "/private")
+            await asyncio.gather(*(f.fetch(base + "/ok") for _ in range(3)))
+        finally:
+            await f.close()
+    assert len(stamps) == 3
+    gaps = [b - a for a, b in zip(sorted(stamps), sorted(stamps)[1:], strict=False)]
+    assert all(g >= 0.25 for g in gaps)
+
+
+def test_parse_retry_after_forms() -> None:
+    from datetime import UTC, datetime
+
+    now = datetime(2026, 1, 1, 12, 0, 0, tzinfo=UTC)
+    assert parse_retry_after("5") == 5.0
+    assert parse_retry_after("Thu, 01 Jan 2026 12:00:07 GMT", now) == 7.0
+    assert parse_retry_after("garbage") is None
+    assert parse_retry_after(None) is None

@@ -1,0 +1,583 @@
+"""The Store contract, one test per rule, run against both SQLiteStore (a real file) and
+MemoryStore: the fake must keep the real store's semantics for the worker's unit tests."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from pipeline.errors import StoreError
+from pipeline.models import (
+    Completion,
+    Facet,
+    Job,
+    NewJob,
+    Paper,
+    ParseResult,
+    Statement,
+    Tally,
+)
+from pipeline.normalise import snippet_hash
+from pipeline.store import MemoryStore, SQLiteStore, Store
+from pipeline.store.rules import COLUMNS, iso
+
+DAY = 86400.0
+T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+
+
+class Clock:
+    """A settable clock, so lease expiry and refresh times need no sleeping."""
+
+    def __init__(self) -> None:
+        self.now = T0
+
+    def __call__(self) -> datetime:
+        return self.now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+@pytest.fixture
+def clock() -> Clock:
+    return Clock()
+
+
+@pytest.fixture(params=["memory", "sqlite"])
+async def store(
+    request: pytest.FixtureRequest, tmp_path: Path, clock: Clock
+) -> AsyncIterator[Store]:
+    opts: dict[str, Any] = {
+        "clock": clock,
+        "refresh_interval": 4 * DAY,
+        "refresh_min": DAY,
+        "refresh_max": 16 * DAY,
+    }
+    s: Store = (
+        MemoryStore(**opts)
+        if request.param == "memory"
+        else SQLiteStore(tmp_path / "store.sqlite", **opts)
+    )
+    await s.open()
+    yield s
+    await s.close()
+
+
+# ---------------------------------------------------------------- builders
+
+
+def new(doi: str = "10.1/a", page: int = 1, **kw: Any) -> NewJob:
+    return NewJob(doi=doi, url=f"http://site/reports/{doi}?page={page}", page=page, **kw)
+
+
+def stmt(citing: str, snippet: str, **kw: Any) -> Statement:
+    return Statement(citing_doi=citing, snippet=snippet, **kw)
+
+
+def result(
+    doi: str = "10.1/a",
+    statements: tuple[Statement, ...] = (),
+    tally: Tally | None = None,
+    next_url: str | None = None,
+    **paper: Any,
+) -> ParseResult:
+    fields: dict[str, Any] = {
+        "title": "Full title",
+        "year": 2020,
+        "journal": "J. Full",
+        "authors": ("Ada", "Bob"),
+    } | paper
+    return ParseResult(
+        paper=Paper(doi=doi, **fields),
+        tallies=tally or Tally(supporting=1, mentioning=2, contrasting=0),
+        facets=(Facet("section", "Intro", 2),),
+        statements=statements,
+        next_page_url=next_url,
+    )
+
+
+async def rows(store: Store, table: str) -> list[dict[str, Any]]:
+    return [row async for row in store.export(table)]
+
+
+async def job_row(store: Store, doi: str = "10.1/a", page: int = 1) -> dict[str, Any]:
+    return next(r for r in await rows(store, "jobs") if r["doi"] == doi and r["page"] == page)
+
+
+async def paper(store: Store, doi: str) -> dict[str, Any]:
+    return next(r for r in await rows(store, "papers") if r["doi"] == doi)
+
+
+async def claim_one(store: Store, doi: str = "10.1/a", page: int = 1) -> Job:
+    jobs = await store.claim("w1", 100, 30)
+    picked = [j for j in jobs if j.doi == doi and j.page == page]
+    assert picked, f"{doi} p{page} not claimable"
+    others = [j for j in jobs if j not in picked]
+    if others:
+        await store.release(others)
+    return picked[0]
+
+
+async def crawl(
+    store: Store, res: ParseResult | None, doi: str = "10.1/a", page: int = 1, **kw: Any
+) -> Job:
+    """Enqueue (if needed), claim and complete one page."""
+    await store.enqueue([new(doi, page)])
+    job = await claim_one(store, doi, page)
+    await store.complete(Completion(job=job, result=res, **kw))
+    return job
+
+
+# ---------------------------------------------------------------- queue
+
+
+async def test_enqueue_dedups_on_doi_and_page(store: Store) -> None:
+    assert await store.enqueue([new(), new(), new(page=2), new("10.1/b")]) == 3
+    assert await store.enqueue([new(), new(page=2)]) == 0
+    await claim_one(store)  # leased
+    assert await store.enqueue([new()]) == 0
+    assert len(await rows(store, "jobs")) == 3
+
+
+async def test_enqueue_streams_a_large_iterable(store: Store) -> None:
+    added = await store.enqueue(new(f"10.2/{i}") for i in range(12_000))
+    assert added == 12_000
+    assert await store.pending() == 12_000
+
+
+async def test_higher_round_requeues_finished_jobs_only(store: Store, clock: Clock) -> None:
+    await crawl(store, result(), etag='"v1"')
+    await store.enqueue([new("10.1/b")])  # stays queued
+    clock.advance(5)
+    assert await store.enqueue([new(round=0), new("10.1/b", round=0)]) == 0
+    assert await store.enqueue([new(round=1), new("10.1/b", round=1)]) == 1
+    again = await job_row(store)
+    assert (again["state"], again["attempts"], again["round"]) == ("queued", 0, 1)
+    assert again["etag"] == '"v1"'  # validators kept: the refresh can be conditional
+    waiting = await job_row(store, "10.1/b")
+    assert (waiting["state"], waiting["round"]) == ("queued", 1)  # round bumped, not re-added
+
+
+async def test_dead_job_is_requeued_by_a_higher_round(store: Store) -> None:
+    await store.enqueue([new()])
+    await store.fail(await claim_one(store), "http 404", None)
+    assert await store.enqueue([new()]) == 0
+    assert await store.enqueue([new(round=1)]) == 1
+    row = await job_row(store)
+    assert (row["state"], row["last_error"]) == ("queued", None)
+
+
+async def test_claim_leases_bumps_attempts_and_respects_not_before(
+    store: Store, clock: Clock
+) -> None:
+    later = T0 + timedelta(minutes=5)
+    await store.enqueue([new("10.1/late", not_before=later), new("10.1/a"), new("10.1/b")])
+    jobs = await store.claim("w1", 10, 600)
+    assert [j.doi for j in jobs] == ["10.1/a", "10.1/b"]
+    assert all(j.attempts == 1 for j in jobs)
+    row = await job_row(store)
+    assert (row["state"], row["worker"]) == ("leased", "w1")
+    assert row["lease_until"] == iso(T0 + timedelta(seconds=600))
+    assert await store.claim("w2", 10, 30) == []  # leased jobs are not claimable
+    assert await store.next_due() == later
+    clock.advance(300)
+    assert [j.doi for j in await store.claim("w2", 10, 30)] == ["10.1/late"]
+
+
+async def test_claim_respects_limit(store: Store) -> None:
+    await store.enqueue(new(f"10.1/{i}") for i in range(10))
+    first = await store.claim("w1", 4, 30)
+    second = await store.claim("w2", 100, 30)
+    assert len(first) == 4 and len(second) == 6
+    assert not {j.id for j in first} & {j.id for j in second}
+
+
+async def test_expired_lease_is_requeued_keeping_attempts(store: Store, clock: Clock) -> None:
+    await store.enqueue([new()])
+    await store.claim("w1", 1, 30)
+    clock.advance(29)
+    assert await store.requeue_expired() == 0
+    clock.advance(2)
+    assert await store.requeue_expired() == 1
+    row = await job_row(store)
+    assert (row["state"], row["attempts"], row["worker"]) == ("queued", 1, None)
+    assert (await store.claim("w2", 1, 30))[0].attempts == 2
+
+
+async def test_claim_takes_back_expired_leases_itself(store: Store, clock: Clock) -> None:
+    await store.enqueue([new()])
+    await store.claim("dead-worker", 1, 30)
+    clock.advance(31)
+    assert [j.attempts for j in await store.claim("w2", 1, 30)] == [2]
+
+
+async def test_heartbeat_extends_only_own_leases(store: Store, clock: Clock) -> None:
+    await store.enqueue([new()])
+    job = (await store.claim("w1", 1, 30))[0]
+    clock.advance(20)
+    await store.extend_leases("other", [job.id], 30)
+    await store.extend_leases("w1", [job.id], 30)
+    clock.advance(20)
+    assert await store.requeue_expired() == 0
+    assert (await job_row(store))["lease_until"] == iso(T0 + timedelta(seconds=50))
+
+
+async def test_release_refunds_the_attempt(store: Store) -> None:
+    await store.enqueue([new()])
+    jobs = await store.claim("w1", 1, 30)
+    await store.release(jobs)
+    row = await job_row(store)
+    assert (row["state"], row["attempts"], row["lease_until"]) == ("queued", 0, None)
+
+
+async def test_fail_with_retry_at_persists_backoff(store: Store, clock: Clock) -> None:
+    await store.enqueue([new()])
+    retry_at = T0 + timedelta(seconds=90)
+    await store.fail(await claim_one(store), "http 503", retry_at)
+    row = await job_row(store)
+    assert (row["state"], row["not_before"], row["last_error"]) == (
+        "failed",
+        iso(retry_at),
+        "http 503",
+    )
+    assert await store.pending() == 1
+    assert await store.next_due() == retry_at
+    clock.advance(89)
+    assert await store.claim("w1", 1, 30) == []
+    clock.advance(1)
+    assert [j.attempts for j in await store.claim("w1", 1, 30)] == [2]
+
+
+async def test_permanent_failure_is_dead_with_reason(store: Store) -> None:
+    await store.enqueue([new(), new("10.1/b"), new("10.1/c")])
+    for doi, reason in [("10.1/a", "http 404"), ("10.1/b", "http 404"), ("10.1/c", "parse")]:
+        await store.fail(await claim_one(store, doi), reason, None)
+    stats = await store.stats()
+    assert stats.jobs_by_state["dead"] == 3
+    assert [(d.reason, d.count) for d in stats.dead_by_reason] == [("http 404", 2), ("parse", 1)]
+    assert await store.pending() == 0
+    assert await store.next_due() is None
+
+
+async def test_dead_page_marks_report_incomplete(store: Store) -> None:
+    await crawl(store, result(next_url="p2"), follow_ups=(new(page=2),))
+    assert (await paper(store, "10.1/a"))["incomplete"] == 0
+    await store.fail(await claim_one(store, page=2), "http 410", None)
+    assert (await paper(store, "10.1/a"))["incomplete"] == 1
+    stats = await store.stats()
+    assert stats.incomplete_reports == 1
+    # A new pass over the report (page 1 again, new round) clears the flag.
+    await store.enqueue([new(round=1)])
+    job = await claim_one(store)
+    await store.complete(Completion(job=job, result=result()))
+    assert (await paper(store, "10.1/a"))["incomplete"] == 0
+
+
+# ---------------------------------------------------------------- completions
+
+
+async def test_complete_writes_the_page_rows_and_marks_done(store: Store) -> None:
+    statements = (
+        stmt(
+            "10.9/c1",
+            "first claim",
+            citing_title="C1",
+            citing_year=2021,
+            section="Intro",
+            type="supporting",
+            confidence=0.9,
+        ),
+        stmt("10.9/c2", "second claim", citing_journal="J2", type="mentioning"),
+    )
+    res = result(
+        statements=statements,
+        tally=Tally(3, 4, 0, 7, 9, None),
+        next_url="p2",
+        abstract="Abs",
+        abstract_truncated=True,
+    )
+    await crawl(store, res, etag='"e"', last_modified="Mon", content_hash="h1")
+    p = await paper(store, "10.1/a")
+    assert (p["title"], p["year"], p["abstract_truncated"]) == ("Full title", 2020, 1)
+    assert p["report_url"] == "http://site/reports/10.1/a?page=1"
+    assert p["last_crawled_at"] == iso(T0) and p["first_seen_at"] == iso(T0)
+    assert [(a["position"], a["name"]) for a in await rows(store, "authors")] == [
+        (1, "Ada"),
+        (2, "Bob"),
+    ]
+    (tally,) = await rows(store, "tallies")
+    assert (tally["supporting"], tally["references_count"]) == (3, None)  # unknown is NULL
+    assert len(await rows(store, "tally_history")) == 1
+    assert [(f["facet"], f["label"], f["count"]) for f in await rows(store, "facets")] == [
+        ("section", "Intro", 2)
+    ]
+    got = await rows(store, "statements")
+    assert [(s["citing_doi"], s["snippet"], s["type"]) for s in got] == [
+        ("10.9/c1", "first claim", "supporting"),
+        ("10.9/c2", "second claim", "mentioning"),
+    ]
+    assert got[0]["snippet_hash"] == snippet_hash("first claim")
+    c1 = await paper(store, "10.9/c1")
+    assert (c1["title"], c1["year"], c1["last_crawled_at"]) == ("C1", 2021, None)
+    row = await job_row(store)
+    assert (
+        row["state"],
+        row["etag"],
+        row["last_modified"],
+        row["content_hash"],
+        row["next_url"],
+    ) == ("done", '"e"', "Mon", "h1", "p2")
+    assert (await store.stats()).pages_last_minute == 1
+
+
+async def test_complete_is_all_or_nothing(store: Store) -> None:
+    await store.enqueue([new()])
+    job = await claim_one(store)
+    bad = result(statements=(stmt("10.9/c1", "fine"), stmt("10.9/c2", "bad", confidence=1.5)))
+    with pytest.raises(StoreError):
+        await store.complete(Completion(job=job, result=bad, follow_ups=(new(page=2),)))
+    for table in ("papers", "authors", "tallies", "tally_history", "facets", "statements"):
+        assert await rows(store, table) == [], table
+    assert [(r["page"], r["state"]) for r in await rows(store, "jobs")] == [(1, "leased")]
+
+
+async def test_follow_ups_are_enqueued_with_the_completion(store: Store) -> None:
+    await crawl(store, result(next_url="p2"), follow_ups=(new(page=2, depth=1), new("10.9/citer")))
+    state = {(r["doi"], r["page"]): (r["state"], r["depth"]) for r in await rows(store, "jobs")}
+    assert state == {
+        ("10.1/a", 1): ("done", 0),
+        ("10.1/a", 2): ("queued", 1),
+        ("10.9/citer", 1): ("queued", 0),
+    }
+
+
+async def test_later_pages_write_statements_but_not_the_header(store: Store) -> None:
+    await crawl(store, result(tally=Tally(1, 1, 1)))
+    later = result(
+        statements=(stmt("10.9/c9", "page two"),),
+        tally=Tally(9, 9, 9),
+        title="Other title",
+        authors=("Zed",),
+    )
+    await crawl(store, later, page=2)
+    assert (await paper(store, "10.1/a"))["title"] == "Full title"
+    assert [a["name"] for a in await rows(store, "authors")] == ["Ada", "Bob"]
+    assert (await rows(store, "tallies"))[0]["supporting"] == 1
+    assert [s["snippet"] for s in await rows(store, "statements")] == ["page two"]
+
+
+async def test_statement_seen_again_is_the_same_row(store: Store, clock: Clock) -> None:
+    await crawl(store, result(statements=(stmt("10.9/c1", "a claim", section="Intro"),)))
+    (before,) = await rows(store, "statements")
+    clock.advance(3600)
+    await store.enqueue([new(round=1)])
+    job = await claim_one(store)
+    again = result(
+        statements=(
+            stmt("10.9/c1", "a claim", section="Discussion", type="contrasting", confidence=0.5),
+        )
+    )
+    await store.complete(Completion(job=job, result=again))
+    (after,) = await rows(store, "statements")
+    assert after["id"] == before["id"]
+    assert after["first_seen_at"] == before["first_seen_at"] == iso(T0)
+    assert after["last_seen_at"] == iso(T0 + timedelta(hours=1))
+    assert (after["section"], after["type"], after["confidence"]) == (
+        "Discussion",
+        "contrasting",
+        0.5,
+    )
+
+
+async def test_same_snippet_from_two_citers_is_two_rows(store: Store) -> None:
+    same = "Widely cited result."
+    await crawl(store, result(statements=(stmt("10.9/c1", same), stmt("10.9/c2", same))))
+    assert [s["citing_doi"] for s in await rows(store, "statements")] == ["10.9/c1", "10.9/c2"]
+
+
+async def _refresh(store: Store, clock: Clock, tally: Tally | None, rnd: int) -> None:
+    clock.advance(DAY)
+    await store.enqueue([new(round=rnd)])
+    job = await claim_one(store)
+    await store.complete(Completion(job=job, result=None if tally is None else result(tally=tally)))
+
+
+async def test_tally_history_only_on_change(store: Store, clock: Clock) -> None:
+    await crawl(store, result(tally=Tally(1, 2, 3)))
+    await _refresh(store, clock, Tally(1, 2, 3), 1)
+    await _refresh(store, clock, None, 2)  # 304
+    await _refresh(store, clock, Tally(1, 5, 3), 3)
+    await _refresh(store, clock, Tally(1, 5, 3, references_count=8), 4)  # unknown -> known
+    history = await rows(store, "tally_history")
+    assert [(h["mentioning"], h["references_count"]) for h in history] == [
+        (2, None),
+        (5, None),
+        (5, 8),
+    ]
+    (latest,) = await rows(store, "tallies")
+    assert latest["observed_at"] == iso(T0 + timedelta(days=4))
+
+
+@pytest.mark.parametrize("full_first", [True, False])
+async def test_partial_citer_never_overwrites_fuller_data(store: Store, full_first: bool) -> None:
+    full = result(
+        "10.9/x", title="Full X", year=2001, journal="Real Journal", abstract="Long abstract"
+    )
+    citing = result(
+        "10.1/a",
+        statements=(stmt("10.9/x", "cites x", citing_title="x (short)", citing_year=1999),),
+    )
+    order = [(full, "10.9/x"), (citing, "10.1/a")]
+    for res, doi in order if full_first else reversed(order):
+        await crawl(store, res, doi=doi)
+    x = await paper(store, "10.9/x")
+    assert (x["title"], x["year"], x["journal"], x["abstract"]) == (
+        "Full X",
+        2001,
+        "Real Journal",
+        "Long abstract",
+    )
+    assert x["last_crawled_at"] is not None
+
+
+async def test_partial_citer_fills_unknown_columns(store: Store) -> None:
+    await crawl(store, result("10.9/x", title="X", year=None, journal=None), doi="10.9/x")
+    citing = result(
+        statements=(stmt("10.9/x", "s", citing_title="x?", citing_year=1999, citing_journal="JX"),)
+    )
+    await crawl(store, citing)
+    x = await paper(store, "10.9/x")
+    assert (x["title"], x["year"], x["journal"]) == ("X", 1999, "JX")
+
+
+async def test_not_modified_records_only_the_visit(store: Store, clock: Clock) -> None:
+    await crawl(
+        store,
+        result(statements=(stmt("10.9/c1", "s1"),), next_url="p2"),
+        etag='"v1"',
+        content_hash="h1",
+    )
+    snapshot = {
+        t: await rows(store, t)
+        for t in ("authors", "tallies", "tally_history", "facets", "statements")
+    }
+    clock.advance(DAY)
+    await store.enqueue([new(round=1)])
+    job = await claim_one(store)
+    assert (job.etag, job.next_url) == ('"v1"', "p2")
+    await store.complete(Completion(job=job, result=None, follow_ups=(new(page=2),)))
+    for table, before in snapshot.items():
+        assert await rows(store, table) == before, table
+    p = await paper(store, "10.1/a")
+    assert p["last_crawled_at"] == iso(T0 + timedelta(days=1))
+    row = await job_row(store)
+    assert (row["state"], row["etag"], row["content_hash"], row["next_url"]) == (
+        "done",
+        '"v1"',
+        "h1",
+        "p2",
+    )
+    assert (await job_row(store, page=2))["state"] == "queued"
+
+
+async def test_adaptive_refresh_interval(store: Store, clock: Clock) -> None:
+    await crawl(store, result(tally=Tally(1, 1, 1)))
+
+    async def interval() -> float:
+        return float((await paper(store, "10.1/a"))["refresh_interval"]) / DAY
+
+    assert await interval() == 4  # first crawl: refresh_interval
+    p = await paper(store, "10.1/a")
+    assert p["next_refresh_at"] == iso(T0 + timedelta(days=4))
+    steps = [
+        (Tally(1, 1, 1), 8),
+        (None, 16),
+        (None, 16),
+        (Tally(2, 1, 1), 8),
+        (Tally(3, 1, 1), 4),
+        (Tally(4, 1, 1), 2),
+        (Tally(5, 1, 1), 1),
+        (Tally(6, 1, 1), 1),
+    ]
+    for rnd, (tally, expected) in enumerate(steps, start=1):
+        await _refresh(store, clock, tally, rnd)
+        assert await interval() == expected, (rnd, tally)
+
+
+async def test_enqueue_stale_requeues_due_reports_with_a_new_round(
+    store: Store, clock: Clock
+) -> None:
+    await crawl(store, result(next_url="p2"), follow_ups=(new(page=2),))
+    await crawl(store, result(), page=2)
+    await crawl(store, result("10.1/b"), doi="10.1/b")
+    await store.enqueue([new("10.1/b", round=1)])
+    await store.complete(Completion(job=await claim_one(store, "10.1/b"), result=result("10.1/b")))
+    assert await store.enqueue_stale(T0 + timedelta(days=3)) == 0
+    clock.advance(4 * DAY)
+    # 10.1/b's tallies did not change on its second visit: its interval doubled (8 days).
+    assert await store.enqueue_stale(T0 + timedelta(days=4)) == 1
+    page_one = await job_row(store)
+    assert (page_one["state"], page_one["round"]) == ("queued", 1)
+    assert (await job_row(store, "10.1/b"))["state"] == "done"
+    # The follow-up inherits the round, which brings page 2 back too.
+    job = await claim_one(store)
+    await store.complete(
+        Completion(job=job, result=None, follow_ups=(new(page=2, round=job.round),))
+    )
+    assert (await job_row(store, page=2))["state"] == "queued"
+    assert await store.enqueue_stale(T0 + timedelta(days=4)) == 0  # refreshed: next later
+
+
+async def test_late_completion_of_an_older_round_does_not_finish_the_refresh(
+    store: Store, clock: Clock
+) -> None:
+    await store.enqueue([new()])
+    old = await claim_one(store)
+    clock.advance(31)
+    await store.requeue_expired()
+    await store.enqueue([new(round=1)])  # queued: round bumped
+    await store.complete(Completion(job=old, result=result()))
+    assert (await job_row(store))["state"] == "queued"
+    assert len(await rows(store, "papers")) == 1  # the rows themselves are fine to keep
+
+
+# ---------------------------------------------------------------- reads and runs
+
+
+async def test_export_streams_rows_in_key_order(store: Store) -> None:
+    await store.enqueue(new(f"10.3/{i:05d}") for i in reversed(range(2500)))
+    exported = await rows(store, "jobs")
+    assert [r["id"] for r in exported] == list(range(1, 2501))
+    assert list(exported[0]) == list(COLUMNS["jobs"])
+    await crawl(store, result(authors=tuple(f"A{i}" for i in range(1500))), doi="10.3/02499")
+    assert [a["position"] for a in await rows(store, "authors")] == list(range(1, 1501))
+
+
+async def test_export_rejects_unknown_tables(store: Store) -> None:
+    with pytest.raises(StoreError, match="unknown table"):
+        await rows(store, "sqlite_master")
+
+
+async def test_stats_counts_rows_and_recent_pages(store: Store, clock: Clock) -> None:
+    await crawl(store, result(statements=(stmt("10.9/c", "s"),)))
+    clock.advance(120)
+    await crawl(store, result("10.1/b"), doi="10.1/b")
+    stats = await store.stats()
+    assert (stats.pages_last_minute, stats.pages_last_hour) == (1, 2)
+    assert stats.rows_by_table["papers"] == 3 and stats.rows_by_table["statements"] == 1
+    assert stats.jobs_by_state == {"queued": 0, "leased": 0, "done": 2, "failed": 0, "dead": 0}
+
+
+async def test_runs_are_registered_and_go_stale(store: Store, clock: Clock) -> None:
+    a = await store.start_run("crawl", "host1", 11)
+    b = await store.start_run("worker", "host1", 12)
+    clock.advance(50)
+    await store.heartbeat_run(b)
+    clock.advance(20)
+    assert [r.id for r in await store.active_runs(60)] == [b]
+    await store.finish_run(b, {"pages": 3})
+    assert [r.id for r in await store.active_runs(3600)] == [a]

@@ -1,0 +1,193 @@
+"""The store across real processes: SIGKILL at random moments never leaves a half-written
+page or a lost job, and two processes claiming from one file never share a job."""
+
+from __future__ import annotations
+
+import json
+import os
+import random
+import signal
+import sqlite3
+import subprocess
+import sys
+import textwrap
+import time
+from pathlib import Path
+
+import pytest
+
+from pipeline.models import NewJob
+from pipeline.store import SQLiteStore
+
+ROOT = Path(__file__).resolve().parents[2]
+PAGES = 3  # pages per report
+K = 5  # statements per page
+AUTHORS = 2
+
+# A crawler stand-in: enqueues reports, claims pages and completes them (K statements each,
+# the next page as a follow-up), sometimes fails one for a retry or for good.
+CRAWLER = textwrap.dedent(f"""
+    import asyncio, sys
+    from datetime import UTC, datetime, timedelta
+    from pipeline.models import Completion, NewJob, Paper, ParseResult, Statement, Tally
+    from pipeline.store import SQLiteStore
+
+    PAGES, K = {PAGES}, {K}
+
+    def result(doi, page):
+        return ParseResult(
+            paper=Paper(doi=doi, title="T " + doi, authors=("A1", "A2")),
+            tallies=Tally(page, 2, 3),
+            statements=tuple(
+                Statement(citing_doi=f"10.8/{{doi}}-{{page}}-{{i}}", snippet=f"{{doi}} {{i}}",
+                          section=f"p{{page}}", citing_title="citer")
+                for i in range(K)),
+            next_page_url=f"{{doi}}?page={{page + 1}}" if page < PAGES else None)
+
+    async def handle(store, job):
+        n = int(job.doi.rsplit("/", 1)[1])
+        if n % 11 == 0 and job.page == 2:
+            await store.fail(job, "http 404", None)
+            return
+        if n % 7 == 0 and job.attempts == 1:
+            await store.fail(job, "http 503", datetime.now(UTC) + timedelta(seconds=0.05))
+            return
+        follow = (NewJob(job.doi, f"{{job.doi}}?page={{job.page + 1}}", job.page + 1),
+                  ) if job.page < PAGES else ()
+        await store.complete(Completion(job, result(job.doi, job.page), follow))
+
+    async def main(path, start, drain):
+        async with SQLiteStore(path, writer_batch=32) as store:
+            n = start
+            while True:
+                if not drain:
+                    await store.enqueue(NewJob(f"10.7/{{i}}", f"u{{i}}") for i in range(n, n + 8))
+                    n += 8
+                jobs = await store.claim("w", 24, lease_seconds=0.3)
+                if not jobs:
+                    if drain and await store.pending() == 0:
+                        return
+                    await asyncio.sleep(0.02)
+                    continue
+                await asyncio.gather(*(handle(store, j) for j in jobs))
+
+    asyncio.run(main(sys.argv[1], int(sys.argv[2]), sys.argv[3] == "drain"))
+""")
+
+CLAIMER = textwrap.dedent("""
+    import asyncio, json, sys
+    from pipeline.store import SQLiteStore
+
+    async def main(path, name):
+        got = []
+        async with SQLiteStore(path) as store:
+            while jobs := await store.claim(name, 5, lease_seconds=600):
+                got += [j.id for j in jobs]
+        print(json.dumps(got))
+
+    asyncio.run(main(sys.argv[1], sys.argv[2]))
+""")
+
+
+def spawn(script: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen(
+        [sys.executable, str(script), *args],
+        cwd=ROOT,
+        text=True,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env={**os.environ, "PYTHONPATH": str(ROOT)},
+    )
+
+
+def check_invariants(path: Path) -> dict[str, int]:
+    """Everything a crash must never break; returns the job counts by state."""
+    with sqlite3.connect(path, timeout=10) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        states = dict(conn.execute("SELECT state, count(*) FROM jobs GROUP BY state").fetchall())
+        assert set(states) <= {"queued", "leased", "done", "failed", "dead"}
+        jobs = {(d, p): s for d, p, s in conn.execute("SELECT doi, page, state FROM jobs")}
+        per_page = {
+            (d, int(sec[1:])): n
+            for d, sec, n in conn.execute(
+                "SELECT cited_doi, section, count(*) FROM statements GROUP BY 1, 2"
+            )
+        }
+        for (doi, pg), state in jobs.items():
+            # A page's rows are all there exactly when its job is done: one transaction.
+            assert per_page.get((doi, pg), 0) == (K if state == "done" else 0), (doi, pg, state)
+            if state == "done" and pg < PAGES:
+                assert (doi, pg + 1) in jobs, f"follow-up of {doi} p{pg} lost"
+        assert set(per_page) <= set(jobs)
+        done_page_one = {d for (d, p), s in jobs.items() if p == 1 and s == "done"}
+        authors = dict(conn.execute("SELECT doi, count(*) FROM authors GROUP BY doi"))
+        assert authors == dict.fromkeys(done_page_one, AUTHORS)
+        crawled = {
+            r[0] for r in conn.execute("SELECT doi FROM papers WHERE last_crawled_at IS NOT NULL")
+        }
+        assert crawled == done_page_one
+        tallies = {r[0] for r in conn.execute("SELECT doi FROM tallies")}
+        assert tallies == done_page_one
+        for table, key in [
+            ("statements", "cited_doi, citing_doi, snippet"),
+            ("papers", "doi"),
+            ("tally_history", "doi"),
+        ]:
+            total, distinct = conn.execute(
+                f"SELECT count(*), (SELECT count(*) FROM (SELECT DISTINCT {key} FROM {table}))"
+                f" FROM {table}"
+            ).fetchone()
+            assert total == distinct, f"duplicate rows in {table}"
+        dead_marked = {r[0] for r in conn.execute("SELECT doi FROM papers WHERE incomplete = 1")}
+        dead = {d for (d, p), s in jobs.items() if s == "dead"}
+        assert dead_marked == dead & crawled
+    return states
+
+
+@pytest.mark.slow
+def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
+    script = tmp_path / "crawler.py"
+    script.write_text(CRAWLER)
+    path = tmp_path / "crash.sqlite"
+    rng = random.Random(20240501)
+    kills = runs = 0
+    done_before = 0
+    while kills < 22:
+        runs += 1
+        assert runs < 80, "the crawler keeps exiting on its own"
+        proc = spawn(script, str(path), str(runs * 10_000), "run")
+        time.sleep(rng.uniform(0.3, 1.5))
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGKILL)
+            kills += 1
+        proc.wait()
+        assert proc.returncode in (0, -signal.SIGKILL), proc.stderr.read() if proc.stderr else ""
+        if path.exists():
+            states = check_invariants(path)
+            done_before = max(done_before, states.get("done", 0))
+    assert done_before > 100, "too little work got done between kills to mean anything"
+    proc = spawn(script, str(path), "0", "drain")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err
+    states = check_invariants(path)
+    assert set(states) <= {"done", "dead"}, states  # nothing lost: every job finished
+    with sqlite3.connect(path) as conn:
+        dead = {r[0] for r in conn.execute("SELECT DISTINCT doi FROM jobs WHERE state='dead'")}
+        assert dead and all(int(d.rsplit("/", 1)[1]) % 11 == 0 for d in dead)
+
+
+@pytest.mark.slow
+async def test_two_processes_never_claim_the_same_job(tmp_path: Path) -> None:
+    path = tmp_path / "claim.sqlite"
+    async with SQLiteStore(path) as store:
+        await store.enqueue(NewJob(f"10.1/{i}", "u") for i in range(3000))
+    script = tmp_path / "claimer.py"
+    script.write_text(CLAIMER)
+    procs = [spawn(script, str(path), name) for name in ("a", "b")]
+    outputs = [p.communicate(timeout=120) for p in procs]
+    assert [p.returncode for p in procs] == [0, 0], [err for _, err in outputs]
+    a, b = (set(json.loads(out)) for out, _ in outputs)
+    assert a and b, "both processes should have claimed something"
+    assert not a & b
+    assert a | b == set(range(1, 3001))

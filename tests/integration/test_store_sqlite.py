@@ -1,0 +1,363 @@
+"""What only the SQLite store has: the file's schema and migrations, pragmas, the claim's
+query plan, the batching writer and its fallback, the factory, error translation."""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+from pathlib import Path
+
+import pytest
+
+from pipeline.errors import StoreError
+from pipeline.models import Completion, Job, NewJob, Paper, ParseResult, Statement, Tally
+from pipeline.store import MemoryStore, SQLiteStore, open_store
+from pipeline.store.queries import Migration, migrations, queries, split_statements
+from pipeline.store.rules import COLUMNS
+from pipeline.store.sqlite import connect, migrate
+
+# The public interface of store.md: these names must exist, whatever else is added.
+PUBLIC = {
+    "papers": {
+        "doi",
+        "title",
+        "year",
+        "publication_date",
+        "journal",
+        "abstract",
+        "abstract_truncated",
+        "report_url",
+        "first_seen_at",
+        "last_crawled_at",
+    },
+    "authors": {"doi", "position", "name"},
+    "tallies": {
+        "doi",
+        "supporting",
+        "mentioning",
+        "contrasting",
+        "citing_publications",
+        "citation_statements",
+        "references_count",
+        "observed_at",
+    },
+    "tally_history": {
+        "doi",
+        "supporting",
+        "mentioning",
+        "contrasting",
+        "citing_publications",
+        "citation_statements",
+        "references_count",
+        "observed_at",
+    },
+    "facets": {"doi", "facet", "label", "count"},
+    "statements": {
+        "id",
+        "cited_doi",
+        "citing_doi",
+        "snippet",
+        "section",
+        "type",
+        "confidence",
+        "first_seen_at",
+        "last_seen_at",
+    },
+    "jobs": {
+        "id",
+        "doi",
+        "url",
+        "page",
+        "state",
+        "attempts",
+        "not_before",
+        "lease_until",
+        "last_error",
+        "depth",
+        "created_at",
+        "updated_at",
+    },
+}
+
+
+def db(path: Path) -> sqlite3.Connection:
+    return sqlite3.connect(path)
+
+
+def page(doi: str, n_statements: int = 3, confidence: float | None = 0.5) -> ParseResult:
+    return ParseResult(
+        paper=Paper(doi=doi, title=f"T {doi}"),
+        tallies=Tally(1, 2, 3),
+        statements=tuple(
+            Statement(citing_doi=f"10.9/{doi}-{i}", snippet=f"s{i}", confidence=confidence)
+            for i in range(n_statements)
+        ),
+    )
+
+
+async def enqueue_and_claim(store: SQLiteStore, n: int) -> list[Job]:
+    await store.enqueue(NewJob(f"10.1/{i}", f"http://s/{i}") for i in range(n))
+    return await store.claim("w", n, 60)
+
+
+# ---------------------------------------------------------------- schema and migrations
+
+
+async def test_schema_has_every_public_table_and_column(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    async with SQLiteStore(path):
+        pass
+    with db(path) as conn:
+        for table, columns in COLUMNS.items():
+            got = [r[1] for r in conn.execute(f"PRAGMA table_info({table})")]
+            assert got == list(columns), table
+            assert PUBLIC[table] <= set(got), table
+        assert {"schema_version", "runs"} <= {
+            r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")
+        }
+
+
+async def test_migrations_run_once_at_open(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    for _ in range(2):
+        async with SQLiteStore(path) as store:
+            await store.enqueue([NewJob("10.1/a", "u")])
+    with db(path) as conn:
+        assert conn.execute("SELECT version, name FROM schema_version").fetchall() == [
+            (1, "schema")
+        ]
+        assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (1,)
+
+
+async def test_later_migrations_apply_in_order_and_fail_atomically(tmp_path: Path) -> None:
+    path = str(tmp_path / "s.sqlite")
+    extra = (
+        Migration(
+            2,
+            "add_note",
+            split_statements(
+                "ALTER TABLE papers ADD COLUMN note TEXT;\n"
+                "CREATE INDEX papers_note ON papers (note);"
+            ),
+        ),
+        Migration(
+            3,
+            "broken",
+            split_statements(
+                "ALTER TABLE papers ADD COLUMN other TEXT;\nSELECT * FROM no_such_table;"
+            ),
+        ),
+    )
+    conn = await connect(path)
+    try:
+        assert await migrate(conn, migrations()[:1]) == 1
+        with pytest.raises(sqlite3.OperationalError):
+            await migrate(conn, (*migrations(), *extra))
+        columns = [r[1] async for r in await conn.execute("PRAGMA table_info(papers)")]
+        assert "note" in columns and "other" not in columns  # 3 rolled back entirely
+        assert await migrate(conn, (*migrations(), extra[0])) == 2
+        with pytest.raises(StoreError, match="newer"):
+            await migrate(conn, migrations())
+    finally:
+        await conn.close()
+
+
+def test_split_statements_keeps_triggers_whole() -> None:
+    script = """-- a comment; with a semicolon
+CREATE TABLE t (x);
+CREATE TRIGGER tr AFTER INSERT ON t BEGIN
+    UPDATE t SET x = 1; UPDATE t SET x = 2;
+END;
+"""
+    statements = split_statements(script)
+    assert len(statements) == 2 and statements[1].endswith("END;")
+
+
+def test_every_named_query_is_used_by_the_store() -> None:
+    store_dir = Path(__file__).resolve().parents[2] / "pipeline" / "store"
+    source = (store_dir / "sqlite.py").read_text() + (store_dir / "rules.py").read_text()
+    unused = [name for name in queries() if f'"{name}"' not in source]
+    assert unused == []
+
+
+# ---------------------------------------------------------------- pragmas and plans
+
+
+async def test_pragmas(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    async with SQLiteStore(path) as store:
+        writer = store._writer
+        assert writer is not None
+        values = {}
+        for pragma in ("journal_mode", "foreign_keys", "synchronous", "busy_timeout"):
+            async with writer.execute(f"PRAGMA {pragma}") as cur:
+                values[pragma] = (await cur.fetchone())[0]  # type: ignore[index]
+    assert values == {
+        "journal_mode": "wal",
+        "foreign_keys": 1,
+        "synchronous": 1,
+        "busy_timeout": 10000,
+    }
+    with db(path) as conn:
+        assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
+
+
+
+
+async def test_claim_walks_the_due_index_without_sorting(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    async with SQLiteStore(path) as store:
+        await store.enqueue(NewJob(f"10.1/{i}", "u") for i in range(1000))
+    params = {"now": "2100-01-01T00:00:00.000000Z", "limit": 10, "worker": "w", "lease_until": "x"}
+    with db(path) as conn:
+        conn.execute("ANALYZE")
+        plan = " | ".join(
+            r[3] for r in conn.execute("EXPLAIN QUERY PLAN " + queries()["claim"], params)
+        )
+    assert "jobs_due" in plan and "TEMP B-TREE" not in plan, plan
+
+
+async def test_statements_are_indexed_both_ways(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    async with SQLiteStore(path):
+        pass
+    with db(path) as conn:
+        for column in ("cited_doi", "citing_doi"):
+            plan = str(
+                conn.execute(
+                    f"EXPLAIN QUERY PLAN SELECT * FROM statements WHERE {column} = 'x'"
+                ).fetchall()
+            )
+            assert "USING INDEX" in plan, (column, plan)
+
+
+# ---------------------------------------------------------------- the writer
+
+
+async def test_writer_commits_many_pages_per_transaction(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "s.sqlite", writer_batch=50) as store:
+        jobs = await enqueue_and_claim(store, 200)
+        batches: list[int] = []
+        commit = store._commit_pages
+
+        async def counting(items: list[Completion]) -> None:
+            batches.append(len(items))
+            await commit(items)
+
+        store._commit_pages = counting  # type: ignore[method-assign]
+        await asyncio.gather(*(store.complete(Completion(j, page(j.doi))) for j in jobs))
+        stats = await store.stats()
+    assert sum(batches) == 200 and max(batches) == 50 and len(batches) < 200 / 10
+    assert stats.jobs_by_state["done"] == 200 and stats.rows_by_table["statements"] == 600
+
+
+async def test_a_bad_page_does_not_sink_its_batch(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "s.sqlite") as store:
+        jobs = await enqueue_and_claim(store, 6)
+        calls: list[int] = []
+        commit = store._commit_pages
+
+        async def counting(items: list[Completion]) -> None:
+            calls.append(len(items))
+            await commit(items)
+
+        store._commit_pages = counting  # type: ignore[method-assign]
+        async with store._lock:  # hold the writer so that all six queue up as one batch
+            tasks = [
+                asyncio.create_task(
+                    store.complete(
+                        Completion(j, page(j.doi, confidence=7.0 if j.doi == "10.1/3" else 0.5))
+                    )
+                )
+                for j in jobs
+            ]
+            await asyncio.sleep(0.05)
+        outcomes = await asyncio.gather(*tasks, return_exceptions=True)
+        states = {r["doi"]: r["state"] async for r in store.export("jobs")}
+    assert calls == [6, 1, 1, 1, 1, 1, 1]
+    assert [type(o).__name__ for o in outcomes] == ["NoneType"] * 3 + ["StoreError"] + [
+        "NoneType"
+    ] * 2
+    assert states["10.1/3"] == "leased"
+    assert [d for d, s in states.items() if s == "done"] == [
+        "10.1/0",
+        "10.1/1",
+        "10.1/2",
+        "10.1/4",
+        "10.1/5",
+    ]
+
+
+async def test_back_pressure_with_a_tiny_queue(tmp_path: Path) -> None:
+    async with SQLiteStore(tmp_path / "s.sqlite", queue_size=1, writer_batch=4) as store:
+        jobs = await enqueue_and_claim(store, 40)
+        await asyncio.gather(*(store.complete(Completion(j, page(j.doi))) for j in jobs))
+        assert (await store.stats()).jobs_by_state["done"] == 40
+
+
+async def test_close_commits_what_was_acknowledged_and_refuses_more(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    store = SQLiteStore(path)
+    await store.open()
+    jobs = await enqueue_and_claim(store, 10)
+    tasks = [asyncio.create_task(store.complete(Completion(j, page(j.doi)))) for j in jobs]
+    await asyncio.sleep(0)
+    await asyncio.gather(*tasks)
+    await store.close()
+    with pytest.raises(StoreError, match="closed"):
+        await store.complete(Completion(jobs[0], None))
+    with db(path) as conn:
+        assert conn.execute("SELECT count(*) FROM jobs WHERE state = 'done'").fetchone() == (10,)
+
+
+async def test_two_stores_on_one_file_share_the_queue(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    async with SQLiteStore(path) as a, SQLiteStore(path) as b:
+        await a.enqueue(NewJob(f"10.1/{i}", "u") for i in range(100))
+        got: list[Job] = []
+        for _ in range(30):
+            got += await a.claim("a", 3, 60) + await b.claim("b", 4, 60)
+        assert sorted(j.id for j in got) == list(range(1, 101))
+
+
+# ---------------------------------------------------------------- factory and errors
+
+
+@pytest.mark.parametrize("form", ["path", "url"])
+async def test_open_store_sqlite(tmp_path: Path, form: str) -> None:
+    path = tmp_path / "f.sqlite"
+    store = open_store(path if form == "path" else f"sqlite:///{path}", writer_batch=7)
+    assert isinstance(store, SQLiteStore) and store.writer_batch == 7
+    async with store:
+        assert await store.pending() == 0
+    assert path.exists()
+
+
+def test_open_store_other_schemes() -> None:
+    assert isinstance(open_store("memory://"), MemoryStore)
+    for url in ("postgresql://db/citepipe", "postgres://x", "mysql://x", "sqlite://rel"):
+        with pytest.raises(StoreError):
+            open_store(url)
+
+
+async def test_driver_errors_become_store_errors(tmp_path: Path) -> None:
+    with pytest.raises(StoreError):
+        await SQLiteStore(tmp_path / "no" / "such" / "dir.sqlite").open()
+    garbage = tmp_path / "garbage.sqlite"
+    garbage.write_bytes(b"not a database at all" * 100)
+    with pytest.raises(StoreError):
+        await SQLiteStore(garbage).open()
+    with pytest.raises(StoreError, match="not open"):
+        await SQLiteStore(tmp_path / "x.sqlite").claim("w", 1, 1)
+
+
+async def test_foreign_keys_hold_in_the_file(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    async with SQLiteStore(path) as store:
+        jobs = await enqueue_and_claim(store, 20)
+        await asyncio.gather(*(store.complete(Completion(j, page(j.doi))) for j in jobs))
+    with db(path) as conn:
+        assert conn.execute("PRAGMA foreign_key_check").fetchall() == []
+        conn.execute("PRAGMA foreign_keys = ON")
+        with pytest.raises(sqlite3.IntegrityError):
+            conn.execute("INSERT INTO authors (doi, position, name) VALUES ('nope', 1, 'x')")

@@ -1,0 +1,85 @@
+"""The container files, checked without a Docker engine: structure, commands, settings."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from pipeline.cli import build_parser
+from pipeline.config import ENV_PREFIX, setting_names
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def compose() -> dict[str, Any]:
+    data = yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+    assert isinstance(data, dict)
+    return data
+
+
+def subcommands() -> set[str]:
+    parser = build_parser()
+    action = next(a for a in parser._actions if a.dest == "command")
+    return set(action.choices)  # type: ignore[arg-type]
+
+
+def test_services_volume_and_demo_profile() -> None:
+    c = compose()
+    services = c["services"]
+    assert {"worker", "scheduler", "site"} <= set(services)
+    assert "citepipe-data" in c["volumes"]
+    for name in ("worker", "scheduler"):
+        assert any(v.startswith("citepipe-data:") for v in services[name]["volumes"])
+        assert "profiles" not in services[name]
+    assert services["site"]["profiles"] == ["demo"]
+    assert services["scheduler"]["command"][0] == "schedule"
+    assert services["worker"]["command"] == ["worker"]
+
+
+def test_every_command_exists_and_parses() -> None:
+    parser = build_parser()
+    known = subcommands()
+    for name, svc in compose()["services"].items():
+        cmd = svc.get("command", ["worker"])
+        assert cmd[0] in known, f"{name}: {cmd[0]} is not a citepipe command"
+        parser.parse_args(cmd)  # raises SystemExit on a bad flag
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("CMD ["):
+            parser.parse_args(yaml.safe_load(line[4:]))
+
+
+def test_every_env_name_is_a_setting() -> None:
+    names = set(setting_names())
+    found = 0
+    for svc in compose()["services"].values():
+        for key in svc.get("environment") or {}:
+            assert key.startswith(ENV_PREFIX), key
+            assert key[len(ENV_PREFIX) :].lower() in names, f"{key} is not a setting"
+            found += 1
+    for key in re.findall(r"\b(CITEPIPE_[A-Z_]+)=", (ROOT / "Dockerfile").read_text()):
+        assert key[len(ENV_PREFIX) :].lower() in names, key
+        found += 1
+    assert found > 5
+
+
+def test_dockerfile_is_slim_non_root_with_healthcheck() -> None:
+    text = (ROOT / "Dockerfile").read_text()
+    assert re.search(r"^FROM python:3\.1\d-slim", text, re.M)
+    user = re.findall(r"^USER (\S+)", text, re.M)
+    assert user and user[-1] not in ("root", "0")
+    health = re.search(r"^HEALTHCHECK [^\[]*?CMD (\[[^\]]*\])", text, re.M | re.S)
+    assert health is not None
+    hc = yaml.safe_load(health.group(1))
+    assert hc[0] == "citepipe" and hc[1] in subcommands()
+    assert 'ENTRYPOINT ["citepipe"]' in text
+    assert "[test]" not in text  # runtime dependencies only
+
+
+def test_seed_files_referenced_by_compose_exist() -> None:
+    for svc in compose()["services"].values():
+        for arg in svc.get("command", []):
+            if arg.startswith("/app/config/"):
+                assert (ROOT / "config" / arg.removeprefix("/app/config/")).is_file(), arg

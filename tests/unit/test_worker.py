@@ -1,0 +1,161 @@
+"""The worker against the in-memory store, with fakes at the fetcher and source seams."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import Counter
+from dataclasses import dataclass, field
+
+from pipeline.errors import ParseError, PermanentFetchError, TransientFetchError
+from pipeline.models import NewJob, Page, Paper, ParseResult, Statement, Tally, Validators
+from pipeline.retry import RetryPolicy
+from pipeline.store.memory import MemoryStore
+from pipeline.worker import Worker, WorkerOptions
+
+BASE = "http://site.test"
+
+
+def result_for(url: str, next_url: str | None = None, citers: tuple[str, ...] = ()) -> ParseResult:
+    doi = url.split("/reports/", 1)[1].split("?")[0]
+    return ParseResult(
+        paper=Paper(doi=doi, title=f"Title of {doi}"),
+        tallies=Tally(mentioning=1),
+        statements=tuple(Statement(citing_doi=c, snippet=f"cites {doi}") for c in citers),
+        next_page_url=next_url,
+    )
+
+
+@dataclass
+class FakeFetcher:
+    """Scripted outcomes per URL: a list of exceptions to raise before succeeding."""
+
+    failures: dict[str, list[Exception]] = field(default_factory=dict)
+    calls: Counter[str] = field(default_factory=Counter)
+    validators: dict[str, Validators | None] = field(default_factory=dict)
+
+    async def fetch(self, url: str, validators: Validators | None = None) -> Page:
+        self.calls[url] += 1
+        self.validators[url] = validators
+        await asyncio.sleep(0)
+        queue = self.failures.get(url)
+        if queue:
+            raise queue.pop(0)
+        return Page(url=url, final_url=url, status=200, body=url.encode(), etag='"e"')
+
+    async def close(self) -> None:
+        return None
+
+
+@dataclass
+class FakeSource:
+    name: str = "fake"
+    pages: dict[str, ParseResult] = field(default_factory=dict)
+    broken: set[str] = field(default_factory=set)
+
+    def parse(self, page: Page) -> ParseResult:
+        if page.url in self.broken:
+            raise ParseError("missing doi", missing=("doi",))
+        return self.pages.get(page.url) or result_for(page.url)
+
+
+def make_worker(
+    store: MemoryStore, fetcher: FakeFetcher, source: FakeSource, **opts: object
+) -> Worker:
+    policy = RetryPolicy(max_attempts=3, base=0.01, cap=0.02, quick_retries=0)
+    options = WorkerOptions(concurrency=4, base_url=BASE, lease_seconds=5, **opts)  # type: ignore[arg-type]
+    return Worker(store, fetcher, source, policy, options)
+
+
+async def states(store: MemoryStore) -> dict[str, int]:
+    return {k: v for k, v in (await store.stats()).jobs_by_state.items() if v}
+
+
+async def test_burst_drains_follows_next_pages_and_records_failures() -> None:
+    store = MemoryStore()
+    await store.open()
+    a1, a2 = f"{BASE}/reports/10.1/a", f"{BASE}/reports/10.1/a?page=2"
+    b, c, d = (f"{BASE}/reports/10.1/{x}" for x in "bcd")
+    fetcher = FakeFetcher(
+        failures={
+            b: [TransientFetchError("503", reason="http 503")],  # retried, then fine
+            c: [PermanentFetchError("404", reason="not found (404)")],
+        }
+    )
+    source = FakeSource(pages={a1: result_for(a1, next_url=a2)}, broken={d})
+    await store.enqueue([NewJob(doi=f"10.1/{x}", url=f"{BASE}/reports/10.1/{x}") for x in "abcd"])
+    worker = make_worker(store, fetcher, source)
+    counters = await asyncio.wait_for(worker.run(), 10)
+    assert await states(store) == {"done": 3, "dead": 2}
+    assert fetcher.calls[a2] == 1 and fetcher.calls[b] == 2 and fetcher.calls[c] == 1
+    assert counters.pages_done == 3 and counters.retries == 1
+    assert set(counters.dead) == {"not found (404)", "broken page: missing doi"}
+    reasons = {r.reason for r in (await store.stats()).dead_by_reason}
+    assert reasons == {"not found (404)", "broken page: missing doi"}
+
+
+async def test_gives_up_after_max_attempts() -> None:
+    store = MemoryStore()
+    await store.open()
+    url = f"{BASE}/reports/10.1/x"
+    fetcher = FakeFetcher(
+        failures={url: [TransientFetchError("reset", reason="connection error") for _ in range(10)]}
+    )
+    await store.enqueue([NewJob(doi="10.1/x", url=url)])
+    counters = await asyncio.wait_for(make_worker(store, fetcher, FakeSource()).run(), 10)
+    assert fetcher.calls[url] == 3
+    assert counters.dead == Counter({"gave up after 3 attempts: connection error": 1})
+
+
+async def test_depth_enqueues_citing_papers_once() -> None:
+    store = MemoryStore()
+    await store.open()
+    url = f"{BASE}/reports/10.1/root"
+    source = FakeSource(pages={url: result_for(url, citers=("10.2/x", "10.2/y", "10.2/x"))})
+    fetcher = FakeFetcher()
+    await store.enqueue([NewJob(doi="10.1/root", url=url, depth=1)])
+    await asyncio.wait_for(make_worker(store, fetcher, source).run(), 10)
+    assert set(fetcher.calls) == {url, f"{BASE}/reports/10.2/x", f"{BASE}/reports/10.2/y"}
+    assert all(n == 1 for n in fetcher.calls.values())
+
+
+async def test_unchanged_content_writes_nothing_but_the_visit() -> None:
+    store = MemoryStore()
+    await store.open()
+    url = f"{BASE}/reports/10.1/a"
+    fetcher = FakeFetcher()
+    parsed: list[str] = []
+
+    class CountingSource(FakeSource):
+        def parse(self, page: Page) -> ParseResult:
+            parsed.append(page.url)
+            return super().parse(page)
+
+    source = CountingSource()
+    await store.enqueue([NewJob(doi="10.1/a", url=url)])
+    await make_worker(store, fetcher, source).run()
+    await store.enqueue([NewJob(doi="10.1/a", url=url, round=1)])  # refresh
+    await make_worker(store, fetcher, source).run()
+    assert fetcher.calls[url] == 2
+    assert fetcher.validators[url] == Validators(etag='"e"', last_modified=None)
+    assert parsed == [url]  # the second body hashed the same: not parsed again
+
+
+async def test_stop_releases_unfinished_jobs() -> None:
+    store = MemoryStore()
+    await store.open()
+    gate = asyncio.Event()
+
+    class SlowFetcher(FakeFetcher):
+        async def fetch(self, url: str, validators: Validators | None = None) -> Page:
+            await gate.wait()
+            return await super().fetch(url, validators)
+
+    await store.enqueue(
+        [NewJob(doi=f"10.1/{i}", url=f"{BASE}/reports/10.1/{i}") for i in range(10)]
+    )
+    worker = make_worker(store, SlowFetcher(), FakeSource(), grace=0.2)
+    task = asyncio.create_task(worker.run())
+    await asyncio.sleep(0.2)
+    worker.stop()
+    await asyncio.wait_for(task, 5)
+    assert await states(store) == {"queued": 10}
