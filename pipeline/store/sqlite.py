@@ -26,6 +26,12 @@ from functools import partial
 from typing import Any, TypeVar
 
 import aiosqlite
+from tenacity import (
+    AsyncRetrying,
+    retry_if_exception,
+    stop_after_delay,
+    wait_random_exponential,
+)
 
 from pipeline.errors import StoreError
 from pipeline.models import (
@@ -67,12 +73,16 @@ def _db_errors(what: str) -> Iterator[None]:
         raise StoreError(f"{what}: {exc}") from exc
 
 
+def _is_lock_error(exc: BaseException) -> bool:
+    """SQLite's "database is locked" / "busy": another process holds the lock."""
+    return isinstance(exc, sqlite3.OperationalError) and (
+        "locked" in str(exc) or "busy" in str(exc)
+    )
+
+
 def _is_busy(exc: BaseException) -> bool:
     """A lock timeout: retrying page by page would only wait again."""
-    cause = exc.__cause__
-    return isinstance(cause, sqlite3.OperationalError) and (
-        "locked" in str(cause) or "busy" in str(cause)
-    )
+    return exc.__cause__ is not None and _is_lock_error(exc.__cause__)
 
 
 def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
@@ -98,8 +108,18 @@ async def connect(path: str, *, read_only: bool = False) -> aiosqlite.Connection
     conn.row_factory = sqlite3.Row
     try:
         await conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
-        for pragma in PRAGMAS:
-            await conn.execute(pragma)
+        # Switching a new file to WAL needs an exclusive lock and SQLite answers "database is
+        # locked" at once, without its busy handler, while another process does the same
+        # (two services starting on one fresh volume): retry until the busy timeout.
+        async for attempt in AsyncRetrying(
+            retry=retry_if_exception(_is_lock_error),
+            wait=wait_random_exponential(multiplier=0.01, max=0.5),
+            stop=stop_after_delay(BUSY_TIMEOUT),
+            reraise=True,
+        ):
+            with attempt:
+                for pragma in PRAGMAS:
+                    await conn.execute(pragma)
         if read_only:
             await conn.execute("PRAGMA query_only = ON")
     except BaseException:

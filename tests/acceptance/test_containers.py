@@ -50,6 +50,9 @@ async def test_worker_and_demo_backfill_services_crawl_the_demo_site(tmp_path: P
         backfill = await run_cli(*demo_cmd, env=with_os_env(demo_env), timeout=120)
         assert backfill.code == 0, backfill.err[-2000:]
         await asyncio.sleep(0.5)
+        if worker.returncode is not None:  # it died: show why, not a ProcessLookupError
+            _, err = await worker.communicate()
+            raise AssertionError(f"worker exited {worker.returncode}: {err.decode()[-2000:]}")
         worker.send_signal(signal.SIGTERM)
         _, err = await asyncio.wait_for(worker.communicate(), 20)
     assert worker.returncode == 0, err.decode()[-2000:]

@@ -202,6 +202,26 @@ async def test_pragmas(tmp_path: Path) -> None:
         assert conn.execute("PRAGMA integrity_check").fetchone() == ("ok",)
 
 
+async def test_open_waits_for_another_process_switching_a_new_file(tmp_path: Path) -> None:
+    """Two services starting on one fresh volume: while one holds the write lock of the
+    still rollback-mode file, SQLite fails the other's switch to WAL at once, without its
+    busy handler. Opening must wait for the lock instead of failing (a CI flake once)."""
+    path = tmp_path / "s.sqlite"
+    other = sqlite3.connect(path, isolation_level=None)
+    other.execute("CREATE TABLE other (x)")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute("INSERT INTO other VALUES (1)")
+    loop = asyncio.get_running_loop()
+    release = loop.call_later(0.3, other.execute, "COMMIT")
+    try:
+        async with SQLiteStore(path) as store:
+            assert await store.pending() == 0
+    finally:
+        release.cancel()
+        other.close()
+    with db(path) as conn:
+        assert conn.execute("PRAGMA journal_mode").fetchone() == ("wal",)
+        assert conn.execute("SELECT x FROM other").fetchall() == [(1,)]
 
 
 async def test_claim_walks_the_due_index_without_sorting(tmp_path: Path) -> None:
