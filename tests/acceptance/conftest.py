@@ -3,16 +3,32 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
+import signal
 import sqlite3
 import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from pipeline.site.dataset import SiteReport, generate
 
 ROOT = Path(__file__).resolve().parents[2]
+_started: list[asyncio.subprocess.Process] = []
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_processes() -> Any:
+    """A test that fails half-way must not leave a `citepipe worker` running for hours."""
+    yield
+    while _started:
+        proc = _started.pop()
+        if proc.returncode is None:  # by pid: the test's event loop may be closed by now
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGKILL)
 
 
 @dataclass
@@ -48,7 +64,7 @@ def fast_env(base_url: str, db: Path, **extra: Any) -> dict[str, str]:
 async def start_cli(
     *args: str, env: dict[str, str], stdin: bytes | None = None
 ) -> asyncio.subprocess.Process:
-    return await asyncio.create_subprocess_exec(
+    proc = await asyncio.create_subprocess_exec(
         sys.executable,
         "-m",
         "pipeline",
@@ -59,6 +75,8 @@ async def start_cli(
         stdout=asyncio.subprocess.PIPE,
         stderr=asyncio.subprocess.PIPE,
     )
+    _started.append(proc)
+    return proc
 
 
 async def run_cli(
