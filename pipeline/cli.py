@@ -263,9 +263,19 @@ async def _work(
 async def _enqueue_lines(
     p: Pipeline, lines: Iterable[str], depth: int, tally: InputTally, err: IO[str]
 ) -> None:
-    """Stream DOI lines into the queue in chunks; report each bad line by number."""
+    """Stream DOI lines into the queue in chunks; report each bad line by number.
+
+    Also counts the input's DOIs that are already dead from an earlier run: no work is
+    repeated for them, but they are not done either.
+    """
     chunk: list[NewJob] = []
     base = p.settings.base_url
+
+    async def flush() -> None:
+        tally.enqueued += await p.store.enqueue(chunk)
+        tally.already_dead.update(await p.store.dead_among([job.doi for job in chunk]))
+        chunk.clear()
+
     for line in read_doi_lines(lines):
         tally.lines += 1
         if line.doi is None:
@@ -277,10 +287,9 @@ async def _enqueue_lines(
         tally.dois += 1
         chunk.append(NewJob(doi=line.doi, url=report_address(base, line.doi), depth=depth))
         if len(chunk) >= ENQUEUE_CHUNK:
-            tally.enqueued += await p.store.enqueue(chunk)
-            chunk = []
+            await flush()
     if chunk:
-        tally.enqueued += await p.store.enqueue(chunk)
+        await flush()
 
 
 @contextlib.contextmanager
@@ -311,10 +320,9 @@ async def cmd_backfill(args: argparse.Namespace, settings: Settings) -> int:
             await _enqueue_lines(p, stream, settings.depth, tally, sys.stderr)
         run_id = await p.register_run("backfill")
         worker = await _work(p, run_id, "backfill", burst=True)
-        stats = await p.store.stats()
-        dead = stats.jobs_by_state.get("dead", 0)
+        dead = tally.already_dead.total() + worker.counters.dead.total()
         code = EXIT_INCOMPLETE if (dead or tally.bad_lines) else EXIT_OK
-        summary = RunSummary("backfill", worker.counters, stats, code, tally)
+        summary = RunSummary("backfill", worker.counters, await p.store.stats(), code, tally)
         if worker.stopping:
             summary.notes.append("stopped by signal; the rest stays queued")
             summary.exit_code = max(summary.exit_code, EXIT_INCOMPLETE)

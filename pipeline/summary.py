@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any, TextIO
 
@@ -55,6 +56,7 @@ class InputTally:
     dois: int = 0
     bad_lines: int = 0
     enqueued: int = 0
+    already_dead: Counter[str] = field(default_factory=Counter)  # by reason, earlier runs
 
 
 @dataclass
@@ -85,6 +87,7 @@ class RunSummary:
             "input_dois": self.inputs.dois,
             "bad_lines": self.inputs.bad_lines,
             "enqueued": self.inputs.enqueued,
+            "already_dead": dict(self.inputs.already_dead),
             "out_of_time": self.out_of_time,
             "jobs": s.jobs_by_state,
             "dead_total": {d.reason: d.count for d in s.dead_by_reason},
@@ -99,6 +102,11 @@ class RunSummary:
         if i.lines:
             lines.append(
                 f"  input:      {i.dois} DOIs, {i.bad_lines} bad lines, {i.enqueued} jobs queued"
+            )
+        if i.already_dead:
+            lines.append(
+                f"  dead before: {i.already_dead.total()} jobs of the input died in an earlier "
+                "run (not retried; `citepipe status` lists the reasons)"
             )
         elif i.enqueued:
             lines.append(f"  enqueued:   {i.enqueued} jobs")

@@ -86,6 +86,13 @@ class Store(Protocol):
     async def stats(self) -> Stats:
         """Counts for `citepipe status`."""
 
+    async def dead_among(self, dois: Sequence[str]) -> dict[str, int]:
+        """The dead jobs (any page) of these DOIs, counted by reason.
+
+        A backfill asks this of its input, so that a DOI that died in an earlier run still
+        makes its exit code 1, and dead jobs of other inputs in the same store do not.
+        """
+
     async def export(self, table: str) -> AsyncIterator[dict[str, Any]]:
         """Stream a table's rows as dicts, in primary-key order (any size)."""
         yield {}

@@ -463,6 +463,15 @@ class MemoryStore:
         waiting = [j["not_before"] for j in self._jobs() if j["state"] in WAITING]
         return rules.from_iso(min(waiting)) if waiting else None
 
+    async def dead_among(self, dois: Sequence[str]) -> dict[str, int]:
+        wanted = set(dois)
+        reasons: dict[str, int] = {}
+        for j in self._jobs():
+            if j["state"] == "dead" and j["doi"] in wanted:
+                reason = j["last_error"] or ""
+                reasons[reason] = reasons.get(reason, 0) + 1
+        return reasons
+
     async def stats(self) -> Stats:
         now = self._clock()
         by_state: dict[str, int] = dict.fromkeys(JOB_STATES, 0)

@@ -478,6 +478,10 @@ class SQLiteStore:
         value = await self._read_one("next_due")
         return rules.from_iso(value) if value else None
 
+    async def dead_among(self, dois: Sequence[str]) -> dict[str, int]:
+        rows = await self._read_all("dead_among", {"dois": json.dumps(list(dois))})
+        return {r[0]: r[1] for r in rows}
+
     async def stats(self) -> Stats:
         now = self._now()
         by_state: dict[str, int] = dict.fromkeys(JOB_STATES, 0)

@@ -152,6 +152,29 @@ async def test_rerun_of_a_finished_backfill_fetches_nothing(tmp_path: Path) -> N
     assert summary_of(second.out)["pages"] == 0
 
 
+async def test_exit_code_counts_dead_dois_of_this_input_only(tmp_path: Path) -> None:
+    """A DOI that died earlier keeps its input's re-run at 1 (not retried, not done);
+    another input on the same store is judged on its own DOIs."""
+    reps = reports(6, seed=4)
+    dois = list(reps)
+    async with CitationSite(reps) as site:
+        db = tmp_path / "c.sqlite"
+        env = fast_env(site.base_url, db)
+        bad = write_dois(tmp_path / "bad.txt", [*dois[:3], "10.5555/missing"])
+        good = write_dois(tmp_path / "good.txt", dois[3:])
+        first = await run_cli("backfill", str(bad), env=env)
+        again = await run_cli("backfill", str(bad), env=env)
+        other = await run_cli("backfill", str(good), env=env)
+    assert first.code == 1, first.err[-2000:]
+    assert summary_of(first.out)["dead_this_run"] == {"not found (404)": 1}
+    assert again.code == 1 and summary_of(again.out)["pages"] == 0
+    assert summary_of(again.out)["already_dead"] == {"not found (404)": 1}
+    assert "died in an earlier run" in again.out
+    assert other.code == 0, other.out  # the store still holds the dead DOI of `bad`
+    assert summary_of(other.out)["already_dead"] == {}
+    assert summary_of(other.out)["dead_total"] == {"not found (404)": 1}
+
+
 async def _wait_for_progress(db: Path, at_least: int, timeout: float = 60) -> None:
     for _ in range(int(timeout * 20)):
         if db.exists():

@@ -261,6 +261,12 @@ async def test_permanent_failure_is_dead_with_reason(store: Store) -> None:
     assert [(d.reason, d.count) for d in stats.dead_by_reason] == [("http 404", 2), ("parse", 1)]
     assert await store.pending() == 0
     assert await store.next_due() is None
+    assert await store.dead_among(["10.1/a", "10.1/c", "10.1/other"]) == {
+        "http 404": 1,
+        "parse": 1,
+    }
+    assert await store.dead_among(["10.1/other"]) == {}
+    assert await store.dead_among([]) == {}
 
 
 async def test_dead_page_marks_report_incomplete(store: Store) -> None:

@@ -181,6 +181,11 @@ SELECT state, count(*) FROM jobs GROUP BY state;
 SELECT coalesce(last_error, ''), count(*) FROM jobs WHERE state = 'dead'
 GROUP BY 1 ORDER BY 2 DESC, 1;
 
+-- name: dead_among
+SELECT coalesce(last_error, ''), count(*) FROM jobs
+WHERE state = 'dead' AND doi IN (SELECT value FROM json_each(:dois))
+GROUP BY 1;
+
 -- name: incomplete_reports
 SELECT count(DISTINCT doi) FROM jobs WHERE state = 'dead';
 
