@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import threading
 from pathlib import Path
 
 import pytest
@@ -14,7 +15,7 @@ from pipeline.models import Completion, Job, NewJob, Paper, ParseResult, Stateme
 from pipeline.store import MemoryStore, SQLiteStore, open_store
 from pipeline.store.queries import Migration, migrations, queries, split_statements
 from pipeline.store.rules import COLUMNS
-from pipeline.store.sqlite import connect, migrate
+from pipeline.store.sqlite import _in_thread, connect, migrate
 
 # The public interface of store.md: these names must exist, whatever else is added.
 PUBLIC = {
@@ -282,16 +283,21 @@ async def test_a_bad_page_does_not_sink_its_batch(tmp_path: Path) -> None:
             await commit(items)
 
         store._commit_pages = counting  # type: ignore[method-assign]
-        async with store._lock:  # hold the writer so that all six queue up as one batch
-            tasks = [
-                asyncio.create_task(
-                    store.complete(
-                        Completion(j, page(j.doi, confidence=7.0 if j.doi == "10.1/3" else 0.5))
-                    )
+        # Hold the writer's thread so that all six queue up as one batch.
+        writer, go = store._writer, threading.Event()
+        assert writer is not None
+        held = asyncio.create_task(_in_thread(writer, lambda _: go.wait(5)))
+        tasks = [
+            asyncio.create_task(
+                store.complete(
+                    Completion(j, page(j.doi, confidence=7.0 if j.doi == "10.1/3" else 0.5))
                 )
-                for j in jobs
-            ]
-            await asyncio.sleep(0.05)
+            )
+            for j in jobs
+        ]
+        await asyncio.sleep(0.05)
+        go.set()
+        await held
         outcomes = await asyncio.gather(*tasks, return_exceptions=True)
         states = {r["doi"]: r["state"] async for r in store.export("jobs")}
     assert calls == [6, 1, 1, 1, 1, 1, 1]
