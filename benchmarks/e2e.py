@@ -27,21 +27,37 @@ from pipeline.cli import main as citepipe
 from pipeline.site.dataset import generate
 
 
+def cpu_seconds() -> float:
+    """User + system CPU time of this process (all its threads) so far."""
+    usage = resource.getrusage(resource.RUSAGE_SELF)
+    return usage.ru_utime + usage.ru_stime
+
+
+def site_cpu(pid: int) -> float:
+    """The site process's CPU time so far (from /proc; 0 where there is none)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return int(s.getsockname()[1])
 
 
-def wait_for_site(port: int, proc: subprocess.Popen[bytes], timeout: float = 300) -> None:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            raise SystemExit(f"the site exited with {proc.returncode}")
-        with contextlib.suppress(OSError), socket.create_connection(("127.0.0.1", port), 0.2):
-            return
-        time.sleep(0.2)
-    raise SystemExit("the site did not start")
+def wait_for_site(proc: subprocess.Popen[bytes]) -> None:
+    """Wait for the site's "citation site at …" line: printed once its cache is warm.
+
+    Not the port: the site listens before it warms, and a crawl started then would time
+    the renderer (seconds of it) instead of the pipeline.
+    """
+    assert proc.stdout is not None
+    line = proc.stdout.readline()
+    if b"citation site at" not in line:
+        raise SystemExit(f"the site did not start (exit {proc.poll()}): {line!r}")
 
 
 def main() -> None:
@@ -68,11 +84,11 @@ def main() -> None:
             "--cache-size",
             str(args.reports * 6),
         ],
-        stdout=subprocess.DEVNULL,
+        stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
     try:
-        wait_for_site(port, site)
+        wait_for_site(site)
         with tempfile.TemporaryDirectory() as tmp:
             dois = Path(tmp) / "dois.txt"
             dois.write_text("".join(r.doi + "\n" for r in generate(args.reports, args.seed)))
@@ -88,10 +104,12 @@ def main() -> None:
             }
             os.environ.update(env)
             out = io.StringIO()
-            started = time.perf_counter()
+            site_cpu_before = site_cpu(site.pid)
+            started, cpu_before = time.perf_counter(), cpu_seconds()
             with contextlib.redirect_stdout(out):
                 code = citepipe(["backfill", str(dois)])
-            wall = time.perf_counter() - started
+            wall, cpu = time.perf_counter() - started, cpu_seconds() - cpu_before
+            site_busy = site_cpu(site.pid) - site_cpu_before
             line = next(x for x in out.getvalue().splitlines() if x.startswith("citepipe-summary "))
             summary = json.loads(line.removeprefix("citepipe-summary "))
     finally:
@@ -108,6 +126,11 @@ def main() -> None:
         f"({summary['statements_stored'] / summary['elapsed_s']:.0f} statements/s) over "
         f"{summary['elapsed_s']:.1f} s; wall incl. start-up {wall:.1f} s"
     )
+    print(
+        f"CPU of the crawling process: {cpu:.1f} s = {cpu / wall * 100:.0f}% of one core, "
+        f"{cpu / max(pages, 1) * 1e6:.0f} µs per page"
+    )
+    print(f"CPU of the site's process: {site_busy:.1f} s = {site_busy / wall:.0%} of one core")
     print(f"peak RSS of the crawling process: {peak_mb:.0f} MB")
 
 
