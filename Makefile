@@ -40,6 +40,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/parse.py
 	$(BIN)/python benchmarks/store.py
 	$(BIN)/python benchmarks/e2e.py
+	$(BIN)/python benchmarks/bare.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache data/demo.sqlite*
