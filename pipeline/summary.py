@@ -103,13 +103,13 @@ class RunSummary:
             lines.append(
                 f"  input:      {i.dois} DOIs, {i.bad_lines} bad lines, {i.enqueued} jobs queued"
             )
+        elif i.enqueued:
+            lines.append(f"  enqueued:   {i.enqueued} jobs")
         if i.already_dead:
             lines.append(
                 f"  dead before: {i.already_dead.total()} jobs of the input died in an earlier "
                 "run (not retried; `citepipe status` lists the reasons)"
             )
-        elif i.enqueued:
-            lines.append(f"  enqueued:   {i.enqueued} jobs")
         lines.append(
             f"  pages:      {c.pages_done} done ({c.pages_per_second:.1f} pages/s), "
             f"{c.pages_unchanged} unchanged, {c.retries} retries scheduled"

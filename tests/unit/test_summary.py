@@ -1,0 +1,69 @@
+"""The end-of-run summary: what people read and the one line log collectors parse."""
+
+from __future__ import annotations
+
+import json
+from collections import Counter
+
+from pipeline.models import DeadReason, Stats
+from pipeline.summary import EXIT_INCOMPLETE, InputTally, RunSummary
+from pipeline.worker import RunCounters
+
+
+def stats(dead: dict[str, int] | None = None) -> Stats:
+    dead = dead or {}
+    return Stats(
+        jobs_by_state={
+            "queued": 0,
+            "leased": 0,
+            "done": 5,
+            "failed": 0,
+            "dead": sum(dead.values()),
+        },
+        dead_by_reason=tuple(DeadReason(r, n) for r, n in dead.items()),
+        incomplete_reports=len(dead),
+        rows_by_table={"papers": 3, "statements": 40},
+    )
+
+
+def counters(pages: int = 5, dead: dict[str, int] | None = None) -> RunCounters:
+    return RunCounters(pages_done=pages, statements=40, dead=Counter(dead or {}))
+
+
+def machine_line(text: str) -> dict[str, object]:
+    [line] = [x for x in text.splitlines() if x.startswith("citepipe-summary ")]
+    parsed: dict[str, object] = json.loads(line.removeprefix("citepipe-summary "))
+    return parsed
+
+
+def test_an_input_run_shows_its_input_and_not_a_second_enqueued_line() -> None:
+    inputs = InputTally(lines=7, dois=6, bad_lines=1, enqueued=6)
+    text = RunSummary("backfill", counters(), stats(), EXIT_INCOMPLETE, inputs).render()
+    assert "input:      6 DOIs, 1 bad lines, 6 jobs queued" in text
+    assert "enqueued:" not in text and "dead before" not in text
+    data = machine_line(text)
+    assert data["exit_code"] == EXIT_INCOMPLETE and data["bad_lines"] == 1
+    assert data["pages"] == 5 and data["statements_stored"] == 40
+
+
+def test_a_run_without_input_lines_shows_what_it_queued() -> None:
+    text = RunSummary("crawl", counters(), stats(), 0, InputTally(enqueued=4)).render()
+    assert "enqueued:   4 jobs" in text and "input:" not in text
+
+
+def test_dead_before_and_dead_this_run_are_told_apart() -> None:
+    inputs = InputTally(lines=2, dois=2, enqueued=1, already_dead=Counter({"not found (404)": 1}))
+    summary = RunSummary(
+        "backfill",
+        counters(dead={"broken page: no title": 1}),
+        stats({"not found (404)": 1, "broken page: no title": 1}),
+        EXIT_INCOMPLETE,
+        inputs,
+    )
+    text = summary.render()
+    assert "dead before: 1 jobs of the input died in an earlier run" in text
+    assert "dead:       not found (404): 1; broken page: no title: 1" in text
+    data = machine_line(text)
+    assert data["already_dead"] == {"not found (404)": 1}
+    assert data["dead_this_run"] == {"broken page: no title": 1}
+    assert data["dead_total"] == {"not found (404)": 1, "broken page: no title": 1}
