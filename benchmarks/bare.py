@@ -11,9 +11,7 @@ site is the same pre-rendered local site, started and waited for the same way.
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import subprocess
 import sys
 import tempfile
 import time
@@ -24,7 +22,7 @@ import aiohttp
 import aiosqlite
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from e2e import cpu_seconds, free_port, wait_for_site
+from e2e import cpu_seconds, crawl_args, start_site
 
 from pipeline.normalise import report_address
 from pipeline.site.dataset import generate
@@ -86,33 +84,9 @@ async def crawl(base: str, dois: list[str], db: Path, concurrency: int) -> tuple
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reports", type=int, default=1500)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--concurrency", type=int, default=32)
-    args = ap.parse_args()
-    port = free_port()
-    site = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "pipeline",
-            "site",
-            "--port",
-            str(port),
-            "--generate",
-            str(args.reports),
-            "--seed",
-            str(args.seed),
-            "--warm",
-            "--cache-size",
-            str(args.reports * 6),
-        ],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-    )
+    args = crawl_args(__doc__)
+    site, port = start_site(args.reports, args.seed)
     try:
-        wait_for_site(site)
         dois = [r.doi for r in generate(args.reports, args.seed)]
         with tempfile.TemporaryDirectory() as tmp:
             started, cpu_before = time.perf_counter(), cpu_seconds()

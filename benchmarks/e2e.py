@@ -60,35 +60,40 @@ def wait_for_site(proc: subprocess.Popen[bytes]) -> None:
         raise SystemExit(f"the site did not start (exit {proc.poll()}): {line!r}")
 
 
-def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--reports", type=int, default=1500)
-    ap.add_argument("--seed", type=int, default=1)
-    ap.add_argument("--concurrency", type=int, default=32)
-    args = ap.parse_args()
-
+def start_site(reports: int, seed: int) -> tuple[subprocess.Popen[bytes], int]:
+    """The local site with `reports` generated reports, in its own process, warmed."""
     port = free_port()
     site = subprocess.Popen(
         [
-            sys.executable,
-            "-m",
-            "pipeline",
-            "site",
-            "--port",
-            str(port),
-            "--generate",
-            str(args.reports),
-            "--seed",
-            str(args.seed),
-            "--warm",
-            "--cache-size",
-            str(args.reports * 6),
+            *(sys.executable, "-m", "pipeline", "site", "--port", str(port)),
+            *("--generate", str(reports), "--seed", str(seed)),
+            *("--warm", "--cache-size", str(reports * 6)),
         ],
         stdout=subprocess.PIPE,
         stderr=subprocess.DEVNULL,
     )
     try:
         wait_for_site(site)
+    except BaseException:
+        site.kill()
+        raise
+    return site, port
+
+
+def crawl_args(doc: str | None) -> argparse.Namespace:
+    """The options both crawl benchmarks take, so that they can be run alike."""
+    ap = argparse.ArgumentParser(description=(doc or "").splitlines()[0])
+    ap.add_argument("--reports", type=int, default=1500)
+    ap.add_argument("--seed", type=int, default=1)
+    ap.add_argument("--concurrency", type=int, default=32)
+    return ap.parse_args()
+
+
+def main() -> None:
+    args = crawl_args(__doc__)
+
+    site, port = start_site(args.reports, args.seed)
+    try:
         with tempfile.TemporaryDirectory() as tmp:
             dois = Path(tmp) / "dois.txt"
             dois.write_text("".join(r.doi + "\n" for r in generate(args.reports, args.seed)))
