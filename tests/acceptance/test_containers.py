@@ -66,3 +66,66 @@ async def test_worker_and_demo_backfill_services_crawl_the_demo_site(tmp_path: P
     assert query(db, "select count(*) from jobs where state != 'done'") == [(0,)]
     kinds = {k for (k,) in query(db, "select kind from runs")}
     assert kinds == {"worker", "backfill"}
+
+
+def test_the_image_wheel_carries_its_data_and_runs_outside_the_source_tree(
+    tmp_path: Path,
+) -> None:
+    """What the Dockerfile installs: the wheel `pip wheel .` builds. Unpacked away from the
+    checkout (no `config/`, no source tree), it must still hold the SQL, the selectors and
+    the demo data: the demo crawl and the healthcheck run from it alone."""
+    import os
+    import shutil
+    import subprocess
+    import sys
+    import zipfile
+
+    # The build context of the Dockerfile's first stage, and nothing else (a stale build/
+    # in the checkout would hide a file missing from package-data).
+    src = tmp_path / "src"
+    shutil.copytree(
+        ROOT / "pipeline", src / "pipeline", ignore=shutil.ignore_patterns("__pycache__")
+    )
+    for name in ("pyproject.toml", "README.md"):
+        shutil.copy(ROOT / name, src / name)
+    wheels = tmp_path / "wheels"
+    subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "-q", "-w", str(wheels), str(src)],
+        check=True,
+        capture_output=True,
+        timeout=300,
+    )
+    [wheel] = wheels.glob("citepipe-*.whl")
+    installed = tmp_path / "site-packages"
+    zipfile.ZipFile(wheel).extractall(installed)
+    work = tmp_path / "app"
+    work.mkdir()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CITEPIPE_")}
+    env |= {"PYTHONPATH": str(installed), "CITEPIPE_DB": str(work / "c.sqlite")}
+
+    def citepipe(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "pipeline", *args],
+            cwd=work,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    where = subprocess.run(
+        [sys.executable, "-c", "import pipeline; print(pipeline.__file__)"],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    assert where.stdout.strip().startswith(str(installed))  # the wheel, not the checkout
+    demo = citepipe("demo", "--db", str(work / "c.sqlite"))
+    assert demo.returncode == 0, demo.stderr[-2000:]
+    statements = query(work / "c.sqlite", "select count(*) from statements")[0][0]
+    reps = load_dataset(demo_dataset_path())
+    assert statements == len(expected_statements(reps))
+    health = citepipe("status", "--json")
+    assert health.returncode == 0, health.stderr[-2000:]
