@@ -175,6 +175,30 @@ async def test_exit_code_counts_dead_dois_of_this_input_only(tmp_path: Path) -> 
     assert summary_of(other.out)["dead_total"] == {"not found (404)": 1}
 
 
+async def test_two_backfills_of_one_input_share_the_work(tmp_path: Path) -> None:
+    """The README's way to use more cores: the same backfill in two processes on one store.
+    Each page is fetched once, by one of them, and the store ends exactly complete."""
+    reps = reports(30, seed=6)
+    async with CitationSite(reps, faults="slow=1.0,delay=0.1") as site:  # seconds of work
+        db = tmp_path / "c.sqlite"
+        env = fast_env(site.base_url, db, concurrency=2, per_host_concurrency=4)
+        inp = write_dois(tmp_path / "in.txt", list(reps))
+        a = await start_cli("backfill", str(inp), env=env)
+        await _wait_for_progress(db, 1)  # the second one joins a crawl under way
+        b = await start_cli("backfill", str(inp), env=env)
+        (out_a, err_a), (out_b, err_b) = await asyncio.wait_for(
+            asyncio.gather(a.communicate(), b.communicate()), 120
+        )
+        fetched = [r.path_qs for r in site.requests if r.path_qs.startswith("/reports/")]
+    assert a.returncode == 0 and b.returncode == 0, (err_a[-1500:], err_b[-1500:])
+    assert [p for p, n in Counter(fetched).items() if n > 1] == []
+    pages = [summary_of(out.decode())["pages"] for out in (out_a, out_b)]
+    assert sum(pages) == query(db, "select count(*) from jobs")[0][0]  # type: ignore[operator]
+    assert all(n > 0 for n in pages)  # type: ignore[operator]
+    rows = stored_statements(db)
+    assert len(rows) == len(set(rows)) and set(rows) == expected_statements(reps)
+
+
 async def _wait_for_progress(db: Path, at_least: int, timeout: float = 60) -> None:
     for _ in range(int(timeout * 20)):
         if db.exists():
