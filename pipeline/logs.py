@@ -7,6 +7,7 @@ line a job's coroutine logs carries it. Logs go to stderr; stdout is for results
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from collections.abc import MutableMapping
 from typing import Any, TextIO
@@ -20,13 +21,23 @@ _LEVELS = {
     "error": logging.ERROR,
 }
 _SECRET_KEYS = ("password", "secret", "token", "authorization", "cookie")
+# `scheme://user:password@host`: a database URL or a base URL with credentials.
+_URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]*):[^\s/@]+@")
+
+
+def redact_text(text: str) -> str:
+    """`text` with the password of any URL in it replaced by `***`."""
+    return _URL_PASSWORD.sub(r"\1:***@", text) if "@" in text else text
 
 
 def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[str, Any]:
-    """Never log a secret: blank out values whose key names one."""
-    for key in event:
+    """Never log a secret: blank out values whose key names one, and URL passwords
+    anywhere (a `db` URL, an error message, a rendered traceback)."""
+    for key, value in event.items():
         if any(s in key.lower() for s in _SECRET_KEYS):
             event[key] = "***"
+        elif isinstance(value, str):
+            event[key] = redact_text(value)
     return event
 
 
@@ -44,8 +55,8 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
-            _redact,
             structlog.processors.format_exc_info,
+            _redact,  # after format_exc_info, so that tracebacks are redacted too
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(_LEVELS.get(level, logging.INFO)),
