@@ -14,6 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from pipeline.config import Settings
+from pipeline.errors import ConfigError, StoreError
 from pipeline.fetcher import AiohttpFetcher
 from pipeline.retry import RetryPolicy
 from pipeline.sources.report import ReportSource, load_selectors
@@ -70,14 +71,20 @@ class Pipeline:
 
 
 def make_store(settings: Settings) -> Store:
-    """The store named by `settings.db` (a SQLite path, or a database URL)."""
-    return open_store(
-        settings.db,
-        writer_batch=settings.writer_batch,
-        refresh_interval=settings.refresh_interval,
-        refresh_min=settings.refresh_min,
-        refresh_max=settings.refresh_max,
-    )
+    """The store named by `settings.db` (a SQLite path, or a database URL).
+
+    A location no store can serve is a configuration error naming `db` (exit code 2).
+    """
+    try:
+        return open_store(
+            settings.db,
+            writer_batch=settings.writer_batch,
+            refresh_interval=settings.refresh_interval,
+            refresh_min=settings.refresh_min,
+            refresh_max=settings.refresh_max,
+        )
+    except StoreError as exc:
+        raise ConfigError(f"db: {exc}") from None
 
 
 @asynccontextmanager

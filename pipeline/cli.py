@@ -27,7 +27,7 @@ from pipeline.app import Pipeline, open_pipeline
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError, ParseError, PipelineError
 from pipeline.inputs import read_doi_lines
-from pipeline.logs import configure_logging
+from pipeline.logs import configure_logging, redact_text
 from pipeline.models import RUN_HEARTBEAT, RUN_STALE_AFTER, NewJob, Page
 from pipeline.normalise import normalise_doi, report_address
 from pipeline.store.base import EXPORT_TABLES
@@ -538,10 +538,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         }
         return asyncio.run(handlers[args.command](args, settings))
     except ConfigError as exc:
-        print(f"citepipe: configuration error: {exc}", file=sys.stderr)
+        print(f"citepipe: configuration error: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
     except PipelineError as exc:
-        print(f"citepipe: {exc}", file=sys.stderr)
+        print(f"citepipe: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_INCOMPLETE
     except KeyboardInterrupt:
         return 130

@@ -24,7 +24,10 @@ def open_store(url_or_path: str | os.PathLike[str], **opts: Any) -> Store:
     target = os.fspath(url_or_path)
     scheme = target.split("://", 1)[0].lower() if "://" in target else ""
     if scheme in ("postgresql", "postgres"):
-        raise StoreError("PostgreSQL store: not yet")
+        raise StoreError(
+            "a PostgreSQL store is not available in this version; "
+            "use a SQLite file path or sqlite:///path"
+        )
     if scheme == "memory":
         return MemoryStore(**opts)
     if scheme == "sqlite":

@@ -306,6 +306,11 @@ async def test_config_errors_exit_2_and_name_the_setting(tmp_path: Path) -> None
         env=fast_env("http://127.0.0.1:9", tmp_path / "c.sqlite"),
     )
     assert res.code == 2 and "missing.txt" in res.err
+    env = fast_env("http://127.0.0.1:9", tmp_path / "c.sqlite")
+    env["CITEPIPE_DB"] = "postgresql://citepipe:hunter2@db.internal/crawl"
+    res = await run_cli("status", env=env)
+    assert res.code == 2 and "db:" in res.err and "PostgreSQL" in res.err
+    assert "hunter2" not in res.err + res.out
 
 
 async def test_demo_runs_offline(tmp_path: Path) -> None:
