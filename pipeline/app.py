@@ -70,7 +70,7 @@ class Pipeline:
         return await self.store.start_run(kind, socket.gethostname(), os.getpid())
 
 
-def make_store(settings: Settings) -> Store:
+def make_store(settings: Settings, *, create: bool = True) -> Store:
     """The store named by `settings.db` (a SQLite path, or a database URL).
 
     A location no store can serve is a configuration error naming `db` (exit code 2).
@@ -78,6 +78,7 @@ def make_store(settings: Settings) -> Store:
     try:
         return open_store(
             settings.db,
+            create=create,
             writer_batch=settings.writer_batch,
             refresh_interval=settings.refresh_interval,
             refresh_min=settings.refresh_min,
@@ -88,10 +89,13 @@ def make_store(settings: Settings) -> Store:
 
 
 @asynccontextmanager
-async def open_pipeline(settings: Settings) -> AsyncIterator[Pipeline]:
-    """Open the store and the fetcher; close both on the way out, whatever happens."""
+async def open_pipeline(settings: Settings, *, create: bool = True) -> AsyncIterator[Pipeline]:
+    """Open the store and the fetcher; close both on the way out, whatever happens.
+
+    `create=False` is for commands that only read: a store that does not exist yet is
+    an error for them, not an empty file left behind."""
     source = ReportSource(load_selectors(settings.selectors or None))
-    store = make_store(settings)
+    store = make_store(settings, create=create)
     await store.open()
     fetcher = AiohttpFetcher(settings)
     try:

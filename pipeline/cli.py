@@ -405,7 +405,7 @@ async def cmd_worker(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_status(args: argparse.Namespace, settings: Settings) -> int:
-    async with open_pipeline(settings) as p:
+    async with open_pipeline(settings, create=False) as p:
         stats = await p.store.stats()
     if args.json:
         print(json.dumps(_jsonable(stats), indent=1, sort_keys=True))
@@ -436,7 +436,7 @@ async def _write_rows(rows: AsyncIterator[dict[str, Any]], fmt: str, out: IO[str
 
 
 async def cmd_export(args: argparse.Namespace, settings: Settings) -> int:
-    async with open_pipeline(settings) as p:
+    async with open_pipeline(settings, create=False) as p:
         if args.output:
             with open(args.output, "w", encoding="utf-8", newline="") as out:  # noqa: ASYNC230
                 n = await _write_rows(p.store.export(args.table), args.format, out)
@@ -469,7 +469,6 @@ def _fresh_file(db: str) -> None:
     """A demo starts empty: its site has a new port each run, so old jobs could not run."""
     for suffix in ("", "-wal", "-shm"):
         Path(db + suffix).unlink(missing_ok=True)
-    Path(db).parent.mkdir(parents=True, exist_ok=True)
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:

@@ -17,10 +17,11 @@ from pipeline.store.sqlite import SQLiteStore
 __all__ = ["EXPORT_TABLES", "MemoryStore", "SQLiteStore", "Store", "open_store"]
 
 
-def open_store(url_or_path: str | os.PathLike[str], **opts: Any) -> Store:
+def open_store(url_or_path: str | os.PathLike[str], *, create: bool = True, **opts: Any) -> Store:
     """The store for a location: a file path or `sqlite:///path` (SQLAlchemy style:
     `sqlite:////abs/path` is absolute), `memory://` for the in-memory fake;
-    `postgresql://` is not available yet. `opts` go to the constructor."""
+    `postgresql://` is not available yet. `opts` go to the constructor; `create=False`
+    refuses a SQLite file that does not exist yet."""
     target = os.fspath(url_or_path)
     scheme = target.split("://", 1)[0].lower() if "://" in target else ""
     if scheme in ("postgresql", "postgres"):
@@ -34,7 +35,7 @@ def open_store(url_or_path: str | os.PathLike[str], **opts: Any) -> Store:
         path = target[len("sqlite:///") :] if target.startswith("sqlite:///") else ""
         if not path:
             raise StoreError(f"bad SQLite URL {target!r}: expected sqlite:///path")
-        return SQLiteStore(path, **opts)
+        return SQLiteStore(path, create=create, **opts)
     if scheme:
         raise StoreError(f"unknown store URL scheme {scheme!r}")
-    return SQLiteStore(target, **opts)
+    return SQLiteStore(target, create=create, **opts)

@@ -78,6 +78,15 @@ def _db_errors(what: str) -> Iterator[None]:
         raise StoreError(f"{what}: {exc}") from exc
 
 
+@contextlib.contextmanager
+def _os_errors(path: str) -> Iterator[None]:
+    """A folder that cannot be made is a StoreError that names it."""
+    try:
+        yield
+    except OSError as exc:
+        raise StoreError(f"cannot create the folder of {path}: {exc.strerror}") from exc
+
+
 def _is_lock_error(exc: BaseException) -> bool:
     """SQLite's "database is locked" / "busy": another process holds the lock."""
     return isinstance(exc, sqlite3.OperationalError) and (
@@ -226,10 +235,14 @@ class SQLiteStore:
         refresh_min: float = rules.DEFAULT_REFRESH_MIN,
         refresh_max: float = rules.DEFAULT_REFRESH_MAX,
         clock: Clock | None = None,
+        create: bool = True,
     ) -> None:
+        """`create=False` opens only a file that exists (for status and export, which
+        should say there is nothing rather than leave an empty store behind)."""
         if writer_batch < 1 or queue_size < 1:
             raise StoreError("writer_batch and queue_size must be >= 1")
         self.path = os.fspath(path)
+        self.create = create
         self.writer_batch = writer_batch
         self._policy = rules.RefreshPolicy(refresh_interval, refresh_min, refresh_max)
         self._clock = clock or rules.utcnow
@@ -246,6 +259,7 @@ class SQLiteStore:
         """Connect, migrate the schema, start the writer task."""
         if self._writer is not None:
             return
+        self._check_path()
         with _db_errors(f"cannot open {self.path}"):
             writer = await connect(self.path)
             try:
@@ -257,6 +271,18 @@ class SQLiteStore:
         self._writer = writer
         self._closing = False
         self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
+
+    def _check_path(self) -> None:
+        """Make the file's folder when creating; refuse a missing file when not."""
+        if self.path == ":memory:" or os.path.exists(self.path):
+            return
+        if not self.create:
+            raise StoreError(
+                f"no store at {self.path}: nothing has been crawled into it yet "
+                "(`citepipe backfill` or `citepipe crawl` creates it)"
+            )
+        with _os_errors(self.path):
+            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
 
     async def close(self) -> None:
         """Commit what is queued, stop the writer, close both connections."""

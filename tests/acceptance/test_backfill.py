@@ -275,8 +275,11 @@ async def test_status_and_export(tmp_path: Path) -> None:
     reps = reports(6, seed=1)
     async with CitationSite(reps) as site:
         inp = write_dois(tmp_path / "in.txt", [*reps, "10.5555/missing"])
-        db = tmp_path / "c.sqlite"
+        db = tmp_path / "data" / "c.sqlite"  # a folder that does not exist yet
         env = fast_env(site.base_url, db)
+        before = await run_cli("status", env=env)
+        assert before.code == 1 and "no store at" in before.err
+        assert not db.parent.exists()  # status looked; it created nothing
         await run_cli("backfill", str(inp), env=env)
     status = await run_cli("status", env=env)
     assert status.code == 0 and "not found" in status.out and "statements" in status.out

@@ -367,8 +367,8 @@ def test_open_store_other_schemes() -> None:
 
 
 async def test_driver_errors_become_store_errors(tmp_path: Path) -> None:
-    with pytest.raises(StoreError):
-        await SQLiteStore(tmp_path / "no" / "such" / "dir.sqlite").open()
+    with pytest.raises(StoreError, match="cannot open"):
+        await SQLiteStore(tmp_path).open()  # a folder, not a database file
     garbage = tmp_path / "garbage.sqlite"
     garbage.write_bytes(b"not a database at all" * 100)
     with pytest.raises(StoreError):
@@ -387,3 +387,21 @@ async def test_foreign_keys_hold_in_the_file(tmp_path: Path) -> None:
         conn.execute("PRAGMA foreign_keys = ON")
         with pytest.raises(sqlite3.IntegrityError):
             conn.execute("INSERT INTO authors (doi, position, name) VALUES ('nope', 1, 'x')")
+
+
+async def test_a_new_store_makes_its_folder_and_readers_do_not_create_one(tmp_path: Path) -> None:
+    """The default `data/citepipe.sqlite` must work in a fresh checkout (no `data/` yet);
+    status and export open with create=False and must not leave an empty store behind."""
+    missing = tmp_path / "nowhere" / "c.sqlite"
+    with pytest.raises(StoreError, match="no store at"):
+        await open_store(missing, create=False).open()
+    assert not missing.parent.exists()
+    nested = tmp_path / "a" / "b" / "c.sqlite"
+    async with SQLiteStore(nested) as store:
+        assert await store.pending() == 0
+    async with open_store(nested, create=False) as store:
+        assert await store.pending() == 0
+    blocked = tmp_path / "file"
+    blocked.write_text("not a folder")
+    with pytest.raises(StoreError, match="cannot create the folder"):
+        await SQLiteStore(blocked / "c.sqlite").open()
