@@ -365,7 +365,13 @@ async def cmd_crawl(args: argparse.Namespace, settings: Settings) -> int:
 
 
 async def cmd_schedule(args: argparse.Namespace, settings: Settings) -> int:
-    """Sleep until the cron expression comes due, crawl, repeat; stop on a signal."""
+    """Sleep until the cron expression comes due, crawl, repeat; stop on a signal.
+
+    The store is opened (made, migrated) at start: a bad `db` fails now, not at the first
+    run hours later, and the container's healthcheck (`status`) finds it from the start.
+    """
+    async with open_pipeline(settings):
+        pass
     stop = asyncio.Event()
     with _on_stop(stop.set):
         await _schedule_loop(args, settings, stop)

@@ -171,3 +171,21 @@ async def test_schedule_runs_crawls_on_its_cron_expression_and_stops_on_sigterm(
     assert out.decode().count("citepipe-summary") >= 2
     expected = {(r.doi, s.citing_doi, s.snippet) for r in reps.values() for s in r.statements}
     assert set(query(db, "select cited_doi, citing_doi, snippet from statements")) == expected
+
+
+async def test_schedule_makes_its_store_at_start_and_waits(tmp_path: Path) -> None:
+    """A nightly schedule: the store exists (for the container's healthcheck) long before
+    the first crawl, and SIGTERM while waiting exits 0 without crawling."""
+    db = tmp_path / "data" / "c.sqlite"
+    env = fast_env("http://127.0.0.1:9", db, schedule="0 3 1 1 *")  # once a year
+    proc = await start_cli("schedule", env=env)
+    for _ in range(300):
+        if db.exists():
+            break
+        await asyncio.sleep(0.1)
+    health = await run_cli("status", "--json", env=env)
+    proc.send_signal(signal.SIGTERM)
+    _, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 0, err.decode()[-2000:]
+    assert health.code == 0, health.err
+    assert query(db, "select count(*) from runs") == [(0,)]
