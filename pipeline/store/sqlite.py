@@ -4,9 +4,9 @@ Writes: SQLite has one writer, so every write goes through one connection, one
 transaction at a time, and `BEGIN IMMEDIATE` makes other processes on the same file wait
 their turn (busy_timeout) instead of failing late. A transaction is one synchronous body
 run whole on aiosqlite's thread (`_transaction`): one hop to the thread and back instead of
-one per statement. Each hop waits for a turn of the event loop, which a crawler's parsing
-keeps busy, so a statement-by-statement commit took ten times longer than its SQL and held
-up claims behind it. aiosqlite's thread runs one call at a time, which serialises them.
+one per statement (each hop waits for a turn of the event loop, which a crawler's parsing
+keeps busy), and no cancelled await can leave a transaction half done. aiosqlite's thread
+runs one call at a time, which serialises the transactions.
 Completions go through a bounded queue to one writer task that commits many pages per
 transaction (a commit costs about as much as a page's rows, so batching is the speed-up);
 `complete()` returns once its page is committed. If a batch fails, its pages are retried
