@@ -15,6 +15,7 @@ import json
 import os
 import signal
 import sys
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -41,7 +42,7 @@ from pipeline.summary import (
     RunSummary,
     render_status,
 )
-from pipeline.worker import Worker
+from pipeline.worker import RunCounters, Worker
 
 log = structlog.get_logger("citepipe")
 
@@ -244,18 +245,49 @@ async def _heartbeat_run(p: Pipeline, run_id: int) -> None:
             await p.store.heartbeat_run(run_id)
 
 
+async def _log_progress(p: Pipeline, counters: RunCounters, interval: float) -> None:
+    """A `progress` log line every `interval` seconds, for runs nobody watches on a
+    terminal (cron, containers, nohup): pages, the recent rate, what is left."""
+    last_pages, last_time = counters.pages_done, time.monotonic()
+    while True:
+        await asyncio.sleep(interval)
+        now = time.monotonic()
+        try:
+            pending: int | None = await p.store.pending()
+        except PipelineError:
+            pending = None
+        log.info(
+            "progress",
+            pages=counters.pages_done,
+            pages_per_s=round((counters.pages_done - last_pages) / (now - last_time), 1),
+            statements=counters.statements,
+            retries=counters.retries,
+            dead=counters.dead.total(),
+            pending=pending,
+        )
+        last_pages, last_time = counters.pages_done, now
+
+
 async def _work(
     p: Pipeline, run_id: int, kind: str, *, burst: bool, max_duration: float = 0.0
 ) -> Worker:
-    """Run a worker with signals, progress and run heartbeats; return it when it ends."""
+    """Run a worker with signals, progress and run heartbeats; return it when it ends.
+
+    Progress is a bar on a terminal, else a log line every `progress_interval` seconds.
+    """
     progress = Progress(p.settings.progress, kind)
     worker = p.worker(burst=burst, max_duration=max_duration, on_page=progress.update)
-    beat = asyncio.create_task(_heartbeat_run(p, run_id))
+    background = [asyncio.create_task(_heartbeat_run(p, run_id))]
+    if not progress.shown and p.settings.progress_interval > 0:
+        background.append(
+            asyncio.create_task(_log_progress(p, worker.counters, p.settings.progress_interval))
+        )
     try:
         with _on_stop(worker.stop):
             await worker.run()
     finally:
-        beat.cancel()
+        for task in background:
+            task.cancel()
         progress.close()
     return worker
 

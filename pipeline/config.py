@@ -57,6 +57,7 @@ class Settings:
     log_level: str = "info"
     log_format: str = "auto"
     progress: bool = True
+    progress_interval: float = 60.0  # seconds between progress log lines; 0 = none
 
     def validate(self) -> Settings:
         """Raise ConfigError for a value no run could use; return self."""
@@ -88,6 +89,7 @@ class Settings:
             "max_redirects",
             "depth",
             "max_duration",
+            "progress_interval",
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)!r}")

@@ -35,6 +35,11 @@ class Progress:
             else None
         )
 
+    @property
+    def shown(self) -> bool:
+        """Whether a bar is on screen (then progress log lines would garble it)."""
+        return self._bar is not None
+
     def update(self, counters: RunCounters) -> None:
         if self._bar is not None:
             self._bar.n = counters.pages_done

@@ -199,6 +199,22 @@ async def test_two_backfills_of_one_input_share_the_work(tmp_path: Path) -> None
     assert len(rows) == len(set(rows)) and set(rows) == expected_statements(reps)
 
 
+async def test_unwatched_runs_log_progress_lines(tmp_path: Path) -> None:
+    """No terminal (cron, containers): a `progress` log line every `progress_interval`."""
+    reps = reports(12, seed=7)
+    async with CitationSite(reps, faults="slow=1.0,delay=0.1") as site:
+        env = fast_env(site.base_url, tmp_path / "c.sqlite", concurrency=2, progress_interval="0.3")
+        res = await run_cli("backfill", str(write_dois(tmp_path / "in.txt", list(reps))), env=env)
+    assert res.code == 0, res.err[-2000:]
+    events = [json.loads(line) for line in res.err.splitlines() if line.startswith("{")]
+    progress = [e for e in events if e["event"] == "progress"]
+    assert len(progress) >= 2
+    assert {"pages", "pages_per_s", "statements", "retries", "dead", "pending"} <= set(progress[0])
+    pages = [e["pages"] for e in progress]
+    assert pages == sorted(pages) and pages[-1] > 0
+    assert progress[0]["pending"] > 0  # there was work left when the first line was logged
+
+
 async def _wait_for_progress(db: Path, at_least: int, timeout: float = 60) -> None:
     for _ in range(int(timeout * 20)):
         if db.exists():
