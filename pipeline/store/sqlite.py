@@ -157,36 +157,31 @@ async def migrate(
         "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
         "name TEXT NOT NULL, applied_at TEXT NOT NULL)"
     )
-    version = await _schema_version(conn)
+    version = await _in_thread(conn, _schema_version)
     latest = found[-1].version if found else 0
     if version > latest:
         raise StoreError(f"database schema version {version} is newer than this citepipe")
     for migration in found:
         if migration.version > version:
-            await _apply(conn, migration, clock)
-    return await _schema_version(conn)
+            body = partial(_apply, migration=migration, applied_at=rules.iso(clock()))
+            await _in_thread(conn, partial(_run_transaction, body=body))
+    return await _in_thread(conn, _schema_version)
 
 
-async def _schema_version(conn: aiosqlite.Connection) -> int:
-    async with conn.execute("SELECT coalesce(max(version), 0) FROM schema_version") as cur:
-        row = await cur.fetchone()
+def _schema_version(raw: sqlite3.Connection) -> int:
+    row = raw.execute("SELECT coalesce(max(version), 0) FROM schema_version").fetchone()
     return int(row[0]) if row else 0
 
 
-async def _apply(conn: aiosqlite.Connection, migration: Migration, clock: Clock) -> None:
-    await conn.execute("BEGIN IMMEDIATE")
-    try:
-        if await _schema_version(conn) < migration.version:
-            for statement in migration.statements:
-                await conn.execute(statement)
-            await conn.execute(
-                "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
-                (migration.version, migration.name, rules.iso(clock())),
-            )
-        await conn.execute("COMMIT")
-    except BaseException:
-        await _rollback(conn)
-        raise
+def _apply(raw: sqlite3.Connection, migration: Migration, applied_at: str) -> None:
+    """One migration, unless another process applied it first (checked under the lock)."""
+    if _schema_version(raw) < migration.version:
+        for statement in migration.statements:
+            raw.execute(statement)
+        raw.execute(
+            "INSERT INTO schema_version (version, name, applied_at) VALUES (?, ?, ?)",
+            (migration.version, migration.name, applied_at),
+        )
 
 
 async def _in_thread(conn: aiosqlite.Connection, fn: Body[T]) -> T:
@@ -213,13 +208,6 @@ def _run_transaction(raw: sqlite3.Connection, body: Body[T]) -> T:
                 raw.execute("ROLLBACK")
         raise
     return result
-
-
-async def _rollback(conn: aiosqlite.Connection) -> None:
-    """Roll back if a transaction is open; never mask the original error."""
-    with contextlib.suppress(sqlite3.Error, ValueError):
-        if conn.in_transaction:
-            await conn.execute("ROLLBACK")
 
 
 class SQLiteStore:
