@@ -4,8 +4,13 @@ against the local citation site: /data and /app/config are mapped to local folde
 from __future__ import annotations
 
 import asyncio
+import os
 import re
+import shutil
 import signal
+import subprocess
+import sys
+import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -33,8 +38,6 @@ def service(name: str, data: Path, base_url: str) -> tuple[list[str], dict[str, 
 
 
 def with_os_env(env: dict[str, str]) -> dict[str, str]:
-    import os
-
     base = {k: v for k, v in os.environ.items() if not k.startswith("CITEPIPE_")}
     return {**base, **env}
 
@@ -74,12 +77,6 @@ def test_the_image_wheel_carries_its_data_and_runs_outside_the_source_tree(
     """What the Dockerfile installs: the wheel `pip wheel .` builds. Unpacked away from the
     checkout (no `config/`, no source tree), it must still hold the SQL, the selectors and
     the demo data: the demo crawl and the healthcheck run from it alone."""
-    import os
-    import shutil
-    import subprocess
-    import sys
-    import zipfile
-
     # The build context of the Dockerfile's first stage, and nothing else (a stale build/
     # in the checkout would hide a file missing from package-data).
     src = tmp_path / "src"
