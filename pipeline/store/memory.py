@@ -10,6 +10,7 @@ unique keys) are checked here too, raising `StoreError`. Completions are committ
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime, timedelta
 from typing import Any, TypeVar
@@ -463,23 +464,26 @@ class MemoryStore:
         waiting = [j["not_before"] for j in self._jobs() if j["state"] in WAITING]
         return rules.from_iso(min(waiting)) if waiting else None
 
+    def _dead_reasons(self, dois: Sequence[str] | None = None) -> dict[str, int]:
+        """Dead jobs counted by reason: all of them, or those of `dois`."""
+        wanted = None if dois is None else set(dois)
+        return dict(
+            Counter(
+                j["last_error"] or ""
+                for j in self._jobs()
+                if j["state"] == "dead" and (wanted is None or j["doi"] in wanted)
+            )
+        )
+
     async def dead_among(self, dois: Sequence[str]) -> dict[str, int]:
-        wanted = set(dois)
-        reasons: dict[str, int] = {}
-        for j in self._jobs():
-            if j["state"] == "dead" and j["doi"] in wanted:
-                reason = j["last_error"] or ""
-                reasons[reason] = reasons.get(reason, 0) + 1
-        return reasons
+        return self._dead_reasons(dois)
 
     async def stats(self) -> Stats:
         now = self._clock()
         by_state: dict[str, int] = dict.fromkeys(JOB_STATES, 0)
-        reasons: dict[str, int] = {}
         for j in self._jobs():
             by_state[j["state"]] += 1
-            if j["state"] == "dead":
-                reasons[j["last_error"] or ""] = reasons.get(j["last_error"] or "", 0) + 1
+        reasons = self._dead_reasons()
         return Stats(
             jobs_by_state=by_state,
             dead_by_reason=tuple(
