@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test lint typecheck unit integration acceptance bench clean
+.PHONY: setup demo test test-all lint typecheck unit integration acceptance bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -19,12 +19,17 @@ demo: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/ruff format --check pipeline tests benchmarks
+	$(BIN)/ruff format --check pipeline citesite tests benchmarks
 
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
+# The everyday suite: everything but the tests marked slow.
 test: $(STAMP) lint typecheck
+	$(BIN)/pytest -q -m "not slow" tests
+
+# Every test, the slow ones too (CI runs this).
+test-all: $(STAMP) lint typecheck
 	$(BIN)/pytest -q tests
 
 unit: $(STAMP)

@@ -23,8 +23,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from citesite.dataset import generate
 from pipeline.cli import main as citepipe
-from pipeline.site.dataset import generate
 
 
 def cpu_seconds() -> float:

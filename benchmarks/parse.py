@@ -2,7 +2,7 @@
 
     .venv/bin/python benchmarks/parse.py [--pages 20] [--rounds 5] [--bs4-rounds 2]
 
-Pages come from the local site's renderer (`pipeline.site.render.render_page`, page 1 of
+Pages come from the local site's renderer (`citesite.render.render_page`, page 1 of
 generated reports with at least 25 statements, ~55 KB each) when it is importable, else
 from the shared sample with its statements replicated to 25 and its head padded to
 ~55 KB. The baseline (bs4 + html.parser, or lxml when installed) extracts the same
@@ -41,7 +41,7 @@ from pipeline.normalise import (
 from pipeline.sources.report import parse_report, result_to_dict
 
 BASE = "https://scite.ai"
-SAMPLE = Path(__file__).resolve().parents[2] / "shared" / "spec" / "samples"
+SAMPLE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "samples"
 PER_PAGE = 25
 
 
@@ -51,8 +51,8 @@ PER_PAGE = 25
 def site_pages(n: int) -> tuple[list[tuple[bytes, str]], str] | None:
     """Page 1 of the first `n` generated reports that fill a page; None without the site."""
     try:
-        from pipeline.site.dataset import page_url, report_at
-        from pipeline.site.render import render_page
+        from citesite.dataset import page_url, report_at
+        from citesite.render import render_page
     except ImportError:
         return None
     pages: list[tuple[bytes, str]] = []
@@ -62,7 +62,7 @@ def site_pages(n: int) -> tuple[list[tuple[bytes, str]], str] | None:
         index += 1
         if len(report.statements) >= PER_PAGE:
             pages.append((render_page(report, 1, BASE), page_url(BASE, report, 1)))
-    return pages, "pipeline.site.render (generated reports, page 1, 25 statements)"
+    return pages, "citesite.render (generated reports, page 1, 25 statements)"
 
 
 def sample_pages(n: int) -> tuple[list[tuple[bytes, str]], str]:

@@ -187,7 +187,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the local citation site (for tests and demos)",
         description="Serve report pages from a data set, with faults.",
     )
-    from pipeline.site.server import add_arguments as add_site_arguments
+    from citesite.server import add_arguments as add_site_arguments
 
     add_site_arguments(p)
 
@@ -510,8 +510,8 @@ def _fresh_file(db: str) -> None:
 
 
 async def cmd_demo(args: argparse.Namespace) -> int:
-    from pipeline.site.dataset import demo_dataset_path, load_dataset
-    from pipeline.site.server import CitationSite
+    from citesite.dataset import demo_dataset_path, load_dataset
+    from citesite.server import CitationSite
 
     reports = load_dataset(demo_dataset_path())
     async with CitationSite(reports, host="127.0.0.1", port=0) as site:
@@ -556,7 +556,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "site":
-            from pipeline.site.server import run as run_site
+            from citesite.server import run as run_site
 
             return run_site(args)
         if args.command == "demo":

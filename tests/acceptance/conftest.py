@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.site.dataset import SiteReport, generate
+from citesite.dataset import SiteReport, generate
 
 ROOT = Path(__file__).resolve().parents[2]
 _started: list[asyncio.subprocess.Process] = []

@@ -11,8 +11,8 @@ from pathlib import Path
 
 from aiohttp import web
 
-from pipeline.site.faults import FaultSpec
-from pipeline.site.server import CitationSite
+from citesite.faults import FaultSpec
+from citesite.server import CitationSite
 
 from .conftest import (
     expected_statements,

@@ -16,8 +16,8 @@ from typing import Any
 
 import yaml
 
-from pipeline.site.dataset import demo_dataset_path, load_dataset
-from pipeline.site.server import CitationSite
+from citesite.dataset import demo_dataset_path, load_dataset
+from citesite.server import CitationSite
 
 from .conftest import ROOT, expected_statements, query, run_cli, start_cli
 
@@ -80,9 +80,8 @@ def test_the_image_wheel_carries_its_data_and_runs_outside_the_source_tree(
     # The build context of the Dockerfile's first stage, and nothing else (a stale build/
     # in the checkout would hide a file missing from package-data).
     src = tmp_path / "src"
-    shutil.copytree(
-        ROOT / "pipeline", src / "pipeline", ignore=shutil.ignore_patterns("__pycache__")
-    )
+    for package in ("pipeline", "citesite"):
+        shutil.copytree(ROOT / package, src / package, ignore=shutil.ignore_patterns("__pycache__"))
     for name in ("pyproject.toml", "README.md"):
         shutil.copy(ROOT / name, src / name)
     wheels = tmp_path / "wheels"

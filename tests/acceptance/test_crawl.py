@@ -9,8 +9,8 @@ import sqlite3
 from collections import Counter
 from pathlib import Path
 
-from pipeline.site.dataset import SiteStatement
-from pipeline.site.server import CitationSite
+from citesite.dataset import SiteStatement
+from citesite.server import CitationSite
 
 from .conftest import fast_env, query, reports, run_cli, start_cli, write_dois
 

@@ -1,7 +1,7 @@
 """Round trip: every page the site serves parses to exactly its ground truth.
 
 The parser is `pipeline.sources.report.parse_report`; the truth is
-`pipeline.site.dataset.expected_page`. Served over real sockets (redirects, rel=next,
+`citesite.dataset.expected_page`. Served over real sockets (redirects, rel=next,
 faults with a retrying client) and rendered offline for thousands of generated reports.
 """
 
@@ -17,9 +17,7 @@ import aiohttp
 import pytest
 from yarl import URL
 
-from pipeline.errors import ParseError
-from pipeline.models import ParseResult
-from pipeline.site.dataset import (
+from citesite.dataset import (
     SiteReport,
     demo_dataset_path,
     expected_page,
@@ -27,9 +25,11 @@ from pipeline.site.dataset import (
     load_dataset,
     page_count,
 )
-from pipeline.site.faults import PERMANENT_KINDS
-from pipeline.site.render import render_page
-from pipeline.site.server import CitationSite
+from citesite.faults import PERMANENT_KINDS
+from citesite.render import render_page
+from citesite.server import CitationSite
+from pipeline.errors import ParseError
+from pipeline.models import ParseResult
 from pipeline.sources.report import parse_report
 
 DEMO = load_dataset(demo_dataset_path())

@@ -17,9 +17,7 @@ import pytest
 from protego import Protego
 from yarl import URL
 
-from pipeline.errors import ParseError
-from pipeline.normalise import report_address
-from pipeline.site.dataset import (
+from citesite.dataset import (
     SEED_DOI,
     GeneratedReports,
     SiteReport,
@@ -27,9 +25,11 @@ from pipeline.site.dataset import (
     load_dataset,
     page_count,
 )
-from pipeline.site.faults import FaultSpec
-from pipeline.site.server import CitationSite
-from pipeline.site.style import report_style
+from citesite.faults import FaultSpec
+from citesite.server import CitationSite
+from citesite.style import report_style
+from pipeline.errors import ParseError
+from pipeline.normalise import report_address
 from pipeline.sources.report import parse_report
 
 DEMO = load_dataset(demo_dataset_path())
@@ -411,7 +411,7 @@ def test_citepipe_site_command() -> None:
     finally:
         if proc.poll() is None:
             proc.kill()
-            proc.wait()
+        proc.communicate()
 
 
 def test_citepipe_site_rejects_a_bad_fault_spec() -> None:

@@ -25,9 +25,7 @@ from pipeline.errors import ParseError
 from pipeline.normalise import DOI_RE
 from pipeline.sources.report import MAX_TAGS, parse_report, result_to_dict
 
-SAMPLE = (
-    Path(__file__).resolve().parents[3] / "shared" / "spec" / "samples" / "seed-report-page1.html"
-)
+SAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "samples" / "seed-report-page1.html"
 URL = "https://scite.ai/reports/mesenchymal-sct-ameliorates-refractory-cytopenia-14Lxay"
 STATEMENT = re.compile(r'<li class="statement" data-citing-doi="10\.5555/cite\.\d+">.*?</li>', re.S)
 GARBAGE = [
@@ -62,7 +60,7 @@ GARBAGE = [
 
 def _sample() -> str:
     if not SAMPLE.is_file():
-        pytest.fail(f"shared sample {SAMPLE} not found: the tests need /work/shared/spec/samples")
+        pytest.fail(f"fixture {SAMPLE} not found: it ships in tests/fixtures/samples")
     return SAMPLE.read_text("utf-8")
 
 

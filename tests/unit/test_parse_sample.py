@@ -1,6 +1,6 @@
 """The report parser against the shared sample page and targeted variants of it.
 
-The sample and its expected parse are the contract's (`shared/spec/samples/`); every
+The sample and its expected parse are the contract's (copied into `tests/fixtures/samples/`); every
 variant below is the sample with one named edit, so each test shows one rule.
 """
 
@@ -23,7 +23,7 @@ from pipeline.sources.report import (
     result_to_dict,
 )
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "spec" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "samples"
 URL = "https://scite.ai/reports/mesenchymal-sct-ameliorates-refractory-cytopenia-14Lxay"
 FINAL = "https://scite.ai/reports/10.1038/bmt.2012.184"
 
@@ -31,7 +31,7 @@ FINAL = "https://scite.ai/reports/10.1038/bmt.2012.184"
 def _sample_file(name: str) -> Path:
     path = SAMPLES / name
     if not path.is_file():
-        pytest.fail(f"shared sample {path} not found: the tests need /work/shared/spec/samples")
+        pytest.fail(f"fixture {path} not found: it ships in tests/fixtures/samples")
     return path
 
 

@@ -10,9 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.normalise import clean_text, doi_or_none
-from pipeline.site.corpus import real_reports
-from pipeline.site.dataset import (
+from citesite.corpus import real_reports
+from citesite.dataset import (
     MAX_STATEMENTS,
     SEED_DOI,
     GeneratedReports,
@@ -29,8 +28,9 @@ from pipeline.site.dataset import (
     report_at,
     write_dataset,
 )
+from pipeline.normalise import clean_text, doi_or_none
 
-SAMPLES = Path(__file__).resolve().parents[3] / "shared" / "spec" / "samples"
+SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "samples"
 SAMPLE_EXPECTED = SAMPLES / "seed-report-page1.expected.json"
 SLUG_RE = re.compile(r"^[a-z0-9]+(?:-[a-z0-9]+)*-[0-9A-Za-z]{7}$")
 
@@ -141,7 +141,7 @@ def test_demo_set_content() -> None:
 
 def test_seed_page_one_matches_the_sample() -> None:
     if not SAMPLE_EXPECTED.exists():
-        pytest.fail(f"shared sample {SAMPLE_EXPECTED} not found")
+        pytest.fail(f"fixture {SAMPLE_EXPECTED} not found")
     sample = json.loads(SAMPLE_EXPECTED.read_text(encoding="utf-8"))
     seed = load_dataset(demo_dataset_path())[SEED_DOI]
     got = expected_page(seed, 1, "https://scite.ai")

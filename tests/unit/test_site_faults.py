@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from citesite.faults import Fault, FaultSpec, FaultSpecError
 from pipeline.errors import ConfigError
-from pipeline.site.faults import Fault, FaultSpec, FaultSpecError
 
 EXAMPLE = "500=0.05,429=0.05,reset=0.03,truncate=0.03,slow=0.02,captcha=0.01,first=1"
 

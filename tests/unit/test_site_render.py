@@ -8,10 +8,10 @@ from collections import Counter
 import pytest
 from selectolax.lexbor import LexborHTMLParser
 
+from citesite.dataset import SEED_DOI, demo_dataset_path, generate, load_dataset, page_count
+from citesite.render import CAPTCHA_PAGE, LOGIN_PAGE, render_page
+from citesite.style import report_style
 from pipeline.errors import ParseError
-from pipeline.site.dataset import SEED_DOI, demo_dataset_path, generate, load_dataset, page_count
-from pipeline.site.render import CAPTCHA_PAGE, LOGIN_PAGE, render_page
-from pipeline.site.style import report_style
 from pipeline.sources.report import parse_report
 
 BASE = "http://127.0.0.1:8765"

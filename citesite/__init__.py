@@ -7,7 +7,7 @@ fault; `server` runs it (`CitationSite`, `serve_forever`, `citepipe site`).
 
 from __future__ import annotations
 
-from pipeline.site.dataset import (
+from citesite.dataset import (
     GeneratedReports,
     SiteReport,
     SiteStatement,
@@ -20,9 +20,9 @@ from pipeline.site.dataset import (
     page_url,
     write_dataset,
 )
-from pipeline.site.faults import Fault, FaultSpec, FaultSpecError
-from pipeline.site.render import render_page
-from pipeline.site.server import CitationSite, RequestRecord, serve_forever
+from citesite.faults import Fault, FaultSpec, FaultSpecError
+from citesite.render import render_page
+from citesite.server import CitationSite, RequestRecord, serve_forever
 
 __all__ = [
     "CitationSite",

@@ -22,15 +22,15 @@ import unicodedata
 from html import escape
 from typing import Final
 
-from pipeline.normalise import doi_path
-from pipeline.site.dataset import (
+from citesite.dataset import (
     DEFAULT_PER_PAGE,
     SiteReport,
     SiteStatement,
     canonical_url,
     page_count,
 )
-from pipeline.site.style import ReportStyle, page_seed, report_style
+from citesite.style import ReportStyle, page_seed, report_style
+from pipeline.normalise import doi_path
 
 RENDER_VERSION: Final = "1"
 CONTENT_TYPE: Final = "text/html; charset=utf-8"

@@ -29,8 +29,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Literal
 
-from pipeline.models import Facet, Paper, ParseResult, Statement, Tally
-from pipeline.site.corpus import (
+from citesite.corpus import (
     DATA_DIR,
     INITIALS,
     JOURNALS,
@@ -45,7 +44,8 @@ from pipeline.site.corpus import (
     pools,
     real_reports,
 )
-from pipeline.site.style import report_style, stable_hash
+from citesite.style import report_style, stable_hash
+from pipeline.models import Facet, Paper, ParseResult, Statement, Tally
 
 SiteType = Literal["supporting", "mentioning", "contrasting"]
 TEST_PREFIX = "10.5555"
@@ -815,7 +815,7 @@ def build_demo_dataset() -> list[SiteReport]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    """`python -m pipeline.site.dataset [FILE]`: rebuild the demo data set."""
+    """`python -m citesite.dataset [FILE]`: rebuild the demo data set."""
     import sys
 
     args = sys.argv[1:] if argv is None else argv

@@ -46,9 +46,7 @@ from urllib.parse import parse_qs, unquote
 
 from aiohttp import web
 
-from pipeline.models import ParseResult
-from pipeline.normalise import doi_or_none, doi_path, report_address
-from pipeline.site.dataset import (
+from citesite.dataset import (
     DEFAULT_PER_PAGE,
     GeneratedReports,
     SiteReport,
@@ -58,8 +56,8 @@ from pipeline.site.dataset import (
     page_count,
     report_to_dict,
 )
-from pipeline.site.faults import FaultSpec, FaultSpecError
-from pipeline.site.render import (
+from citesite.faults import FaultSpec, FaultSpecError
+from citesite.render import (
     CAPTCHA_PAGE,
     CONTENT_TYPE,
     LOGIN_PAGE,
@@ -68,7 +66,9 @@ from pipeline.site.render import (
     error_page,
     render_page,
 )
-from pipeline.site.style import report_style
+from citesite.style import report_style
+from pipeline.models import ParseResult
+from pipeline.normalise import doi_or_none, doi_path, report_address
 
 OFFSITE_URL = "http://127.0.0.2:9/elsewhere"
 _PNG = bytes.fromhex(
@@ -668,7 +668,7 @@ def _fault_arg(text: str) -> FaultSpec:
 
 
 def build_parser() -> argparse.ArgumentParser:
-    """A stand-alone parser for `python -m pipeline.site.server`."""
+    """A stand-alone parser for `python -m citesite.server`."""
     parser = argparse.ArgumentParser(
         prog="citepipe site", description="Serve report pages from a data set, with faults."
     )
@@ -758,7 +758,7 @@ def run(args: argparse.Namespace) -> int:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point for `python -m pipeline.site.server`."""
+    """Entry point for `python -m citesite.server`."""
     return run(build_parser().parse_args(argv))
 
 

@@ -42,9 +42,9 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from citesite.style import stable_hash
 from pipeline.errors import ConfigError
 from pipeline.normalise import doi_or_none
-from pipeline.site.style import stable_hash
 
 TRANSIENT_KINDS = ("500", "502", "503", "429", "429-date", "503-date", "reset", "truncate", "slow")
 PERMANENT_KINDS = ("captcha", "login", "json", "image", "offsite", "loop")
