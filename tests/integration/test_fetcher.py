@@ -192,8 +192,10 @@ async def test_truncated_body_reset_and_timeout_are_transient() -> None:
         req.transport.close()
         return resp
 
+    answer = asyncio.Event()  # the slow page answers only once the client has given up
+
     async def slow(_: web.Request) -> web.Response:
-        await asyncio.sleep(3)
+        await answer.wait()
         return web.Response(text=HTML, content_type="text/html")
 
     async with serve({"/t": truncated, "/slow": slow}) as base:
@@ -204,6 +206,7 @@ async def test_truncated_body_reset_and_timeout_are_transient() -> None:
             with pytest.raises(TransientFetchError, match="timeout"):
                 await f.fetch(base + "/slow")
         finally:
+            answer.set()
             await f.close()
 
 
