@@ -143,10 +143,11 @@ async def test_unchanged_content_writes_nothing_but_the_visit() -> None:
 async def test_stop_releases_unfinished_jobs() -> None:
     store = MemoryStore()
     await store.open()
-    gate = asyncio.Event()
+    gate, fetching = asyncio.Event(), asyncio.Event()
 
     class SlowFetcher(FakeFetcher):
         async def fetch(self, url: str, validators: Validators | None = None) -> Page:
+            fetching.set()
             await gate.wait()
             return await super().fetch(url, validators)
 
@@ -155,7 +156,7 @@ async def test_stop_releases_unfinished_jobs() -> None:
     )
     worker = make_worker(store, SlowFetcher(), FakeSource(), grace=0.2)
     task = asyncio.create_task(worker.run())
-    await asyncio.sleep(0.2)
+    await asyncio.wait_for(fetching.wait(), 5)  # jobs claimed, fetches in flight
     worker.stop()
     await asyncio.wait_for(task, 5)
     assert await states(store) == {"queued": 10}
