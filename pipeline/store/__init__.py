@@ -1,4 +1,5 @@
-"""The store: the crawl's work queue and its results, behind the `Store` protocol.
+"""The store: the crawl's work queue, its results and shared politeness, behind the
+`Store` protocol (`base.py`; the contract is docs/store.md).
 
 `open_store` picks the implementation from a path or URL; call `open()` on the result (or
 use it with `async with`).
@@ -19,7 +20,7 @@ __all__ = ["EXPORT_TABLES", "MemoryStore", "SQLiteStore", "Store", "open_store"]
 
 def open_store(url_or_path: str | os.PathLike[str], *, create: bool = True, **opts: Any) -> Store:
     """The store for a location: a file path or `sqlite:///path` (SQLAlchemy style:
-    `sqlite:////abs/path` is absolute), `memory://` for the in-memory fake;
+    `sqlite:////abs/path` is absolute), `memory://` for SQLite's `:memory:` (tests);
     `postgresql://` is not available yet. `opts` go to the constructor; `create=False`
     refuses a SQLite file that does not exist yet."""
     target = os.fspath(url_or_path)

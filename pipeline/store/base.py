@@ -1,9 +1,15 @@
-"""The Store protocol: the crawl's work queue and its results sink, behind one interface.
+"""The Store protocol, as roles a driver implements one by one (see docs/store.md).
 
-One transaction covers "rows written" and "job done" (`complete`), which is what makes a
-crash harmless. Implementations: `sqlite.SQLiteStore` (the default, aiosqlite),
-`memory.MemoryStore` (a fake for unit tests of other parts), PostgreSQL later. No caller
-may depend on a dialect detail.
+- `JobQueue`: the work queue (enqueue, atomic claims with leases, failures, refresh).
+- `ResultSink`: `complete`, one transaction covering "rows written" and "job done", which is
+  what makes a crash harmless.
+- `StoreStats`: counts for `status`, dead jobs by reason, `export`.
+- `RunRegistry`: the citepipe processes working on the store.
+- `HostLedger`: shared politeness: request bookings, 429/503 pauses, robots.txt records.
+
+`Store` is their union plus `open`/`close`. Implementations: `sqlite.SQLiteStore` (a file,
+or `":memory:"`, which also serves as the in-memory store for tests), PostgreSQL next. Times
+cross this interface as aware UTC `datetime`s; no caller may depend on a dialect detail.
 """
 
 from __future__ import annotations
@@ -12,9 +18,9 @@ from collections.abc import AsyncIterator, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
-from pipeline.models import Completion, Job, NewJob, RunInfo, Stats
+from pipeline.models import Completion, Job, NewJob, RobotsRecord, RunInfo, Stats
 
-# Tables a user may export (the public interface of store.md, plus the queue).
+# Tables a user may export (the public interface of docs/store.md, plus the queue).
 EXPORT_TABLES = (
     "papers",
     "authors",
@@ -26,25 +32,21 @@ EXPORT_TABLES = (
 )
 
 
-class Store(Protocol):
-    """The queue and the sink. All methods are coroutines; `open` before, `close` after."""
-
-    async def open(self) -> None:
-        """Create or migrate the schema and start any background writer."""
-
-    async def close(self) -> None:
-        """Flush pending completions and release the database."""
+class JobQueue(Protocol):
+    """The work queue: jobs are `(doi, page)`; states queued, leased, done, failed, dead."""
 
     async def enqueue(self, jobs: Iterable[NewJob]) -> int:
         """Queue new jobs; return how many were added or requeued.
 
         A job whose `(doi, page)` is already queued, leased or done does nothing, unless
         the new job's `round` is higher than the stored one and the stored job is finished
-        (done or dead), which queues it again (a refresh).
+        (done or dead), which queues it again (a refresh). A waiting (queued/failed) job
+        takes the higher round without being counted.
         """
 
     async def claim(self, worker: str, limit: int, lease_seconds: float) -> list[Job]:
-        """Atomically lease up to `limit` due jobs (queued or failed, `not_before` passed).
+        """Atomically lease up to `limit` due jobs (queued or failed, `not_before` passed),
+        oldest `not_before` first; expired leases are taken back first.
 
         Bumps `attempts`. Two claimers never get the same job.
         """
@@ -57,15 +59,9 @@ class Store(Protocol):
     async def release(self, jobs: Sequence[Job]) -> None:
         """Give leased jobs back unworked (graceful stop): queued again, attempt refunded."""
 
-    async def complete(self, completion: Completion) -> None:
-        """Upsert the page's rows, enqueue its follow-ups and mark the job done: one commit.
-
-        Returns only once committed (an acknowledged job is a committed job). Completions
-        may be batched with others into one transaction; back-pressure when behind.
-        """
-
     async def fail(self, job: Job, error: str, retry_at: datetime | None) -> None:
-        """Record a failure: `failed` with `not_before=retry_at`, or `dead` when None."""
+        """Record a failure: `failed` with `not_before=retry_at`, or `dead` when None (and
+        its report's paper marked incomplete)."""
 
     async def requeue_expired(self) -> int:
         """Put jobs whose lease ran out back in the queue; return how many."""
@@ -83,6 +79,23 @@ class Store(Protocol):
     async def next_due(self) -> datetime | None:
         """The earliest `not_before` among queued/failed jobs, or None if none wait."""
 
+
+class ResultSink(Protocol):
+    """Where finished pages go."""
+
+    async def complete(self, completion: Completion) -> None:
+        """Upsert the page's rows, enqueue its follow-ups and mark the job done: one commit.
+
+        Returns only once committed (an acknowledged job is a committed job). Completions
+        may be batched with others into one transaction; back-pressure when behind. A
+        completion for a job whose round moved on writes its rows but does not mark the
+        newer round done.
+        """
+
+
+class StoreStats(Protocol):
+    """Reading the store: status counts and exports."""
+
     async def stats(self) -> Stats:
         """Counts for `citepipe status`."""
 
@@ -93,9 +106,14 @@ class Store(Protocol):
         makes its exit code 1, and dead jobs of other inputs in the same store do not.
         """
 
-    async def export(self, table: str) -> AsyncIterator[dict[str, Any]]:
-        """Stream a table's rows as dicts, in primary-key order (any size)."""
-        yield {}
+    def export(self, table: str) -> AsyncIterator[dict[str, Any]]:
+        """Stream a table's rows as dicts, columns in `rules.COLUMNS` order, in primary-key
+        order (any size). Timestamps are ISO 8601 UTC text, `YYYY-MM-DDTHH:MM:SS.ffffffZ`,
+        whatever the driver stores: an export is the same from every driver."""
+
+
+class RunRegistry(Protocol):
+    """The citepipe processes working on this store (overlap warnings, `status`)."""
 
     async def start_run(self, kind: str, host: str, pid: int) -> int:
         """Register a running citepipe process; return its run id."""
@@ -108,3 +126,41 @@ class Store(Protocol):
 
     async def active_runs(self, stale_after: float) -> list[RunInfo]:
         """Runs not finished whose heartbeat is younger than `stale_after` seconds."""
+
+
+class HostLedger(Protocol):
+    """Politeness shared by every process on the store, one row per host.
+
+    `host` is `scheme://host:port` (`pipeline.politeness.host_key`). See docs/store.md,
+    "Politeness".
+    """
+
+    async def book_request(self, host: str, delay: float) -> datetime:
+        """Book the next request start to `host`, atomically across processes: returns
+        `start = max(next_at, paused_until, now)` and sets `next_at = start + delay`
+        (`rules.book_request`). The caller waits until `start`, then sends."""
+
+    async def pause_host(self, host: str, until: datetime) -> None:
+        """Nobody starts a request to `host` before `until` (a 429/503 Retry-After).
+        A pause only ever lengthens."""
+
+    async def paused_until(self, host: str) -> datetime | None:
+        """The host's pause, or None if the host has no row yet (it may be in the past)."""
+
+    async def load_robots(self, host: str) -> RobotsRecord | None:
+        """The host's last robots.txt record, or None if it was never fetched."""
+
+    async def save_robots(self, host: str, record: RobotsRecord) -> None:
+        """Keep a robots.txt record for every process (an older fetch never overwrites a
+        newer one)."""
+
+
+class Store(JobQueue, ResultSink, StoreStats, RunRegistry, HostLedger, Protocol):
+    """The whole store: every role. All methods are coroutines; `open` before, `close`
+    after (or `async with`)."""
+
+    async def open(self) -> None:
+        """Create or migrate the schema and start any background writer."""
+
+    async def close(self) -> None:
+        """Flush pending completions and release the database."""

@@ -1,20 +1,25 @@
-"""The SQL files of `sql/`, loaded once: named queries and numbered migrations.
+"""The SQL files of one dialect, loaded once: named queries and numbered migrations.
 
-`queries.sql` holds blocks that start with `-- name: <name>`; migrations are files named
-`NNNN_<what>.sql`, applied in number order (procrastinate's layout). Only the SQLite
-store reads these; a PostgreSQL store brings its own.
+Each dialect has a folder `sql/<dialect>/` (`sqlite` today, `postgres` next) holding
+`queries.sql` and migrations named `NNNN_<what>.sql`, applied in number order
+(procrastinate's layout). Both kinds of file are a sequence of blocks, each starting with a
+line `-- name: <name>`; a block is exactly one statement. In a migration the blocks run in
+file order, in one transaction. Splitting on these marker lines needs no SQL parser, so
+this loader knows nothing about any dialect (a trigger's inner `;` is no problem either).
+See docs/store.md.
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
+from importlib.resources.abc import Traversable
 
 from pipeline.errors import StoreError
 
+DEFAULT_DIALECT = "sqlite"
 _NAME_RE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 _MIGRATION_RE = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
@@ -28,45 +33,26 @@ class Migration:
     statements: tuple[str, ...]
 
 
-def _read(name: str) -> str:
-    return files("pipeline.store").joinpath("sql", name).read_text(encoding="utf-8")
+def _dialect_dir(dialect: str) -> Traversable:
+    return files("pipeline.store").joinpath("sql", dialect)
 
 
 def parse_queries(text: str) -> dict[str, str]:
-    """Split a queries file into {name: sql}."""
+    """Split a file of `-- name:` blocks into {name: sql}, in file order.
+
+    Text before the first marker is a header comment; it must hold no SQL.
+    """
     parts = _NAME_RE.split(text)
+    if _has_code(parts[0]):
+        raise StoreError(f"SQL before the first '-- name:' line: {parts[0].strip()[:80]!r}")
     queries: dict[str, str] = {}
     for name, body in zip(parts[1::2], parts[2::2], strict=True):
         if name in queries:
             raise StoreError(f"query {name!r} defined twice")
+        if not _has_code(body):
+            raise StoreError(f"query {name!r} is empty")
         queries[name] = body.strip()
     return queries
-
-
-@cache
-def queries() -> dict[str, str]:
-    """The named queries of `sql/queries.sql`."""
-    return parse_queries(_read("queries.sql"))
-
-
-def split_statements(script: str) -> tuple[str, ...]:
-    """Split a script into complete statements (triggers' inner `;` included correctly).
-
-    Needed because `executescript` commits first, which would break a migration's
-    transaction.
-    """
-    statements: list[str] = []
-    pending = ""
-    for line in script.splitlines(keepends=True):
-        pending += line
-        if sqlite3.complete_statement(pending):
-            stmt = pending.strip()
-            if _has_code(stmt):
-                statements.append(stmt)
-            pending = ""
-    if _has_code(pending):
-        raise StoreError(f"incomplete SQL statement: {pending.strip()[:80]!r}")
-    return tuple(statements)
 
 
 def _has_code(sql: str) -> bool:
@@ -74,15 +60,26 @@ def _has_code(sql: str) -> bool:
 
 
 @cache
-def migrations() -> tuple[Migration, ...]:
-    """The packaged migrations, in version order."""
+def queries(dialect: str = DEFAULT_DIALECT) -> dict[str, str]:
+    """The named queries of `sql/<dialect>/queries.sql`."""
+    text = _dialect_dir(dialect).joinpath("queries.sql").read_text(encoding="utf-8")
+    return parse_queries(text)
+
+
+def parse_migration(version: int, name: str, text: str) -> Migration:
+    """A migration file's blocks, in order, as its statements."""
+    return Migration(version, name, tuple(parse_queries(text).values()))
+
+
+@cache
+def migrations(dialect: str = DEFAULT_DIALECT) -> tuple[Migration, ...]:
+    """The packaged migrations of a dialect, in version order (numbered 1..n, no gaps)."""
     found: list[Migration] = []
-    for entry in files("pipeline.store").joinpath("sql").iterdir():
+    for entry in _dialect_dir(dialect).iterdir():
         m = _MIGRATION_RE.match(entry.name)
         if m:
-            found.append(
-                Migration(int(m.group(1)), m.group(2), split_statements(_read(entry.name)))
-            )
+            text = entry.read_text(encoding="utf-8")
+            found.append(parse_migration(int(m.group(1)), m.group(2), text))
     found.sort(key=lambda mig: mig.version)
     versions = [mig.version for mig in found]
     if versions != list(range(1, len(found) + 1)):

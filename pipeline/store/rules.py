@@ -1,17 +1,19 @@
-"""The store's rules as pure functions, shared by every implementation.
+"""The store's rules as pure functions, shared by every driver.
 
 A batch of completions becomes a `WritePlan`: for each named write (the queries of
-`sql/queries.sql`), the rows it receives, in order. SQLite runs the plan with one
-`executemany` per write, the in-memory fake applies it to dicts, PostgreSQL will run it
-with its own SQL: the rules (what is written, adaptive refresh, tally history) live here
-once, so the implementations cannot drift apart.
+`sql/<dialect>/queries.sql`), the rows it receives, in order. SQLite runs the plan with one
+`executemany` per write; PostgreSQL runs the same plan with its own SQL. The rules (what is
+written, adaptive refresh, tally history, the politeness booking) live here once, so the
+drivers cannot drift apart. Times in the rows are aware `datetime`s: each driver converts
+them to its column type (nothing here relies on how a database stores or orders them).
+See docs/store.md for the contract.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pipeline.errors import StoreError
@@ -103,19 +105,8 @@ DEFAULT_REFRESH_MAX = 30 * 86400.0
 
 
 def utcnow() -> datetime:
+    """The default clock of every store: aware UTC datetimes (drivers convert them)."""
     return datetime.now(UTC)
-
-
-def iso(dt: datetime) -> str:
-    """One fixed shape (microseconds, `Z`) so that text order is time order in SQL."""
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def from_iso(text: str) -> datetime:
-    dt = datetime.fromisoformat(text)
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- refresh
@@ -147,9 +138,9 @@ class RefreshPolicy:
 # ---------------------------------------------------------------- queue rows
 
 
-def enqueue_params(job: NewJob, now: str) -> Params:
+def enqueue_params(job: NewJob, now: datetime) -> Params:
     """Row for the `enqueue` write; `not_before` None means due now."""
-    not_before = iso(job.not_before) if job.not_before is not None else now
+    not_before = job.not_before if job.not_before is not None else now
     return {
         "doi": job.doi,
         "url": job.url,
@@ -247,13 +238,13 @@ def plan_completions(
     authors: dict[str, list[Params]] = {}
     facets: dict[str, list[Params]] = {}
     for c in items:
-        seen = iso(c.fetched_at or now)
+        seen = c.fetched_at or now
         if c.result is not None:
             _plan_rows(plan, authors, facets, c, c.result, seen)
         if c.job.page == 1:
             _plan_visit(plan, states, c, seen, policy)
         plan.follow_ups.extend(c.follow_ups)
-        plan.mark_done.append(_done_params(c, iso(now)))
+        plan.mark_done.append(_done_params(c, now))
     plan.delete_authors = [{"doi": doi} for doi in authors]
     plan.insert_author = [row for rows in authors.values() for row in rows]
     plan.delete_facets = [{"doi": doi} for doi in facets]
@@ -267,7 +258,7 @@ def _plan_rows(
     facets: dict[str, list[Params]],
     c: Completion,
     result: ParseResult,
-    seen: str,
+    seen: datetime,
 ) -> None:
     """Paper, authors and facets from page 1 (every page repeats them); statements always."""
     doi = c.job.doi
@@ -322,13 +313,17 @@ def _plan_rows(
 
 
 def _partial(
-    doi: str, title: str | None, year: int | None, journal: str | None, seen: str
+    doi: str, title: str | None, year: int | None, journal: str | None, seen: datetime
 ) -> Params:
     return {"doi": doi, "title": title, "year": year, "journal": journal, "now": seen}
 
 
 def _plan_visit(
-    plan: WritePlan, states: dict[str, ReportState], c: Completion, seen: str, policy: RefreshPolicy
+    plan: WritePlan,
+    states: dict[str, ReportState],
+    c: Completion,
+    seen: datetime,
+    policy: RefreshPolicy,
 ) -> None:
     """Page 1: crawl time, adaptive refresh, and a tally history row if tallies moved."""
     doi = c.job.doi
@@ -350,18 +345,17 @@ def _plan_visit(
         return  # a visit to a report never stored: nothing to record on a paper
     interval = policy.next(before.refresh_interval, changed)
     states[doi] = ReportState(interval, tallies)
-    next_at = from_iso(seen).timestamp() + interval
     plan.record_visit.append(
         {
             "doi": doi,
             "crawled_at": seen,
             "refresh_interval": interval,
-            "next_refresh_at": iso(datetime.fromtimestamp(next_at, UTC)),
+            "next_refresh_at": seen + timedelta(seconds=interval),
         }
     )
 
 
-def _done_params(c: Completion, now: str) -> Params:
+def _done_params(c: Completion, now: datetime) -> Params:
     return {
         "id": c.job.id,
         "round": c.job.round,
@@ -373,3 +367,20 @@ def _done_params(c: Completion, now: str) -> Params:
         "next_url": c.result.next_page_url if c.result is not None else None,
         "now": now,
     }
+
+
+# ---------------------------------------------------------------- politeness
+
+
+def book_request(
+    next_at: datetime, paused_until: datetime, now: datetime, delay: float
+) -> tuple[datetime, datetime]:
+    """One request's booking on a host: `(start, new next_at)`.
+
+    The request may start once the host's previous booking and any pause are over, and
+    not before now; the next one may start `delay` seconds after it. A driver applies this
+    atomically (one statement, or one transaction under the write lock) so that every
+    process on the store takes its turn from the same row.
+    """
+    start = max(next_at, paused_until, now)
+    return start, start + timedelta(seconds=max(0.0, delay))

@@ -1,19 +1,26 @@
-"""The SQLite store (aiosqlite): work queue and results in one WAL-mode file.
+"""The SQLite store: work queue and results in one WAL-mode file (or in memory).
 
-Writes: SQLite has one writer, so every write goes through one connection, one
+Connections: each `Connection` is a stdlib `sqlite3` connection owned by its own
+one-thread executor; every call on it runs on that thread, in order (what aiosqlite does,
+with only public APIs). A transaction is one synchronous body run whole on the thread
+(`_transaction`): one hop to the thread and back instead of one per statement (each hop
+waits for a turn of the event loop, which a crawler's parsing keeps busy), and no cancelled
+await can leave a transaction half done: the thread finishes it, commit or rollback.
+
+Writes: SQLite has one writer, so every write goes through the writer connection, one
 transaction at a time, and `BEGIN IMMEDIATE` makes other processes on the same file wait
-their turn (busy_timeout) instead of failing late. A transaction is one synchronous body
-run whole on aiosqlite's thread (`_transaction`): one hop to the thread and back instead of
-one per statement (each hop waits for a turn of the event loop, which a crawler's parsing
-keeps busy), and no cancelled await can leave a transaction half done. aiosqlite's thread
-runs one call at a time, which serialises the transactions.
-Completions go through a bounded queue to one writer task that commits many pages per
-transaction (a commit costs about as much as a page's rows, so batching is the speed-up);
-`complete()` returns once its page is committed. If a batch fails, its pages are retried
-one per transaction so that one bad page does not sink the others.
+their turn (busy_timeout) instead of failing late. Completions go through a bounded queue
+to one writer task that commits many pages per transaction (a commit costs about as much as
+a page's rows, so batching is the speed-up); `complete()` returns once its page is
+committed. If a batch fails, its pages are retried one per transaction so that one bad page
+does not sink the others.
 
-Reads (status, export, counts) use a second connection: WAL readers never block the writer.
-sqlite3 errors are translated to `StoreError` here, and only here.
+Reads (status, export, counts) use a second connection: WAL readers never block the
+writer. `SQLiteStore(":memory:")` has one database, so it reads on the writer connection.
+
+Times: the code passes aware datetimes; this driver writes them as fixed-shape ISO text
+(`iso`) and reads them back (`from_iso`). sqlite3 errors are translated to `StoreError`
+here, and only here. The contract is docs/store.md.
 """
 
 from __future__ import annotations
@@ -23,19 +30,13 @@ import contextlib
 import json
 import os
 import sqlite3
+import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
-
-import aiosqlite
-from tenacity import (
-    AsyncRetrying,
-    retry_if_exception,
-    stop_after_delay,
-    wait_random_exponential,
-)
 
 from pipeline.errors import StoreError
 from pipeline.models import (
@@ -45,6 +46,7 @@ from pipeline.models import (
     DeadReason,
     Job,
     NewJob,
+    RobotsRecord,
     RunInfo,
     Stats,
 )
@@ -54,8 +56,9 @@ from pipeline.store.queries import Migration, migrations, queries
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
-Body = Callable[[sqlite3.Connection], T]  # a transaction's work, run on the store's thread
+Body = Callable[[sqlite3.Connection], T]  # work run on a connection's own thread
 
+MEMORY = ":memory:"
 DEFAULT_QUEUE_SIZE = 1000
 BUSY_TIMEOUT = 10.0  # seconds another process may hold the write lock before we give up
 ENQUEUE_CHUNK = 5000  # jobs per transaction when streaming a backfill
@@ -67,6 +70,31 @@ PRAGMAS = (
     "PRAGMA temp_store = MEMORY",
     "PRAGMA cache_size = -32000",  # 32 MB page cache
 )
+_LOCK_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+
+
+# ---------------------------------------------------------------- times
+
+
+def iso(dt: datetime) -> str:
+    """One fixed shape (microseconds, `Z`) so that text order is time order in SQL."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def from_iso(text: str) -> datetime:
+    """Read back a stored time (any ISO shape; naive means UTC)."""
+    dt = datetime.fromisoformat(text)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
+def _encode(params: rules.Params) -> rules.Params:
+    """A row's datetimes as the stored text; everything else as it is."""
+    return {k: iso(v) if isinstance(v, datetime) else v for k, v in params.items()}
+
+
+# ---------------------------------------------------------------- errors
 
 
 @contextlib.contextmanager
@@ -88,10 +116,10 @@ def _os_errors(path: str) -> Iterator[None]:
 
 
 def _is_lock_error(exc: BaseException) -> bool:
-    """SQLite's "database is locked" / "busy": another process holds the lock."""
-    return isinstance(exc, sqlite3.OperationalError) and (
-        "locked" in str(exc) or "busy" in str(exc)
-    )
+    """SQLite's SQLITE_BUSY / SQLITE_LOCKED (any extended code): another connection holds
+    the lock. Read from the error code, not the message."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return isinstance(exc, sqlite3.Error) and code is not None and (code & 0xFF) in _LOCK_CODES
 
 
 def _is_busy(exc: BaseException) -> bool:
@@ -116,34 +144,75 @@ class _Pending:
     future: asyncio.Future[None]
 
 
-async def connect(path: str, *, read_only: bool = False) -> aiosqlite.Connection:
-    """A connection with the store's pragmas; autocommit, transactions are explicit."""
-    conn = await aiosqlite.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None)
-    conn.row_factory = sqlite3.Row
+# ---------------------------------------------------------------- connections
+
+
+class Connection:
+    """A stdlib sqlite3 connection and the one thread that uses it.
+
+    `run(fn)` calls `fn(raw connection)` on that thread. Calls run one at a time, in the
+    order they were made; a caller that is cancelled stops waiting, but its call still
+    runs to its end (so a transaction body always commits or rolls back whole).
+    """
+
+    def __init__(self, raw: sqlite3.Connection, executor: ThreadPoolExecutor) -> None:
+        self._raw = raw
+        self._executor = executor
+
+    @classmethod
+    async def open(cls, path: str, *, read_only: bool = False) -> Connection:
+        """A connection with the store's pragmas; autocommit, transactions are explicit."""
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="citepipe-sqlite")
+        loop = asyncio.get_running_loop()
+        try:
+            raw = await loop.run_in_executor(executor, partial(_connect, path, read_only))
+        except BaseException:
+            executor.shutdown(wait=False)
+            raise
+        return cls(raw, executor)
+
+    async def run(self, fn: Body[T]) -> T:
+        loop = asyncio.get_running_loop()
+        return await loop.run_in_executor(self._executor, fn, self._raw)
+
+    async def close(self) -> None:
+        try:
+            await self.run(lambda raw: raw.close())
+        finally:
+            self._executor.shutdown(wait=False)
+
+
+def _connect(path: str, read_only: bool) -> sqlite3.Connection:
+    """Open and set up a connection (on its own thread)."""
+    raw = sqlite3.connect(path, timeout=BUSY_TIMEOUT, isolation_level=None, check_same_thread=False)
     try:
-        await conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        raw.row_factory = sqlite3.Row
+        raw.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
         # Switching a new file to WAL needs an exclusive lock and SQLite answers "database is
         # locked" at once, without its busy handler, while another process does the same
         # (two services starting on one fresh volume): retry until the busy timeout.
-        async for attempt in AsyncRetrying(
-            retry=retry_if_exception(_is_lock_error),
-            wait=wait_random_exponential(multiplier=0.01, max=0.5),
-            stop=stop_after_delay(BUSY_TIMEOUT),
-            reraise=True,
-        ):
-            with attempt:
+        deadline = time.monotonic() + BUSY_TIMEOUT
+        wait = 0.01
+        while True:
+            try:
                 for pragma in PRAGMAS:
-                    await conn.execute(pragma)
+                    raw.execute(pragma)
+                break
+            except sqlite3.OperationalError as exc:
+                if not _is_lock_error(exc) or time.monotonic() >= deadline:
+                    raise
+                time.sleep(wait)  # on the connection's own thread, not the event loop's
+                wait = min(wait * 2, 0.5)
         if read_only:
-            await conn.execute("PRAGMA query_only = ON")
+            raw.execute("PRAGMA query_only = ON")
     except BaseException:
-        await conn.close()
+        raw.close()
         raise
-    return conn
+    return raw
 
 
 async def migrate(
-    conn: aiosqlite.Connection,
+    conn: Connection,
     found: Sequence[Migration] | None = None,
     clock: Clock = rules.utcnow,
 ) -> int:
@@ -153,19 +222,21 @@ async def migrate(
     version under the write lock. Returns the schema version.
     """
     found = migrations() if found is None else found
-    await conn.execute(
-        "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
-        "name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+    await conn.run(
+        lambda raw: raw.execute(
+            "CREATE TABLE IF NOT EXISTS schema_version (version INTEGER PRIMARY KEY, "
+            "name TEXT NOT NULL, applied_at TEXT NOT NULL)"
+        )
     )
-    version = await _in_thread(conn, _schema_version)
+    version = await conn.run(_schema_version)
     latest = found[-1].version if found else 0
     if version > latest:
         raise StoreError(f"database schema version {version} is newer than this citepipe")
     for migration in found:
         if migration.version > version:
-            body = partial(_apply, migration=migration, applied_at=rules.iso(clock()))
-            await _in_thread(conn, partial(_run_transaction, body=body))
-    return await _in_thread(conn, _schema_version)
+            body = partial(_apply, migration=migration, applied_at=iso(clock()))
+            await conn.run(partial(_run_transaction, body=body))
+    return await conn.run(_schema_version)
 
 
 def _schema_version(raw: sqlite3.Connection) -> int:
@@ -184,18 +255,6 @@ def _apply(raw: sqlite3.Connection, migration: Migration, applied_at: str) -> No
         )
 
 
-async def _in_thread(conn: aiosqlite.Connection, fn: Body[T]) -> T:
-    """Call `fn(sqlite3 connection)` on aiosqlite's thread, like its own methods do.
-
-    aiosqlite has no public call for this; `_execute` is the one all its own methods go
-    through. The store's tests run every write through here, so an aiosqlite release
-    that renamed it would fail them at once rather than in a user's crawl.
-    """
-    raw: sqlite3.Connection = conn._conn
-    result: T = await conn._execute(fn, raw)  # type: ignore[no-untyped-call]
-    return result
-
-
 def _run_transaction(raw: sqlite3.Connection, body: Body[T]) -> T:
     """BEGIN IMMEDIATE, the body, COMMIT; ROLLBACK on any error. On the store's thread."""
     raw.execute("BEGIN IMMEDIATE")
@@ -211,7 +270,8 @@ def _run_transaction(raw: sqlite3.Connection, body: Body[T]) -> T:
 
 
 class SQLiteStore:
-    """The Store protocol on one SQLite file. See the module docstring for the design."""
+    """The Store protocol on one SQLite file, or on `":memory:"` (a private in-memory
+    database, gone at `close`). See the module docstring for the design."""
 
     def __init__(
         self,
@@ -236,8 +296,8 @@ class SQLiteStore:
         self._clock = clock or rules.utcnow
         self._sql = queries()
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(maxsize=queue_size)
-        self._writer: aiosqlite.Connection | None = None
-        self._reader: aiosqlite.Connection | None = None
+        self._writer: Connection | None = None
+        self._reader: Connection | None = None
         self._writer_task: asyncio.Task[None] | None = None
         self._closing = False
 
@@ -249,10 +309,13 @@ class SQLiteStore:
             return
         self._check_path()
         with _db_errors(f"cannot open {self.path}"):
-            writer = await connect(self.path)
+            writer = await Connection.open(self.path)
             try:
                 await migrate(writer, clock=self._clock)
-                self._reader = await connect(self.path, read_only=True)
+                if self.path == MEMORY:
+                    self._reader = writer  # one database: a second connection would be empty
+                else:
+                    self._reader = await Connection.open(self.path, read_only=True)
             except BaseException:
                 await writer.close()
                 raise
@@ -262,7 +325,7 @@ class SQLiteStore:
 
     def _check_path(self) -> None:
         """Make the file's folder when creating; refuse a missing file when not."""
-        if self.path == ":memory:" or os.path.exists(self.path):
+        if self.path == MEMORY or os.path.exists(self.path):
             return
         if not self.create:
             raise StoreError(
@@ -273,17 +336,18 @@ class SQLiteStore:
             os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
 
     async def close(self) -> None:
-        """Commit what is queued, stop the writer, close both connections."""
+        """Commit what is queued, stop the writer, close the connections."""
         self._closing = True
         if self._writer_task is not None:
             await self._queue.put(None)
             await self._writer_task
             self._writer_task = None
-        for conn in (self._reader, self._writer):
+        reader, writer = self._reader, self._writer
+        self._reader = self._writer = None
+        for conn in (reader, writer) if reader is not writer else (writer,):
             if conn is not None:
                 with _db_errors("close"):
                     await conn.close()
-        self._reader = self._writer = None
 
     async def __aenter__(self) -> SQLiteStore:
         await self.open()
@@ -295,7 +359,7 @@ class SQLiteStore:
     def _now(self) -> datetime:
         return self._clock()
 
-    def _read_conn(self) -> aiosqlite.Connection:
+    def _read_conn(self) -> Connection:
         if self._reader is None:
             raise StoreError("store is not open")
         return self._reader
@@ -306,7 +370,16 @@ class SQLiteStore:
         if conn is None:
             raise StoreError("store is not open")
         with _db_errors(what):
-            return await _in_thread(conn, partial(_run_transaction, body=body))
+            return await conn.run(partial(_run_transaction, body=body))
+
+    def _executemany(self, name: str, rows: list[rules.Params]) -> Body[int]:
+        sql = self._sql[name]
+        encoded = [_encode(r) for r in rows]
+
+        def body(conn: sqlite3.Connection) -> int:
+            return max(conn.executemany(sql, encoded).rowcount, 0)
+
+        return body
 
     # ------------------------------------------------------------ queue
 
@@ -318,8 +391,8 @@ class SQLiteStore:
         return total
 
     def _enqueue_rows(self, conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> int:
-        now = rules.iso(self._now())
-        rows = [rules.enqueue_params(job, now) for job in jobs]
+        now = self._now()
+        rows = [_encode(rules.enqueue_params(job, now)) for job in jobs]
         if any(job.round > 0 for job in jobs):  # round 0 can never bump a stored round
             conn.executemany(self._sql["enqueue_bump_round"], rows)
         return max(conn.executemany(self._sql["enqueue"], rows).rowcount, 0)
@@ -330,19 +403,21 @@ class SQLiteStore:
         if limit < 1:
             return []
         now = self._now()
-        params = {
-            "now": rules.iso(now),
-            "worker": worker,
-            "limit": limit,
-            "lease_until": rules.iso(now + timedelta(seconds=lease_seconds)),
-        }
+        params = _encode(
+            {
+                "now": now,
+                "worker": worker,
+                "limit": limit,
+                "lease_until": now + timedelta(seconds=lease_seconds),
+            }
+        )
 
         def body(conn: sqlite3.Connection) -> list[sqlite3.Row]:
             conn.execute(self._sql["requeue_expired"], params)
             return conn.execute(self._sql["claim"], params).fetchall()
 
         rows = await self._transaction("claim", body)
-        rows.sort(key=lambda r: (r["not_before"], r["id"]))
+        rows.sort(key=lambda r: (from_iso(r["not_before"]), r["id"]))
         return [rules.job_from_row(row) for row in rows]
 
     async def extend_leases(
@@ -351,36 +426,29 @@ class SQLiteStore:
         if not job_ids:
             return
         now = self._now()
-        until = rules.iso(now + timedelta(seconds=lease_seconds))
-        rows = [
-            {"id": i, "worker": worker, "lease_until": until, "now": rules.iso(now)}
-            for i in job_ids
-        ]
+        until = now + timedelta(seconds=lease_seconds)
+        rows = [{"id": i, "worker": worker, "lease_until": until, "now": now} for i in job_ids]
         await self._transaction("extend leases", self._executemany("extend_lease", rows))
 
     async def release(self, jobs: Sequence[Job]) -> None:
         if not jobs:
             return
-        now = rules.iso(self._now())
+        now = self._now()
         rows = [{"id": j.id, "round": j.round, "now": now} for j in jobs]
         await self._transaction("release", self._executemany("release", rows))
 
-    def _executemany(self, name: str, rows: list[rules.Params]) -> Body[int]:
-        def body(conn: sqlite3.Connection) -> int:
-            return max(conn.executemany(self._sql[name], rows).rowcount, 0)
-
-        return body
-
     async def fail(self, job: Job, error: str, retry_at: datetime | None) -> None:
         """`failed` until `retry_at`, or `dead` (and its report marked incomplete)."""
-        params = {
-            "id": job.id,
-            "round": job.round,
-            "error": error,
-            "doi": job.doi,
-            "retry_at": rules.iso(retry_at) if retry_at is not None else None,
-            "now": rules.iso(self._now()),
-        }
+        params = _encode(
+            {
+                "id": job.id,
+                "round": job.round,
+                "error": error,
+                "doi": job.doi,
+                "retry_at": retry_at,
+                "now": self._now(),
+            }
+        )
 
         def body(conn: sqlite3.Connection) -> None:
             cursor = conn.execute(self._sql["fail"], params)
@@ -390,16 +458,17 @@ class SQLiteStore:
         await self._transaction("fail", body)
 
     async def requeue_expired(self) -> int:
-        rows = [{"now": rules.iso(self._now())}]
+        rows = [{"now": self._now()}]
         return await self._transaction(
             "requeue expired", self._executemany("requeue_expired", rows)
         )
 
     async def enqueue_stale(self, now: datetime) -> int:
         """Page 1 of every report due for a refresh, with round = its max round + 1."""
+        params = _encode({"now": now})
 
         def body(conn: sqlite3.Connection) -> int:
-            rows = conn.execute(self._sql["stale_page_one"], {"now": rules.iso(now)}).fetchall()
+            rows = conn.execute(self._sql["stale_page_one"], params).fetchall()
             jobs = [NewJob(r["doi"], r["url"], 1, r["depth"], r["round"]) for r in rows]
             return self._enqueue_rows(conn, jobs) if jobs else 0
 
@@ -466,10 +535,10 @@ class SQLiteStore:
         plan = rules.plan_completions(items, states, self._now(), self._policy)
         for name, rows in plan.steps():
             if rows:
-                conn.executemany(self._sql[name], rows)
+                conn.executemany(self._sql[name], [_encode(r) for r in rows])
         if plan.follow_ups:
             self._enqueue_rows(conn, plan.follow_ups)
-        conn.executemany(self._sql["mark_done"], plan.mark_done)
+        conn.executemany(self._sql["mark_done"], [_encode(r) for r in plan.mark_done])
 
     def _report_states(
         self, conn: sqlite3.Connection, dois: list[str]
@@ -487,23 +556,22 @@ class SQLiteStore:
 
     # ------------------------------------------------------------ reads
 
-    async def _read_one(self, name: str, params: rules.Params | None = None) -> Any:
-        with _db_errors(name):
-            async with self._read_conn().execute(self._sql[name], params or {}) as cur:
-                row = await cur.fetchone()
-        return row[0] if row else None
-
     async def _read_all(self, name: str, params: rules.Params | None = None) -> list[Any]:
+        sql, encoded = self._sql[name], _encode(params or {})
+        conn = self._read_conn()
         with _db_errors(name):
-            async with self._read_conn().execute(self._sql[name], params or {}) as cur:
-                return list(await cur.fetchall())
+            return await conn.run(lambda raw: raw.execute(sql, encoded).fetchall())
+
+    async def _read_one(self, name: str, params: rules.Params | None = None) -> Any:
+        rows = await self._read_all(name, params)
+        return rows[0][0] if rows else None
 
     async def pending(self) -> int:
         return int(await self._read_one("pending"))
 
     async def next_due(self) -> datetime | None:
         value = await self._read_one("next_due")
-        return rules.from_iso(value) if value else None
+        return from_iso(value) if value else None
 
     async def dead_among(self, dois: Sequence[str]) -> dict[str, int]:
         rows = await self._read_all("dead_among", {"dois": json.dumps(list(dois))})
@@ -514,50 +582,42 @@ class SQLiteStore:
         by_state: dict[str, int] = dict.fromkeys(JOB_STATES, 0)
         by_state.update({r[0]: r[1] for r in await self._read_all("jobs_by_state")})
         dead = tuple(DeadReason(r[0], r[1]) for r in await self._read_all("dead_by_reason"))
+        counts = {r[0]: int(r[1]) for r in await self._read_all("rows_by_table")}
         return Stats(
             jobs_by_state=by_state,
             dead_by_reason=dead,
             incomplete_reports=int(await self._read_one("incomplete_reports")),
-            rows_by_table={t: await self._count(t) for t in EXPORT_TABLES},
+            rows_by_table={t: counts[t] for t in EXPORT_TABLES},
             pages_last_minute=await self._done_since(now - timedelta(minutes=1)),
             pages_last_hour=await self._done_since(now - timedelta(hours=1)),
             active_runs=tuple(await self.active_runs(RUN_STALE_AFTER)),
         )
 
     async def _done_since(self, since: datetime) -> int:
-        return int(await self._read_one("pages_done_since", {"since": rules.iso(since)}))
-
-    async def _count(self, table: str) -> int:
-        with _db_errors(f"count {table}"):
-            async with self._read_conn().execute(f"SELECT count(*) FROM {table}") as cur:
-                row = await cur.fetchone()
-        return int(row[0]) if row else 0
+        return int(await self._read_one("pages_done_since", {"since": since}))
 
     async def export(self, table: str) -> AsyncIterator[dict[str, Any]]:
-        """Keyset pages in key order: no read transaction is held between pages, so a
-        slow consumer never pins the WAL."""
+        """Keyset pages in key order (named queries `export_<table>[_after]`): no read
+        transaction is held between pages, so a slow consumer never pins the WAL. Times
+        are stored as the export's ISO text already."""
         if table not in EXPORT_TABLES:
             raise StoreError(f"unknown table {table!r}; one of {', '.join(EXPORT_TABLES)}")
-        columns, keys = rules.COLUMNS[table], rules.KEYS[table]
-        select = f"SELECT {', '.join(columns)} FROM {table}"
-        order = f"ORDER BY {', '.join(keys)} LIMIT {EXPORT_CHUNK}"
-        after = f"WHERE ({', '.join(keys)}) > ({', '.join('?' for _ in keys)})"
-        last: tuple[Any, ...] | None = None
+        keys = rules.KEYS[table]
+        params: rules.Params = {"limit": EXPORT_CHUNK}
+        name = f"export_{table}"
         while True:
-            sql = f"{select} {order}" if last is None else f"{select} {after} {order}"
-            with _db_errors(f"export {table}"):
-                async with self._read_conn().execute(sql, last or ()) as cur:
-                    rows = list(await cur.fetchall())
+            rows = await self._read_all(name, params)
             for row in rows:
-                yield dict(zip(columns, row, strict=True))
+                yield dict(zip(row.keys(), row, strict=True))
             if len(rows) < EXPORT_CHUNK:
                 return
-            last = tuple(rows[-1][k] for k in keys)
+            name = f"export_{table}_after"
+            params = {"limit": EXPORT_CHUNK, **{f"after_{k}": rows[-1][k] for k in keys}}
 
     # ------------------------------------------------------------ runs
 
     async def start_run(self, kind: str, host: str, pid: int) -> int:
-        params = {"kind": kind, "host": host, "pid": pid, "now": rules.iso(self._now())}
+        params = _encode({"kind": kind, "host": host, "pid": pid, "now": self._now()})
 
         def body(conn: sqlite3.Connection) -> int:
             row = conn.execute(self._sql["start_run"], params).fetchone()
@@ -568,23 +628,86 @@ class SQLiteStore:
         return await self._transaction("start run", body)
 
     async def heartbeat_run(self, run_id: int) -> None:
-        rows = [{"id": run_id, "now": rules.iso(self._now())}]
+        rows = [{"id": run_id, "now": self._now()}]
         await self._transaction("heartbeat run", self._executemany("heartbeat_run", rows))
 
     async def finish_run(self, run_id: int, summary: dict[str, Any]) -> None:
         rows = [
             {
                 "id": run_id,
-                "now": rules.iso(self._now()),
+                "now": self._now(),
                 "summary": json.dumps(summary, default=str, sort_keys=True),
             }
         ]
         await self._transaction("finish run", self._executemany("finish_run", rows))
 
     async def active_runs(self, stale_after: float) -> list[RunInfo]:
-        since = rules.iso(self._now() - timedelta(seconds=stale_after))
+        since = self._now() - timedelta(seconds=stale_after)
         rows = await self._read_all("active_runs", {"since": since})
-        return [RunInfo(*tuple(r)) for r in rows]
+        return [
+            RunInfo(
+                r["id"],
+                r["kind"],
+                r["host"],
+                r["pid"],
+                from_iso(r["started_at"]),
+                from_iso(r["heartbeat_at"]),
+            )
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------ politeness (hosts)
+
+    async def book_request(self, host: str, delay: float) -> datetime:
+        """`rules.book_request` on the host's row, inside one write transaction: the read
+        and the write happen under SQLite's write lock, so processes take turns."""
+        now = self._now()
+        ensure = _encode({"host": host, "now": now})
+
+        def body(conn: sqlite3.Connection) -> datetime:
+            conn.execute(self._sql["host_ensure"], ensure)
+            row = conn.execute(self._sql["host_state"], ensure).fetchone()
+            start, next_at = rules.book_request(
+                from_iso(row["next_at"]), from_iso(row["paused_until"]), now, delay
+            )
+            conn.execute(self._sql["host_book"], {"host": host, "next_at": iso(next_at)})
+            return start
+
+        return await self._transaction("book request", body)
+
+    async def pause_host(self, host: str, until: datetime) -> None:
+        rows = [{"host": host, "now": self._now(), "until": until}]
+        await self._transaction("pause host", self._executemany("host_pause", rows))
+
+    async def paused_until(self, host: str) -> datetime | None:
+        value = await self._read_one("host_paused_until", {"host": host})
+        return from_iso(value) if value else None
+
+    async def load_robots(self, host: str) -> RobotsRecord | None:
+        rows = await self._read_all("robots_load", {"host": host})
+        if not rows:
+            return None
+        r = rows[0]
+        return RobotsRecord(
+            status=r["robots_status"],
+            text=r["robots_text"],
+            fetched_at=from_iso(r["robots_fetched_at"]),
+            expires_at=from_iso(r["robots_expires_at"]),
+            failures=r["robots_failures"],
+        )
+
+    async def save_robots(self, host: str, record: RobotsRecord) -> None:
+        rows = [
+            {
+                "host": host,
+                "status": record.status,
+                "text": record.text,
+                "fetched_at": record.fetched_at,
+                "expires_at": record.expires_at,
+                "failures": record.failures,
+            }
+        ]
+        await self._transaction("save robots", self._executemany("robots_save", rows))
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:

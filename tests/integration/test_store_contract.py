@@ -1,5 +1,6 @@
-"""The Store contract, one test per rule, run against both SQLiteStore (a real file) and
-MemoryStore: the fake must keep the real store's semantics for the worker's unit tests."""
+"""The Store contract (docs/store.md), one test per rule, run against every store: a SQLite
+file, and MemoryStore (SQLite `:memory:`, which must work with its one shared connection).
+Exported timestamps are ISO text in every driver, hence `iso` here."""
 
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from pipeline.models import (
 )
 from pipeline.normalise import snippet_hash
 from pipeline.store import MemoryStore, SQLiteStore, Store
-from pipeline.store.rules import COLUMNS, iso
+from pipeline.store.rules import COLUMNS
+from pipeline.store.sqlite import iso
 
 DAY = 86400.0
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

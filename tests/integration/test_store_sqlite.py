@@ -13,9 +13,9 @@ import pytest
 from pipeline.errors import StoreError
 from pipeline.models import Completion, Job, NewJob, Paper, ParseResult, Statement, Tally
 from pipeline.store import MemoryStore, SQLiteStore, open_store
-from pipeline.store.queries import Migration, migrations, queries, split_statements
-from pipeline.store.rules import COLUMNS
-from pipeline.store.sqlite import _in_thread, connect, migrate
+from pipeline.store.queries import Migration, migrations, parse_migration, parse_queries, queries
+from pipeline.store.rules import COLUMNS, KEYS
+from pipeline.store.sqlite import Connection, _is_lock_error, migrate
 
 # The public interface of store.md: these names must exist, whatever else is added.
 PUBLIC = {
@@ -125,60 +125,95 @@ async def test_migrations_run_once_at_open(tmp_path: Path) -> None:
             await store.enqueue([NewJob("10.1/a", "u")])
     with db(path) as conn:
         assert conn.execute("SELECT version, name FROM schema_version").fetchall() == [
-            (1, "schema")
+            (1, "schema"),
+            (2, "hosts"),
         ]
         assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (1,)
 
 
 async def test_later_migrations_apply_in_order_and_fail_atomically(tmp_path: Path) -> None:
     path = str(tmp_path / "s.sqlite")
+    n = len(migrations())
     extra = (
-        Migration(
-            2,
+        parse_migration(
+            n + 1,
             "add_note",
-            split_statements(
-                "ALTER TABLE papers ADD COLUMN note TEXT;\n"
-                "CREATE INDEX papers_note ON papers (note);"
-            ),
+            "-- name: add\nALTER TABLE papers ADD COLUMN note TEXT;\n"
+            "-- name: index\nCREATE INDEX papers_note ON papers (note);",
         ),
-        Migration(
-            3,
+        parse_migration(
+            n + 2,
             "broken",
-            split_statements(
-                "ALTER TABLE papers ADD COLUMN other TEXT;\nSELECT * FROM no_such_table;"
-            ),
+            "-- name: add\nALTER TABLE papers ADD COLUMN other TEXT;\n"
+            "-- name: broken\nSELECT * FROM no_such_table;",
         ),
     )
-    conn = await connect(path)
+    conn = await Connection.open(path)
     try:
         assert await migrate(conn, migrations()[:1]) == 1
         with pytest.raises(sqlite3.OperationalError):
             await migrate(conn, (*migrations(), *extra))
-        columns = [r[1] async for r in await conn.execute("PRAGMA table_info(papers)")]
-        assert "note" in columns and "other" not in columns  # 3 rolled back entirely
-        assert await migrate(conn, (*migrations(), extra[0])) == 2
+        columns = [
+            r[1]
+            for r in await conn.run(lambda c: c.execute("PRAGMA table_info(papers)").fetchall())
+        ]
+        assert "note" in columns and "other" not in columns  # the last one rolled back entirely
+        assert await migrate(conn, (*migrations(), extra[0])) == n + 1
         with pytest.raises(StoreError, match="newer"):
             await migrate(conn, migrations())
     finally:
         await conn.close()
 
 
-def test_split_statements_keeps_triggers_whole() -> None:
-    script = """-- a comment; with a semicolon
+def test_migration_blocks_keep_triggers_whole() -> None:
+    script = """-- Migration: a header comment; with a semicolon
+-- name: table
 CREATE TABLE t (x);
+-- name: trigger
 CREATE TRIGGER tr AFTER INSERT ON t BEGIN
     UPDATE t SET x = 1; UPDATE t SET x = 2;
 END;
 """
-    statements = split_statements(script)
-    assert len(statements) == 2 and statements[1].endswith("END;")
+    migration = parse_migration(7, "t", script)
+    assert migration == Migration(7, "t", (migration.statements[0], migration.statements[1]))
+    assert len(migration.statements) == 2 and migration.statements[1].endswith("END;")
+    with pytest.raises(StoreError, match="before the first"):
+        parse_queries("CREATE TABLE t (x);\n-- name: a\nSELECT 1;")
+    with pytest.raises(StoreError, match="twice"):
+        parse_queries("-- name: a\nSELECT 1;\n-- name: a\nSELECT 2;")
+    with pytest.raises(StoreError, match="empty"):
+        parse_queries("-- name: a\n-- only a comment\n")
+
+
+def test_the_query_loader_knows_no_dialect() -> None:
+    """The loader is shared by every dialect: no sqlite3 import, no SQL parsing."""
+    store_dir = Path(__file__).resolve().parents[2] / "pipeline" / "store"
+    source = (store_dir / "queries.py").read_text()
+    assert "sqlite3" not in source and "complete_statement" not in source
+    shared = (store_dir / "rules.py").read_text() + (store_dir / "base.py").read_text()
+    for dialect_only in ("INDEXED BY", "json_each", "sqlite3", "strftime"):
+        assert dialect_only not in shared, dialect_only
 
 
 def test_every_named_query_is_used_by_the_store() -> None:
     store_dir = Path(__file__).resolve().parents[2] / "pipeline" / "store"
     source = (store_dir / "sqlite.py").read_text() + (store_dir / "rules.py").read_text()
-    unused = [name for name in queries() if f'"{name}"' not in source]
+    exported = {f"export_{t}" for t in COLUMNS} | {f"export_{t}_after" for t in COLUMNS}
+    unused = [name for name in queries() if f'"{name}"' not in source and name not in exported]
     assert unused == []
+    assert exported <= set(queries())
+
+
+async def test_export_queries_select_the_public_columns_in_order(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    async with SQLiteStore(path):
+        pass
+    with db(path) as conn:
+        for table, columns in COLUMNS.items():
+            for name in (f"export_{table}", f"export_{table}_after"):
+                params = {"limit": 1} | {f"after_{k}": None for k in KEYS[table]}
+                cur = conn.execute(queries()[name], params)
+                assert [d[0] for d in cur.description] == list(columns), name
 
 
 # ---------------------------------------------------------------- pragmas and plans
@@ -191,8 +226,8 @@ async def test_pragmas(tmp_path: Path) -> None:
         assert writer is not None
         values = {}
         for pragma in ("journal_mode", "foreign_keys", "synchronous", "busy_timeout"):
-            async with writer.execute(f"PRAGMA {pragma}") as cur:
-                values[pragma] = (await cur.fetchone())[0]  # type: ignore[index]
+            row = await writer.run(lambda c, p=pragma: c.execute(f"PRAGMA {p}").fetchone())
+            values[pragma] = row[0]
     assert values == {
         "journal_mode": "wal",
         "foreign_keys": 1,
@@ -286,7 +321,7 @@ async def test_a_bad_page_does_not_sink_its_batch(tmp_path: Path) -> None:
         # Hold the writer's thread so that all six queue up as one batch.
         writer, go = store._writer, threading.Event()
         assert writer is not None
-        held = asyncio.create_task(_in_thread(writer, lambda _: go.wait(5)))
+        held = asyncio.create_task(writer.run(lambda _: go.wait(5)))
         tasks = [
             asyncio.create_task(
                 store.complete(
@@ -405,3 +440,34 @@ async def test_a_new_store_makes_its_folder_and_readers_do_not_create_one(tmp_pa
     blocked.write_text("not a folder")
     with pytest.raises(StoreError, match="cannot create the folder"):
         await SQLiteStore(blocked / "c.sqlite").open()
+
+
+def test_lock_errors_are_known_by_their_code(tmp_path: Path) -> None:
+    path = tmp_path / "s.sqlite"
+    a = sqlite3.connect(path, isolation_level=None, timeout=0)
+    b = sqlite3.connect(path, isolation_level=None, timeout=0)
+    try:
+        a.execute("CREATE TABLE t (x)")
+        a.execute("BEGIN IMMEDIATE")
+        with pytest.raises(sqlite3.OperationalError) as info:
+            b.execute("BEGIN IMMEDIATE")
+        assert _is_lock_error(info.value)
+        # the message alone proves nothing: no error code, no lock error
+        assert not _is_lock_error(sqlite3.OperationalError("database is locked"))
+        a.execute("ROLLBACK")
+    finally:
+        a.close()
+        b.close()
+
+
+def test_the_driver_uses_no_private_api() -> None:
+    source = (Path(__file__).resolve().parents[2] / "pipeline" / "store" / "sqlite.py").read_text()
+    for private in (
+        "import aiosqlite",
+        "._conn)",
+        "._conn,",
+        "._execute(",
+        '"locked" in',
+        '"busy" in',
+    ):
+        assert private not in source, private

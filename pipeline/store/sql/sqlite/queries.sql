@@ -1,5 +1,7 @@
 -- Named queries of the SQLite store, loaded once. Each starts with `-- name: <name>`.
--- Parameters are named (:name); timestamps are the store's fixed-shape ISO strings.
+-- Parameters are named (:name); timestamps are the driver's fixed-shape ISO strings
+-- (sqlite.py converts datetimes), so comparing them as text compares times. This file is
+-- SQLite's own: `INDEXED BY` and `json_each` are fine here. See docs/store.md.
 
 -- ---------------------------------------------------------------- queue
 
@@ -186,6 +188,15 @@ SELECT coalesce(last_error, ''), count(*) FROM jobs
 WHERE state = 'dead' AND doi IN (SELECT value FROM json_each(:dois))
 GROUP BY 1;
 
+-- name: rows_by_table
+SELECT 'papers', count(*) FROM papers
+UNION ALL SELECT 'authors', count(*) FROM authors
+UNION ALL SELECT 'tallies', count(*) FROM tallies
+UNION ALL SELECT 'tally_history', count(*) FROM tally_history
+UNION ALL SELECT 'facets', count(*) FROM facets
+UNION ALL SELECT 'statements', count(*) FROM statements
+UNION ALL SELECT 'jobs', count(*) FROM jobs;
+
 -- name: incomplete_reports
 SELECT count(DISTINCT doi) FROM jobs WHERE state = 'dead';
 
@@ -209,3 +220,122 @@ UPDATE runs SET heartbeat_at = :now, finished_at = :now, summary = :summary WHER
 SELECT id, kind, host, pid, started_at, heartbeat_at FROM runs
 WHERE finished_at IS NULL AND heartbeat_at >= :since
 ORDER BY id;
+
+-- ---------------------------------------------------------------- export
+-- Keyset pages in key order: `export_<table>` for the first page, `export_<table>_after`
+-- for the next ones (row values compare as tuples). :limit rows a page.
+
+-- name: export_papers
+SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at
+FROM papers
+ORDER BY doi LIMIT :limit;
+
+-- name: export_papers_after
+SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at
+FROM papers
+WHERE doi > :after_doi
+ORDER BY doi LIMIT :limit;
+
+-- name: export_authors
+SELECT doi, position, name
+FROM authors
+ORDER BY doi, position LIMIT :limit;
+
+-- name: export_authors_after
+SELECT doi, position, name
+FROM authors
+WHERE (doi, position) > (:after_doi, :after_position)
+ORDER BY doi, position LIMIT :limit;
+
+-- name: export_tallies
+SELECT doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at
+FROM tallies
+ORDER BY doi LIMIT :limit;
+
+-- name: export_tallies_after
+SELECT doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at
+FROM tallies
+WHERE doi > :after_doi
+ORDER BY doi LIMIT :limit;
+
+-- name: export_tally_history
+SELECT id, doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at
+FROM tally_history
+ORDER BY id LIMIT :limit;
+
+-- name: export_tally_history_after
+SELECT id, doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at
+FROM tally_history
+WHERE id > :after_id
+ORDER BY id LIMIT :limit;
+
+-- name: export_facets
+SELECT doi, facet, label, count
+FROM facets
+ORDER BY doi, facet, label LIMIT :limit;
+
+-- name: export_facets_after
+SELECT doi, facet, label, count
+FROM facets
+WHERE (doi, facet, label) > (:after_doi, :after_facet, :after_label)
+ORDER BY doi, facet, label LIMIT :limit;
+
+-- name: export_statements
+SELECT id, cited_doi, citing_doi, snippet, snippet_hash, section, type, confidence, first_seen_at, last_seen_at
+FROM statements
+ORDER BY id LIMIT :limit;
+
+-- name: export_statements_after
+SELECT id, cited_doi, citing_doi, snippet, snippet_hash, section, type, confidence, first_seen_at, last_seen_at
+FROM statements
+WHERE id > :after_id
+ORDER BY id LIMIT :limit;
+
+-- name: export_jobs
+SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url
+FROM jobs
+ORDER BY id LIMIT :limit;
+
+-- name: export_jobs_after
+SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url
+FROM jobs
+WHERE id > :after_id
+ORDER BY id LIMIT :limit;
+
+-- ---------------------------------------------------------------- politeness (hosts)
+
+-- name: host_ensure
+INSERT INTO hosts (host, next_at, paused_until) VALUES (:host, :now, :now)
+ON CONFLICT (host) DO NOTHING;
+
+-- name: host_state
+SELECT next_at, paused_until FROM hosts WHERE host = :host;
+
+-- name: host_book
+-- The booking itself: the caller computed next_at = max(next_at, paused_until, now) + delay
+-- from host_state inside the same write transaction (BEGIN IMMEDIATE holds SQLite's write
+-- lock, so no other process books in between).
+UPDATE hosts SET next_at = :next_at WHERE host = :host;
+
+-- name: host_pause
+INSERT INTO hosts (host, next_at, paused_until) VALUES (:host, :now, :until)
+ON CONFLICT (host) DO UPDATE SET paused_until = max(hosts.paused_until, excluded.paused_until);
+
+-- name: host_paused_until
+SELECT paused_until FROM hosts WHERE host = :host;
+
+-- name: robots_load
+SELECT robots_status, robots_text, robots_fetched_at, robots_expires_at, robots_failures
+FROM hosts WHERE host = :host AND robots_fetched_at IS NOT NULL;
+
+-- name: robots_save
+-- A newer fetch wins; an older one (a slower process) does not overwrite it.
+INSERT INTO hosts (host, next_at, paused_until, robots_status, robots_text,
+                   robots_fetched_at, robots_expires_at, robots_failures)
+VALUES (:host, :fetched_at, :fetched_at, :status, :text, :fetched_at, :expires_at, :failures)
+ON CONFLICT (host) DO UPDATE SET
+    robots_status = excluded.robots_status, robots_text = excluded.robots_text,
+    robots_fetched_at = excluded.robots_fetched_at,
+    robots_expires_at = excluded.robots_expires_at,
+    robots_failures = excluded.robots_failures
+WHERE hosts.robots_fetched_at IS NULL OR hosts.robots_fetched_at <= excluded.robots_fetched_at;

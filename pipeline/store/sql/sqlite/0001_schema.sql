@@ -1,10 +1,12 @@
--- Migration 1: the initial schema.
+-- Migration 1 (SQLite): the initial schema. One statement per `-- name:` block.
 --
 -- Table and column names of store.md are a public interface (users read this file with
 -- sqlite3, pandas, Datasette, DuckDB): add, never rename. Timestamps are UTC ISO 8601
--- strings of one fixed shape (YYYY-MM-DDTHH:MM:SS.ffffffZ), so text order is time order.
+-- strings of one fixed shape (YYYY-MM-DDTHH:MM:SS.ffffffZ), written and read by the driver
+-- (sqlite.py), so that text order is time order in this dialect's SQL.
 -- Unknown counts are NULL, never 0.
 
+-- name: create_papers
 CREATE TABLE papers (
     doi                 TEXT PRIMARY KEY,
     title               TEXT,
@@ -20,9 +22,11 @@ CREATE TABLE papers (
     refresh_interval    REAL,                       -- seconds; adaptive
     next_refresh_at     TEXT
 );
+-- name: index_papers_due_refresh
 CREATE INDEX papers_due_refresh ON papers (next_refresh_at)
     WHERE last_crawled_at IS NOT NULL;
 
+-- name: create_authors
 CREATE TABLE authors (
     doi       TEXT NOT NULL REFERENCES papers (doi) ON DELETE CASCADE,
     position  INTEGER NOT NULL CHECK (position >= 1),
@@ -30,6 +34,7 @@ CREATE TABLE authors (
     PRIMARY KEY (doi, position)
 );
 
+-- name: create_tallies
 CREATE TABLE tallies (
     doi                  TEXT PRIMARY KEY REFERENCES papers (doi) ON DELETE CASCADE,
     supporting           INTEGER CHECK (supporting >= 0),
@@ -41,6 +46,7 @@ CREATE TABLE tallies (
     observed_at          TEXT NOT NULL
 );
 
+-- name: create_tally_history
 CREATE TABLE tally_history (
     id                   INTEGER PRIMARY KEY,
     doi                  TEXT NOT NULL REFERENCES papers (doi) ON DELETE CASCADE,
@@ -52,8 +58,10 @@ CREATE TABLE tally_history (
     references_count     INTEGER,
     observed_at          TEXT NOT NULL
 );
+-- name: index_tally_history_by_doi
 CREATE INDEX tally_history_by_doi ON tally_history (doi, observed_at);
 
+-- name: create_facets
 CREATE TABLE facets (
     doi    TEXT NOT NULL REFERENCES papers (doi) ON DELETE CASCADE,
     facet  TEXT NOT NULL,
@@ -62,6 +70,7 @@ CREATE TABLE facets (
     PRIMARY KEY (doi, facet, label)
 );
 
+-- name: create_statements
 CREATE TABLE statements (
     id             INTEGER PRIMARY KEY,
     cited_doi      TEXT NOT NULL REFERENCES papers (doi) ON DELETE CASCADE,
@@ -75,9 +84,11 @@ CREATE TABLE statements (
     last_seen_at   TEXT NOT NULL,
     CONSTRAINT statements_identity UNIQUE (cited_doi, citing_doi, snippet_hash)
 );
+-- name: index_statements_by_citing
 -- statements by cited_doi: served by the leading column of statements_identity.
 CREATE INDEX statements_by_citing ON statements (citing_doi);
 
+-- name: create_jobs
 CREATE TABLE jobs (
     id             INTEGER PRIMARY KEY,
     doi            TEXT NOT NULL,
@@ -100,13 +111,17 @@ CREATE TABLE jobs (
     next_url       TEXT,                            -- next page link last seen
     CONSTRAINT jobs_identity UNIQUE (doi, page)
 );
+-- name: index_jobs_due
 -- claim: the due jobs in order, without visiting finished ones (cost independent of size).
 CREATE INDEX jobs_due ON jobs (not_before, id) WHERE state IN ('queued', 'failed');
+-- name: index_jobs_leases
 -- requeue_expired: only leased jobs.
 CREATE INDEX jobs_leases ON jobs (lease_until) WHERE state = 'leased';
+-- name: index_jobs_by_state
 -- status: counts by state, pages done in the last minute/hour, dead reasons.
 CREATE INDEX jobs_by_state ON jobs (state, updated_at);
 
+-- name: create_runs
 CREATE TABLE runs (
     id            INTEGER PRIMARY KEY,
     kind          TEXT NOT NULL,
