@@ -97,7 +97,7 @@ async def open_pipeline(settings: Settings, *, create: bool = True) -> AsyncIter
     source = ReportSource(load_selectors(settings.selectors or None))
     store = make_store(settings, create=create)
     await store.open()
-    fetcher = AiohttpFetcher(settings)
+    fetcher = AiohttpFetcher(settings, hosts=store)  # politeness shared through the store
     try:
         yield Pipeline(settings, store, fetcher, source, RetryPolicy.from_settings(settings))
     finally:

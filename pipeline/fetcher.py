@@ -24,12 +24,14 @@ from yarl import URL
 from pipeline.config import Settings
 from pipeline.errors import FetchError, PermanentFetchError, TransientFetchError
 from pipeline.models import Page, Validators
-from pipeline.politeness import Politeness, host_key
+from pipeline.politeness import LocalHosts, Politeness, RobotsAnswer, host_key
+from pipeline.store.base import HostLedger
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
 PAUSE_STATUSES = frozenset({429, 503})
 DEFAULT_PAUSE = 5.0  # seconds a 429/503 without Retry-After holds the host
+ROBOTS_REDIRECTS = 5  # RFC 9309: follow at least five consecutive redirects for robots.txt
 _CHUNK = 64 * 1024
 
 
@@ -85,14 +87,25 @@ def _translate(url: str) -> Iterator[None]:
 
 
 class AiohttpFetcher:
-    """Fetcher over one aiohttp session, polite through a `Politeness` per host."""
+    """Fetcher over one aiohttp session, polite through a `Politeness` per host.
 
-    def __init__(self, settings: Settings, *, session: aiohttp.ClientSession | None = None) -> None:
+    `hosts` is where politeness is shared: the store, so that every process on it keeps
+    one host's limits together; without one, this process's memory (`LocalHosts`).
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        *,
+        session: aiohttp.ClientSession | None = None,
+        hosts: HostLedger | None = None,
+    ) -> None:
         self._settings = settings
         self._site = host_key(settings.base_url)
         self._session = session
         self._own_session = session is None
         self.politeness = Politeness(
+            hosts=hosts if hosts is not None else LocalHosts(),
             per_host_concurrency=settings.per_host_concurrency,
             request_delay=settings.request_delay,
             user_agent=settings.user_agent,
@@ -119,18 +132,31 @@ class AiohttpFetcher:
             await self._session.close()
         self._session = None
 
-    async def _get_robots(self, url: str) -> str | None:
-        """robots.txt text, or None when there is none to honour (4xx, or unreachable)."""
+    async def _get_robots(self, url: str) -> RobotsAnswer:
+        """Fetch robots.txt (RFC 9309): the final status and body, following up to five
+        redirects on the site. An error on the way (timeout, connection refused, reset)
+        is "unreachable" (status None), which politeness reads as disallow all."""
+        current = url
         try:
-            with _translate(url):
-                async with self.session.get(URL(url, encoded=True), allow_redirects=False) as resp:
-                    if resp.status != 200:
-                        return None
-                    return (await resp.read())[: self._settings.max_page_bytes].decode(
-                        "utf-8", "replace"
-                    )
-        except TransientFetchError:
-            return None
+            for _ in range(ROBOTS_REDIRECTS + 1):
+                with _translate(current):
+                    async with self.session.get(
+                        URL(current, encoded=True), allow_redirects=False
+                    ) as resp:
+                        location = resp.headers.get("Location")
+                        if resp.status in REDIRECT_STATUSES and location:
+                            target = urljoin(current, location)
+                            if not self._on_site(target):
+                                return RobotsAnswer(resp.status, error=f"redirect to {target}")
+                            current = target
+                            continue
+                        if not 200 <= resp.status < 300:
+                            return RobotsAnswer(resp.status)
+                        body = await self._read_prefix(resp)
+                        return RobotsAnswer(resp.status, body.decode("utf-8", "replace"))
+        except FetchError as exc:
+            return RobotsAnswer(None, error=exc.reason or str(exc))
+        return RobotsAnswer(301, error=f"more than {ROBOTS_REDIRECTS} redirects")
 
     def _on_site(self, url: str) -> bool:
         return host_key(url) == self._site
@@ -202,7 +228,7 @@ class AiohttpFetcher:
                         last_modified=resp.headers.get("Last-Modified"),
                     )
                 if status != 200:
-                    self._raise_for_status(url, status, resp.headers.get("Retry-After"))
+                    await self._raise_for_status(url, status, resp.headers.get("Retry-After"))
                 if resp.content_type != "text/html":
                     raise PermanentFetchError(
                         f"not an HTML page ({resp.content_type or 'no type'}) at {url}",
@@ -221,11 +247,13 @@ class AiohttpFetcher:
                 )
         raise AssertionError("unreachable")  # pragma: no cover
 
-    def _raise_for_status(self, url: str, status: int, retry_after_header: str | None) -> NoReturn:
+    async def _raise_for_status(
+        self, url: str, status: int, retry_after_header: str | None
+    ) -> NoReturn:
         if status in TRANSIENT_STATUSES:
             retry_after = parse_retry_after(retry_after_header)
             if status in PAUSE_STATUSES:
-                self.politeness.pause(
+                await self.politeness.pause(
                     url, retry_after if retry_after is not None else DEFAULT_PAUSE
                 )
             raise TransientFetchError(
@@ -242,6 +270,19 @@ class AiohttpFetcher:
             status=status,
             reason=f"{reason} ({status})" if status in (404, 410) else reason,
         )
+
+    async def _read_prefix(self, resp: aiohttp.ClientResponse) -> bytes:
+        """At most `max_page_bytes` of a body; the rest is ignored (RFC 9309 lets a
+        crawler stop parsing a robots.txt past a limit of at least 500 KiB)."""
+        cap = self._settings.max_page_bytes
+        chunks: list[bytes] = []
+        size = 0
+        async for chunk in resp.content.iter_chunked(_CHUNK):
+            chunks.append(chunk[: cap - size])
+            size += len(chunks[-1])
+            if size >= cap:
+                break
+        return b"".join(chunks)
 
     async def _read_capped(self, resp: aiohttp.ClientResponse, url: str) -> bytes:
         cap = self._settings.max_page_bytes

@@ -1,26 +1,64 @@
-"""Per-host politeness slots: concurrency, spacing, robots.txt, Retry-After pauses.
+"""Per-host politeness: concurrency, request spacing, 429/503 pauses and robots.txt.
 
-One slot per host (Scrapy's downloader slots): at most `per_host_concurrency` requests in
-flight, request starts spaced by `request_delay` (or the robots.txt `Crawl-delay` when that
-is longer), and a `pause` when the host says 429/503 — the whole host waits, not just the
-URL that was refused. robots.txt is fetched once per host and read with Protego.
+What several processes must agree on lives in the store (`store.base.HostLedger`, one row
+per host, see docs/store.md "Politeness"), so that N processes on one store together keep a
+host's limits, not N times them:
+
+- Spacing: every request start is *booked* on the host's row (`book_request`): the store
+  hands out start times `delay` apart, atomically, to whichever process asks; the caller
+  sleeps until its start. `delay` is `request_delay`, or robots.txt's `Crawl-delay` when
+  that is longer. With no delay nothing is booked (no store write per request).
+- Pauses: a 429/503 holds the whole host for its `Retry-After` (`pause`), for every
+  process: bookings start after the pause, and a request that was booked before a pause
+  came in looks again after its sleep.
+- robots.txt (RFC 9309): fetched by whichever process needs it first and kept in the store
+  with the time to fetch it again; every process reads that record. 2xx: its rules; other
+  4xx: allow all; 429, 5xx or unreachable: disallow all (never fail open) and fetch again
+  after a backoff; a good copy is fetched again after `robots_ttl` (24 h).
+
+In flight per host (`per_host_concurrency`) is counted per process. Every wait is an
+`asyncio.sleep`, so a stop (Ctrl-C) cancels it at once. The clock and the sleep can be
+injected (tests).
 """
 
 from __future__ import annotations
 
 import asyncio
-import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import Literal
 from urllib.parse import urlsplit
 
-from aiolimiter import AsyncLimiter
 from protego import Protego
 
-from pipeline.errors import PermanentFetchError
+from pipeline.errors import PermanentFetchError, TransientFetchError
+from pipeline.models import RobotsRecord
+from pipeline.store import rules
+from pipeline.store.base import HostLedger
 
-RobotsGetter = Callable[[str], Awaitable[str | None]]
+ROBOTS_TTL = 86400.0  # a robots.txt is fetched again at least this often (RFC 9309: 24 h)
+ROBOTS_RETRY_BASE = 60.0  # first wait after a 5xx/unreachable robots.txt, doubling
+ROBOTS_RETRY_CAP = 3600.0  # longest wait between two tries of an unavailable robots.txt
+PAUSE_RECHECK = 1.0  # without bookings, how long a process trusts its last look at a pause
+
+Clock = Callable[[], datetime]
+Sleep = Callable[[float], Awaitable[None]]
+Verdict = Literal["rules", "allow", "disallow"]
+
+
+@dataclass(frozen=True, slots=True)
+class RobotsAnswer:
+    """What fetching robots.txt gave: the final HTTP status (None = unreachable: connection
+    error, timeout), the body of a 2xx, and for the log what went wrong."""
+
+    status: int | None
+    text: str | None = None
+    error: str | None = None
+
+
+RobotsGetter = Callable[[str], Awaitable[RobotsAnswer]]
 
 
 def host_key(url: str) -> str:
@@ -30,92 +68,243 @@ def host_key(url: str) -> str:
     return f"{p.scheme}://{(p.hostname or '').lower()}:{port}"
 
 
-@dataclass
-class HostSlot:
-    """The politeness state of one host."""
+def robots_verdict(status: int | None) -> Verdict:
+    """RFC 9309 section 2.3.1: what a robots.txt status means for the whole host.
+
+    2xx: obey its rules. 3xx here means the redirects could not be followed to an answer
+    (more than five, or off the site): unavailable, like 4xx: allow all. 429 is treated
+    like a server error (the site is overloaded, not saying "no file"). 5xx, 429 and
+    unreachable: disallow all.
+    """
+    if status is None:
+        return "disallow"
+    if 200 <= status < 300:
+        return "rules"
+    if 300 <= status < 500 and status != 429:
+        return "allow"
+    return "disallow"
+
+
+def robots_backoff(failures: int, base: float, cap: float) -> float:
+    """Seconds before trying an unavailable robots.txt again after `failures` in a row."""
+    return float(min(cap, base * 2.0 ** max(0, failures - 1)))
+
+
+@dataclass(slots=True)
+class _Robots:
+    """A record and what this process made of it."""
+
+    record: RobotsRecord
+    verdict: Verdict
+    parser: Protego | None
+    crawl_delay: float = 0.0
+
+
+@dataclass(slots=True)
+class _Host:
+    """This process's view of one host."""
 
     semaphore: asyncio.Semaphore
-    delay: float
-    limiter: AsyncLimiter | None = None
-    paused_until: float = 0.0  # time.monotonic()
-    robots: Protego | None = None
-    robots_ready: bool = False
+    robots: _Robots | None = None
     robots_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-    def set_delay(self, delay: float) -> None:
-        self.delay = delay
-        self.limiter = AsyncLimiter(1, delay) if delay > 0 else None
+    pause_seen: tuple[datetime, datetime | None] | None = None  # (looked at, paused until)
 
 
 class Politeness:
-    """Hands out per-host slots; `slot(url)` is held around every request to that host."""
+    """Hands out per-host turns; `slot(url)` is held around every request to that host."""
 
     def __init__(
         self,
         *,
+        hosts: HostLedger,
         per_host_concurrency: int,
         request_delay: float,
         user_agent: str,
         respect_robots: bool,
         get_robots: RobotsGetter | None = None,
+        clock: Clock = rules.utcnow,
+        sleep: Sleep = asyncio.sleep,
+        robots_ttl: float = ROBOTS_TTL,
+        robots_retry_base: float = ROBOTS_RETRY_BASE,
+        robots_retry_cap: float = ROBOTS_RETRY_CAP,
     ) -> None:
+        self._ledger = hosts
         self._concurrency = per_host_concurrency
         self._delay = request_delay
         self._user_agent = user_agent
         self._respect_robots = respect_robots and get_robots is not None
         self._get_robots = get_robots
-        self._slots: dict[str, HostSlot] = {}
+        self._clock = clock
+        self._sleep = sleep
+        self._robots_ttl = robots_ttl
+        self._retry_base = robots_retry_base
+        self._retry_cap = robots_retry_cap
+        self._hosts: dict[str, _Host] = {}
 
-    def _slot(self, url: str) -> HostSlot:
-        key = host_key(url)
-        slot = self._slots.get(key)
-        if slot is None:
-            slot = HostSlot(asyncio.Semaphore(self._concurrency), 0.0)
-            slot.set_delay(self._delay)
-            self._slots[key] = slot
-        return slot
+    def _host(self, key: str) -> _Host:
+        host = self._hosts.get(key)
+        if host is None:
+            host = _Host(asyncio.Semaphore(self._concurrency))
+            self._hosts[key] = host
+        return host
 
-    async def _load_robots(self, url: str, slot: HostSlot) -> None:
-        async with slot.robots_lock:
-            if slot.robots_ready or self._get_robots is None:
-                return
-            text = await self._get_robots(host_key(url) + "/robots.txt")
-            if text is not None:
-                slot.robots = Protego.parse(text)
-                crawl_delay = slot.robots.crawl_delay(self._user_agent)
-                if crawl_delay and float(crawl_delay) > slot.delay:
-                    slot.set_delay(float(crawl_delay))
-            slot.robots_ready = True
+    def delay_for(self, url: str) -> float:
+        """Seconds between request starts to this host: `request_delay`, or the robots.txt
+        `Crawl-delay` for our user agent when that is longer."""
+        robots = self._host(host_key(url)).robots
+        crawl_delay = robots.crawl_delay if robots is not None else 0.0
+        return max(self._delay, crawl_delay)
+
+    # ------------------------------------------------------------ robots.txt
 
     async def check_allowed(self, url: str) -> None:
-        """Raise PermanentFetchError when robots.txt disallows `url` for our user agent."""
+        """Raise unless robots.txt lets us fetch `url`.
+
+        PermanentFetchError when its rules disallow the URL; TransientFetchError (with
+        `retry_after` = when robots.txt will be tried again) while robots.txt is
+        unavailable (5xx, 429, unreachable): disallow all, for now.
+        """
         if not self._respect_robots:
             return
-        slot = self._slot(url)
-        if not slot.robots_ready:
-            await self._load_robots(url, slot)
-        if slot.robots is not None and not slot.robots.can_fetch(url, self._user_agent):
+        key = host_key(url)
+        robots = await self._robots(key)
+        if robots.verdict == "allow":
+            return
+        if robots.verdict == "disallow":
+            wait = (robots.record.expires_at - self._clock()).total_seconds()
+            status = robots.record.status
+            why = f"http {status}" if status is not None else "unreachable"
+            raise TransientFetchError(
+                f"robots.txt of {key} is unavailable ({why}): not fetching {url} yet",
+                url=url,
+                reason="robots.txt unavailable",
+                retry_after=max(1.0, wait),
+            )
+        if robots.parser is not None and not robots.parser.can_fetch(url, self._user_agent):
             raise PermanentFetchError(
                 f"disallowed by robots.txt: {url}", url=url, reason="disallowed by robots.txt"
             )
 
-    def pause(self, url: str, seconds: float) -> None:
-        """Hold every request to this host for `seconds` from now (a 429/503)."""
-        slot = self._slot(url)
-        slot.paused_until = max(slot.paused_until, time.monotonic() + max(0.0, seconds))
+    async def _robots(self, key: str) -> _Robots:
+        """The host's robots.txt as this process knows it; from the store, or fetched when
+        the store has none that is still valid. One fetch at a time per process."""
+        host = self._host(key)
+        current = host.robots
+        if current is not None and current.record.expires_at > self._clock():
+            return current
+        async with host.robots_lock:
+            current = host.robots
+            now = self._clock()
+            if current is not None and current.record.expires_at > now:
+                return current  # another task of this process refreshed it meanwhile
+            stored = await self._ledger.load_robots(key)
+            if stored is not None and stored.expires_at > now:
+                host.robots = self._understand(stored)
+                return host.robots
+            record = await self._fetch_robots(key, stored)
+            await self._ledger.save_robots(key, record)
+            host.robots = self._understand(record)
+            return host.robots
+
+    async def _fetch_robots(self, key: str, previous: RobotsRecord | None) -> RobotsRecord:
+        assert self._get_robots is not None  # _respect_robots guarantees it
+        answer = await self._get_robots(key + "/robots.txt")
+        now = self._clock()
+        if robots_verdict(answer.status) == "disallow":
+            failures = (previous.failures if previous is not None else 0) + 1
+            wait = robots_backoff(failures, self._retry_base, self._retry_cap)
+            return RobotsRecord(answer.status, None, now, now + timedelta(seconds=wait), failures)
+        text = answer.text if robots_verdict(answer.status) == "rules" else None
+        return RobotsRecord(answer.status, text, now, now + timedelta(seconds=self._robots_ttl), 0)
+
+    def _understand(self, record: RobotsRecord) -> _Robots:
+        verdict = robots_verdict(record.status)
+        if verdict != "rules":
+            return _Robots(record, verdict, None)
+        parser = Protego.parse(record.text or "")
+        crawl_delay = parser.crawl_delay(self._user_agent)
+        return _Robots(record, verdict, parser, float(crawl_delay) if crawl_delay else 0.0)
+
+    # ------------------------------------------------------------ spacing and pauses
+
+    async def pause(self, url: str, seconds: float) -> None:
+        """Hold every request to this host, in every process, for `seconds` from now."""
+        key = host_key(url)
+        until = self._clock() + timedelta(seconds=max(0.0, seconds))
+        await self._ledger.pause_host(key, until)
+        self._host(key).pause_seen = (self._clock(), until)
+
+    async def _paused_until(self, key: str, *, fresh: bool) -> datetime | None:
+        """The host's pause; a look less than PAUSE_RECHECK old is reused unless `fresh`."""
+        host = self._host(key)
+        now = self._clock()
+        seen = host.pause_seen
+        if not fresh and seen is not None and (now - seen[0]).total_seconds() < PAUSE_RECHECK:
+            return seen[1]
+        until = await self._ledger.paused_until(key)
+        if seen is not None and seen[1] is not None and (until is None or seen[1] > until):
+            until = seen[1]  # our own pause, not yet visible to a lagging reader
+        host.pause_seen = (now, until)
+        return until
+
+    async def _wait_turn(self, key: str, delay: float) -> None:
+        """Wait for this request's start: booked in the store when there is a delay, else
+        only the end of any pause. Looks at the pause again after a sleep."""
+        fresh = False
+        while True:
+            if delay > 0:
+                start = await self._ledger.book_request(key, delay)
+            else:
+                start = await self._paused_until(key, fresh=fresh) or self._clock()
+            wait = (start - self._clock()).total_seconds()
+            if wait <= 0:
+                return
+            await self._sleep(wait)
+            fresh = True
+            paused = await self._paused_until(key, fresh=True)
+            if paused is None or paused <= self._clock():
+                return
 
     @asynccontextmanager
     async def slot(self, url: str) -> AsyncIterator[None]:
-        """Wait for robots, a free place, the end of any pause and the spacing; then go."""
+        """Wait for robots.txt, a free place, the end of any pause and our booked turn."""
         await self.check_allowed(url)
-        slot = self._slot(url)
-        async with slot.semaphore:
-            while True:
-                # a deadline that later 429s may push out, so re-check after each sleep
-                while (wait := slot.paused_until - time.monotonic()) > 0:  # noqa: ASYNC110
-                    await asyncio.sleep(wait)
-                if slot.limiter is not None:
-                    await slot.limiter.acquire()
-                if slot.paused_until <= time.monotonic():
-                    break
+        key = host_key(url)
+        async with self._host(key).semaphore:
+            await self._wait_turn(key, self.delay_for(url))
             yield
+
+
+class LocalHosts:
+    """A `HostLedger` in this process's memory, for a fetcher used without a store.
+
+    Applies the same booking rule as the stores (`rules.book_request`); nothing is shared
+    with other processes.
+    """
+
+    def __init__(self, clock: Clock = rules.utcnow) -> None:
+        self._clock = clock
+        self._next: dict[str, datetime] = {}
+        self._paused: dict[str, datetime] = {}
+        self._robots: dict[str, RobotsRecord] = {}
+
+    async def book_request(self, host: str, delay: float) -> datetime:
+        now = self._clock()
+        start, self._next[host] = rules.book_request(
+            self._next.get(host, now), self._paused.get(host, now), now, delay
+        )
+        return start
+
+    async def pause_host(self, host: str, until: datetime) -> None:
+        self._paused[host] = max(until, self._paused.get(host, until))
+
+    async def paused_until(self, host: str) -> datetime | None:
+        return self._paused.get(host)
+
+    async def load_robots(self, host: str) -> RobotsRecord | None:
+        return self._robots.get(host)
+
+    async def save_robots(self, host: str, record: RobotsRecord) -> None:
+        old = self._robots.get(host)
+        if old is None or old.fetched_at <= record.fetched_at:
+            self._robots[host] = record
