@@ -227,6 +227,7 @@ class CitationSite:
         cache_size: int = 2048,
         offsite_url: str = OFFSITE_URL,
         max_log: int | None = 1_000_000,
+        robots_status: int | None = 200,
     ) -> None:
         if per_page < 1:
             raise ValueError("per_page must be >= 1")
@@ -236,6 +237,10 @@ class CitationSite:
         self.faults = FaultSpec.coerce(faults)
         self.per_page = per_page
         self.crawl_delay = crawl_delay
+        # robots.txt's answer (hostile modes): 200 serves the rules, another status serves
+        # an empty body with it, None closes the connection unanswered (unreachable).
+        # Settable while serving.
+        self.robots_status = robots_status
         self.offsite_url = offsite_url
         self._cache: OrderedDict[tuple[str, int, int], tuple[bytes, str]] = OrderedDict()
         self._cache_size = cache_size
@@ -562,14 +567,24 @@ class CitationSite:
         if answer.fault is not None:
             self._by_fault[answer.fault] += 1
 
-    async def _robots(self, request: web.Request) -> web.Response:
+    async def _robots(self, request: web.Request) -> web.StreamResponse:
+        self._attempts[request.raw_path] += 1
+        attempt = self._attempts[request.raw_path]
+        if self.robots_status is None:  # unreachable: the connection closes, no answer
+            self._record(request, _Answer(0, b"", {}, "robots-drop"), attempt)
+            if request.transport is not None:
+                request.transport.close()
+            return web.Response(status=500)  # never sent: the transport is closed
+        if self.robots_status != 200:
+            answer = _Answer(self.robots_status, b"", {"Content-Type": "text/plain"})
+            self._record(request, answer, attempt)
+            return web.Response(status=answer.status, headers=answer.headers)
         lines = ["User-agent: *", "Disallow: /login", "Disallow: /search", "Disallow: /__site/"]
         if self.crawl_delay is not None:
             lines.append(f"Crawl-delay: {self.crawl_delay:g}")
         lines += ["", "User-agent: BadBot", "Disallow: /", ""]
         answer = _Answer(200, "\n".join(lines).encode(), {"Content-Type": "text/plain"})
-        self._attempts[request.raw_path] += 1
-        self._record(request, answer, self._attempts[request.raw_path])
+        self._record(request, answer, attempt)
         return web.Response(body=answer.body, headers=answer.headers)
 
     async def _other(self, request: web.Request) -> web.Response:

@@ -11,7 +11,7 @@ and maps every aiohttp/timeout error to our tree in exactly one place (`_transla
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -26,6 +26,7 @@ from pipeline.errors import FetchError, PermanentFetchError, TransientFetchError
 from pipeline.models import Page, Validators
 from pipeline.politeness import LocalHosts, Politeness, RobotsAnswer, host_key
 from pipeline.store.base import HostLedger
+from pipeline.store.rules import utcnow
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -91,6 +92,7 @@ class AiohttpFetcher:
 
     `hosts` is where politeness is shared: the store, so that every process on it keeps
     one host's limits together; without one, this process's memory (`LocalHosts`).
+    `clock` is politeness's clock (robots.txt expiry, pauses), for tests.
     """
 
     def __init__(
@@ -99,6 +101,7 @@ class AiohttpFetcher:
         *,
         session: aiohttp.ClientSession | None = None,
         hosts: HostLedger | None = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self._settings = settings
         self._site = host_key(settings.base_url)
@@ -111,6 +114,7 @@ class AiohttpFetcher:
             user_agent=settings.user_agent,
             respect_robots=settings.respect_robots,
             get_robots=self._get_robots,
+            clock=clock or utcnow,
         )
 
     @property
