@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -51,7 +52,7 @@ async def test_two_processes_together_keep_the_request_delay(tmp_path: Path) -> 
     assert all(isinstance(p, int) and p > 0 for p in pages), pages  # both did work
     times = sorted(r.time for r in log)
     assert len(times) >= 30
-    gaps = [b - a for a, b in zip(times, times[1:], strict=False)]
+    gaps = [b - a for a, b in pairwise(times)]
     rate = (len(times) - 1) / (times[-1] - times[0])
     print(
         f"shared politeness: {len(times)} requests by 2 processes (pages {pages}), "
