@@ -24,6 +24,7 @@ injected (tests).
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -31,9 +32,10 @@ from datetime import datetime, timedelta
 from typing import Literal
 from urllib.parse import urlsplit
 
+import structlog
 from protego import Protego
 
-from pipeline.errors import PermanentFetchError, TransientFetchError
+from pipeline.errors import PermanentFetchError, StoreError, TransientFetchError
 from pipeline.models import RobotsRecord
 from pipeline.store import rules
 from pipeline.store.base import HostLedger
@@ -42,6 +44,8 @@ ROBOTS_TTL = 86400.0  # a robots.txt is fetched again at least this often (RFC 9
 ROBOTS_RETRY_BASE = 60.0  # first wait after a 5xx/unreachable robots.txt, doubling
 ROBOTS_RETRY_CAP = 3600.0  # longest wait between two tries of an unavailable robots.txt
 PAUSE_RECHECK = 1.0  # without bookings, how long a process trusts its last look at a pause
+
+log = structlog.get_logger("citepipe.politeness")
 
 Clock = Callable[[], datetime]
 Sleep = Callable[[float], Awaitable[None]]
@@ -228,11 +232,16 @@ class Politeness:
     # ------------------------------------------------------------ spacing and pauses
 
     async def pause(self, url: str, seconds: float) -> None:
-        """Hold every request to this host, in every process, for `seconds` from now."""
+        """Hold every request to this host, in every process, for `seconds` from now.
+
+        If the store cannot take it (busy), this process still keeps the pause."""
         key = host_key(url)
         until = self._clock() + timedelta(seconds=max(0.0, seconds))
-        await self._ledger.pause_host(key, until)
         self._host(key).pause_seen = (self._clock(), until)
+        try:
+            await self._ledger.pause_host(key, until)
+        except StoreError as exc:
+            log.warning("host pause kept in this process only", host=key, error=str(exc))
 
     async def _paused_until(self, key: str, *, fresh: bool) -> datetime | None:
         """The host's pause; a look less than PAUSE_RECHECK old is reused unless `fresh`."""
@@ -267,12 +276,29 @@ class Politeness:
 
     @asynccontextmanager
     async def slot(self, url: str) -> AsyncIterator[None]:
-        """Wait for robots.txt, a free place, the end of any pause and our booked turn."""
-        await self.check_allowed(url)
+        """Wait for robots.txt, a free place, the end of any pause and our booked turn.
+
+        A store that cannot answer (busy, gone) is a transient failure of this request:
+        the job is retried, never sent without its turn, never killed for it."""
         key = host_key(url)
-        async with self._host(key).semaphore:
-            await self._wait_turn(key, self.delay_for(url))
+        semaphore = self._host(key).semaphore
+        try:
+            await self.check_allowed(url)
+            async with contextlib.AsyncExitStack() as waiting:
+                await semaphore.acquire()
+                waiting.callback(semaphore.release)  # released unless we get our turn
+                await self._wait_turn(key, self.delay_for(url))
+                waiting.pop_all()
+        except StoreError as exc:
+            raise TransientFetchError(
+                f"politeness state of {key} unavailable: {exc}",
+                url=url,
+                reason="store busy (politeness)",
+            ) from exc
+        try:
             yield
+        finally:
+            semaphore.release()
 
 
 class LocalHosts:

@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipeline.errors import PermanentFetchError, TransientFetchError
+from pipeline.errors import PermanentFetchError, StoreError, TransientFetchError
 from pipeline.politeness import (
     LocalHosts,
     Politeness,
@@ -311,3 +311,35 @@ async def test_robots_for_another_agent_do_not_bind_us() -> None:
     bad = polite(LocalHosts(clock), clock, robots=Robots(RobotsAnswer(200, text)), agent="BadBot")
     with pytest.raises(PermanentFetchError):
         await bad.check_allowed(SITE + "/reports/a")
+
+
+class BusyLedger(LocalHosts):
+    """A store that cannot answer: every write fails as a busy SQLite would."""
+
+    async def book_request(self, host: str, delay: float) -> datetime:
+        raise StoreError("book request: database is locked")
+
+    async def pause_host(self, host: str, until: datetime) -> None:
+        raise StoreError("pause host: database is locked")
+
+
+async def test_a_busy_store_fails_the_request_transiently_and_frees_its_place() -> None:
+    clock = FakeTime()
+    p = polite(BusyLedger(clock), clock)
+    for _ in range(3):  # per_host_concurrency is 2: a leaked place would block the third
+        with pytest.raises(TransientFetchError, match="politeness") as info:
+            await request(p, clock)
+        assert info.value.retry_after is None  # quickly retried in process
+    # a 429 whose pause the store cannot take still holds this process
+    q = polite(BusyLedger(clock), clock, delay=0)
+    await q.pause(SITE + "/", 30)
+    assert await request(q, clock) == pytest.approx(30.0)
+
+
+async def test_an_error_inside_the_slot_is_not_taken_for_politeness() -> None:
+    clock = FakeTime()
+    p = polite(LocalHosts(clock), clock)
+    with pytest.raises(StoreError):
+        async with p.slot(SITE + "/reports/x"):
+            raise StoreError("from the request itself")
+    assert await request(p, clock) == pytest.approx(0.2)  # its place was given back
