@@ -19,6 +19,7 @@ from pipeline.models import (
     NewJob,
     Paper,
     ParseResult,
+    RobotsRecord,
     Statement,
     Tally,
 )
@@ -589,3 +590,43 @@ async def test_runs_are_registered_and_go_stale(store: Store, clock: Clock) -> N
     assert [r.id for r in await store.active_runs(60)] == [b]
     await store.finish_run(b, {"pages": 3})
     assert [r.id for r in await store.active_runs(3600)] == [a]
+
+
+# ---------------------------------------------------------------- politeness (hosts)
+
+HOST = "http://site:80"
+
+
+async def test_bookings_are_spaced_by_the_delay(store: Store, clock: Clock) -> None:
+    starts = [await store.book_request(HOST, 0.5) for _ in range(3)]
+    assert starts == [T0, T0 + timedelta(seconds=0.5), T0 + timedelta(seconds=1)]
+    assert await store.book_request("http://other:80", 0.5) == T0  # hosts are separate
+    clock.advance(10)
+    assert await store.book_request(HOST, 0.5) == T0 + timedelta(seconds=10)  # idle: now
+    assert await store.book_request(HOST, 2.0) == T0 + timedelta(seconds=10.5)
+    assert await store.book_request(HOST, 0) == T0 + timedelta(seconds=12.5)
+
+
+async def test_a_pause_holds_bookings_and_only_grows(store: Store, clock: Clock) -> None:
+    assert await store.paused_until(HOST) is None
+    await store.pause_host(HOST, T0 + timedelta(seconds=30))
+    await store.pause_host(HOST, T0 + timedelta(seconds=10))  # shorter: ignored
+    assert await store.paused_until(HOST) == T0 + timedelta(seconds=30)
+    assert await store.book_request(HOST, 1) == T0 + timedelta(seconds=30)
+    assert await store.book_request(HOST, 1) == T0 + timedelta(seconds=31)
+
+
+async def test_robots_records_round_trip_and_a_newer_one_wins(store: Store) -> None:
+    assert await store.load_robots(HOST) is None
+    await store.book_request(HOST, 1)  # a host row without robots.txt yet
+    assert await store.load_robots(HOST) is None
+    good = RobotsRecord(200, "User-agent: *\nDisallow: /x\n", T0, T0 + timedelta(days=1), 0)
+    await store.save_robots(HOST, good)
+    assert await store.load_robots(HOST) == good
+    older = RobotsRecord(None, None, T0 - timedelta(seconds=1), T0 + timedelta(minutes=1), 1)
+    await store.save_robots(HOST, older)  # a slower process's older fetch
+    assert await store.load_robots(HOST) == good
+    newer = RobotsRecord(503, None, T0 + timedelta(hours=1), T0 + timedelta(hours=2), 1)
+    await store.save_robots(HOST, newer)
+    assert await store.load_robots(HOST) == newer
+    assert await store.book_request(HOST, 1) == T0 + timedelta(seconds=1)  # spacing kept

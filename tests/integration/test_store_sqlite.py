@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import sqlite3
 import threading
+from itertools import pairwise
 from pathlib import Path
 
 import pytest
@@ -471,3 +472,17 @@ def test_the_driver_uses_no_private_api() -> None:
         '"busy" in',
     ):
         assert private not in source, private
+
+
+async def test_bookings_from_two_connections_never_overlap(tmp_path: Path) -> None:
+    """Two stores on one file (two processes) booking at once: every start is distinct
+    and `delay` after the previous one, whoever booked it."""
+    path = tmp_path / "s.sqlite"
+    async with SQLiteStore(path) as a, SQLiteStore(path) as b:
+        starts = await asyncio.gather(
+            *(s.book_request("http://site:80", 0.25) for _ in range(20) for s in (a, b))
+        )
+    ordered = sorted(starts)
+    gaps = [(y - x).total_seconds() for x, y in pairwise(ordered)]
+    assert len(set(starts)) == 40
+    assert min(gaps) >= 0.25 - 1e-6, gaps
