@@ -1,0 +1,295 @@
+"""The run lifecycle shared by backfill, crawl, demo and worker: stop requests, input
+streaming, run heartbeats, progress lines, the work phase and the final survey of the
+input's jobs.
+
+Nothing here parses arguments or installs signal handlers: the command line does that and
+hands a `Stop` in; tests request a stop the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import IO, TYPE_CHECKING, TextIO
+
+import structlog
+
+from pipeline.errors import ConfigError, PipelineError
+from pipeline.inputs import read_doi_lines
+from pipeline.models import RUN_HEARTBEAT, NewJob, RunInfo
+from pipeline.normalise import report_address
+from pipeline.summary import InputTally, Progress
+from pipeline.worker import RunCounters, Worker
+
+if TYPE_CHECKING:  # app imports this module
+    from pipeline.app import Pipeline
+
+log = structlog.get_logger("citepipe")
+
+ENQUEUE_CHUNK = 1000
+
+
+class Stop:
+    """A request to stop a run, with the signal that asked for it (if any).
+
+    The command line calls `request(signum)` from its signal handler; a scheduler's crawl
+    and the scheduler share one `Stop`, so one SIGTERM ends both, without any module-global
+    list of handlers.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._event = asyncio.Event()
+        self._callbacks: list[Callable[[], None]] = []
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+    def request(self, signum: int = signal.SIGTERM) -> None:
+        """Ask the run to stop (idempotent: the first signal is the one remembered)."""
+        if self._event.is_set():
+            return
+        self.signum = signum
+        self._event.set()
+        for callback in list(self._callbacks):
+            callback()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+    @contextlib.contextmanager
+    def calling(self, callback: Callable[[], None]) -> Iterator[None]:
+        """While inside, a stop request also calls `callback` (at once if already asked)."""
+        self._callbacks.append(callback)
+        try:
+            if self._event.is_set():
+                callback()
+            yield
+        finally:
+            self._callbacks.remove(callback)
+
+
+@dataclass
+class RunUI:
+    """Where a run talks to its user: messages (stderr) and the progress display."""
+
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+    progress: Progress | None = None
+
+    def message(self, text: str) -> None:
+        """A line for people, printed above any progress bar."""
+        if self.progress is not None and self.progress.shown:
+            self.progress.message(text)
+        else:
+            print(text, file=self.err, flush=True)
+
+
+@contextlib.contextmanager
+def open_input(name: str, stdin: IO[str] | None = None) -> Iterator[IO[str]]:
+    """A DOI list by name: a file, or `-` for standard input. A missing or unreadable
+    file is a configuration error, raised before any store is opened or created."""
+    if name == "-":
+        yield stdin if stdin is not None else sys.stdin
+        return
+    try:
+        f = open(name, encoding="utf-8-sig", errors="replace", newline=None)  # noqa: SIM115
+    except OSError as exc:
+        raise ConfigError(f"input {name}: {exc.strerror}") from None
+    with f:
+        yield f
+
+
+async def enqueue_lines(
+    p: Pipeline,
+    lines: Iterable[str],
+    depth: int,
+    tally: InputTally,
+    ui: RunUI,
+    seen: set[str] | None = None,
+) -> None:
+    """Stream DOI lines into the queue in chunks; report each bad line by number.
+
+    Also counts the input's DOIs that are already dead from an earlier run: no work is
+    repeated for them, but they are not done either. `seen` collects the input's DOIs,
+    for the survey at the end of the run.
+    """
+    chunk: list[NewJob] = []
+    base = p.settings.base_url
+    progress = ui.progress
+
+    async def flush() -> None:
+        tally.enqueued += await p.store.enqueue(chunk)
+        tally.already_dead.update(await p.store.dead_among([job.doi for job in chunk]))
+        chunk.clear()
+        if progress is not None:
+            progress.enqueue(tally.lines, tally.dois)
+
+    for line in read_doi_lines(lines):
+        tally.lines += 1
+        if line.doi is None:
+            tally.bad_lines += 1
+            ui.message(f"line {line.lineno}: not a DOI: {line.raw[:200]!r}")
+            if not ui.err.isatty():  # on a terminal the line above says it all
+                log.warning("bad input line", line=line.lineno, text=line.raw[:200])
+            continue
+        tally.dois += 1
+        if seen is not None:
+            seen.add(line.doi)
+        chunk.append(NewJob(doi=line.doi, url=report_address(base, line.doi), depth=depth))
+        if len(chunk) >= ENQUEUE_CHUNK:
+            await flush()
+    if chunk:
+        await flush()
+
+
+@dataclass
+class InputSurvey:
+    """The input's jobs by final state, and its dead jobs by reason (any run, any process)."""
+
+    states: Counter[str] = field(default_factory=Counter)
+    dead: Counter[str] = field(default_factory=Counter)
+
+
+async def survey_input(p: Pipeline, dois: set[str]) -> InputSurvey:
+    """Every job of the input's reports, by state, read back from the store at the end.
+
+    This is what the exit code judges: a job of this input that ended dead counts, whoever
+    killed it (this process, an earlier run, another process on the same store) and for
+    whatever reason (including a crash). One streaming pass over the jobs table.
+    """
+    survey = InputSurvey()
+    if not dois:
+        return survey
+    async for row in p.store.export("jobs"):
+        if row["doi"] in dois:
+            survey.states[str(row["state"])] += 1
+            if row["state"] == "dead":
+                survey.dead[str(row["last_error"] or "unknown")] += 1
+    return survey
+
+
+async def heartbeat_run(p: Pipeline, run_id: int, interval: float = RUN_HEARTBEAT) -> None:
+    """Keep the run's registry row alive, so that other runs see us as active."""
+    while True:
+        await asyncio.sleep(interval)
+        with contextlib.suppress(PipelineError):
+            await p.store.heartbeat_run(run_id)
+
+
+async def log_progress(p: Pipeline, counters: RunCounters, interval: float) -> None:
+    """A `progress` log line every `interval` seconds, for runs nobody watches on a
+    terminal (cron, containers, nohup): pages, the recent rate, what is left."""
+    clock = p.clock
+    last_pages, last_time = counters.pages_done, clock.monotonic()
+    while True:
+        await asyncio.sleep(interval)
+        now = clock.monotonic()
+        try:
+            pending: int | None = await p.store.pending()
+        except PipelineError:
+            pending = None
+        span = now - last_time
+        log.info(
+            "progress",
+            pages=counters.pages_done,
+            pages_per_s=round((counters.pages_done - last_pages) / span, 1) if span > 0 else 0.0,
+            statements=counters.statements,
+            retries=counters.retries,
+            dead=counters.dead.total(),
+            pending=pending,
+        )
+        last_pages, last_time = counters.pages_done, now
+
+
+@dataclass
+class WorkOutcome:
+    """How the work phase ended."""
+
+    worker: Worker
+    out_of_time: bool = False
+    stopped: bool = False
+
+
+async def work(
+    p: Pipeline,
+    run_id: int,
+    ui: RunUI,
+    stop: Stop,
+    *,
+    burst: bool,
+    max_duration: float = 0.0,
+) -> WorkOutcome:
+    """Run a worker with stop requests, a time budget, progress and run heartbeats.
+
+    At the budget the worker stops claiming and in-flight pages get one request timeout
+    to finish and be committed; on a stop request they get `stop_grace` (about a second)
+    and the rest is released for the next run.
+    """
+    progress = ui.progress
+    worker = p.worker(burst=burst, on_page=progress.update if progress is not None else None)
+    outcome = WorkOutcome(worker)
+    background = [asyncio.create_task(heartbeat_run(p, run_id))]
+    if (progress is None or not progress.shown) and p.settings.progress_interval > 0:
+        background.append(
+            asyncio.create_task(log_progress(p, worker.counters, p.settings.progress_interval))
+        )
+    if max_duration > 0:
+
+        async def budget() -> None:
+            await p.clock.sleep(max_duration)
+            outcome.out_of_time = True
+            log.info("time budget spent", max_duration=max_duration)
+            worker.stop(grace=p.options.budget_grace)
+
+        background.append(asyncio.create_task(budget()))
+
+    def on_stop() -> None:
+        outcome.stopped = True
+        worker.stop(grace=p.options.stop_grace)
+
+    if progress is not None:
+        progress.start_crawl(await _pending_or_none(p))
+    try:
+        with stop.calling(on_stop):
+            await worker.run()
+    finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+    return outcome
+
+
+async def _pending_or_none(p: Pipeline) -> int | None:
+    try:
+        return await p.store.pending()
+    except PipelineError:
+        return None
+
+
+def active_run_notes(runs: Iterable[RunInfo], own: int) -> list[str]:
+    """'another run is active' notes for every live run but our own."""
+    return [
+        f"another run is active: #{r.id} {r.kind} pid {r.pid} on {r.host} "
+        f"since {r.started_at}; sharing the queue safely"
+        for r in runs
+        if r.id != own
+    ]
+
+
+__all__ = [
+    "InputSurvey",
+    "RunUI",
+    "Stop",
+    "WorkOutcome",
+    "active_run_notes",
+    "enqueue_lines",
+    "open_input",
+    "survey_input",
+    "work",
+]
