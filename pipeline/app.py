@@ -123,6 +123,59 @@ class Pipeline:
         return await self.store.start_run(kind, socket.gethostname(), os.getpid())
 
 
+_SQLITE_HEADER = b"SQLite format 3\x00"
+
+
+def sqlite_path(db: str) -> str | None:
+    """The file path of a SQLite store location (`path` or `sqlite:///path`), else None."""
+    if db.startswith("sqlite:///"):
+        return db[len("sqlite:///") :]
+    return None if "://" in db else db
+
+
+def check_store_location(settings: Settings, *, create: bool) -> None:
+    """Refuse, before anything is opened or written, a SQLite location no run should
+    touch: a directory, an empty file for a read-only command, a file that is not
+    SQLite, or another program's SQLite database (which a migration would change)."""
+    path = sqlite_path(settings.db)
+    if path is None or path == ":memory:":
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"db: {path} is a directory, not a store file")
+    if not target.is_file():
+        return  # missing: the store makes it, or (create=False) refuses it
+    try:
+        with target.open("rb") as f:
+            header = f.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise ConfigError(f"db: cannot read {path}: {exc.strerror}") from None
+    if not header:
+        if not create:
+            raise ConfigError(
+                f"db: {path} is an empty file, not a store "
+                "(`citepipe backfill` or `citepipe crawl` makes one)"
+            )
+        return
+    if header != _SQLITE_HEADER:
+        raise ConfigError(f"db: {path} is not a SQLite file")
+    try:
+        con = sqlite3.connect(f"file:{target.resolve().as_posix()}?mode=ro", uri=True)
+        try:
+            names = {n for (n,) in con.execute("select name from sqlite_master")}
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return  # unreadable this way (locked, WAL without -shm): the store will say
+    if names and "schema_version" not in names:
+        raise ConfigError(
+            f"db: {path} is a SQLite database of another program, not a citepipe store; "
+            "refusing to change it"
+        )
+    if not names and not create:
+        raise ConfigError(f"db: {path} is an empty SQLite database, not a store")
+
+
 def make_store(settings: Settings, *, create: bool = True, clock: Clock | None = None) -> Store:
     """The store named by `settings.db` (a SQLite path, or a database URL).
 
@@ -165,6 +218,8 @@ async def open_pipeline(
     clock = clock or SystemClock()
     source = source or ReportSource(load_selectors(settings.selectors or None))
     own_store = store is None
+    if own_store:
+        check_store_location(settings, create=create)
     the_store = store if store is not None else make_store(settings, create=create, clock=clock)
     try:
         await the_store.open()

@@ -123,14 +123,24 @@ def _settings(args: argparse.Namespace, **extra: Any) -> Settings:
     overrides = dict(getattr(args, "_setting_defaults", {}))
     overrides.update({k: v for k, v in flags.items() if v is not None})
     overrides.update(extra)
-    return load_settings(getattr(args, "config", None), overrides=overrides)
+    try:
+        return load_settings(getattr(args, "config", None), overrides=overrides)
+    except UnicodeDecodeError as exc:  # a binary file named by --config
+        name = getattr(args, "config", None) or "config/citepipe.toml"
+        raise ConfigError(f"config file {name}: not UTF-8 text (byte {exc.start})") from None
 
 
 # ---------------------------------------------------------------------------- signals
 
 
+def _force_quit(code: int) -> None:
+    os._exit(code)  # a second signal: no cleanup; leases return within lease_seconds
+
+
 @contextlib.contextmanager
-def handle_signals(stop: Stop, err: IO[str] | None = None) -> Iterator[None]:
+def handle_signals(
+    stop: Stop, err: IO[str] | None = None, force_quit: Callable[[int], None] = _force_quit
+) -> Iterator[None]:
     """While inside, SIGTERM/SIGINT ask `stop` to stop the run; a second one forces the
     quit at once (leases left behind return within `lease_seconds`, or at once to a
     next run on this host). The previous handlers are restored on the way out."""
@@ -145,7 +155,8 @@ def handle_signals(stop: Stop, err: IO[str] | None = None) -> Iterator[None]:
             with contextlib.suppress(OSError, ValueError):
                 out.write("citepipe: second signal, quitting now\n")
                 out.flush()
-            os._exit(EXIT_SIGNAL_BASE + received[0])
+            force_quit(EXIT_SIGNAL_BASE + received[0])
+            return
         with contextlib.suppress(OSError, ValueError):
             out.write("citepipe: stopping (again to quit at once)\n")
             out.flush()
@@ -368,11 +379,14 @@ def cmd_export(args: argparse.Namespace) -> int:
     configure_logging(settings.log_level, settings.log_format)
 
     async def body() -> int:
-        async with app.open_pipeline(settings, create=False) as p:
-            if not args.output:
+        async with app.open_pipeline(settings, create=False) as p:  # first: a bad store
+            if not args.output:  # leaves no output file behind
                 return await _write_rows(p.store.export(args.table), args.format, sys.stdout)
-            with open(args.output, "w", encoding="utf-8", newline="") as out:  # noqa: ASYNC230
-                return await _write_rows(p.store.export(args.table), args.format, out)
+            try:
+                with open(args.output, "w", encoding="utf-8", newline="") as out:  # noqa: ASYNC230
+                    return await _write_rows(p.store.export(args.table), args.format, out)
+            except OSError as exc:
+                raise ConfigError(f"--output {args.output}: {exc.strerror or exc}") from None
 
     n = asyncio.run(body())
     print(f"exported {n} row{'s' if n != 1 else ''} from {args.table}", file=sys.stderr)
