@@ -249,10 +249,11 @@ async def open_pipeline(
 # ---------------------------------------------------------------------------- the runs
 
 
-async def _finish(p: Pipeline, summary: RunSummary, run_id: int) -> RunSummary:
+async def _finish(p: Pipeline, summary: RunSummary, run_id: int, ui: RunUI) -> RunSummary:
     """Record the run's end in the store, and log the summary for log collectors."""
     await p.store.finish_run(run_id, summary.as_dict())
-    log.info("summary", **{k: v for k, v in summary.as_dict().items() if k != "rows"})
+    if ui.log_summary:
+        log.info("summary", **{k: v for k, v in summary.as_dict().items() if k != "rows"})
     return summary
 
 
@@ -293,7 +294,7 @@ async def backfill(
     )
     if outcome.stopped:
         summary.notes.append("stopped by signal; the rest stays queued")
-    return await _finish(p, summary, run_id)
+    return await _finish(p, summary, run_id, ui)
 
 
 async def crawl(
@@ -341,7 +342,7 @@ async def crawl(
         stopped_by=stop.signum if outcome.stopped else None,
         notes=notes,
     )
-    return await _finish(p, summary, run_id)
+    return await _finish(p, summary, run_id, ui)
 
 
 async def worker(
@@ -370,7 +371,7 @@ async def worker(
         long_running=not burst,
     )
     log.info("worker stopped", pages=counters.pages_done, dead=counters.dead.total())
-    return await _finish(p, summary, run_id)
+    return await _finish(p, summary, run_id, ui)
 
 
 async def schedule(

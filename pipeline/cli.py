@@ -30,6 +30,7 @@ from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError, ParseError, PipelineError
 from pipeline.logs import configure_logging, redact_text
 from pipeline.models import Page
+from pipeline.progress import LiveStderr, Progress
 from pipeline.runs import RunUI, Stop, open_input
 from pipeline.store.base import EXPORT_TABLES
 from pipeline.summary import (
@@ -37,7 +38,6 @@ from pipeline.summary import (
     EXIT_OK,
     EXIT_SIGNAL_BASE,
     EXIT_USAGE,
-    Progress,
     RunSummary,
     render_status,
 )
@@ -178,11 +178,16 @@ def _run(
 ) -> int:
     """Run one app-level run under signal handlers with a progress display, print its
     summary and return its exit code."""
-    configure_logging(settings.log_level, settings.log_format)
+    # logs follow sys.stderr, which a progress bar redirects to print above itself
+    configure_logging(settings.log_level, settings.log_format, stream=LiveStderr())  # type: ignore[arg-type]
 
     async def main() -> RunSummary:
         stop = Stop()
-        ui = RunUI(sys.stderr, Progress(settings.progress, kind))
+        ui = RunUI(
+            sys.stderr,
+            Progress(settings.progress, kind),
+            log_summary=not sys.stderr.isatty(),  # people read the printed summary
+        )
         try:
             with handle_signals(stop):
                 return await body(stop, ui)

@@ -23,7 +23,8 @@ from pipeline.errors import ConfigError, PipelineError
 from pipeline.inputs import read_doi_lines
 from pipeline.models import RUN_HEARTBEAT, NewJob, RunInfo
 from pipeline.normalise import report_address
-from pipeline.summary import InputTally, Progress
+from pipeline.progress import Progress
+from pipeline.summary import InputTally
 from pipeline.worker import RunCounters, Worker
 
 if TYPE_CHECKING:  # app imports this module
@@ -32,6 +33,7 @@ if TYPE_CHECKING:  # app imports this module
 log = structlog.get_logger("citepipe")
 
 ENQUEUE_CHUNK = 1000
+PROGRESS_REFRESH = 1.0  # seconds between refreshes of the bar's known total
 
 
 class Stop:
@@ -81,6 +83,7 @@ class RunUI:
 
     err: TextIO = field(default_factory=lambda: sys.stderr)
     progress: Progress | None = None
+    log_summary: bool = True  # a `summary` log line for log collectors (not on a terminal)
 
     def message(self, text: str) -> None:
         """A line for people, printed above any progress bar."""
@@ -255,6 +258,8 @@ async def work(
 
     if progress is not None:
         progress.start_crawl(await _pending_or_none(p))
+        if progress.shown:
+            background.append(asyncio.create_task(_known_total(p, progress, worker.counters)))
     try:
         with stop.calling(on_stop):
             await worker.run()
@@ -263,6 +268,16 @@ async def work(
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
     return outcome
+
+
+async def _known_total(p: Pipeline, progress: Progress, counters: RunCounters) -> None:
+    """Keep the bar's total true: pages done plus pages still queued (follow-ups found
+    during the run raise it)."""
+    while True:
+        await asyncio.sleep(PROGRESS_REFRESH)
+        pending = await _pending_or_none(p)
+        if pending is not None:
+            progress.remaining(counters.pages_done, pending)
 
 
 async def _pending_or_none(p: Pipeline) -> int | None:

@@ -1,4 +1,4 @@
-"""What a run tells its user: a progress bar on a TTY and a summary at the end.
+"""What a run tells its user at the end: the summary, and the exit code (one rule).
 
 The summary is printed for people, then repeated as one `citepipe-summary {json}` line
 that a log collector (or a cron wrapper) can parse.
@@ -7,12 +7,9 @@ that a log collector (or a cron wrapper) can parse.
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, TextIO
-
-from tqdm import tqdm
+from typing import Any
 
 from pipeline.models import Stats
 from pipeline.worker import RunCounters
@@ -29,52 +26,6 @@ EXIT_SIGNAL_BASE = 128  # stopped by a signal: 128 + its number (130 SIGINT, 143
 def plural(n: int, word: str, many: str | None = None) -> str:
     """`1 job`, `2 jobs`, `0 jobs`: the count with the word in the right number."""
     return f"{n} {word if n == 1 else (many or word + 's')}"
-
-
-class Progress:
-    """A tqdm bar on stderr when it is a TTY and progress is on; silent otherwise."""
-
-    def __init__(self, enabled: bool, desc: str, stream: TextIO | None = None) -> None:
-        out = stream or sys.stderr
-        self._out = out
-        self._bar: tqdm[Any] | None = (
-            tqdm(desc=desc, unit="page", file=out, dynamic_ncols=True)
-            if enabled and out.isatty()
-            else None
-        )
-
-    @property
-    def shown(self) -> bool:
-        """Whether a bar is on screen (then progress log lines would garble it)."""
-        return self._bar is not None
-
-    def start_enqueue(self) -> None:
-        """The enqueue phase begins."""
-
-    def enqueue(self, lines: int, dois: int) -> None:
-        """`lines` input lines read so far, `dois` of them DOIs."""
-
-    def start_crawl(self, pending: int | None) -> None:
-        """The crawl phase begins with `pending` jobs known."""
-
-    def message(self, text: str) -> None:
-        """A line printed above the bar."""
-        if self._bar is not None:
-            self._bar.write(text, file=self._out)
-        else:
-            print(text, file=self._out)
-
-    def update(self, counters: RunCounters) -> None:
-        if self._bar is not None:
-            self._bar.n = counters.pages_done
-            self._bar.set_postfix(
-                statements=counters.statements, dead=sum(counters.dead.values()), refresh=False
-            )
-            self._bar.refresh()
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
 
 
 @dataclass

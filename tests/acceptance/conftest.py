@@ -22,8 +22,8 @@ from citesite.dataset import SiteReport, generate
 from pipeline.clock import ManualClock, SystemClock
 from pipeline.config import Settings
 from pipeline.logs import configure_logging
+from pipeline.progress import Progress
 from pipeline.runs import RunUI
-from pipeline.summary import Progress
 from pipeline.worker import RunCounters
 
 ROOT = Path(__file__).resolve().parents[2]
