@@ -10,21 +10,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import socket
 import sys
 from collections import Counter
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, TextIO
 
 import structlog
 
 from pipeline.errors import ConfigError, PipelineError
 from pipeline.inputs import read_doi_lines
-from pipeline.models import RUN_HEARTBEAT, NewJob, RunInfo
+from pipeline.models import RUN_HEARTBEAT, RUN_STALE_AFTER, Job, NewJob, RunInfo
 from pipeline.normalise import report_address
 from pipeline.progress import Progress
-from pipeline.summary import InputTally
+from pipeline.summary import InputTally, plural
 from pipeline.worker import RunCounters, Worker
 
 if TYPE_CHECKING:  # app imports this module
@@ -210,6 +213,89 @@ async def log_progress(p: Pipeline, counters: RunCounters, interval: float) -> N
         last_pages, last_time = counters.pages_done, now
 
 
+def _pid_gone(pid: int) -> bool:
+    """Whether no process with this id exists on this host (provably, not 'maybe')."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OSError):
+        return False  # it exists (someone else's), or we cannot tell: not provably gone
+    return False
+
+
+def _as_datetime(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+async def reclaim_and_name_waits(p: Pipeline, ui: RunUI) -> None:
+    """Before working: give back at once the leases of a run that is provably dead (same
+    host, its pid gone, no live heartbeat), and name the wait for the others' leases.
+
+    Without this a rerun after a SIGKILL sits silent until the killed run's leases expire
+    (`lease_seconds`). Costs one count, and one pass over the jobs only when some are
+    leased.
+    """
+    try:
+        if not (await p.store.stats()).jobs_by_state.get("leased"):
+            return
+        live = {(r.host, r.pid) for r in await p.store.active_runs(stale_after=RUN_STALE_AFTER)}
+        host = socket.gethostname()
+        dead: list[Job] = []
+        dead_holders: set[str] = set()
+        waiting = 0
+        until: datetime | None = None
+        async for row in p.store.export("jobs"):
+            if row["state"] != "leased":
+                continue
+            holder = str(row.get("worker") or "")
+            h, _, pid_text = holder.rpartition(":")
+            pid = int(pid_text) if pid_text.isdigit() else -1
+            if h == host and pid > 0 and (h, pid) not in live and _pid_gone(pid):
+                dead.append(_job_of(row))
+                dead_holders.add(holder)
+            elif (h, pid) not in live:
+                waiting += 1
+                lease = _as_datetime(row.get("lease_until"))
+                if lease is not None and (until is None or lease > until):
+                    until = lease
+        if dead:
+            await p.store.release(dead)
+            ui.message(
+                f"reclaimed {plural(len(dead), 'lease')} of "
+                f"{'a run' if len(dead_holders) == 1 else 'runs'} whose process is gone "
+                f"({', '.join(sorted(dead_holders))}); their pages are queued again"
+            )
+        if waiting:
+            at = f" (until {until.astimezone(UTC):%H:%M:%S} UTC)" if until is not None else ""
+            ui.message(
+                f"waiting for {plural(waiting, 'lease')} of an earlier run to expire{at}; "
+                "those pages are worked then"
+            )
+    except PipelineError as exc:  # a courtesy: never a reason to fail the run
+        log.warning("could not look at leases of earlier runs", error=str(exc))
+
+
+def _job_of(row: dict[str, object]) -> Job:
+    return Job(
+        id=int(row["id"]),  # type: ignore[call-overload]
+        doi=str(row["doi"]),
+        url=str(row["url"]),
+        page=int(row["page"]),  # type: ignore[call-overload]
+        attempts=int(row["attempts"]),  # type: ignore[call-overload]
+        depth=int(row["depth"]),  # type: ignore[call-overload]
+        round=int(row.get("round") or 0),  # type: ignore[call-overload]
+    )
+
+
 @dataclass
 class WorkOutcome:
     """How the work phase ended."""
@@ -234,6 +320,7 @@ async def work(
     to finish and be committed; on a stop request they get `stop_grace` (about a second)
     and the rest is released for the next run.
     """
+    await reclaim_and_name_waits(p, ui)
     progress = ui.progress
     worker = p.worker(burst=burst, on_page=progress.update if progress is not None else None)
     outcome = WorkOutcome(worker)

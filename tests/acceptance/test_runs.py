@@ -7,8 +7,11 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import json
+import socket
 from collections import Counter
+from datetime import datetime
 from pathlib import Path
 
 from aiohttp import web
@@ -508,3 +511,61 @@ async def test_schedule_runs_crawls_on_its_cron_expression(tmp_path: Path) -> No
     assert [s[11:16] for s in started] == ["03:00", "03:00"] and started[0][:10] != started[1][:10]
     expected = {(r.doi, s.citing_doi, s.snippet) for r in reps.values() for s in r.statements}
     assert set(query(db, "select cited_doi, citing_doi, snippet from statements")) == expected
+
+
+# ---------------------------------------------------------------- leases of earlier runs
+
+
+async def test_leases_of_a_dead_process_on_this_host_are_reclaimed_at_once(
+    tmp_path: Path,
+) -> None:
+    """A SIGKILLed run left leases for 10 minutes; its pid is gone and it has no live
+    heartbeat, so a rerun takes the pages back at once instead of waiting."""
+    reps = reports(4, seed=51)
+    dois = list(reps)
+    gone = await asyncio.create_subprocess_exec("true")
+    await gone.wait()  # a pid that no longer exists
+    db = tmp_path / "c.sqlite"
+    ui = quiet_ui()
+    async with CitationSite(reps) as site:
+        settings = fast_settings(site.base_url, db)
+        async with app.open_pipeline(settings) as p:
+            await p.store.enqueue(
+                [NewJob(doi=d, url=f"{site.base_url}/reports/{d}") for d in dois[:2]]
+            )
+            leased = await p.store.claim(f"{socket.gethostname()}:{gone.pid}", 2, 600)
+            assert len(leased) == 2
+        summary = await run_backfill(settings, dois, ui)
+    assert summary.exit_code == 0, summary.render()
+    assert "reclaimed 2 leases of a run whose process is gone" in ui_text(ui)
+    assert query(db, "select count(*) from jobs where state != 'done'") == [(0,)]
+    assert set(stored_statements(db)) == expected_statements(reps)
+
+
+async def test_the_wait_for_leases_of_an_earlier_run_is_named(tmp_path: Path) -> None:
+    """Leases held by a process this host cannot check (another host) are waited for,
+    and the wait says how many and until when; once they expire the run finishes."""
+    reps = reports(3, seed=52)
+    dois = list(reps)
+    clock = OffsetClock()
+    db = tmp_path / "c.sqlite"
+
+    class Waiting(RunUI):
+        def message(self, text: str) -> None:
+            super().message(text)
+            if text.startswith("waiting for"):
+                clock.offset += 60.0  # a minute later the leases have expired
+
+    ui = Waiting(err=io.StringIO())
+    async with CitationSite(reps) as site:
+        settings = fast_settings(site.base_url, db)
+        async with app.open_pipeline(settings, clock=clock) as p:
+            await p.store.enqueue([NewJob(doi=d, url=f"{site.base_url}/reports/{d}") for d in dois])
+            await p.store.claim("another-host:4242", 2, 30)
+        [(lease_until,)] = query(db, "select max(lease_until) from jobs")
+        until = datetime.fromisoformat(lease_until).strftime("%H:%M:%S")
+        summary = await run_backfill(settings, dois, ui, clock=clock)
+    assert summary.exit_code == 0, summary.render()
+    text = ui_text(ui)
+    assert f"waiting for 2 leases of an earlier run to expire (until {until} UTC)" in text
+    assert query(db, "select count(*) from jobs where state != 'done'") == [(0,)]
