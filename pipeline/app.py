@@ -18,6 +18,7 @@ import sqlite3
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from datetime import datetime
 from pathlib import Path
 from typing import IO, Any
 
@@ -384,7 +385,8 @@ async def schedule(
 ) -> RunSummary:
     """Crawl each time the cron expression `schedule` comes due, until stopped.
 
-    The seed file (if any) is read again for each crawl. A crawl that fails is logged
+    The cron expression is read in the `timezone` setting (UTC by default). The seed
+    file (if any) is read again for each crawl. A crawl that fails is logged
     and the schedule goes on. Returns a summary of the whole schedule (its counters are
     the last crawl's); SIGTERM is its normal end (exit 0).
     """
@@ -393,9 +395,9 @@ async def schedule(
     started = clock.monotonic()
     crawls = 0
     last: RunSummary | None = None
-    cron = croniter(p.settings.schedule, clock.now())
+    cron = croniter(p.settings.schedule, clock.now().astimezone(p.settings.zone))
     while not stop.requested:
-        due = cron.get_next(type(clock.now()))
+        due = cron.get_next(datetime)
         log.info("next crawl", at=due.isoformat(), schedule=p.settings.schedule)
         await _sleep_or_stop(clock, (due - clock.now()).total_seconds(), stop)
         if stop.requested:

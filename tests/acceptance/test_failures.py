@@ -234,3 +234,12 @@ async def _wait_for_rows(db: Path, sql: str, at_least: int = 1) -> None:
                 pass
         await asyncio.sleep(0.05)
     raise AssertionError(f"never reached: {sql} >= {at_least}")
+
+
+def test_an_unknown_timezone_is_a_configuration_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CITEPIPE_TIMEZONE", "Mars/Olympus_Mons")
+    code, _, err = run_main(capsys, "schedule", "--db", "s.sqlite")
+    assert code == 2 and "timezone" in one_line(err)
+    assert not Path("s.sqlite").exists()

@@ -569,3 +569,19 @@ async def test_the_wait_for_leases_of_an_earlier_run_is_named(tmp_path: Path) ->
     text = ui_text(ui)
     assert f"waiting for 2 leases of an earlier run to expire (until {until} UTC)" in text
     assert query(db, "select count(*) from jobs where state != 'done'") == [(0,)]
+
+
+async def test_schedule_reads_its_cron_expression_in_the_timezone_setting(tmp_path: Path) -> None:
+    """`0 3 * * *` with timezone America/New_York (UTC-5 in January): 08:00 UTC."""
+    reps = reports(2, seed=26)
+    clock = ManualClock(autojump=True)  # starts 2026-01-01 00:00 UTC
+    db = tmp_path / "c.sqlite"
+    stop = Stop()
+    async with CitationSite(reps) as site:
+        settings = fast_settings(
+            site.base_url, db, schedule="0 3 * * *", timezone="America/New_York"
+        )
+        async with app.open_pipeline(settings, clock=clock) as p:
+            await app.schedule(p, None, stop=stop, ui=quiet_ui(), on_crawl=lambda _: stop.request())
+    [(started,)] = query(db, "select started_at from runs")
+    assert started.startswith("2026-01-01T08:00:00")
