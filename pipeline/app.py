@@ -278,6 +278,8 @@ async def backfill(
     if ui.progress is not None:
         ui.progress.start_enqueue()
     await enqueue_lines(p, lines, p.settings.depth, tally, ui, seen)
+    if tally.lines == 0:
+        ui.message("the input holds no DOIs (it is empty, or only blank and # comment lines)")
     enqueued = clock.monotonic()
     run_id = await p.register_run(command)
     outcome = await work(p, run_id, ui, stop, burst=True)
@@ -295,6 +297,8 @@ async def backfill(
     )
     if outcome.stopped:
         summary.notes.append("stopped by signal; the rest stays queued")
+    if tally.lines == 0:
+        summary.notes.append("the input holds no DOIs")
     return await _finish(p, summary, run_id, ui)
 
 

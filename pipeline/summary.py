@@ -189,7 +189,7 @@ def render_status(stats: Stats) -> str:
     out.append("rows:")
     out += [f"  {table:<14} {count}" for table, count in stats.rows_by_table.items()]
     out.append(
-        f"throughput: {stats.pages_last_minute} pages in the last minute, "
+        f"throughput: {plural(stats.pages_last_minute, 'page')} in the last minute, "
         f"{stats.pages_last_hour} in the last hour"
     )
     if stats.active_runs:

@@ -585,3 +585,14 @@ async def test_schedule_reads_its_cron_expression_in_the_timezone_setting(tmp_pa
             await app.schedule(p, None, stop=stop, ui=quiet_ui(), on_crawl=lambda _: stop.request())
     [(started,)] = query(db, "select started_at from runs")
     assert started.startswith("2026-01-01T08:00:00")
+
+
+async def test_an_empty_input_says_so(tmp_path: Path) -> None:
+    ui = quiet_ui()
+    async with CitationSite(reports(1, seed=27)) as site:
+        summary = await run_backfill(
+            fast_settings(site.base_url, tmp_path / "c.sqlite"), ["", "# only a comment\n"], ui
+        )
+    assert "the input holds no DOIs" in ui_text(ui)
+    assert "note:       the input holds no DOIs" in summary.render()
+    assert summary.exit_code == 0
