@@ -277,12 +277,13 @@ async def backfill(
     tally, seen = InputTally(), set[str]()
     if ui.progress is not None:
         ui.progress.start_enqueue()
-    await enqueue_lines(p, lines, p.settings.depth, tally, ui, seen)
-    if tally.lines == 0:
+    await enqueue_lines(p, lines, p.settings.depth, tally, ui, seen, stop)
+    if tally.lines == 0 and not stop.requested:
         ui.message("the input holds no DOIs (it is empty, or only blank and # comment lines)")
     enqueued = clock.monotonic()
     run_id = await p.register_run(command)
     outcome = await work(p, run_id, ui, stop, burst=True)
+    outcome.stopped = outcome.stopped or stop.requested
     crawled = clock.monotonic()
     survey = await survey_input(p, seen)
     summary = RunSummary(
@@ -297,7 +298,7 @@ async def backfill(
     )
     if outcome.stopped:
         summary.notes.append("stopped by signal; the rest stays queued")
-    if tally.lines == 0:
+    if tally.lines == 0 and not stop.requested:
         summary.notes.append("the input holds no DOIs")
     return await _finish(p, summary, run_id, ui)
 
@@ -323,11 +324,12 @@ async def crawl(
     if ui.progress is not None:
         ui.progress.start_enqueue()
     if seeds is not None:
-        await enqueue_lines(p, seeds, p.settings.depth, tally, ui, seen)
+        await enqueue_lines(p, seeds, p.settings.depth, tally, ui, seen, stop)
     tally.enqueued += await p.store.enqueue_stale(clock.now())
     enqueued = clock.monotonic()
     budget = p.settings.max_duration if max_duration is None else max_duration
     outcome = await work(p, run_id, ui, stop, burst=True, max_duration=budget)
+    outcome.stopped = outcome.stopped or stop.requested
     crawled = clock.monotonic()
     out_of_time = outcome.out_of_time and await p.store.pending() > 0
     if out_of_time:
@@ -364,6 +366,7 @@ async def worker(
     log.info("worker started", db=p.settings.db, base_url=p.settings.base_url)
     run_id = await p.register_run("worker")
     outcome = await work(p, run_id, ui, stop, burst=burst)
+    outcome.stopped = outcome.stopped or stop.requested
     elapsed = clock.monotonic() - started
     counters = outcome.worker.counters
     summary = RunSummary(

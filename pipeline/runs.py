@@ -118,12 +118,13 @@ async def enqueue_lines(
     tally: InputTally,
     ui: RunUI,
     seen: set[str] | None = None,
+    stop: Stop | None = None,
 ) -> None:
     """Stream DOI lines into the queue in chunks; report each bad line by number.
 
     Also counts the input's DOIs that are already dead from an earlier run: no work is
     repeated for them, but they are not done either. `seen` collects the input's DOIs,
-    for the survey at the end of the run.
+    for the survey at the end of the run. A stop request ends the reading early.
     """
     chunk: list[NewJob] = []
     base = p.settings.base_url
@@ -137,6 +138,8 @@ async def enqueue_lines(
             progress.enqueue(tally.lines, tally.dois)
 
     for line in read_doi_lines(lines):
+        if stop is not None and stop.requested:
+            break  # a stop while reading a long input: what was read is queued
         tally.lines += 1
         if line.doi is None:
             tally.bad_lines += 1

@@ -11,6 +11,7 @@ import io
 import json
 import socket
 from collections import Counter
+from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
@@ -596,3 +597,38 @@ async def test_an_empty_input_says_so(tmp_path: Path) -> None:
     assert "the input holds no DOIs" in ui_text(ui)
     assert "note:       the input holds no DOIs" in summary.render()
     assert summary.exit_code == 0
+
+
+async def test_worker_burst_follows_the_rule_and_a_long_running_worker_ends_at_0(
+    tmp_path: Path,
+) -> None:
+    reps = reports(3, seed=28)
+    db = tmp_path / "c.sqlite"
+    async with CitationSite(reps) as site:
+        settings = fast_settings(site.base_url, db)
+        async with app.open_pipeline(settings) as p:
+            urls = [*reps, "10.5555/missing"]
+            await p.store.enqueue([NewJob(doi=d, url=f"{site.base_url}/reports/{d}") for d in urls])
+            burst = await app.worker(p, burst=True, ui=quiet_ui())
+            stop = Stop()
+            stop.request(15)  # SIGTERM: the normal end of a long-running worker
+            long_running = await app.worker(p, burst=False, stop=stop, ui=quiet_ui())
+    assert burst.exit_code == 1 and dict(burst.counters.dead) == {"not found (404)": 1}
+    assert long_running.exit_code == 0
+
+
+async def test_a_stop_while_reading_the_input_ends_the_reading(tmp_path: Path) -> None:
+    stop = Stop()
+
+    def lines() -> Iterator[str]:
+        for i in range(5000):
+            if i == 1500:
+                stop.request(2)
+            yield f"10.5555/n{i}\n"
+
+    db = tmp_path / "c.sqlite"
+    async with app.open_pipeline(fast_settings("http://127.0.0.1:9", db)) as p:
+        summary = await app.backfill(p, lines(), stop=stop, ui=quiet_ui())
+    assert summary.exit_code == 130
+    assert summary.inputs.lines == 1500  # read up to the stop, not to the end
+    assert query(db, "select count(*) from jobs where state = 'queued'") == [(1500,)]
