@@ -282,7 +282,7 @@ async def backfill(
         ui.message("the input holds no DOIs (it is empty, or only blank and # comment lines)")
     enqueued = clock.monotonic()
     run_id = await p.register_run(command)
-    outcome = await work(p, run_id, ui, stop, burst=True)
+    outcome = await work(p, run_id, ui, stop, burst=True, reports=tally.enqueued)
     outcome.stopped = outcome.stopped or stop.requested
     crawled = clock.monotonic()
     survey = await survey_input(p, seen)
@@ -328,7 +328,9 @@ async def crawl(
     tally.enqueued += await p.store.enqueue_stale(clock.now())
     enqueued = clock.monotonic()
     budget = p.settings.max_duration if max_duration is None else max_duration
-    outcome = await work(p, run_id, ui, stop, burst=True, max_duration=budget)
+    outcome = await work(
+        p, run_id, ui, stop, burst=True, max_duration=budget, reports=tally.enqueued
+    )
     outcome.stopped = outcome.stopped or stop.requested
     crawled = clock.monotonic()
     out_of_time = outcome.out_of_time and await p.store.pending() > 0

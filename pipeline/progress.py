@@ -3,8 +3,9 @@
 Two phases, each with its own line: reading the input (lines and DOIs so far; the total
 is not known ahead for a stream) and crawling (pages done out of the pages known, which
 is done + still queued, so follow-up pages raise the total as they are found; pages/s,
-ETA, retries and dead). Messages and log lines are printed above the bar, never into it:
-the bar owns stderr while it runs, and `LiveStderr` sends log lines through it.
+ETA; reports done out of the reports queued; retries and dead). Messages and log lines
+are printed above the bar, never into it: the bar owns stderr while it runs, and
+`LiveStderr` sends log lines through it.
 
 No bar when progress is off, stderr is not a terminal, or the terminal reports no width;
 the run then logs a `progress` line every `progress_interval` seconds instead.
@@ -80,6 +81,7 @@ class Progress:
         self._bar: RichProgress | None = None
         self._enqueue: TaskID | None = None
         self._crawl: TaskID | None = None
+        self._reports: int | None = None
         if width > 0:
             console = Console(file=self._out, width=width, force_terminal=True)
             self._bar = RichProgress(
@@ -116,15 +118,27 @@ class Progress:
                 description=f"reading input: {dois:,} DOI{'s' if dois != 1 else ''}",
             )
 
-    def start_crawl(self, pending: int | None) -> None:
-        """The crawl phase begins with `pending` pages known."""
+    def start_crawl(self, pending: int | None, reports: int | None = None) -> None:
+        """The crawl phase begins with `pending` pages and `reports` reports known."""
         if self._bar is None:
             return
         if self._enqueue is not None:
             task = self._bar.tasks[self._enqueue]
             self._bar.update(self._enqueue, total=task.completed, description="input read")
+        self._reports = reports
         self._crawl = self._bar.add_task(
-            f"{self._desc} pages", total=pending, extra="retries 0, dead 0"
+            f"{self._desc} pages", total=pending, extra=self._extra(RunCounters())
+        )
+
+    def _extra(self, counters: RunCounters) -> str:
+        """Reports done out of those known, retries, dead."""
+        known = self._reports
+        if known is not None and counters.reports_done > known:
+            known = counters.reports_done  # citing papers (--depth) add reports
+        of = f"/{known}" if known is not None else ""
+        return (
+            f"reports {counters.reports_done}{of}, retries {counters.retries}, "
+            f"dead {counters.dead.total()}"
         )
 
     def remaining(self, done: int, pending: int) -> None:
@@ -139,12 +153,8 @@ class Progress:
         total = task.total
         if total is not None and counters.pages_done > total:
             total = counters.pages_done
-        dead = counters.dead.total()
         self._bar.update(
-            self._crawl,
-            completed=counters.pages_done,
-            total=total,
-            extra=f"retries {counters.retries}, dead {dead}",
+            self._crawl, completed=counters.pages_done, total=total, extra=self._extra(counters)
         )
 
     def message(self, text: str) -> None:

@@ -316,6 +316,7 @@ async def work(
     *,
     burst: bool,
     max_duration: float = 0.0,
+    reports: int | None = None,
 ) -> WorkOutcome:
     """Run a worker with stop requests, a time budget, progress and run heartbeats.
 
@@ -347,7 +348,7 @@ async def work(
         worker.stop(grace=p.options.stop_grace)
 
     if progress is not None:
-        progress.start_crawl(await _pending_or_none(p))
+        progress.start_crawl(await _pending_or_none(p), reports)
         if progress.shown:
             background.append(asyncio.create_task(_known_total(p, progress, worker.counters)))
     try:

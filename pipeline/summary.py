@@ -93,6 +93,7 @@ class RunSummary:
             "enqueue_s": round(self.times.enqueue, 3),
             "crawl_s": round(self.times.crawl, 3),
             "pages": c.pages_done,
+            "reports_done": c.reports_done,
             "pages_unchanged": c.pages_unchanged,
             "pages_per_s": round(self.pages_per_second, 1),
             "statements_stored": c.statements,
@@ -142,6 +143,7 @@ class RunSummary:
             f"  pages:      {c.pages_done} done ({self.pages_per_second:.1f} pages/s), "
             f"{c.pages_unchanged} unchanged, {plural(c.retries, 'retry', 'retries')} scheduled"
         )
+        lines.append(f"  reports:    {c.reports_done} complete this run")
         lines.append(f"  statements: {c.statements} stored this run")
         lines.append("  queue:      " + ", ".join(f"{k} {v}" for k, v in s.jobs_by_state.items()))
         if s.dead_by_reason:

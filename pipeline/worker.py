@@ -50,6 +50,7 @@ class RunCounters:
 
     started: float = field(default_factory=time.monotonic)
     pages_done: int = 0
+    reports_done: int = 0  # reports whose last page this process completed
     pages_unchanged: int = 0
     statements: int = 0
     retries: int = 0
@@ -254,6 +255,8 @@ class Worker:
             return
         await self.store.complete(completion)
         self.counters.pages_done += 1
+        if not any(f.doi == job.doi for f in completion.follow_ups):
+            self.counters.reports_done += 1  # no next page: the report is complete
         if completion.result is None:
             self.counters.pages_unchanged += 1
         else:

@@ -185,6 +185,7 @@ async def test_rerun_of_a_finished_backfill_fetches_nothing(tmp_path: Path) -> N
         second = await run_backfill(settings, list(reps))
         after = len(report_paths(site))
     assert first.exit_code == 0 and second.exit_code == 0
+    assert first.counters.reports_done == len(reps) and second.counters.reports_done == 0
     assert n > len(reps) and after == n
     assert snapshot(db) == before
     assert second.counters.pages_done == 0

@@ -88,6 +88,8 @@ async def test_the_bar_shows_totals_and_log_lines_stay_above_it(tmp_path: Path) 
     # the crawl line ends with every page done, out of the true total (follow-ups included)
     assert any(x.startswith("backfill pages") and f" {done}/{done} " in x for x in bars), bars[-4:]
     assert done > len(dois)  # some reports had more than one page: the total grew
+    # reports: every one on the site complete, out of the DOIs queued (one was missing)
+    assert any(f"reports {len(dois)}/{len(dois) + 1}, retries 0, dead 1" in x for x in bars)
     assert any("reading input" in x or "input read" in x for x in lines)
     assert any("ETA" in x and "retries" in x and "dead" in x for x in bars)
     # the message and the log line are whole lines of their own, not glued to a bar
