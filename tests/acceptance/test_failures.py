@@ -94,13 +94,24 @@ def test_bad_site_options_are_one_line_exit_2(
     assert code == 2 and word in one_line(err)
 
 
-async def test_db_naming_a_directory_is_one_line_exit_2(tmp_path: Path) -> None:
+@pytest.mark.parametrize("command", [["status"], ["backfill", "in.txt"], ["crawl"]])
+def test_db_naming_a_directory_is_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: list[str]
+) -> None:
+    (tmp_path / "in.txt").write_text("10.1/x\n", encoding="utf-8")
     folder = tmp_path / "store-dir"
     folder.mkdir()
-    for argv in (["status"], ["backfill", "-"], ["crawl"]):
-        res = await run_cli(*argv, env=fast_env("http://127.0.0.1:9", folder), stdin=b"")
-        assert res.code == 2, res.err
-        assert "directory" in one_line(res.err)
+    code, _, err = run_main(capsys, *command, "--db", str(folder))
+    assert code == 2 and "directory" in one_line(err)
+    assert list(folder.iterdir()) == []
+
+
+async def test_db_naming_a_directory_in_the_real_command(tmp_path: Path) -> None:
+    """The process itself: no traceback at interpreter exit from a database thread."""
+    folder = tmp_path / "store-dir"
+    folder.mkdir()
+    res = await run_cli("backfill", "-", env=fast_env("http://127.0.0.1:9", folder), stdin=b"")
+    assert res.code == 2 and "directory" in one_line(res.err)
     assert list(folder.iterdir()) == []
 
 
