@@ -22,7 +22,6 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, is_dataclass
-from types import FrameType
 from typing import IO, Any
 
 from pipeline import app
@@ -101,6 +100,8 @@ def _settings_flags(
     for name in names:
         kind, text = _SETTING_FLAGS[name]
         default = applied.get(name, getattr(base, name))
+        if default == "":
+            default = "built in" if name == "selectors" else "none"
         flag = "--" + name.replace("_", "-")
         g.add_argument(flag, type=kind, default=None, help=f"{text} (default {default})")
     if progress:
@@ -149,7 +150,7 @@ def handle_signals(
     out = err or sys.stderr
     received: list[int] = []
 
-    def on_signal(signum: int, frame: FrameType | None) -> None:
+    def on_signal(signum: int) -> None:  # runs in the event loop, not in signal context
         received.append(signum)
         if len(received) > 1:
             with contextlib.suppress(OSError, ValueError):
@@ -160,14 +161,15 @@ def handle_signals(
         with contextlib.suppress(OSError, ValueError):
             out.write("citepipe: stopping (again to quit at once)\n")
             out.flush()
-        loop.call_soon_threadsafe(stop.request, signum)
+        stop.request(signum)
 
-    for sig in STOP_SIGNALS:
-        signal.signal(sig, on_signal)
+    for sig in STOP_SIGNALS:  # the loop's handlers wake it at once, from any thread
+        loop.add_signal_handler(sig, on_signal, sig)
     try:
         yield
     finally:
         for sig, handler in previous.items():
+            loop.remove_signal_handler(sig)
             signal.signal(sig, handler)
 
 
