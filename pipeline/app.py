@@ -11,10 +11,12 @@ command line (`cli.py`), not here.
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import os
 import socket
 import sqlite3
+import sys
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
@@ -29,7 +31,7 @@ from pipeline.clock import Clock, SystemClock
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, PipelineError, StoreError
 from pipeline.fetcher import AiohttpFetcher, Fetcher
-from pipeline.models import RUN_STALE_AFTER
+from pipeline.models import RUN_STALE_AFTER, Page
 from pipeline.normalise import normalise_doi
 from pipeline.retry import RetryPolicy
 from pipeline.runs import (
@@ -438,8 +440,7 @@ async def schedule(
 
 
 async def _sleep_or_stop(clock: Clock, seconds: float, stop: Stop) -> None:
-    import asyncio
-
+    """Sleep on the run's clock until `seconds` have passed or a stop is asked."""
     sleeper = asyncio.ensure_future(clock.sleep(max(0.0, seconds)))
     stopper = asyncio.ensure_future(stop.wait())
     try:
@@ -534,11 +535,24 @@ async def demo(
 
 def read_stdin_or_file(name: str, stdin: IO[bytes] | None = None) -> bytes:
     """The bytes of a file, or of standard input for `-` (for `parse`)."""
-    import sys
-
     if name == "-":
         return (stdin or sys.stdin.buffer).read()
     try:
         return Path(name).read_bytes()
     except OSError as exc:
         raise ConfigError(f"{name}: {exc.strerror}") from None
+
+
+def parse_page(
+    settings: Settings, name: str, *, url: str | None = None, stdin: IO[bytes] | None = None
+) -> dict[str, Any]:
+    """`citepipe parse`: read a saved page (a file, or `-` for standard input) with the
+    report profile and return it as a JSON-able dict; a broken page raises ParseError."""
+    from pipeline.sources.report import result_to_dict
+
+    body = read_stdin_or_file(name, stdin)
+    where = url or ("file:///dev/stdin" if name == "-" else Path(name).resolve().as_uri())
+    source = ReportSource(load_selectors(settings.selectors or None))
+    result = source.parse(Page(url=where, final_url=where, status=200, body=body))
+    parsed: dict[str, Any] = result_to_dict(result)
+    return parsed

@@ -28,7 +28,6 @@ from pipeline import app
 from pipeline.config import Settings, load_settings
 from pipeline.errors import ConfigError, ParseError, PipelineError
 from pipeline.logs import configure_logging, redact_text
-from pipeline.models import Page
 from pipeline.progress import LiveStderr, Progress
 from pipeline.runs import RunUI, Stop, open_input
 from pipeline.store.base import EXPORT_TABLES
@@ -414,22 +413,12 @@ def _add_parse(sub: Any) -> None:
 
 
 def cmd_parse(args: argparse.Namespace) -> int:
-    from pathlib import Path
-
-    from pipeline.sources.report import ReportSource, load_selectors, result_to_dict
-
-    settings = _settings(args)
-    body = app.read_stdin_or_file(args.file)
-    url = args.url or (
-        "file:///dev/stdin" if args.file == "-" else Path(args.file).resolve().as_uri()
-    )
-    source = ReportSource(load_selectors(settings.selectors or None))
     try:
-        result = source.parse(Page(url=url, final_url=url, status=200, body=body))
+        parsed = app.parse_page(_settings(args), args.file, url=args.url)
     except ParseError as exc:
         print(f"parse error: {exc}", file=sys.stderr)
         return EXIT_INCOMPLETE
-    print(json.dumps(result_to_dict(result), indent=1, ensure_ascii=False))
+    print(json.dumps(parsed, indent=1, ensure_ascii=False))
     return EXIT_OK
 
 
