@@ -287,11 +287,12 @@ async def backfill(
     outcome = await work(p, run_id, ui, stop, burst=True, reports=tally.enqueued)
     outcome.stopped = outcome.stopped or stop.requested
     crawled = clock.monotonic()
-    survey = await survey_input(p, seen)
+    stats = await p.store.stats()
+    survey = await survey_input(p, seen, sum(stats.jobs_by_state.values()))
     summary = RunSummary(
         command,
         outcome.worker.counters,
-        await p.store.stats(),
+        stats,
         tally,
         times=RunTimes(enqueued - started, crawled - enqueued, clock.monotonic() - started),
         input_states=survey.states,
@@ -340,11 +341,12 @@ async def crawl(
         notes.append("time budget spent; the rest stays queued for the next run")
     if outcome.stopped:
         notes.append("stopped by signal; the rest stays queued")
-    survey = await survey_input(p, seen)
+    stats = await p.store.stats()
+    survey = await survey_input(p, seen, sum(stats.jobs_by_state.values()))
     summary = RunSummary(
         "crawl",
         outcome.worker.counters,
-        await p.store.stats(),
+        stats,
         tally,
         times=RunTimes(enqueued - started, crawled - enqueued, clock.monotonic() - started),
         input_states=survey.states,

@@ -165,21 +165,37 @@ class InputSurvey:
     dead: Counter[str] = field(default_factory=Counter)
 
 
-async def survey_input(p: Pipeline, dois: set[str]) -> InputSurvey:
-    """Every job of the input's reports, by state, read back from the store at the end.
+SURVEY_CHUNK = 1000
+SURVEY_SCAN_RATIO = 4  # count states by a pass over the jobs table up to 4 jobs per DOI
 
-    This is what the exit code judges: a job of this input that ended dead counts, whoever
-    killed it (this process, an earlier run, another process on the same store) and for
-    whatever reason (including a crash). One streaming pass over the jobs table.
+
+async def survey_input(p: Pipeline, dois: set[str], total_jobs: int | None = None) -> InputSurvey:
+    """The input's jobs as the store holds them at the end of the run.
+
+    What the exit code judges, the input's dead jobs by reason, is always read, by DOI
+    (indexed): a job of this input that ended dead counts, whoever killed it (this
+    process, an earlier run, another process on the same store) and for whatever reason
+    (including a crash). The count of every input job by state takes one streaming pass
+    over the jobs table, done only when the store is not much larger than the input
+    (`total_jobs`), so that a small backfill into a huge store stays quick;
+    `states` is empty when it was skipped.
     """
     survey = InputSurvey()
     if not dois:
         return survey
+    chunk: list[str] = []
+    for doi in dois:
+        chunk.append(doi)
+        if len(chunk) >= SURVEY_CHUNK:
+            survey.dead.update(await p.store.dead_among(chunk))
+            chunk.clear()
+    if chunk:
+        survey.dead.update(await p.store.dead_among(chunk))
+    if total_jobs is not None and total_jobs > SURVEY_SCAN_RATIO * len(dois):
+        return survey
     async for row in p.store.export("jobs"):
         if row["doi"] in dois:
             survey.states[str(row["state"])] += 1
-            if row["state"] == "dead":
-                survey.dead[str(row["last_error"] or "unknown")] += 1
     return survey
 
 

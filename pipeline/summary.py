@@ -139,6 +139,12 @@ class RunSummary:
                 "  input jobs: "
                 + ", ".join(f"{k} {v}" for k, v in sorted(self.input_states.items()))
             )
+        elif i.dois:
+            dead = self.input_dead.total()
+            lines.append(
+                f"  input jobs: {plural(dead, 'dead job')}; the others not counted by state "
+                "(the store is much larger than this input)"
+            )
         lines.append(
             f"  pages:      {c.pages_done} done ({self.pages_per_second:.1f} pages/s), "
             f"{c.pages_unchanged} unchanged, {plural(c.retries, 'retry', 'retries')} scheduled"

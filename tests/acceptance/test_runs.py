@@ -633,3 +633,26 @@ async def test_a_stop_while_reading_the_input_ends_the_reading(tmp_path: Path) -
     assert summary.exit_code == 130
     assert summary.inputs.lines == 1500  # read up to the stop, not to the end
     assert query(db, "select count(*) from jobs where state = 'queued'") == [(1500,)]
+
+
+async def test_a_small_input_in_a_large_store_is_judged_without_a_full_scan(
+    tmp_path: Path,
+) -> None:
+    """The dead jobs of the input are always read (by DOI); counting every input job by
+    state, a pass over all jobs, is skipped when the store is much larger than the input."""
+    reps = reports(2, seed=29)
+    db = tmp_path / "c.sqlite"
+    async with CitationSite(reps) as site:
+        settings = fast_settings(site.base_url, db)
+        async with app.open_pipeline(settings) as p:
+            others = [
+                NewJob(doi=f"10.5555/other.{i}", url=f"{site.base_url}/x{i}") for i in range(40)
+            ]
+            await p.store.enqueue(others)
+            for job in await p.store.claim("elsewhere:1", 40, 60):
+                await p.store.fail(job, "an older input's trouble", None)
+        summary = await run_backfill(settings, [*reps, "10.5555/missing"])
+    assert summary.input_states == Counter()  # not counted: 40 other jobs, 3 DOIs
+    assert dict(summary.input_dead) == {"not found (404)": 1}
+    assert summary.exit_code == 1
+    assert "input jobs: 1 dead job; the others not counted" in summary.render()
