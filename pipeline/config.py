@@ -11,9 +11,11 @@ import os
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
+from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from croniter import croniter
 
@@ -52,6 +54,7 @@ class Settings:
     refresh_min: float = 86400.0
     refresh_max: float = 30 * 86400.0
     schedule: str = "0 3 * * *"
+    timezone: str = "UTC"  # the zone `schedule` is read in (IANA name, e.g. Europe/Paris)
     max_duration: float = 0.0
     selectors: str = ""
     log_level: str = "info"
@@ -101,14 +104,32 @@ class Settings:
             raise ConfigError(f"log_format: must be one of {', '.join(LOG_FORMATS)}")
         if not croniter.is_valid(self.schedule):
             raise ConfigError(f"schedule: {self.schedule!r} is not a cron expression")
+        schedule_zone(self.timezone)  # raises ConfigError naming `timezone`
         if not self.user_agent.strip():
             raise ConfigError("user_agent: must not be empty")
         return self
 
     @property
+    def zone(self) -> tzinfo:
+        """The time zone of `schedule`."""
+        return schedule_zone(self.timezone)
+
+    @property
     def base(self) -> str:
         """`base_url` without a trailing slash."""
         return self.base_url.rstrip("/")
+
+
+def schedule_zone(name: str) -> tzinfo:
+    """The zone named by the `timezone` setting (UTC needs no time zone database)."""
+    if name.strip().upper() in ("UTC", "Z", "ETC/UTC"):
+        return UTC
+    try:
+        return ZoneInfo(name)
+    except (ZoneInfoNotFoundError, ValueError):
+        raise ConfigError(
+            f"timezone: {name!r} is not a known time zone (an IANA name such as Europe/Paris)"
+        ) from None
 
 
 _FIELD_TYPES: dict[str, type] = {

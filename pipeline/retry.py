@@ -32,14 +32,17 @@ def _quickly_retryable(exc: BaseException) -> bool:
     return isinstance(exc, TransientFetchError) and exc.retry_after is None
 
 
+_DEFAULTS = Settings()  # the one place defaults live
+
+
 @dataclass(frozen=True, slots=True)
 class RetryPolicy:
     """How often and how long to retry. Times in seconds."""
 
-    max_attempts: int = 5
-    base: float = 2.0
-    cap: float = 900.0
-    quick_retries: int = 2
+    max_attempts: int = _DEFAULTS.max_attempts
+    base: float = _DEFAULTS.retry_base
+    cap: float = _DEFAULTS.retry_cap
+    quick_retries: int = _DEFAULTS.quick_retries
     quick_base: float = 0.1
     quick_cap: float = 2.0
 

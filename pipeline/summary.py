@@ -1,4 +1,4 @@
-"""What a run tells its user: a progress bar on a TTY and a summary at the end.
+"""What a run tells its user at the end: the summary, and the exit code (one rule).
 
 The summary is printed for people, then repeated as one `citepipe-summary {json}` line
 that a log collector (or a cron wrapper) can parse.
@@ -7,50 +7,25 @@ that a log collector (or a cron wrapper) can parse.
 from __future__ import annotations
 
 import json
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
-from typing import Any, TextIO
-
-from tqdm import tqdm
+from typing import Any
 
 from pipeline.models import Stats
 from pipeline.worker import RunCounters
 
-# Exit codes that cron (and people) can act on.
+# Exit codes that cron (and people) can act on. One rule for backfill, crawl, demo and
+# `worker --burst`: see `exit_code`.
 EXIT_OK = 0  # everything asked for is done
-EXIT_INCOMPLETE = 1  # some DOIs dead, or bad input lines
-EXIT_USAGE = 2  # usage or configuration error
-EXIT_BUDGET = 3  # crawl: time budget spent, work left queued for the next run
+EXIT_INCOMPLETE = 1  # a job of this run's input ended dead, or bad input lines
+EXIT_USAGE = 2  # usage or configuration error, or a store that cannot be opened
+EXIT_BUDGET = 3  # time budget spent, work left queued for the next run
+EXIT_SIGNAL_BASE = 128  # stopped by a signal: 128 + its number (130 SIGINT, 143 SIGTERM)
 
 
-class Progress:
-    """A tqdm bar on stderr when it is a TTY and progress is on; silent otherwise."""
-
-    def __init__(self, enabled: bool, desc: str, stream: TextIO | None = None) -> None:
-        out = stream or sys.stderr
-        self._bar: tqdm[Any] | None = (
-            tqdm(desc=desc, unit="page", file=out, dynamic_ncols=True)
-            if enabled and out.isatty()
-            else None
-        )
-
-    @property
-    def shown(self) -> bool:
-        """Whether a bar is on screen (then progress log lines would garble it)."""
-        return self._bar is not None
-
-    def update(self, counters: RunCounters) -> None:
-        if self._bar is not None:
-            self._bar.n = counters.pages_done
-            self._bar.set_postfix(
-                statements=counters.statements, dead=sum(counters.dead.values()), refresh=False
-            )
-            self._bar.refresh()
-
-    def close(self) -> None:
-        if self._bar is not None:
-            self._bar.close()
+def plural(n: int, word: str, many: str | None = None) -> str:
+    """`1 job`, `2 jobs`, `0 jobs`: the count with the word in the right number."""
+    return f"{n} {word if n == 1 else (many or word + 's')}"
 
 
 @dataclass
@@ -64,27 +39,63 @@ class InputTally:
     already_dead: Counter[str] = field(default_factory=Counter)  # by reason, earlier runs
 
 
+@dataclass(frozen=True, slots=True)
+class RunTimes:
+    """Wall-clock seconds of a run's phases, each measured, none inferred."""
+
+    enqueue: float = 0.0
+    crawl: float = 0.0
+    total: float = 0.0
+
+
 @dataclass
 class RunSummary:
-    """Figures of one run of backfill, crawl or demo."""
+    """Figures of one run of backfill, crawl, demo, worker or schedule.
+
+    `input_states` and `input_dead` are the input's jobs as the store holds them at the
+    end of the run (all runs, all processes); `counters` is what this process did.
+    """
 
     command: str
     counters: RunCounters
     stats: Stats
-    exit_code: int
     inputs: InputTally = field(default_factory=InputTally)
+    times: RunTimes = field(default_factory=RunTimes)
+    input_states: Counter[str] = field(default_factory=Counter)
+    input_dead: Counter[str] = field(default_factory=Counter)
     out_of_time: bool = False
+    stopped_by: int | None = None  # the signal that stopped the run
+    long_running: bool = False  # worker without --burst, schedule: a signal is their end
     notes: list[str] = field(default_factory=list)
+    epilogue: list[str] = field(default_factory=list)  # lines printed after the summary
+
+    @property
+    def dead_jobs(self) -> int:
+        """Dead jobs that judge this run: the input's (whoever killed them), or, for a
+        run without an input (refreshes, a burst worker), those this process killed."""
+        return max(self.input_dead.total(), self.counters.dead.total())
+
+    @property
+    def exit_code(self) -> int:
+        return exit_code(self)
+
+    @property
+    def pages_per_second(self) -> float:
+        t = self.times.crawl
+        return self.counters.pages_done / t if t > 0 else 0.0
 
     def as_dict(self) -> dict[str, Any]:
         c, s = self.counters, self.stats
         return {
             "command": self.command,
             "exit_code": self.exit_code,
-            "elapsed_s": round(c.elapsed, 3),
+            "elapsed_s": round(self.times.total, 3),
+            "enqueue_s": round(self.times.enqueue, 3),
+            "crawl_s": round(self.times.crawl, 3),
             "pages": c.pages_done,
+            "reports_done": c.reports_done,
             "pages_unchanged": c.pages_unchanged,
-            "pages_per_s": round(c.pages_per_second, 1),
+            "pages_per_s": round(self.pages_per_second, 1),
             "statements_stored": c.statements,
             "retries": c.retries,
             "dead_this_run": dict(c.dead),
@@ -93,7 +104,10 @@ class RunSummary:
             "bad_lines": self.inputs.bad_lines,
             "enqueued": self.inputs.enqueued,
             "already_dead": dict(self.inputs.already_dead),
+            "input_jobs": dict(self.input_states),
+            "input_dead": dict(self.input_dead),
             "out_of_time": self.out_of_time,
+            "stopped_by_signal": self.stopped_by,
             "jobs": s.jobs_by_state,
             "dead_total": {d.reason: d.count for d in s.dead_by_reason},
             "incomplete_reports": s.incomplete_reports,
@@ -101,24 +115,41 @@ class RunSummary:
         }
 
     def render(self) -> str:
-        c, s = self.counters, self.stats
-        lines = [f"citepipe {self.command}: finished in {c.elapsed:.1f} s"]
+        c, s, t = self.counters, self.stats, self.times
+        lines = [
+            f"citepipe {self.command}: finished in {t.total:.1f} s "
+            f"(enqueue {t.enqueue:.1f} s, crawl {t.crawl:.1f} s)"
+        ]
         i = self.inputs
         if i.lines:
             lines.append(
-                f"  input:      {i.dois} DOIs, {i.bad_lines} bad lines, {i.enqueued} jobs queued"
+                f"  input:      {plural(i.dois, 'DOI')}, {plural(i.bad_lines, 'bad line')}, "
+                f"{plural(i.enqueued, 'job')} queued"
             )
         elif i.enqueued:
-            lines.append(f"  enqueued:   {i.enqueued} jobs")
+            lines.append(f"  enqueued:   {plural(i.enqueued, 'job')}")
         if i.already_dead:
+            n = i.already_dead.total()
             lines.append(
-                f"  dead before: {i.already_dead.total()} jobs of the input died in an earlier "
+                f"  dead before: {plural(n, 'job')} of the input died in an earlier "
                 "run (not retried; `citepipe status` lists the reasons)"
             )
+        if self.input_states:
+            lines.append(
+                "  input jobs: "
+                + ", ".join(f"{k} {v}" for k, v in sorted(self.input_states.items()))
+            )
+        elif i.dois:
+            dead = self.input_dead.total()
+            lines.append(
+                f"  input jobs: {plural(dead, 'dead job')}; the others not counted by state "
+                "(the store is much larger than this input)"
+            )
         lines.append(
-            f"  pages:      {c.pages_done} done ({c.pages_per_second:.1f} pages/s), "
-            f"{c.pages_unchanged} unchanged, {c.retries} retries scheduled"
+            f"  pages:      {c.pages_done} done ({self.pages_per_second:.1f} pages/s), "
+            f"{c.pages_unchanged} unchanged, {plural(c.retries, 'retry', 'retries')} scheduled"
         )
+        lines.append(f"  reports:    {c.reports_done} complete this run")
         lines.append(f"  statements: {c.statements} stored this run")
         lines.append("  queue:      " + ", ".join(f"{k} {v}" for k, v in s.jobs_by_state.items()))
         if s.dead_by_reason:
@@ -126,11 +157,34 @@ class RunSummary:
                 "  dead:       " + "; ".join(f"{d.reason}: {d.count}" for d in s.dead_by_reason)
             )
         if s.incomplete_reports:
-            lines.append(f"  incomplete: {s.incomplete_reports} reports have a dead page")
+            lines.append(
+                f"  incomplete: {plural(s.incomplete_reports, 'report')} "
+                f"{'has' if s.incomplete_reports == 1 else 'have'} a dead page"
+            )
         lines.append("  rows:       " + ", ".join(f"{k} {v}" for k, v in s.rows_by_table.items()))
         lines.extend(f"  note:       {n}" for n in self.notes)
         lines.append("citepipe-summary " + json.dumps(self.as_dict(), sort_keys=True))
         return "\n".join(lines)
+
+
+def exit_code(summary: RunSummary) -> int:
+    """The one exit-code rule of every run (documented in the README).
+
+    A stop by signal is 128 + its number (130, 143), except for a long-running worker or
+    scheduler, whose normal end it is (0). Then: 3 when the time budget was spent with
+    work left; 1 when a job of this run's input ended dead, for any reason and by any
+    process, or an input line was bad; else 0. (2 never comes from a summary: a run
+    that cannot start raises a ConfigError instead.)
+    """
+    if summary.long_running:
+        return EXIT_OK
+    if summary.stopped_by is not None:
+        return EXIT_SIGNAL_BASE + summary.stopped_by
+    if summary.out_of_time:
+        return EXIT_BUDGET
+    if summary.dead_jobs or summary.inputs.bad_lines:
+        return EXIT_INCOMPLETE
+    return EXIT_OK
 
 
 def render_status(stats: Stats) -> str:
@@ -143,7 +197,7 @@ def render_status(stats: Stats) -> str:
     out.append("rows:")
     out += [f"  {table:<14} {count}" for table, count in stats.rows_by_table.items()]
     out.append(
-        f"throughput: {stats.pages_last_minute} pages in the last minute, "
+        f"throughput: {plural(stats.pages_last_minute, 'page')} in the last minute, "
         f"{stats.pages_last_hour} in the last hour"
     )
     if stats.active_runs:

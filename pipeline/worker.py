@@ -25,6 +25,7 @@ from typing import Any
 
 import structlog
 
+from pipeline.config import Settings
 from pipeline.errors import FetchError, ParseError, PipelineError, TransientFetchError
 from pipeline.fetcher import Fetcher
 from pipeline.models import Completion, Job, NewJob, Page, ParseResult, Validators
@@ -49,6 +50,7 @@ class RunCounters:
 
     started: float = field(default_factory=time.monotonic)
     pages_done: int = 0
+    reports_done: int = 0  # reports whose last page this process completed
     pages_unchanged: int = 0
     statements: int = 0
     retries: int = 0
@@ -63,14 +65,17 @@ class RunCounters:
         return self.pages_done / self.elapsed if self.elapsed > 0 else 0.0
 
 
+_DEFAULTS = Settings()  # the one place defaults live; app builds options from Settings
+
+
 @dataclass(frozen=True, slots=True)
 class WorkerOptions:
-    concurrency: int = 16
-    claim_batch: int = 64
-    lease_seconds: float = 30.0
-    base_url: str = "https://scite.ai"
+    concurrency: int = _DEFAULTS.concurrency
+    claim_batch: int = _DEFAULTS.claim_batch
+    lease_seconds: float = _DEFAULTS.lease_seconds
+    base_url: str = _DEFAULTS.base_url
     burst: bool = True
-    grace: float = 10.0
+    grace: float = _DEFAULTS.timeout  # after a stop: seconds in-flight pages may finish in
     max_duration: float = 0.0  # seconds; 0 = no budget
     broken_dir: Path | None = None  # where broken pages are kept for inspection
 
@@ -86,7 +91,10 @@ class Worker:
         policy: RetryPolicy,
         options: WorkerOptions,
         on_page: Callable[[RunCounters], None] | None = None,
+        now: Callable[[], datetime] | None = None,
     ) -> None:
+        """`now` is the wall clock (UTC) for fetch times and retry times; the composition
+        root passes its injected clock's, so that store and worker agree on time."""
         self.store = store
         self.fetcher = fetcher
         self.source = source
@@ -95,6 +103,7 @@ class Worker:
         self.counters = RunCounters()
         self.id = worker_id()
         self._on_page = on_page
+        self._now = now or (lambda: datetime.now(UTC))
         self._stopping = asyncio.Event()
         self._in_flight: dict[int, Job] = {}
         self._tasks: set[asyncio.Task[None]] = set()
@@ -102,9 +111,13 @@ class Worker:
         # claim in batches: one claim transaction per few pages, not one per page
         self._claim_threshold = max(1, min(options.claim_batch, options.concurrency // 4))
         self.out_of_time = False
+        self._grace: float | None = None
 
-    def stop(self) -> None:
-        """Stop claiming; in-flight pages finish (or are released after `grace`)."""
+    def stop(self, grace: float | None = None) -> None:
+        """Stop claiming; in-flight pages finish (or are released after `grace` seconds,
+        `options.grace` unless given; the shortest grace asked for wins)."""
+        if grace is not None:
+            self._grace = grace if self._grace is None else min(self._grace, grace)
         if not self._stopping.is_set():
             log.info("stopping", in_flight=len(self._in_flight))
         self._stopping.set()
@@ -167,7 +180,7 @@ class Worker:
         if not self._in_flight:
             due = await self.store.next_due()
             if due is not None:
-                wait = min(wait, max(0.01, (due - datetime.now(UTC)).total_seconds()))
+                wait = min(wait, max(0.01, (due - self._now()).total_seconds()))
         if deadline is not None:
             wait = min(wait, max(0.0, deadline - time.monotonic()))
         stop_wait = asyncio.ensure_future(self._stopping.wait())
@@ -180,7 +193,8 @@ class Worker:
     async def _finish_in_flight(self) -> None:
         if not self._tasks:
             return
-        _, still = await asyncio.wait(set(self._tasks), timeout=self.options.grace)
+        grace = self.options.grace if self._grace is None else self._grace
+        _, still = await asyncio.wait(set(self._tasks), timeout=grace)
         for task in still:
             task.cancel()
         if still:
@@ -216,6 +230,7 @@ class Worker:
         except Exception:
             self._in_flight.pop(job.id, None)
             log.exception("job crashed")
+            self.counters.dead["internal error"] += 1
             with contextlib.suppress(PipelineError):
                 await self.store.fail(job, "internal error", None)
         finally:
@@ -240,6 +255,8 @@ class Worker:
             return
         await self.store.complete(completion)
         self.counters.pages_done += 1
+        if not any(f.doi == job.doi for f in completion.follow_ups):
+            self.counters.reports_done += 1  # no next page: the report is complete
         if completion.result is None:
             self.counters.pages_unchanged += 1
         else:
@@ -254,7 +271,7 @@ class Worker:
 
     def _completion(self, job: Job, page: Page) -> Completion:
         """Parse the page (unless unchanged) and build the completion with follow-ups."""
-        now = datetime.now(UTC)
+        now = self._now()
         if page.not_modified:
             return Completion(
                 job=job,
@@ -304,7 +321,7 @@ class Worker:
         return (NewJob(doi=job.doi, url=nxt, page=job.page + 1, depth=job.depth, round=job.round),)
 
     async def _fail_transient(self, job: Job, exc: TransientFetchError) -> None:
-        retry_at = self.policy.next_retry_at(job.attempts, exc.retry_after)
+        retry_at = self.policy.next_retry_at(job.attempts, exc.retry_after, self._now())
         if retry_at is None:
             reason = f"gave up after {job.attempts} attempts: {exc.reason}"
             await self._fail_dead(job, reason, str(exc))

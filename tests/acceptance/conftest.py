@@ -4,17 +4,27 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
+import io
 import os
 import signal
 import sqlite3
 import sys
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from citesite.dataset import SiteReport, generate
+from pipeline.clock import ManualClock, SystemClock
+from pipeline.config import Settings
+from pipeline.logs import configure_logging
+from pipeline.progress import Progress
+from pipeline.runs import RunUI
+from pipeline.worker import RunCounters
 
 ROOT = Path(__file__).resolve().parents[2]
 _started: list[asyncio.subprocess.Process] = []
@@ -147,3 +157,87 @@ def snapshot(db: Path) -> dict[str, list[tuple[Any, ...]]]:
         "statements": sorted(stored_statements(db), key=repr),
         "jobs": sorted(query(db, "select doi, page, state from jobs")),
     }
+
+
+# ---------------------------------------------------------------- in-process runs
+
+
+def fast_settings(base_url: str, db: Path, **extra: Any) -> Settings:
+    """The settings of `fast_env`, as an object for in-process runs (no env, no file)."""
+    values: dict[str, Any] = {
+        "base_url": base_url,
+        "db": str(db),
+        "request_delay": 0.0,
+        "per_host_concurrency": 16,
+        "concurrency": 16,
+        "retry_base": 0.05,
+        "retry_cap": 0.5,
+        "max_attempts": 6,
+        "timeout": 3.0,
+        "lease_seconds": 3.0,
+        "log_format": "json",
+        "progress": False,
+    }
+    values.update(extra)
+    return dataclasses.replace(Settings(), **values).validate()
+
+
+class OffsetClock(SystemClock):
+    """The real clock, moved forward on demand: 'a week later' without waiting a week."""
+
+    def __init__(self) -> None:
+        self.offset = 0.0
+
+    def now(self) -> datetime:
+        return super().now() + timedelta(seconds=self.offset)
+
+    def monotonic(self) -> float:
+        return super().monotonic() + self.offset
+
+
+class SteppedClock(OffsetClock):
+    """Wall time follows the real clock (the store's due times keep working); the budget
+    clock (`monotonic`, `sleep`) moves only when `advance` is called."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._manual = ManualClock()
+
+    def monotonic(self) -> float:
+        return self._manual.monotonic()
+
+    def advance(self, seconds: float) -> None:
+        self._manual.advance(seconds)
+
+    async def sleep(self, seconds: float) -> None:
+        await self._manual.sleep(seconds)
+
+
+def quiet_ui() -> RunUI:
+    """A RunUI whose messages are kept for the test to read."""
+    return RunUI(err=io.StringIO())
+
+
+def ui_text(ui: RunUI) -> str:
+    assert isinstance(ui.err, io.StringIO)
+    return ui.err.getvalue()
+
+
+@pytest.fixture
+def json_logs() -> Any:
+    """Capture the JSON log lines of in-process runs; restore structlog afterwards."""
+    buf = io.StringIO()
+    configure_logging("info", "json", stream=buf)
+    yield buf
+    structlog.reset_defaults()
+
+
+class FirstPage(Progress):
+    """A silent progress display that sets `done` when the run's first page is done."""
+
+    def __init__(self) -> None:
+        super().__init__(False, "test", io.StringIO())
+        self.done = asyncio.Event()
+
+    def update(self, counters: RunCounters) -> None:
+        self.done.set()

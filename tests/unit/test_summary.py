@@ -38,8 +38,8 @@ def machine_line(text: str) -> dict[str, object]:
 
 def test_an_input_run_shows_its_input_and_not_a_second_enqueued_line() -> None:
     inputs = InputTally(lines=7, dois=6, bad_lines=1, enqueued=6)
-    text = RunSummary("backfill", counters(), stats(), EXIT_INCOMPLETE, inputs).render()
-    assert "input:      6 DOIs, 1 bad lines, 6 jobs queued" in text
+    text = RunSummary("backfill", counters(), stats(), inputs).render()
+    assert "input:      6 DOIs, 1 bad line, 6 jobs queued" in text
     assert "enqueued:" not in text and "dead before" not in text
     data = machine_line(text)
     assert data["exit_code"] == EXIT_INCOMPLETE and data["bad_lines"] == 1
@@ -47,7 +47,7 @@ def test_an_input_run_shows_its_input_and_not_a_second_enqueued_line() -> None:
 
 
 def test_a_run_without_input_lines_shows_what_it_queued() -> None:
-    text = RunSummary("crawl", counters(), stats(), 0, InputTally(enqueued=4)).render()
+    text = RunSummary("crawl", counters(), stats(), InputTally(enqueued=4)).render()
     assert "enqueued:   4 jobs" in text and "input:" not in text
 
 
@@ -57,11 +57,10 @@ def test_dead_before_and_dead_this_run_are_told_apart() -> None:
         "backfill",
         counters(dead={"broken page: no title": 1}),
         stats({"not found (404)": 1, "broken page: no title": 1}),
-        EXIT_INCOMPLETE,
         inputs,
     )
     text = summary.render()
-    assert "dead before: 1 jobs of the input died in an earlier run" in text
+    assert "dead before: 1 job of the input died in an earlier run" in text
     assert "dead:       not found (404): 1; broken page: no title: 1" in text
     data = machine_line(text)
     assert data["already_dead"] == {"not found (404)": 1}

@@ -1,0 +1,417 @@
+"""The run lifecycle shared by backfill, crawl, demo and worker: stop requests, input
+streaming, run heartbeats, progress lines, the work phase and the final survey of the
+input's jobs.
+
+Nothing here parses arguments or installs signal handlers: the command line does that and
+hands a `Stop` in; tests request a stop the same way.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import signal
+import socket
+import sys
+from collections import Counter
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from typing import IO, TYPE_CHECKING, TextIO
+
+import structlog
+
+from pipeline.errors import ConfigError, PipelineError
+from pipeline.inputs import read_doi_lines
+from pipeline.models import RUN_HEARTBEAT, RUN_STALE_AFTER, Job, NewJob, RunInfo
+from pipeline.normalise import report_address
+from pipeline.progress import Progress
+from pipeline.summary import InputTally, plural
+from pipeline.worker import RunCounters, Worker
+
+if TYPE_CHECKING:  # app imports this module
+    from pipeline.app import Pipeline
+
+log = structlog.get_logger("citepipe")
+
+ENQUEUE_CHUNK = 1000
+PROGRESS_REFRESH = 1.0  # seconds between refreshes of the bar's known total
+
+
+class Stop:
+    """A request to stop a run, with the signal that asked for it (if any).
+
+    The command line calls `request(signum)` from its signal handler; a scheduler's crawl
+    and the scheduler share one `Stop`, so one SIGTERM ends both, without any module-global
+    list of handlers.
+    """
+
+    def __init__(self) -> None:
+        self.signum: int | None = None
+        self._event = asyncio.Event()
+        self._callbacks: list[Callable[[], None]] = []
+
+    @property
+    def requested(self) -> bool:
+        return self._event.is_set()
+
+    def request(self, signum: int = signal.SIGTERM) -> None:
+        """Ask the run to stop (idempotent: the first signal is the one remembered)."""
+        if self._event.is_set():
+            return
+        self.signum = signum
+        self._event.set()
+        for callback in list(self._callbacks):
+            callback()
+
+    async def wait(self) -> None:
+        await self._event.wait()
+
+    @contextlib.contextmanager
+    def calling(self, callback: Callable[[], None]) -> Iterator[None]:
+        """While inside, a stop request also calls `callback` (at once if already asked)."""
+        self._callbacks.append(callback)
+        try:
+            if self._event.is_set():
+                callback()
+            yield
+        finally:
+            self._callbacks.remove(callback)
+
+
+@dataclass
+class RunUI:
+    """Where a run talks to its user: messages (stderr) and the progress display."""
+
+    err: TextIO = field(default_factory=lambda: sys.stderr)
+    progress: Progress | None = None
+    log_summary: bool = True  # a `summary` log line for log collectors (not on a terminal)
+
+    def message(self, text: str) -> None:
+        """A line for people, printed above any progress bar."""
+        if self.progress is not None and self.progress.shown:
+            self.progress.message(text)
+        else:
+            print(text, file=self.err, flush=True)
+
+
+@contextlib.contextmanager
+def open_input(name: str, stdin: IO[str] | None = None) -> Iterator[IO[str]]:
+    """A DOI list by name: a file, or `-` for standard input. A missing or unreadable
+    file is a configuration error, raised before any store is opened or created."""
+    if name == "-":
+        yield stdin if stdin is not None else sys.stdin
+        return
+    try:
+        f = open(name, encoding="utf-8-sig", errors="replace", newline=None)  # noqa: SIM115
+    except OSError as exc:
+        raise ConfigError(f"input {name}: {exc.strerror}") from None
+    with f:
+        yield f
+
+
+async def enqueue_lines(
+    p: Pipeline,
+    lines: Iterable[str],
+    depth: int,
+    tally: InputTally,
+    ui: RunUI,
+    seen: set[str] | None = None,
+    stop: Stop | None = None,
+) -> None:
+    """Stream DOI lines into the queue in chunks; report each bad line by number.
+
+    Also counts the input's DOIs that are already dead from an earlier run: no work is
+    repeated for them, but they are not done either. `seen` collects the input's DOIs,
+    for the survey at the end of the run. A stop request ends the reading early.
+    """
+    chunk: list[NewJob] = []
+    base = p.settings.base_url
+    progress = ui.progress
+
+    async def flush() -> None:
+        tally.enqueued += await p.store.enqueue(chunk)
+        tally.already_dead.update(await p.store.dead_among([job.doi for job in chunk]))
+        chunk.clear()
+        if progress is not None:
+            progress.enqueue(tally.lines, tally.dois)
+
+    for line in read_doi_lines(lines):
+        if stop is not None and stop.requested:
+            break  # a stop while reading a long input: what was read is queued
+        tally.lines += 1
+        if line.doi is None:
+            tally.bad_lines += 1
+            ui.message(f"line {line.lineno}: not a DOI: {line.raw[:200]!r}")
+            if not ui.err.isatty():  # on a terminal the line above says it all
+                log.warning("bad input line", line=line.lineno, text=line.raw[:200])
+            continue
+        tally.dois += 1
+        if seen is not None:
+            seen.add(line.doi)
+        chunk.append(NewJob(doi=line.doi, url=report_address(base, line.doi), depth=depth))
+        if len(chunk) >= ENQUEUE_CHUNK:
+            await flush()
+    if chunk:
+        await flush()
+
+
+@dataclass
+class InputSurvey:
+    """The input's jobs by final state, and its dead jobs by reason (any run, any process)."""
+
+    states: Counter[str] = field(default_factory=Counter)
+    dead: Counter[str] = field(default_factory=Counter)
+
+
+SURVEY_CHUNK = 1000
+SURVEY_SCAN_RATIO = 4  # count states by a pass over the jobs table up to 4 jobs per DOI
+
+
+async def survey_input(p: Pipeline, dois: set[str], total_jobs: int | None = None) -> InputSurvey:
+    """The input's jobs as the store holds them at the end of the run.
+
+    What the exit code judges, the input's dead jobs by reason, is always read, by DOI
+    (indexed): a job of this input that ended dead counts, whoever killed it (this
+    process, an earlier run, another process on the same store) and for whatever reason
+    (including a crash). The count of every input job by state takes one streaming pass
+    over the jobs table, done only when the store is not much larger than the input
+    (`total_jobs`), so that a small backfill into a huge store stays quick;
+    `states` is empty when it was skipped.
+    """
+    survey = InputSurvey()
+    if not dois:
+        return survey
+    chunk: list[str] = []
+    for doi in dois:
+        chunk.append(doi)
+        if len(chunk) >= SURVEY_CHUNK:
+            survey.dead.update(await p.store.dead_among(chunk))
+            chunk.clear()
+    if chunk:
+        survey.dead.update(await p.store.dead_among(chunk))
+    if total_jobs is not None and total_jobs > SURVEY_SCAN_RATIO * len(dois):
+        return survey
+    async for row in p.store.export("jobs"):
+        if row["doi"] in dois:
+            survey.states[str(row["state"])] += 1
+    return survey
+
+
+async def heartbeat_run(p: Pipeline, run_id: int, interval: float = RUN_HEARTBEAT) -> None:
+    """Keep the run's registry row alive, so that other runs see us as active."""
+    while True:
+        await asyncio.sleep(interval)
+        with contextlib.suppress(PipelineError):
+            await p.store.heartbeat_run(run_id)
+
+
+async def log_progress(p: Pipeline, counters: RunCounters, interval: float) -> None:
+    """A `progress` log line every `interval` seconds, for runs nobody watches on a
+    terminal (cron, containers, nohup): pages, the recent rate, what is left."""
+    clock = p.clock
+    last_pages, last_time = counters.pages_done, clock.monotonic()
+    while True:
+        await asyncio.sleep(interval)
+        now = clock.monotonic()
+        try:
+            pending: int | None = await p.store.pending()
+        except PipelineError:
+            pending = None
+        span = now - last_time
+        log.info(
+            "progress",
+            pages=counters.pages_done,
+            pages_per_s=round((counters.pages_done - last_pages) / span, 1) if span > 0 else 0.0,
+            statements=counters.statements,
+            retries=counters.retries,
+            dead=counters.dead.total(),
+            pending=pending,
+        )
+        last_pages, last_time = counters.pages_done, now
+
+
+def _pid_gone(pid: int) -> bool:
+    """Whether no process with this id exists on this host (provably, not 'maybe')."""
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except (PermissionError, OSError):
+        return False  # it exists (someone else's), or we cannot tell: not provably gone
+    return False
+
+
+def _as_datetime(value: object) -> datetime | None:
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if isinstance(value, str) and value:
+        try:
+            parsed = datetime.fromisoformat(value)
+        except ValueError:
+            return None
+        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+    return None
+
+
+async def reclaim_and_name_waits(p: Pipeline, ui: RunUI) -> None:
+    """Before working: give back at once the leases of a run that is provably dead (same
+    host, its pid gone, no live heartbeat), and name the wait for the others' leases.
+
+    Without this a rerun after a SIGKILL sits silent until the killed run's leases expire
+    (`lease_seconds`). Costs one count, and one pass over the jobs only when some are
+    leased.
+    """
+    try:
+        if not (await p.store.stats()).jobs_by_state.get("leased"):
+            return
+        live = {(r.host, r.pid) for r in await p.store.active_runs(stale_after=RUN_STALE_AFTER)}
+        host = socket.gethostname()
+        dead: list[Job] = []
+        dead_holders: set[str] = set()
+        waiting = 0
+        until: datetime | None = None
+        async for row in p.store.export("jobs"):
+            if row["state"] != "leased":
+                continue
+            holder = str(row.get("worker") or "")
+            h, _, pid_text = holder.rpartition(":")
+            pid = int(pid_text) if pid_text.isdigit() else -1
+            if h == host and pid > 0 and (h, pid) not in live and _pid_gone(pid):
+                dead.append(_job_of(row))
+                dead_holders.add(holder)
+            elif (h, pid) not in live:
+                waiting += 1
+                lease = _as_datetime(row.get("lease_until"))
+                if lease is not None and (until is None or lease > until):
+                    until = lease
+        if dead:
+            await p.store.release(dead)
+            ui.message(
+                f"reclaimed {plural(len(dead), 'lease')} of "
+                f"{'a run' if len(dead_holders) == 1 else 'runs'} whose process is gone "
+                f"({', '.join(sorted(dead_holders))}); their pages are queued again"
+            )
+        if waiting:
+            at = f" (until {until.astimezone(UTC):%H:%M:%S} UTC)" if until is not None else ""
+            ui.message(
+                f"waiting for {plural(waiting, 'lease')} of an earlier run to expire{at}; "
+                "those pages are worked then"
+            )
+    except PipelineError as exc:  # a courtesy: never a reason to fail the run
+        log.warning("could not look at leases of earlier runs", error=str(exc))
+
+
+def _job_of(row: dict[str, object]) -> Job:
+    return Job(
+        id=int(row["id"]),  # type: ignore[call-overload]
+        doi=str(row["doi"]),
+        url=str(row["url"]),
+        page=int(row["page"]),  # type: ignore[call-overload]
+        attempts=int(row["attempts"]),  # type: ignore[call-overload]
+        depth=int(row["depth"]),  # type: ignore[call-overload]
+        round=int(row.get("round") or 0),  # type: ignore[call-overload]
+    )
+
+
+@dataclass
+class WorkOutcome:
+    """How the work phase ended."""
+
+    worker: Worker
+    out_of_time: bool = False
+    stopped: bool = False
+
+
+async def work(
+    p: Pipeline,
+    run_id: int,
+    ui: RunUI,
+    stop: Stop,
+    *,
+    burst: bool,
+    max_duration: float = 0.0,
+    reports: int | None = None,
+) -> WorkOutcome:
+    """Run a worker with stop requests, a time budget, progress and run heartbeats.
+
+    At the budget the worker stops claiming and in-flight pages get one request timeout
+    to finish and be committed; on a stop request they get `stop_grace` (about a second)
+    and the rest is released for the next run.
+    """
+    await reclaim_and_name_waits(p, ui)
+    progress = ui.progress
+    worker = p.worker(burst=burst, on_page=progress.update if progress is not None else None)
+    outcome = WorkOutcome(worker)
+    background = [asyncio.create_task(heartbeat_run(p, run_id))]
+    if (progress is None or not progress.shown) and p.settings.progress_interval > 0:
+        background.append(
+            asyncio.create_task(log_progress(p, worker.counters, p.settings.progress_interval))
+        )
+    if max_duration > 0:
+
+        async def budget() -> None:
+            await p.clock.sleep(max_duration)
+            outcome.out_of_time = True
+            log.info("time budget spent", max_duration=max_duration)
+            worker.stop(grace=p.options.budget_grace)
+
+        background.append(asyncio.create_task(budget()))
+
+    def on_stop() -> None:
+        outcome.stopped = True
+        worker.stop(grace=p.options.stop_grace)
+
+    if progress is not None:
+        progress.start_crawl(await _pending_or_none(p), reports)
+        if progress.shown:
+            background.append(asyncio.create_task(_known_total(p, progress, worker.counters)))
+    try:
+        with stop.calling(on_stop):
+            await worker.run()
+    finally:
+        for task in background:
+            task.cancel()
+        await asyncio.gather(*background, return_exceptions=True)
+    return outcome
+
+
+async def _known_total(p: Pipeline, progress: Progress, counters: RunCounters) -> None:
+    """Keep the bar's total true: pages done plus pages still queued (follow-ups found
+    during the run raise it)."""
+    while True:
+        await asyncio.sleep(PROGRESS_REFRESH)
+        pending = await _pending_or_none(p)
+        if pending is not None:
+            progress.remaining(counters.pages_done, pending)
+
+
+async def _pending_or_none(p: Pipeline) -> int | None:
+    try:
+        return await p.store.pending()
+    except PipelineError:
+        return None
+
+
+def active_run_notes(runs: Iterable[RunInfo], own: int) -> list[str]:
+    """'another run is active' notes for every live run but our own."""
+    return [
+        f"another run is active: #{r.id} {r.kind} pid {r.pid} on {r.host} "
+        f"since {r.started_at}; sharing the queue safely"
+        for r in runs
+        if r.id != own
+    ]
+
+
+__all__ = [
+    "InputSurvey",
+    "RunUI",
+    "Stop",
+    "WorkOutcome",
+    "active_run_notes",
+    "enqueue_lines",
+    "open_input",
+    "survey_input",
+    "work",
+]

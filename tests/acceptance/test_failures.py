@@ -1,0 +1,256 @@
+"""Failing commands: one line, a documented exit code, and nothing created or changed.
+
+Most run `cli.main` in-process (capsys reads what it printed); the ones where a traceback
+could come from a thread or an interpreter shutdown run the real command.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import io
+import os
+import signal
+import sqlite3
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+import structlog
+
+from citesite.server import CitationSite
+from pipeline import app, cli
+from pipeline.errors import ConfigError
+from pipeline.models import NewJob
+from pipeline.runs import Stop
+
+from .conftest import fast_env, fast_settings, query, reports, run_cli, start_cli, write_dois
+
+
+def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = cli.main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def one_line(err: str) -> str:
+    lines = err.strip().splitlines()
+    assert len(lines) == 1, err
+    assert "Traceback" not in err
+    return lines[0]
+
+
+async def amake_store(db: Path) -> None:
+    """A real store with one job, made by the store's own migrations (no network)."""
+    async with app.open_pipeline(fast_settings("http://127.0.0.1:9", db)) as p:
+        await p.store.enqueue([NewJob(doi="10.1/x", url="http://127.0.0.1:9/reports/10.1/x")])
+
+
+def make_store(db: Path) -> None:
+    asyncio.run(amake_store(db))
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    for key in list(os.environ):
+        if key.startswith("CITEPIPE_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv("CITEPIPE_LOG_FORMAT", "json")
+    monkeypatch.chdir(tmp_path)
+    yield
+    structlog.reset_defaults()  # cli.main configured logging onto capsys's stream
+
+
+@pytest.mark.parametrize("target", ["missing-folder/out.csv", "a-folder", "/dev/full"])
+def test_export_to_a_bad_output_is_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, target: str
+) -> None:
+    db = tmp_path / "s.sqlite"
+    make_store(db)
+    (tmp_path / "a-folder").mkdir()
+    code, _, err = run_main(capsys, "export", "--table", "jobs", "-o", target, "--db", str(db))
+    assert code == 2
+    assert "--output" in one_line(err)
+    assert not (tmp_path / "missing-folder").exists()
+
+
+def test_config_naming_a_binary_file_is_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    binary = tmp_path / "bin.toml"
+    binary.write_bytes(b"\x7fELF\x02\x01\x01\x00\xd0\xff\xfe" * 10)
+    code, _, err = run_main(capsys, "status", "--config", str(binary), "--db", "x.sqlite")
+    assert code == 2 and "bin.toml" in one_line(err)
+    assert not (tmp_path / "x.sqlite").exists()
+
+
+@pytest.mark.parametrize(
+    ("argv", "word"),
+    [(["site", "--per-page", "0"], "--per-page"), (["site", "--port", "70000"], "--port")],
+)
+def test_bad_site_options_are_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], argv: list[str], word: str
+) -> None:
+    code, _, err = run_main(capsys, *argv)
+    assert code == 2 and word in one_line(err)
+
+
+@pytest.mark.parametrize("command", [["status"], ["backfill", "in.txt"], ["crawl"]])
+def test_db_naming_a_directory_is_one_line_exit_2(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: list[str]
+) -> None:
+    (tmp_path / "in.txt").write_text("10.1/x\n", encoding="utf-8")
+    folder = tmp_path / "store-dir"
+    folder.mkdir()
+    code, _, err = run_main(capsys, *command, "--db", str(folder))
+    assert code == 2 and "directory" in one_line(err)
+    assert list(folder.iterdir()) == []
+
+
+async def test_db_naming_a_directory_in_the_real_command(tmp_path: Path) -> None:
+    """The process itself: no traceback at interpreter exit from a database thread."""
+    folder = tmp_path / "store-dir"
+    folder.mkdir()
+    res = await run_cli("backfill", "-", env=fast_env("http://127.0.0.1:9", folder), stdin=b"")
+    assert res.code == 2 and "directory" in one_line(res.err)
+    assert list(folder.iterdir()) == []
+
+
+def test_status_on_an_empty_file_leaves_it_empty(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    db = tmp_path / "empty.sqlite"
+    db.touch()
+    code, _, err = run_main(capsys, "status", "--db", str(db))
+    assert code == 2 and "empty" in one_line(err)
+    assert db.stat().st_size == 0
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["empty.sqlite"]
+
+
+@pytest.mark.parametrize("command", [["status"], ["backfill", "in.txt"]])
+def test_a_foreign_sqlite_file_is_left_unchanged(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: list[str]
+) -> None:
+    (tmp_path / "in.txt").write_text("10.1/x\n", encoding="utf-8")
+    db = tmp_path / "foreign.sqlite"
+    con = sqlite3.connect(db)
+    con.execute("create table notes (body text)")
+    con.commit()
+    con.close()
+    before = db.read_bytes()
+    code, _, err = run_main(capsys, *command, "--db", str(db))
+    assert code == 2 and "another program" in one_line(err)
+    assert db.read_bytes() == before
+    assert query(db, "select name from sqlite_master") == [("notes",)]
+
+
+@pytest.mark.parametrize(
+    "command", [["backfill", "missing.txt"], ["crawl", "--seeds", "missing.txt"]]
+)
+def test_a_missing_input_file_creates_no_store(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, command: list[str]
+) -> None:
+    code, _, err = run_main(capsys, *command, "--db", "data/new.sqlite")
+    assert code == 2 and "missing.txt" in one_line(err)
+    assert not (tmp_path / "data").exists()
+
+
+# ---------------------------------------------------------------- demo
+
+
+def test_demo_refuses_to_overwrite_what_it_did_not_make(tmp_path: Path) -> None:
+    text = tmp_path / "notes.txt"
+    text.write_text("precious\n", encoding="utf-8")
+    store = tmp_path / "real.sqlite"
+    make_store(store)
+    store_bytes = store.read_bytes()
+    for target in (text, store):
+        with pytest.raises(ConfigError, match="not a store made by `citepipe demo`"):
+            app.prepare_demo_db(str(target), force=False)
+    assert text.read_text(encoding="utf-8") == "precious\n"
+    assert store.read_bytes() == store_bytes
+    app.prepare_demo_db(str(text), force=True)  # --force: the user said so
+    assert not text.exists()
+
+
+async def test_demo_replaces_its_own_store_and_refuses_a_real_one(tmp_path: Path) -> None:
+    db = tmp_path / "demo.sqlite"
+    env = fast_env("http://unused.invalid", tmp_path / "x.sqlite")
+    first = await run_cli("demo", "--db", str(db), env=env)
+    assert first.code == 0, first.err[-2000:]
+    assert app.is_demo_store(str(db))
+    again = await run_cli("demo", "--db", str(db), env=env)  # its own store: replaced
+    assert again.code == 0, again.err[-2000:]
+    assert query(db, "select count(*) from runs") == [(1,)]
+    real = tmp_path / "real.sqlite"
+    await amake_store(real)
+    refused = await run_cli("demo", "--db", str(real), env=env)
+    assert refused.code == 2 and "--force" in one_line(refused.err)
+    assert query(real, "select count(*) from jobs") == [(1,)]
+
+
+# ---------------------------------------------------------------- signals
+
+
+async def test_first_ctrl_c_under_politeness_stops_and_releases_leases(tmp_path: Path) -> None:
+    """Default politeness (1 s between requests): the first SIGINT ends the run with 130,
+    its politeness sleeps cancelled and every lease given back."""
+    reps = reports(20, seed=31)
+    async with CitationSite(reps) as site:
+        db = tmp_path / "c.sqlite"
+        env = fast_env(site.base_url, db, request_delay=1.0, per_host_concurrency=2)
+        proc = await start_cli(
+            "backfill", str(write_dois(tmp_path / "in.txt", list(reps))), env=env
+        )
+        await _wait_for_done(db, 1)
+        proc.send_signal(signal.SIGINT)
+        out, err = await asyncio.wait_for(proc.communicate(), 30)
+    assert proc.returncode == 130, err.decode()[-2000:]
+    assert "stopped by signal" in out.decode()
+    assert query(db, "select count(*) from jobs where state = 'leased'") == [(0,)]
+    assert query(db, "select count(*) from jobs where state = 'queued'")[0][0] > 0
+
+
+async def test_a_second_signal_forces_the_quit_and_handlers_are_restored() -> None:
+    """The first signal asks the run to stop; the second forces the quit; on the way out
+    the handlers that were there before are back."""
+    before = {sig: signal.getsignal(sig) for sig in cli.STOP_SIGNALS}
+    forced: list[int] = []
+    stop = Stop()
+    err = io.StringIO()
+    with cli.handle_signals(stop, err, force_quit=forced.append):
+        os.kill(os.getpid(), signal.SIGTERM)
+        await asyncio.wait_for(stop.wait(), 5)
+        assert stop.signum == signal.SIGTERM and forced == []
+        os.kill(os.getpid(), signal.SIGINT)
+        for _ in range(100):  # the handler runs between bytecodes of this thread
+            if forced:
+                break
+            await asyncio.sleep(0)
+    assert forced == [143]  # 128 + the first signal, SIGTERM
+    assert "quitting now" in err.getvalue()
+    assert {sig: signal.getsignal(sig) for sig in cli.STOP_SIGNALS} == before
+
+
+async def _wait_for_done(db: Path, at_least: int) -> None:
+    await _wait_for_rows(db, "select count(*) from jobs where state = 'done'", at_least)
+
+
+async def _wait_for_rows(db: Path, sql: str, at_least: int = 1) -> None:
+    for _ in range(1200):
+        if db.exists():
+            try:
+                if query(db, sql)[0][0] >= at_least:
+                    return
+            except sqlite3.Error:  # no schema yet
+                pass
+        await asyncio.sleep(0.05)
+    raise AssertionError(f"never reached: {sql} >= {at_least}")
+
+
+def test_an_unknown_timezone_is_a_configuration_error(
+    capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("CITEPIPE_TIMEZONE", "Mars/Olympus_Mons")
+    code, _, err = run_main(capsys, "schedule", "--db", "s.sqlite")
+    assert code == 2 and "timezone" in one_line(err)
+    assert not Path("s.sqlite").exists()
