@@ -41,7 +41,11 @@ integration: $(STAMP)
 acceptance: $(STAMP)
 	$(BIN)/pytest -q tests/acceptance
 
+# The race (citepipe, Scrapy with parsel, Scrapy with citepipe's parser, the bare loop,
+# side by side), then the component benchmarks.
 bench: $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[test,bench]'
+	$(BIN)/python benchmarks/race.py
 	$(BIN)/python benchmarks/parse.py
 	$(BIN)/python benchmarks/store.py
 	$(BIN)/python benchmarks/e2e.py
