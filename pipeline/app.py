@@ -33,6 +33,7 @@ from pipeline.errors import ConfigError, PipelineError, StoreError
 from pipeline.fetcher import AiohttpFetcher, Fetcher
 from pipeline.models import RUN_STALE_AFTER, Page
 from pipeline.normalise import normalise_doi
+from pipeline.processes import check_shareable
 from pipeline.retry import RetryPolicy
 from pipeline.runs import (
     RunUI,
@@ -223,6 +224,7 @@ async def open_pipeline(
     own_store = store is None
     if own_store:
         check_store_location(settings, create=create)
+        check_shareable(settings)  # --processes N needs a store every process can open
     the_store = store if store is not None else make_store(settings, create=create, clock=clock)
     try:
         await the_store.open()
@@ -301,6 +303,7 @@ async def backfill(
         input_dead=survey.dead,
         stopped_by=stop.signum if outcome.stopped else None,
     )
+    summary.notes.extend(outcome.notes)
     if outcome.stopped:
         summary.notes.append("stopped by signal; the rest stays queued")
     if tally.lines == 0 and not stop.requested:
@@ -339,6 +342,7 @@ async def crawl(
     outcome.stopped = outcome.stopped or stop.requested
     crawled = clock.monotonic()
     out_of_time = outcome.out_of_time and await p.store.pending() > 0
+    notes.extend(outcome.notes)
     if out_of_time:
         notes.append("time budget spent; the rest stays queued for the next run")
     if outcome.stopped:
@@ -385,6 +389,7 @@ async def worker(
         times=RunTimes(0.0, elapsed, elapsed),
         stopped_by=stop.signum if outcome.stopped else None,
         long_running=not burst,
+        notes=outcome.notes,
     )
     log.info("worker stopped", pages=counters.pages_done, dead=counters.dead.total())
     return await _finish(p, summary, run_id, ui)

@@ -46,7 +46,8 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 _SETTING_FLAGS: dict[str, tuple[type, str]] = {
     "base_url": (str, "the citation site's base URL"),
     "db": (str, "the store: a SQLite file path or sqlite:///path"),
-    "concurrency": (int, "pages in flight in this process"),
+    "concurrency": (int, "pages in flight in each process"),
+    "processes": (str, "worker processes on the store, or auto (one per CPU core)"),
     "per_host_concurrency": (int, "pages in flight per host"),
     "request_delay": (float, "seconds between request starts to one host"),
     "timeout": (float, "seconds before a request times out"),
@@ -70,6 +71,7 @@ _CRAWL_FLAGS = (
     "log_format",
 )
 _LOG_FLAGS = ("log_level", "log_format")
+_WORK_FLAGS = (*_CRAWL_FLAGS, "processes")  # commands that work the queue here
 
 
 def parse_duration(text: str) -> float:
@@ -218,7 +220,7 @@ def _add_backfill(sub: Any) -> None:
     p.add_argument(
         "--depth", type=int, default=None, help="also crawl citing papers, this many levels deep"
     )
-    _settings_flags(p, _CRAWL_FLAGS, progress=True)
+    _settings_flags(p, _WORK_FLAGS, progress=True)
     p.set_defaults(handler=cmd_backfill)
 
 
@@ -248,7 +250,7 @@ def _add_crawl(sub: Any) -> None:
         help="time budget, e.g. 20m; what is left stays queued (default none)",
     )
     p.add_argument("--depth", type=int, default=None, help="depth for new seeds (default 0)")
-    _settings_flags(p, _CRAWL_FLAGS, progress=True)
+    _settings_flags(p, _WORK_FLAGS, progress=True)
     p.set_defaults(handler=cmd_crawl)
 
 
@@ -307,7 +309,7 @@ def _add_worker(sub: Any) -> None:
         "until the queue is drained (exit codes as for backfill).",
     )
     p.add_argument("--burst", action="store_true", help="return once the queue is drained")
-    _settings_flags(p, _CRAWL_FLAGS, progress=True)
+    _settings_flags(p, _WORK_FLAGS, progress=True)
     p.set_defaults(handler=cmd_worker)
 
 

@@ -33,7 +33,8 @@ class Settings:
 
     base_url: str = "https://scite.ai"
     db: str = "data/citepipe.sqlite"
-    concurrency: int = 16
+    concurrency: int = 16  # pages in flight in each process
+    processes: int = 1  # worker processes one command runs on the store; 0 = one per core
     per_host_concurrency: int = 2
     request_delay: float = 1.0
     timeout: float = 30.0
@@ -91,6 +92,7 @@ class Settings:
             "retry_cap",
             "max_redirects",
             "depth",
+            "processes",
             "max_duration",
             "progress_interval",
         ):
@@ -155,6 +157,8 @@ def _coerce(name: str, value: Any, source: str) -> Any:
                 return False
             raise ValueError(value)
         if kind is int:
+            if name == "processes" and str(value).strip().lower() == "auto":
+                return 0
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError(value)
             return int(value)

@@ -26,6 +26,7 @@ from pipeline.errors import ConfigError, PipelineError
 from pipeline.inputs import read_doi_lines
 from pipeline.models import RUN_HEARTBEAT, RUN_STALE_AFTER, Job, NewJob, RunInfo
 from pipeline.normalise import report_address
+from pipeline.processes import Helpers, check_shareable, process_count
 from pipeline.progress import Progress
 from pipeline.summary import InputTally, plural
 from pipeline.worker import RunCounters, Worker
@@ -322,6 +323,7 @@ class WorkOutcome:
     worker: Worker
     out_of_time: bool = False
     stopped: bool = False
+    notes: list[str] = field(default_factory=list)  # e.g. a worker process that failed
 
 
 async def work(
@@ -342,7 +344,19 @@ async def work(
     """
     await reclaim_and_name_waits(p, ui)
     progress = ui.progress
-    worker = p.worker(burst=burst, on_page=progress.update if progress is not None else None)
+    count = process_count(p.settings)
+    helpers: Helpers | None = None
+    if count > 1:  # N worker processes: this one and N - 1 helpers (pipeline.processes)
+        check_shareable(p.settings)
+        helpers = Helpers.start(p.settings, count - 1, burst=burst, max_duration=max_duration)
+
+    def on_page(counters: RunCounters) -> None:
+        if progress is not None:
+            progress.update(helpers.combined(counters) if helpers is not None else counters)
+
+    worker = p.worker(burst=burst, on_page=on_page if progress is not None else None)
+    if helpers is not None and progress is not None:
+        helpers.on_report = lambda: on_page(worker.counters)
     outcome = WorkOutcome(worker)
     background = [asyncio.create_task(heartbeat_run(p, run_id))]
     if (progress is None or not progress.shown) and p.settings.progress_interval > 0:
@@ -362,6 +376,8 @@ async def work(
     def on_stop() -> None:
         outcome.stopped = True
         worker.stop(grace=p.options.stop_grace)
+        if helpers is not None:
+            helpers.stop()
 
     if progress is not None:
         progress.start_crawl(await _pending_or_none(p), reports)
@@ -374,6 +390,14 @@ async def work(
         for task in background:
             task.cancel()
         await asyncio.gather(*background, return_exceptions=True)
+        if helpers is not None:
+            # drained (burst) or stopped: nothing is left for the helpers, so stop their
+            # idle polling now rather than a poll later
+            helpers.stop()
+            outcome.notes.extend(await helpers.wait())
+            outcome.notes.append(helpers.share_note(worker.counters))
+            worker.counters = helpers.combined(worker.counters)
+            on_page(worker.counters)
     return outcome
 
 

@@ -37,3 +37,20 @@ def test_schedule_must_be_a_cron_expression() -> None:
     assert load_settings(None, env={"CITEPIPE_SCHEDULE": "*/5 * * * *"}).schedule == "*/5 * * * *"
     with pytest.raises(ConfigError, match="schedule"):
         load_settings(None, env={"CITEPIPE_SCHEDULE": "every day"})
+
+
+def test_processes_auto_means_one_per_core() -> None:
+    from pipeline.processes import process_count
+
+    settings = load_settings(env={"CITEPIPE_PROCESSES": "auto"})
+    assert settings.processes == 0
+    assert process_count(settings) >= 1
+    assert process_count(load_settings(env={"CITEPIPE_PROCESSES": "3"})) == 3
+
+
+def test_processes_need_a_store_file() -> None:
+    from pipeline.processes import check_shareable
+
+    settings = load_settings(env={"CITEPIPE_PROCESSES": "2", "CITEPIPE_DB": ":memory:"})
+    with pytest.raises(ConfigError, match="memory store"):
+        check_shareable(settings)

@@ -1,0 +1,67 @@
+"""`--processes N`: one command, N worker processes on one store, one summary and one exit
+code, politeness shared (read from the local site's own request log)."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from citesite.server import CitationSite
+from pipeline.cli import main as citepipe
+
+from .conftest import (
+    expected_statements,
+    fast_env,
+    query,
+    reports,
+    run_cli,
+    stored_statements,
+    write_dois,
+)
+
+DELAY = 0.02  # politeness on: both processes must keep it together
+
+
+def summary_of(out: str) -> dict[str, object]:
+    line = next(x for x in out.splitlines() if x.startswith("citepipe-summary "))
+    data = json.loads(line.removeprefix("citepipe-summary "))
+    assert isinstance(data, dict)
+    return data
+
+
+@pytest.mark.slow
+async def test_backfill_with_two_processes_stores_every_page_once(tmp_path: Path) -> None:
+    reps = reports(60, seed=21)
+    dois = write_dois(tmp_path / "dois.txt", list(reps))
+    db = tmp_path / "store.sqlite"
+    async with CitationSite(reps) as site:
+        env = fast_env(site.base_url, db, request_delay=DELAY, concurrency=4, claim_batch=2)
+        result = await run_cli("backfill", str(dois), "--processes", "2", env=env, timeout=240)
+        log = [r for r in site.requests if r.path_qs.startswith("/reports/")]
+    assert result.code == 0, result.err[-3000:]
+    summary = summary_of(result.out)
+    done = query(db, "select count(*) from jobs where state = 'done'")[0][0]
+    assert query(db, "select count(*) from jobs where state <> 'done'")[0][0] == 0
+    assert summary["pages"] == done  # one summary counts the pages of both processes
+    assert sorted(stored_statements(db), key=repr) == sorted(expected_statements(reps), key=repr)
+    share = re.search(r"2 worker processes: ([0-9,]+) \+ ([0-9,]+) pages", result.out)
+    assert share is not None, result.out
+    own, helper = (int(x.replace(",", "")) for x in share.groups())
+    assert own > 0 and helper > 0 and own + helper == done  # both worked, no page twice
+    assert len([r for r in log if r.status == 200]) == done  # every page fetched once
+    times = sorted(r.time for r in log)  # a fetch that follows a redirect is one booking
+    rate = (done - 1) / (times[-1] - times[0])
+    assert rate <= (1 / DELAY) * 1.05, rate  # both processes together keep the spacing
+
+
+def test_processes_auto_and_bad_values(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    dois = write_dois(tmp_path / "dois.txt", ["10.1234/x"])
+    db = str(tmp_path / "s.sqlite")
+    assert citepipe(["backfill", str(dois), "--db", db, "--processes", "many"]) == 2
+    assert "processes" in capsys.readouterr().err
+    assert citepipe(["backfill", str(dois), "--db", db, "--processes", "-1"]) == 2
+    assert "processes: must be >= 0" in capsys.readouterr().err
+    assert not Path(db).exists()  # refused before any store was made
