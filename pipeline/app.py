@@ -31,6 +31,7 @@ from pipeline.clock import Clock, SystemClock
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, PipelineError, StoreError
 from pipeline.fetcher import AiohttpFetcher, Fetcher
+from pipeline.inputs import InputDois
 from pipeline.models import RUN_STALE_AFTER, Page
 from pipeline.normalise import normalise_doi
 from pipeline.processes import check_shareable
@@ -280,7 +281,7 @@ async def backfill(
     stop, ui = stop or Stop(), ui or RunUI()
     clock = p.clock
     started = clock.monotonic()
-    tally, seen = InputTally(), set[str]()
+    tally, seen = InputTally(), InputDois()  # out of memory: inputs may be huge
     if ui.progress is not None:
         ui.progress.start_enqueue()
     await enqueue_lines(p, lines, p.settings.depth, tally, ui, seen, stop)
@@ -293,6 +294,7 @@ async def backfill(
     crawled = clock.monotonic()
     stats = await p.store.stats()
     survey = await survey_input(p, seen, sum(stats.jobs_by_state.values()))
+    seen.close()
     summary = RunSummary(
         command,
         outcome.worker.counters,
@@ -328,7 +330,7 @@ async def crawl(
     notes = active_run_notes(await p.store.active_runs(stale_after=RUN_STALE_AFTER), run_id)
     for note in notes:
         ui.message(note)
-    tally, seen = InputTally(), set[str]()
+    tally, seen = InputTally(), InputDois()  # out of memory: inputs may be huge
     if ui.progress is not None:
         ui.progress.start_enqueue()
     if seeds is not None:
@@ -349,6 +351,7 @@ async def crawl(
         notes.append("stopped by signal; the rest stays queued")
     stats = await p.store.stats()
     survey = await survey_input(p, seen, sum(stats.jobs_by_state.values()))
+    seen.close()
     summary = RunSummary(
         "crawl",
         outcome.worker.counters,

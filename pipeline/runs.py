@@ -15,7 +15,7 @@ import signal
 import socket
 import sys
 from collections import Counter
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import IO, TYPE_CHECKING, TextIO
@@ -23,7 +23,7 @@ from typing import IO, TYPE_CHECKING, TextIO
 import structlog
 
 from pipeline.errors import ConfigError, PipelineError
-from pipeline.inputs import read_doi_lines
+from pipeline.inputs import InputDois, read_doi_lines
 from pipeline.models import RUN_HEARTBEAT, RUN_STALE_AFTER, Job, NewJob, RunInfo
 from pipeline.normalise import report_address
 from pipeline.processes import Helpers, check_shareable, process_count
@@ -118,7 +118,7 @@ async def enqueue_lines(
     depth: int,
     tally: InputTally,
     ui: RunUI,
-    seen: set[str] | None = None,
+    seen: set[str] | InputDois | None = None,
     stop: Stop | None = None,
 ) -> None:
     """Stream DOI lines into the queue in chunks; report each bad line by number.
@@ -132,6 +132,8 @@ async def enqueue_lines(
     progress = ui.progress
 
     async def flush() -> None:
+        if seen is not None:
+            seen.update(job.doi for job in chunk)
         tally.enqueued += await p.store.enqueue(chunk)
         tally.already_dead.update(await p.store.dead_among([job.doi for job in chunk]))
         chunk.clear()
@@ -149,8 +151,6 @@ async def enqueue_lines(
                 log.warning("bad input line", line=line.lineno, text=line.raw[:200])
             continue
         tally.dois += 1
-        if seen is not None:
-            seen.add(line.doi)
         chunk.append(NewJob(doi=line.doi, url=report_address(base, line.doi), depth=depth))
         if len(chunk) >= ENQUEUE_CHUNK:
             await flush()
@@ -170,7 +170,9 @@ SURVEY_CHUNK = 1000
 SURVEY_SCAN_RATIO = 4  # count states by a pass over the jobs table up to 4 jobs per DOI
 
 
-async def survey_input(p: Pipeline, dois: set[str], total_jobs: int | None = None) -> InputSurvey:
+async def survey_input(
+    p: Pipeline, dois: Collection[str], total_jobs: int | None = None
+) -> InputSurvey:
     """The input's jobs as the store holds them at the end of the run.
 
     What the exit code judges, the input's dead jobs by reason, is always read, by DOI
@@ -194,9 +196,21 @@ async def survey_input(p: Pipeline, dois: set[str], total_jobs: int | None = Non
         survey.dead.update(await p.store.dead_among(chunk))
     if total_jobs is not None and total_jobs > SURVEY_SCAN_RATIO * len(dois):
         return survey
+    batch: list[tuple[str, str]] = []
+
+    def count(rows: list[tuple[str, str]]) -> None:
+        if isinstance(dois, InputDois):  # one look-up a batch, not one a job
+            members = dois.members([doi for doi, _ in rows])
+            survey.states.update(state for doi, state in rows if doi in members)
+        else:
+            survey.states.update(state for doi, state in rows if doi in dois)
+        rows.clear()
+
     async for row in p.store.export("jobs"):
-        if row["doi"] in dois:
-            survey.states[str(row["state"])] += 1
+        batch.append((str(row["doi"]), str(row["state"])))
+        if len(batch) >= SURVEY_CHUNK:
+            count(batch)
+    count(batch)
     return survey
 
 

@@ -45,11 +45,12 @@ def test_demo_help_shows_the_defaults_demo_applies_and_no_base_url() -> None:
 def test_backfill_help_shows_the_settings_defaults() -> None:
     text = help_of("backfill")
     assert "(default data/citepipe.sqlite)" in text
-    assert "--concurrency CONCURRENCY pages in flight in this process (default 16)" in text
+    assert "--concurrency CONCURRENCY pages in flight in each process (default 16)" in text
     assert (
         "--request-delay REQUEST_DELAY seconds between request starts to one host (default 1.0)"
         in text
     )
+    assert "--processes PROCESSES worker processes on the store, or auto" in text
 
 
 def test_site_help_lists_every_fault_kind() -> None:

@@ -38,3 +38,20 @@ def test_streams_lazily() -> None:
     it = read_doi_lines(endless())
     assert next(it).doi == "10.5555/1"
     assert next(it).doi == "10.5555/2"
+
+
+def test_input_dois_keep_each_doi_once_out_of_memory() -> None:
+    from pipeline.inputs import InputDois
+
+    with InputDois() as dois:
+        assert not dois and len(dois) == 0
+        dois.update(f"10.1234/{i:05d}" for i in range(2500))
+        dois.update(["10.1234/00007", "10.1234/00007", "10.1234/new"])  # repeats kept once
+        assert len(dois) == 2501
+        assert "10.1234/00007" in dois and "10.1234/absent" not in dois
+        assert dois.members(["10.1234/new", "10.1234/absent", "10.1234/02499"]) == {
+            "10.1234/new",
+            "10.1234/02499",
+        }
+        listed = list(dois)  # read back in pages of 1000
+        assert len(listed) == 2501 == len(set(listed)) and listed == sorted(listed)
