@@ -396,10 +396,25 @@ class SQLiteStore:
 
     def _enqueue_rows(self, conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> int:
         now = self._now()
-        rows = [_encode(rules.enqueue_params(job, now)) for job in jobs]
         if any(job.round > 0 for job in jobs):  # round 0 can never bump a stored round
+            rows = [_encode(rules.enqueue_params(job, now)) for job in jobs]
             conn.executemany(self._sql["enqueue_bump_round"], rows)
-        return max(conn.executemany(self._sql["enqueue"], rows).rowcount, 0)
+        stamp = iso(now)
+        packed = json.dumps(
+            [
+                (
+                    j.doi,
+                    j.url,
+                    j.page,
+                    j.depth,
+                    j.round,
+                    stamp if j.not_before is None else iso(j.not_before),
+                )
+                for j in jobs
+            ]
+        )
+        cursor = conn.execute(self._sql["enqueue_many"], {"rows": packed, "now": stamp})
+        return max(cursor.rowcount, 0)
 
     async def claim(self, worker: str, limit: int, lease_seconds: float) -> list[Job]:
         """Lease due jobs, oldest `not_before` first. Expired leases are taken back first,

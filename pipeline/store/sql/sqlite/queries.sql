@@ -17,6 +17,21 @@ ON CONFLICT (doi, page) DO UPDATE SET
     worker = NULL, last_error = NULL, updated_at = excluded.updated_at
 WHERE jobs.state IN ('done', 'dead') AND excluded.round > jobs.round;
 
+-- name: enqueue_many
+-- `enqueue` for a whole chunk in one statement: :rows is a JSON array of
+-- [doi, url, page, depth, round, not_before] (one bind and one parse in C instead of a
+-- bind per row; the rows go in in array order, exactly as `enqueue` one by one would).
+INSERT INTO jobs (doi, url, page, depth, round, state, attempts, not_before,
+                  created_at, updated_at)
+SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, 'queued', 0,
+       value ->> 5, :now, :now
+FROM json_each(:rows) WHERE true
+ON CONFLICT (doi, page) DO UPDATE SET
+    state = 'queued', attempts = 0, round = excluded.round, url = excluded.url,
+    depth = excluded.depth, not_before = excluded.not_before, lease_until = NULL,
+    worker = NULL, last_error = NULL, updated_at = excluded.updated_at
+WHERE jobs.state IN ('done', 'dead') AND excluded.round > jobs.round;
+
 -- name: enqueue_bump_round
 -- A job still waiting (queued/failed) takes a newer round, so its follow-ups refresh too.
 UPDATE jobs SET round = :round, updated_at = :now
