@@ -356,6 +356,9 @@ async def work(
             outcome.out_of_time = True
             log.info("time budget spent", max_duration=max_duration)
             worker.stop(grace=p.options.budget_grace)
+            # pages still waiting for their turn (politeness) are not started: they go
+            # back to the queue now instead of keeping the run past its budget
+            log.info("budget: requests not sent", cancelled=p.fetcher.cancel_waiting())
 
         background.append(asyncio.create_task(budget()))
 
