@@ -40,6 +40,8 @@ from pipeline.worker import RunCounters
 log = structlog.get_logger("citepipe.processes")
 
 REPORT_EVERY = 0.2  # seconds between a helper's counter reports
+IDLE_POLL = 0.1  # seconds between looks at the queue when the others hold the last jobs
+
 STOP_GRACE = 1.0  # as app.STOP_GRACE: in-flight pages a stopped helper lets finish
 
 
@@ -204,6 +206,7 @@ async def _help(settings: Settings, pipe: Connection, burst: bool, max_duration:
                     pipe.send(_snapshot(counters))
 
         worker = p.worker(burst=burst, on_page=report)
+        worker.idle_poll = IDLE_POLL
         loop = asyncio.get_running_loop()
         grace = min(STOP_GRACE, settings.timeout)
         for sig in (signal.SIGTERM, signal.SIGINT):

@@ -26,6 +26,7 @@ from pipeline.errors import ConfigError, PipelineError
 from pipeline.inputs import InputDois, read_doi_lines
 from pipeline.models import RUN_HEARTBEAT, RUN_STALE_AFTER, Job, NewJob, RunInfo
 from pipeline.normalise import report_address
+from pipeline.processes import IDLE_POLL as HELPER_IDLE_POLL
 from pipeline.processes import Helpers, check_shareable, process_count
 from pipeline.progress import Progress
 from pipeline.summary import InputTally, plural
@@ -382,6 +383,8 @@ async def work(
             progress.update(helpers.combined(counters) if helpers is not None else counters)
 
     worker = p.worker(burst=burst, on_page=on_page if progress is not None else None)
+    if helpers is not None:  # at the end the helpers hold the last jobs: notice them done
+        worker.idle_poll = HELPER_IDLE_POLL
     if helpers is not None and progress is not None:
         helpers.on_report = lambda: on_page(worker.counters)
     outcome = WorkOutcome(worker)

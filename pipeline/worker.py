@@ -105,6 +105,9 @@ class Worker:
         self._now = now or (lambda: datetime.now(UTC))
         self._stopping = asyncio.Event()
         self._in_flight: dict[int, Job] = {}
+        # seconds between looks at the queue while nothing is due; shorter when other
+        # processes of the same command hold the last jobs (pipeline.processes)
+        self.idle_poll = IDLE_POLL
         self._tasks: set[asyncio.Task[None]] = set()
         self._site = host_key(options.base_url)
         # claim in batches: one claim transaction per few pages, not one per page
@@ -168,7 +171,7 @@ class Worker:
 
     async def _idle(self) -> None:
         """Sleep until a job could be due, a task finishes, or a stop arrives."""
-        wait = IDLE_POLL
+        wait = self.idle_poll
         if not self._in_flight:
             due = await self.store.next_due()
             if due is not None:
