@@ -67,8 +67,11 @@ def clean_text(text: str | None) -> str | None:
     """NFC, whitespace runs folded to one space, trimmed; empty becomes None."""
     if text is None:
         return None
-    # str.split() splits on exactly what `\s` matches, and is several times faster.
-    return " ".join(unicodedata.normalize("NFC", text).split()) or None
+    # str.split() splits on exactly what `\s` matches, and is several times faster. ASCII
+    # text is NFC already, and `isascii` is a flag look-up: most texts skip the normaliser.
+    if not text.isascii():
+        text = unicodedata.normalize("NFC", text)
+    return " ".join(text.split()) or None
 
 
 def strip_snippet_quotes(text: str) -> str:

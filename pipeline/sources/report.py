@@ -87,7 +87,7 @@ def parse_report(html: str | bytes, url: str, selectors: Selectors | None = None
 
 def _tree(html: str | bytes) -> LexborHTMLParser:
     """The parsed document; `ParseError` for a page too tag-heavy to be a report."""
-    data = html.encode("utf-8", "replace") if isinstance(html, str) else bytes(html)
+    data = html.encode("utf-8", "replace") if isinstance(html, str) else html
     tags = data.count(b"<")
     if tags > MAX_TAGS:
         raise ParseError(f"not a report page: {tags} tags, more than {MAX_TAGS}", missing=())
