@@ -65,3 +65,46 @@ def test_processes_auto_and_bad_values(tmp_path: Path, capsys: pytest.CaptureFix
     assert citepipe(["backfill", str(dois), "--db", db, "--processes", "-1"]) == 2
     assert "processes: must be >= 0" in capsys.readouterr().err
     assert not Path(db).exists()  # refused before any store was made
+
+
+def is_helper(proc: object) -> bool:
+    """A worker process, not multiprocessing's own resource tracker."""
+    import psutil
+
+    assert isinstance(proc, psutil.Process)
+    try:
+        return "resource_tracker" not in " ".join(proc.cmdline())
+    except psutil.Error:
+        return False
+
+
+@pytest.mark.slow
+async def test_a_stop_ends_every_process_and_leaves_no_lease(tmp_path: Path) -> None:
+    import asyncio
+    import signal
+
+    import psutil
+
+    from .conftest import start_cli
+
+    reps = reports(40, seed=22)
+    dois = write_dois(tmp_path / "dois.txt", list(reps))
+    db = tmp_path / "store.sqlite"
+    async with CitationSite(reps) as site:
+        env = fast_env(site.base_url, db, request_delay=0.1, concurrency=2, claim_batch=2)
+        proc = await start_cli("backfill", str(dois), "--processes", "2", env=env)
+        helpers: list[psutil.Process] = []
+        for _ in range(300):  # the helper is up and both have fetched pages
+            await asyncio.sleep(0.05)
+            helpers = [p for p in psutil.Process(proc.pid).children() if is_helper(p)]
+            if helpers and len(site.requests) >= 6:
+                break
+        assert helpers, "no helper process was started"
+        proc.send_signal(signal.SIGTERM)
+        out, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 143, err.decode()[-2000:]
+    assert "stopped by signal" in out.decode()
+    for helper in helpers:  # the helpers stopped with the command
+        assert not helper.is_running() or helper.status() == psutil.STATUS_ZOMBIE
+    assert query(db, "select count(*) from jobs where state = 'leased'")[0][0] == 0
+    assert query(db, "select count(*) from jobs where state = 'queued'")[0][0] > 0
