@@ -5,22 +5,12 @@
 
 -- ---------------------------------------------------------------- queue
 
--- name: enqueue
--- Insert a job, or queue a finished (done/dead) one again for a newer round; validators
--- (etag, last_modified, content_hash, next_url) are kept so the refresh can be conditional.
-INSERT INTO jobs (doi, url, page, depth, round, state, attempts, not_before,
-                  created_at, updated_at)
-VALUES (:doi, :url, :page, :depth, :round, 'queued', 0, :not_before, :now, :now)
-ON CONFLICT (doi, page) DO UPDATE SET
-    state = 'queued', attempts = 0, round = excluded.round, url = excluded.url,
-    depth = excluded.depth, not_before = excluded.not_before, lease_until = NULL,
-    worker = NULL, last_error = NULL, updated_at = excluded.updated_at
-WHERE jobs.state IN ('done', 'dead') AND excluded.round > jobs.round;
-
 -- name: enqueue_many
--- `enqueue` for a whole chunk in one statement: :rows is a JSON array of
+-- Insert jobs, or queue a finished (done/dead) one again for a newer round; validators
+-- (etag, last_modified, content_hash, next_url) are kept so the refresh can be conditional.
+-- A whole chunk in one statement: :rows is a JSON array of
 -- [doi, url, page, depth, round, not_before] (one bind and one parse in C instead of a
--- bind per row; the rows go in in array order, exactly as `enqueue` one by one would).
+-- bind per row), inserted in array order, as one INSERT a row would.
 INSERT INTO jobs (doi, url, page, depth, round, state, attempts, not_before,
                   created_at, updated_at)
 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, 'queued', 0,
