@@ -236,11 +236,15 @@ async def heartbeat_run(p: Pipeline, run_id: int, interval: float = RUN_HEARTBEA
             await p.store.heartbeat_run(run_id)
 
 
-async def log_progress(p: Pipeline, counters: RunCounters, interval: float) -> None:
+async def log_progress(
+    p: Pipeline, counters: RunCounters | Callable[[], RunCounters], interval: float
+) -> None:
     """A `progress` log line every `interval` seconds, for runs nobody watches on a
-    terminal (cron, containers, nohup): pages, the recent rate, what is left."""
+    terminal (cron, containers, nohup): pages, the recent rate, what is left. `counters`
+    may be a function giving them (every process's, with `--processes`)."""
     clock = p.clock
-    last_pages, last_time = counters.pages_done, clock.monotonic()
+    read = counters if callable(counters) else (lambda: counters)
+    last_pages, last_time = read().pages_done, clock.monotonic()
     while True:
         await asyncio.sleep(interval)
         now = clock.monotonic()
@@ -249,16 +253,17 @@ async def log_progress(p: Pipeline, counters: RunCounters, interval: float) -> N
         except PipelineError:
             pending = None
         span = now - last_time
+        c = read()
         log.info(
             "progress",
-            pages=counters.pages_done,
-            pages_per_s=round((counters.pages_done - last_pages) / span, 1) if span > 0 else 0.0,
-            statements=counters.statements,
-            retries=counters.retries,
-            dead=counters.dead.total(),
+            pages=c.pages_done,
+            pages_per_s=round((c.pages_done - last_pages) / span, 1) if span > 0 else 0.0,
+            statements=c.statements,
+            retries=c.retries,
+            dead=c.dead.total(),
             pending=pending,
         )
-        last_pages, last_time = counters.pages_done, now
+        last_pages, last_time = c.pages_done, now
 
 
 def _pid_gone(pid: int) -> bool:
@@ -391,7 +396,15 @@ async def work(
     background = [asyncio.create_task(heartbeat_run(p, run_id))]
     if (progress is None or not progress.shown) and p.settings.progress_interval > 0:
         background.append(
-            asyncio.create_task(log_progress(p, worker.counters, p.settings.progress_interval))
+            asyncio.create_task(
+                log_progress(
+                    p,
+                    (lambda: helpers.combined(worker.counters))
+                    if helpers is not None
+                    else worker.counters,
+                    p.settings.progress_interval,
+                )
+            )
         )
     if max_duration > 0:
 

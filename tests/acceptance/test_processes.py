@@ -38,7 +38,14 @@ async def test_backfill_with_two_processes_stores_every_page_once(tmp_path: Path
     dois = write_dois(tmp_path / "dois.txt", list(reps))
     db = tmp_path / "store.sqlite"
     async with CitationSite(reps) as site:
-        env = fast_env(site.base_url, db, request_delay=DELAY, concurrency=4, claim_batch=2)
+        env = fast_env(
+            site.base_url,
+            db,
+            request_delay=DELAY,
+            concurrency=4,
+            claim_batch=2,
+            progress_interval=0.3,
+        )
         result = await run_cli("backfill", str(dois), "--processes", "2", env=env, timeout=240)
         log = [r for r in site.requests if r.path_qs.startswith("/reports/")]
     assert result.code == 0, result.err[-3000:]
@@ -52,6 +59,12 @@ async def test_backfill_with_two_processes_stores_every_page_once(tmp_path: Path
     own, helper = (int(x.replace(",", "")) for x in share.groups())
     assert own > 0 and helper > 0 and own + helper == done  # both worked, no page twice
     assert len([r for r in log if r.status == 200]) == done  # every page fetched once
+    progress = [
+        json.loads(line)
+        for line in result.err.splitlines()
+        if line.startswith("{") and '"progress"' in line
+    ]
+    assert progress and all(0 <= p["pages"] <= done for p in progress)
     times = sorted(r.time for r in log)  # a fetch that follows a redirect is one booking
     rate = (done - 1) / (times[-1] - times[0])
     assert rate <= (1 / DELAY) * 1.05, rate  # both processes together keep the spacing
