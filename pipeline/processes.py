@@ -42,14 +42,14 @@ log = structlog.get_logger("citepipe.processes")
 REPORT_EVERY = 0.2  # seconds between a helper's counter reports
 IDLE_POLL = 0.1  # seconds between looks at the queue when the others hold the last jobs
 
-STOP_GRACE = 1.0  # as app.STOP_GRACE: in-flight pages a stopped helper lets finish
-
 
 def process_count(settings: Settings) -> int:
     """How many worker processes `settings.processes` asks for (0 = one per CPU core)."""
     if settings.processes > 0:
         return settings.processes
-    return max(1, len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else 1)
+    if hasattr(os, "sched_getaffinity"):  # the cores this process may run on
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
 
 
 def check_shareable(settings: Settings) -> None:
@@ -208,14 +208,14 @@ async def _help(settings: Settings, pipe: Connection, burst: bool, max_duration:
         worker = p.worker(burst=burst, on_page=report)
         worker.idle_poll = IDLE_POLL
         loop = asyncio.get_running_loop()
-        grace = min(STOP_GRACE, settings.timeout)
+        grace = p.options.stop_grace  # as the starting process's, from the same settings
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, worker.stop, grace)
         # nothing is ever sent to a helper: its pipe turning readable means EOF, the
         # starting process is gone (killed hard: no one else would stop us)
         loop.add_reader(pipe.fileno(), worker.stop, grace)
         budget = (
-            asyncio.create_task(_budget(max_duration, worker.stop, settings.timeout))
+            asyncio.create_task(_budget(max_duration, worker.stop, p.options.budget_grace))
             if max_duration > 0
             else None
         )
