@@ -184,14 +184,16 @@ class Worker:
             stop_wait.cancel()
 
     async def _finish_in_flight(self) -> None:
-        if not self._tasks:
-            return
-        grace = self.options.grace if self._grace is None else self._grace
-        _, still = await asyncio.wait(set(self._tasks), timeout=grace)
-        for task in still:
-            task.cancel()
-        if still:
-            await asyncio.gather(*still, return_exceptions=True)
+        """Let running pages finish for the grace, then release every job still held
+        (also those whose task was cancelled already, e.g. a request the budget cancelled
+        while it waited for its polite turn)."""
+        if self._tasks:
+            grace = self.options.grace if self._grace is None else self._grace
+            _, still = await asyncio.wait(set(self._tasks), timeout=grace)
+            for task in still:
+                task.cancel()
+            if still:
+                await asyncio.gather(*still, return_exceptions=True)
         leftover = list(self._in_flight.values())
         if leftover:
             log.warning("releasing unfinished jobs", count=len(leftover))

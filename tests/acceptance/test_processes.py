@@ -121,3 +121,21 @@ async def test_a_stop_ends_every_process_and_leaves_no_lease(tmp_path: Path) -> 
         assert not helper.is_running() or helper.status() == psutil.STATUS_ZOMBIE
     assert query(db, "select count(*) from jobs where state = 'leased'")[0][0] == 0
     assert query(db, "select count(*) from jobs where state = 'queued'")[0][0] > 0
+
+
+@pytest.mark.slow
+async def test_a_crawl_budget_ends_every_process(tmp_path: Path) -> None:
+    reps = reports(40, seed=23)
+    dois = write_dois(tmp_path / "dois.txt", list(reps))
+    db = tmp_path / "store.sqlite"
+    async with CitationSite(reps) as site:
+        env = fast_env(site.base_url, db, request_delay=0.1, concurrency=2, claim_batch=2)
+        result = await run_cli(
+            "crawl", "--seeds", str(dois), "--processes", "2", "--max-duration", "2s", env=env
+        )
+    assert result.code == 3, result.err[-3000:]  # budget spent, work left queued
+    assert "time budget spent" in result.out
+    leased = query(db, "select id, worker from jobs where state = 'leased'")
+    assert leased == [], (leased, result.err[-6000:])
+    done = query(db, "select count(*) from jobs where state = 'done'")[0][0]
+    assert done > 0 and summary_of(result.out)["pages"] == done
