@@ -35,6 +35,7 @@ import structlog
 
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
+from pipeline.fetcher import Fetcher
 from pipeline.worker import RunCounters
 
 log = structlog.get_logger("citepipe.processes")
@@ -215,7 +216,9 @@ async def _help(settings: Settings, pipe: Connection, burst: bool, max_duration:
         # starting process is gone (killed hard: no one else would stop us)
         loop.add_reader(pipe.fileno(), worker.stop, grace)
         budget = (
-            asyncio.create_task(_budget(max_duration, worker.stop, p.options.budget_grace))
+            asyncio.create_task(
+                _budget(max_duration, worker.stop, p.options.budget_grace, p.fetcher)
+            )
             if max_duration > 0
             else None
         )
@@ -228,6 +231,11 @@ async def _help(settings: Settings, pipe: Connection, burst: bool, max_duration:
             report(worker.counters, final=True)
 
 
-async def _budget(seconds: float, stop: Callable[[float], None], grace: float) -> None:
+async def _budget(
+    seconds: float, stop: Callable[[float], None], grace: float, fetcher: Fetcher
+) -> None:
+    """As the starting process's budget (`runs.work`): stop claiming, in-flight pages get
+    `grace`, requests still waiting for their polite turn go back to the queue now."""
     await asyncio.sleep(seconds)
     stop(grace)
+    fetcher.cancel_waiting()
