@@ -50,6 +50,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/store.py
 	$(BIN)/python benchmarks/e2e.py
 	$(BIN)/python benchmarks/bare.py
+	$(BIN)/python benchmarks/enqueue.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache data/demo.sqlite*
