@@ -207,7 +207,8 @@ async def _help(settings: Settings, pipe: Connection, burst: bool, max_duration:
                     pipe.send(_snapshot(counters))
 
         worker = p.worker(burst=burst, on_page=report)
-        worker.idle_poll = IDLE_POLL
+        if burst:  # a long-running worker need not poll an empty queue ten times a second
+            worker.idle_poll = IDLE_POLL
         loop = asyncio.get_running_loop()
         grace = p.options.stop_grace  # as the starting process's, from the same settings
         for sig in (signal.SIGTERM, signal.SIGINT):

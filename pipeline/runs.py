@@ -388,7 +388,7 @@ async def work(
             progress.update(helpers.combined(counters) if helpers is not None else counters)
 
     worker = p.worker(burst=burst, on_page=on_page if progress is not None else None)
-    if helpers is not None:  # at the end the helpers hold the last jobs: notice them done
+    if helpers is not None and burst:  # the helpers may hold the last jobs: see them done
         worker.idle_poll = HELPER_IDLE_POLL
     if helpers is not None and progress is not None:
         helpers.on_report = lambda: on_page(worker.counters)
