@@ -139,3 +139,38 @@ async def test_a_crawl_budget_ends_every_process(tmp_path: Path) -> None:
     assert leased == [], (leased, result.err[-6000:])
     done = query(db, "select count(*) from jobs where state = 'done'")[0][0]
     assert done > 0 and summary_of(result.out)["pages"] == done
+
+
+@pytest.mark.slow
+async def test_a_long_running_worker_with_two_processes_ends_at_sigterm(tmp_path: Path) -> None:
+    import asyncio
+    import signal
+
+    import psutil
+
+    from pipeline.models import NewJob
+    from pipeline.normalise import report_address
+    from pipeline.store.sqlite import SQLiteStore
+
+    from .conftest import start_cli
+
+    reps = reports(20, seed=24)
+    db = tmp_path / "store.sqlite"
+    async with CitationSite(reps) as site:
+        async with SQLiteStore(db) as store:
+            await store.enqueue(NewJob(d, report_address(site.base_url, d)) for d in reps)
+        env = fast_env(site.base_url, db, concurrency=2, claim_batch=2)
+        proc = await start_cli("worker", "--processes", "2", env=env)
+        helpers: list[psutil.Process] = []
+        for _ in range(600):  # until the queue is worked through
+            await asyncio.sleep(0.05)
+            helpers = helpers or [p for p in psutil.Process(proc.pid).children() if is_helper(p)]
+            left = query(db, "select count(*) from jobs where state <> 'done'")[0][0]
+            if helpers and left == 0:
+                break
+        assert helpers and left == 0
+        proc.send_signal(signal.SIGTERM)
+        _, err = await asyncio.wait_for(proc.communicate(), 60)
+    assert proc.returncode == 0, err.decode()[-2000:]  # a worker's normal end
+    for helper in helpers:
+        assert not helper.is_running() or helper.status() == psutil.STATUS_ZOMBIE
