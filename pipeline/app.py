@@ -54,10 +54,9 @@ from pipeline.worker import RunCounters, Worker, WorkerOptions
 log = structlog.get_logger("citepipe")
 
 DEMO_DB = "data/demo.sqlite"
-# What `demo` sets unless a flag says otherwise: its own file, no politeness delay against
-# its own loopback site, quick retries. (base_url is the site it starts.)
+# What `demo` sets unless a flag says otherwise: no politeness delay against its own
+# loopback site, quick retries. (base_url is the site it starts; the store is `demo_db`.)
 DEMO_DEFAULTS: dict[str, Any] = {
-    "db": DEMO_DB,
     "request_delay": 0.0,
     "per_host_concurrency": 8,
     "retry_base": 0.2,
@@ -462,6 +461,14 @@ async def _sleep_or_stop(clock: Clock, seconds: float, stop: Stop) -> None:
 # ---------------------------------------------------------------------------- demo
 
 
+def demo_db(settings: Settings) -> str:
+    """The demo's store: `db` when it was set away from its default (a flag, the config
+    file or `CITEPIPE_DB`, as the container image sets it to its data volume), else the
+    demo's own `data/demo.sqlite`, so a plain `citepipe demo` never touches the real
+    store's default file."""
+    return settings.db if settings.db != Settings().db else DEMO_DB
+
+
 def demo_settings(settings: Settings, base_url: str) -> Settings:
     """The demo's settings: the given ones, pointed at the local site it started."""
     return dataclasses.replace(settings, base_url=base_url).validate()
@@ -518,6 +525,7 @@ async def demo(
     from citesite.server import CitationSite
 
     ui = ui or RunUI()
+    settings = dataclasses.replace(settings, db=demo_db(settings))
     prepare_demo_db(settings.db, force=force)
     reports = load_dataset(demo_dataset_path())
     async with CitationSite(reports, host="127.0.0.1", port=0) as site:

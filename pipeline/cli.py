@@ -90,15 +90,17 @@ def _settings_flags(
     *,
     progress: bool = False,
     defaults: dict[str, Any] | None = None,
+    shown: dict[str, str] | None = None,
 ) -> None:
-    """Add the setting flags this command uses, each with the default it applies."""
+    """Add the setting flags this command uses, each with the default it applies
+    (`shown`: the help's words for a default the command picks itself)."""
     base = Settings()
     applied = defaults or {}
     g = parser.add_argument_group("settings (override the config file and CITEPIPE_* variables)")
     g.add_argument("--config", help="TOML settings file (default config/citepipe.toml)")
     for name in names:
         kind, text = _SETTING_FLAGS[name]
-        default = applied.get(name, getattr(base, name))
+        default = (shown or {}).get(name, applied.get(name, getattr(base, name)))
         if default == "":
             default = "built in" if name == "selectors" else "none"
         flag = "--" + name.replace("_", "-")
@@ -458,14 +460,21 @@ def _add_demo(sub: Any) -> None:
         "demo",
         help=f"crawl the bundled local site into {app.DEMO_DB}",
         description="Start the local citation site on a free loopback port, backfill its "
-        f"DOIs into a fresh store ({app.DEMO_DB} unless --db), print a summary. It replaces "
-        "only a store an earlier demo made (--force to replace anything).",
+        f"DOIs into a fresh store ({app.DEMO_DB}, unless --db or CITEPIPE_DB names another), "
+        "print a summary. It replaces only a store an earlier demo made (--force to replace "
+        "anything).",
     )
     p.add_argument(
         "--force", action="store_true", help="replace --db even if it is not a demo store"
     )
     names = [n for n in _CRAWL_FLAGS if n != "base_url"]
-    _settings_flags(p, names, progress=True, defaults=app.DEMO_DEFAULTS)
+    _settings_flags(
+        p,
+        names,
+        progress=True,
+        defaults=app.DEMO_DEFAULTS,
+        shown={"db": f"{app.DEMO_DB}, or the db setting when it is set"},
+    )
     p.set_defaults(handler=cmd_demo)
 
 

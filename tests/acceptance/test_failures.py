@@ -19,6 +19,7 @@ import structlog
 
 from citesite.server import CitationSite
 from pipeline import app, cli
+from pipeline.config import Settings
 from pipeline.errors import ConfigError
 from pipeline.models import NewJob
 from pipeline.runs import Stop
@@ -186,6 +187,31 @@ async def test_demo_replaces_its_own_store_and_refuses_a_real_one(tmp_path: Path
     refused = await run_cli("demo", "--db", str(real), env=env)
     assert refused.code == 2 and "--force" in one_line(refused.err)
     assert query(real, "select count(*) from jobs") == [(1,)]
+
+
+def test_demo_db_is_its_own_file_unless_db_is_set() -> None:
+    assert app.demo_db(Settings()) == app.DEMO_DB == "data/demo.sqlite"
+    assert app.demo_db(Settings(db="/data/citepipe.sqlite")) == "/data/citepipe.sqlite"
+
+
+def test_demo_stores_where_citepipe_db_says(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in the container image: CITEPIPE_DB names the data volume, and the working
+    folder (here an empty one) is never written."""
+    monkeypatch.chdir(tmp_path)
+    for key in [k for k in os.environ if k.startswith("CITEPIPE_")]:
+        monkeypatch.delenv(key)
+    db = tmp_path / "volume" / "store.sqlite"
+    monkeypatch.setenv("CITEPIPE_DB", str(db))
+    monkeypatch.setenv("CITEPIPE_PROGRESS", "false")
+    monkeypatch.setenv("CITEPIPE_LOG_LEVEL", "warning")
+    code, out, err = run_main(capsys, "demo")
+    assert code == 0, err[-2000:]
+    assert app.is_demo_store(str(db))
+    assert query(db, "select count(*) from jobs where state != 'done'") == [(0,)]
+    assert f"stored in {db}" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["volume"]
 
 
 # ---------------------------------------------------------------- signals

@@ -34,7 +34,7 @@ def test_read_only_commands_list_no_crawl_options(command: str) -> None:
 def test_demo_help_shows_the_defaults_demo_applies_and_no_base_url() -> None:
     text = help_of("demo")
     assert "--base-url" not in text
-    assert "(default data/demo.sqlite)" in text
+    assert "(default data/demo.sqlite, or the db setting when it is set)" in text
     assert (
         "--request-delay REQUEST_DELAY seconds between request starts to one host (default 0.0)"
         in text
