@@ -48,6 +48,7 @@ from pipeline.sources.base import Source
 from pipeline.sources.report import ReportSource, load_selectors
 from pipeline.store import open_store
 from pipeline.store.base import Store
+from pipeline.store.sqlite import check_writable
 from pipeline.summary import InputTally, RunSummary, RunTimes
 from pipeline.worker import RunCounters, Worker, WorkerOptions
 
@@ -149,10 +150,16 @@ def check_store_location(settings: Settings, *, create: bool) -> None:
     if not target.is_file():
         return  # missing: the store makes it, or (create=False) refuses it
     try:
+        check_writable(path)  # before the peek below, which would leave -wal/-shm files
+    except StoreError as exc:
+        raise ConfigError(f"db: {exc}") from None
+    try:
         with target.open("rb") as f:
             header = f.read(len(_SQLITE_HEADER))
     except OSError as exc:
-        raise ConfigError(f"db: cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(
+            f"db: cannot read {path}: {exc.strerror} (running as uid {os.getuid()})"
+        ) from None
     if not header:
         if not create:
             raise ConfigError(

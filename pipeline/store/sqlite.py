@@ -108,11 +108,39 @@ def _db_errors(what: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _os_errors(path: str) -> Iterator[None]:
-    """A folder that cannot be made is a StoreError that names it."""
+    """A folder that cannot be made is a StoreError that names it (and who we are)."""
     try:
         yield
     except OSError as exc:
-        raise StoreError(f"cannot create the folder of {path}: {exc.strerror}") from exc
+        raise StoreError(
+            f"cannot create the folder of {path}: {exc.strerror} (running as uid {os.getuid()})"
+        ) from exc
+
+
+def check_writable(path: str) -> None:
+    """Refuse, with the reason, a store this process cannot write: SQLite itself says only
+    "unable to open database file". It writes the file and, beside it, the `-wal` and
+    `-shm` files, so the folder must be writable too (a container's bind mount of a host
+    folder that its uid does not own is the usual case)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    uid = os.getuid()
+    with contextlib.suppress(OSError):
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            raise StoreError(
+                f"cannot write the store folder {folder}: it is on a read-only file system "
+                "(a read-only mount?)"
+            )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"permission denied: uid {uid} cannot write the store folder {folder} (SQLite "
+            f"makes {os.path.basename(path)} and its -wal and -shm files there); make it "
+            f"writable by uid {uid}, e.g. `chown {uid} {folder}`"
+        )
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+        raise StoreError(
+            f"permission denied: uid {uid} cannot read and write the store {path}; make it "
+            f"writable by uid {uid}, e.g. `chown {uid} {path}`"
+        )
 
 
 def _is_lock_error(exc: BaseException) -> bool:
@@ -324,16 +352,19 @@ class SQLiteStore:
         self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
 
     def _check_path(self) -> None:
-        """Make the file's folder when creating; refuse a missing file when not."""
-        if self.path == MEMORY or os.path.exists(self.path):
+        """Make the file's folder when creating; refuse a missing file when not, and a
+        file or folder this process cannot write (with the reason)."""
+        if self.path == MEMORY:
             return
-        if not self.create:
-            raise StoreError(
-                f"no store at {self.path}: nothing has been crawled into it yet "
-                "(`citepipe backfill` or `citepipe crawl` creates it)"
-            )
-        with _os_errors(self.path):
-            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        if not os.path.exists(self.path):
+            if not self.create:
+                raise StoreError(
+                    f"no store at {self.path}: nothing has been crawled into it yet "
+                    "(`citepipe backfill` or `citepipe crawl` creates it)"
+                )
+            with _os_errors(self.path):
+                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        check_writable(self.path)
 
     async def close(self) -> None:
         """Commit what is queued, stop the writer, close the connections."""

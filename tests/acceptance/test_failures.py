@@ -9,8 +9,12 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import shutil
 import signal
 import sqlite3
+import sys
+import tempfile
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,6 +157,88 @@ def test_a_missing_input_file_creates_no_store(
     code, _, err = run_main(capsys, *command, "--db", "data/new.sqlite")
     assert code == 2 and "missing.txt" in one_line(err)
     assert not (tmp_path / "data").exists()
+
+
+# ---------------------------------------------------------------- permissions
+
+
+def run_as_other_user(*argv: str) -> tuple[int, str]:
+    """`citepipe ARGV` as a user who does not own the test's files: `nobody` when the tests
+    run as root (root may write anything), else this user (the files are made read-only).
+    A forked child, not a new interpreter: `nobody` may not reach the venv's Python."""
+    import importlib.readers  # noqa: F401  (what the child reads the selectors with)
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 99
+        try:
+            os.close(read_end)
+            sys.stderr = os.fdopen(write_end, "w")
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+            for key in [k for k in os.environ if k.startswith("CITEPIPE_")]:
+                del os.environ[key]
+            os.environ |= {"CITEPIPE_PROGRESS": "false", "CITEPIPE_LOG_FORMAT": "json"}
+            os.chdir("/")
+            if os.getuid() == 0:
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+            code = cli.main(list(argv))
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        err = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), err
+
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder every user can reach (pytest's tmp_path is private to its user)."""
+    folder = Path(tempfile.mkdtemp(prefix="citepipe-perm-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        for path in (folder, *folder.iterdir()):
+            path.chmod(0o755)
+        shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize("what", ["folder", "file"])
+def test_a_store_this_uid_cannot_write_says_so_in_one_line(shared_dir: Path, what: str) -> None:
+    """Not SQLite's "unable to open database file": the reason, the uid and the cure;
+    exit 2, and nothing is made or changed."""
+    db = shared_dir / "c.sqlite"
+    if what == "file":
+        asyncio.run(amake_store(db))  # a real store, closed
+        before = db.read_bytes()
+        db.chmod(0o444)
+        shared_dir.chmod(0o777)  # the folder is writable: only the file is not
+    elif os.getuid() != 0:
+        shared_dir.chmod(0o555)
+    names = sorted(p.name for p in shared_dir.iterdir())
+    code, err = run_as_other_user("crawl", "--db", str(db))
+    uid = NOBODY if os.getuid() == 0 else os.getuid()
+    line = one_line(err)
+    assert code == 2, err
+    assert "unable to open" not in line
+    assert line.startswith(f"citepipe: configuration error: db: permission denied: uid {uid} ")
+    target = shared_dir if what == "folder" else db
+    assert f"`chown {uid} {target}`" in line
+    if what == "folder":
+        assert not db.exists()
+    else:
+        assert db.read_bytes() == before
+    assert sorted(p.name for p in shared_dir.iterdir()) == names
 
 
 # ---------------------------------------------------------------- demo
