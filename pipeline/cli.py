@@ -22,6 +22,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, is_dataclass
+from datetime import datetime
 from typing import IO, Any
 
 from pipeline import app
@@ -344,7 +345,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     stats = asyncio.run(body())
     if args.json:
-        print(json.dumps(_jsonable(stats), indent=1, sort_keys=True))
+        print(json.dumps(_jsonable(stats), indent=1, sort_keys=True, default=_json_value))
     else:
         print(render_status(stats))
     return EXIT_OK
@@ -352,6 +353,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _jsonable(obj: Any) -> Any:
     return asdict(obj) if is_dataclass(obj) and not isinstance(obj, type) else obj
+
+
+def _json_value(obj: Any) -> Any:
+    """What `json` cannot write itself: datetimes (the runs' times), as ISO 8601 text."""
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
 def _add_export(sub: Any) -> None:

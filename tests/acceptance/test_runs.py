@@ -32,10 +32,12 @@ from .conftest import (
     OffsetClock,
     SteppedClock,
     expected_statements,
+    fast_env,
     fast_settings,
     query,
     quiet_ui,
     reports,
+    run_cli,
     snapshot,
     stored_statements,
     ui_text,
@@ -656,3 +658,17 @@ async def test_a_small_input_in_a_large_store_is_judged_without_a_full_scan(
     assert dict(summary.input_dead) == {"not found (404)": 1}
     assert summary.exit_code == 1
     assert "input jobs: 1 dead job; the others not counted" in summary.render()
+
+
+async def test_status_json_lists_the_active_runs_with_their_times(tmp_path: Path) -> None:
+    """The image's healthcheck (`citepipe status --json`) while a worker runs: the run's
+    times are ISO 8601 text, not a crash (which made every worker container unhealthy)."""
+    db = tmp_path / "c.sqlite"
+    async with app.open_pipeline(fast_settings("http://127.0.0.1:9", db)) as p:
+        run_id = await p.register_run("worker")
+        res = await run_cli("status", "--json", env=fast_env("http://127.0.0.1:9", db))
+        await p.store.finish_run(run_id, {})
+    assert res.code == 0, res.err[-2000:]
+    [run] = json.loads(res.out)["active_runs"]
+    assert run["kind"] == "worker" and run["id"] == run_id
+    assert datetime.fromisoformat(run["started_at"]).utcoffset() is not None
