@@ -11,11 +11,15 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
+import yaml
+
 from citesite.dataset import GeneratedReports, demo_dataset_path, load_dataset, page_count
 
 from .conftest import (
+    COMPOSE_FILE,
     IMAGE,
     TIMINGS,
+    compose_command,
     copy_store,
     docker,
     free_port,
@@ -142,3 +146,18 @@ def test_worker_and_scheduler_become_healthy_and_sigterm_drains(
     assert runs["worker"]["stopped_by_signal"] == 15 and runs["worker"]["exit_code"] == 0
     assert 0 < runs["worker"]["pages"] < pages  # it worked, and was stopped mid-crawl
     assert runs["worker"]["pages"] + runs["backfill"]["pages"] == pages  # each page once
+
+
+def test_the_shipped_file_is_an_ordinary_compose_file(engine: None) -> None:
+    """Valid for compose as it is (no override), on the default network: no host
+    networking, no host names, no published ports in what we ship."""
+    done = subprocess.run(
+        [*compose_command(), "-f", str(COMPOSE_FILE), "--profile", "demo", "--profile", "crawl",
+         "config"],
+        capture_output=True, text=True, timeout=60, cwd=COMPOSE_FILE.parent,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    config = yaml.safe_load(done.stdout)
+    assert {"worker", "scheduler", "site", "demo-worker"} <= set(config["services"])
+    for name, svc in config["services"].items():
+        assert not {"network_mode", "extra_hosts", "ports"} & set(svc), name
