@@ -219,7 +219,9 @@ async def open_pipeline(
     does not exist yet is an error for them, not an empty file left behind.
     """
     clock = clock or SystemClock()
-    source = source or ReportSource(load_selectors(settings.selectors or None))
+    source = source or ReportSource(
+        load_selectors(settings.selectors or None), base_url=settings.base_url
+    )
     own_store = store is None
     if own_store:
         check_store_location(settings, create=create)

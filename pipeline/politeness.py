@@ -30,7 +30,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Literal
-from urllib.parse import urlsplit
 
 import structlog
 from protego import Protego
@@ -39,6 +38,7 @@ from pipeline.errors import PermanentFetchError, StoreError, TransientFetchError
 from pipeline.models import RobotsRecord
 from pipeline.store import rules
 from pipeline.store.base import HostLedger
+from pipeline.urls import host_key as host_key  # the unit of politeness, re-exported
 
 ROBOTS_TTL = 86400.0  # a robots.txt is fetched again at least this often (RFC 9309: 24 h)
 ROBOTS_RETRY_BASE = 60.0  # first wait after a 5xx/unreachable robots.txt, doubling
@@ -63,13 +63,6 @@ class RobotsAnswer:
 
 
 RobotsGetter = Callable[[str], Awaitable[RobotsAnswer]]
-
-
-def host_key(url: str) -> str:
-    """`scheme://host:port`, the unit of politeness."""
-    p = urlsplit(url)
-    port = p.port or (443 if p.scheme == "https" else 80)
-    return f"{p.scheme}://{(p.hostname or '').lower()}:{port}"
 
 
 def robots_verdict(status: int | None) -> Verdict:
