@@ -48,6 +48,7 @@ from pipeline.sources.report import ReportSource, load_selectors
 from pipeline.store import open_store
 from pipeline.store.base import Store
 from pipeline.summary import InputTally, RunSummary, RunTimes
+from pipeline.urls import has_userinfo, strip_userinfo
 from pipeline.worker import RunCounters, Worker, WorkerOptions
 
 log = structlog.get_logger("citepipe")
@@ -219,6 +220,8 @@ async def open_pipeline(
     does not exist yet is an error for them, not an empty file left behind.
     """
     clock = clock or SystemClock()
+    if has_userinfo(settings.base_url):  # never stored, never sent
+        settings = dataclasses.replace(settings, base_url=strip_userinfo(settings.base_url))
     source = source or ReportSource(
         load_selectors(settings.selectors or None), base_url=settings.base_url
     )
@@ -231,9 +234,11 @@ async def open_pipeline(
     except StoreError as exc:
         raise ConfigError(f"db: {exc}") from None
     own_fetcher = fetcher is None
-    the_fetcher: Fetcher = (
-        fetcher if fetcher is not None else AiohttpFetcher(settings, hosts=the_store)
-    )  # politeness shared through the store
+    the_fetcher: Fetcher = (  # politeness shared through the store
+        fetcher
+        if fetcher is not None
+        else AiohttpFetcher(settings, hosts=the_store, scope=source.in_scope)
+    )
     try:
         yield Pipeline(
             settings,

@@ -25,7 +25,7 @@ from dataclasses import asdict, is_dataclass
 from typing import IO, Any
 
 from pipeline import app
-from pipeline.config import Settings, load_settings
+from pipeline.config import Settings, load_settings, parse_duration
 from pipeline.errors import ConfigError, ParseError, PipelineError
 from pipeline.logs import configure_logging, redact_text
 from pipeline.progress import LiveStderr, Progress
@@ -42,14 +42,24 @@ from pipeline.summary import (
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
+
+def duration_arg(text: str) -> float:
+    """A duration flag (`90`, `90s`, `15m`, `2h`, `1d`), parsed strictly: argparse names
+    the flag and exits 2 for `-5m`, `nan`, `inf` and the like."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 # Flags that map one-to-one onto settings (dest == setting name): flag, type, help.
-_SETTING_FLAGS: dict[str, tuple[type, str]] = {
+_SETTING_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "base_url": (str, "the citation site's base URL"),
     "db": (str, "the store: a SQLite file path or sqlite:///path"),
     "concurrency": (int, "pages in flight in this process"),
     "per_host_concurrency": (int, "pages in flight per host"),
-    "request_delay": (float, "seconds between request starts to one host"),
-    "timeout": (float, "seconds before a request times out"),
+    "request_delay": (duration_arg, "seconds between request starts to one host"),
+    "timeout": (duration_arg, "seconds before a request times out"),
     "max_attempts": (int, "attempts before a page is given up (dead)"),
     "user_agent": (str, "User-Agent header: name the tool and a contact"),
     "selectors": (str, "a TOML file overriding the report page selectors"),
@@ -70,18 +80,6 @@ _CRAWL_FLAGS = (
     "log_format",
 )
 _LOG_FLAGS = ("log_level", "log_format")
-
-
-def parse_duration(text: str) -> float:
-    """`90`, `90s`, `15m`, `2h`, `1d` -> seconds."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    t = text.strip().lower()
-    try:
-        if t and t[-1] in units:
-            return float(t[:-1]) * units[t[-1]]
-        return float(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 90s, 15m, 2h)") from None
 
 
 def _settings_flags(
@@ -243,7 +241,7 @@ def _add_crawl(sub: Any) -> None:
     p.add_argument("--seeds", help="file of seed DOIs (optional)")
     p.add_argument(
         "--max-duration",
-        type=parse_duration,
+        type=duration_arg,
         default=None,
         help="time budget, e.g. 20m; what is left stays queued (default none)",
     )
@@ -274,7 +272,7 @@ def _add_schedule(sub: Any) -> None:
     p.add_argument("--seeds", help="file of seed DOIs for each crawl (optional)")
     p.add_argument(
         "--max-duration",
-        type=parse_duration,
+        type=duration_arg,
         default=None,
         help="time budget of each crawl (default none)",
     )

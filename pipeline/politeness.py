@@ -44,6 +44,7 @@ ROBOTS_TTL = 86400.0  # a robots.txt is fetched again at least this often (RFC 9
 ROBOTS_RETRY_BASE = 60.0  # first wait after a 5xx/unreachable robots.txt, doubling
 ROBOTS_RETRY_CAP = 3600.0  # longest wait between two tries of an unavailable robots.txt
 PAUSE_RECHECK = 1.0  # without bookings, how long a process trusts its last look at a pause
+MAX_WAIT = 86400.0  # longest spacing or pause honoured (a day); longer asks are capped to it
 
 log = structlog.get_logger("citepipe.politeness")
 
@@ -63,6 +64,15 @@ class RobotsAnswer:
 
 
 RobotsGetter = Callable[[str], Awaitable[RobotsAnswer]]
+
+
+def bounded_wait(seconds: float) -> float:
+    """A wait a site or a setting asked for, made safe for time arithmetic: NaN and
+    negatives are 0, and anything longer than MAX_WAIT (a hostile `Crawl-delay: 1e999`,
+    infinity) is MAX_WAIT."""
+    if seconds != seconds or seconds <= 0:  # NaN compares unequal to itself
+        return 0.0
+    return min(seconds, MAX_WAIT)
 
 
 def robots_verdict(status: int | None) -> Verdict:
@@ -150,7 +160,7 @@ class Politeness:
         `Crawl-delay` for our user agent when that is longer."""
         robots = self._host(host_key(url)).robots
         crawl_delay = robots.crawl_delay if robots is not None else 0.0
-        return max(self._delay, crawl_delay)
+        return bounded_wait(max(bounded_wait(self._delay), bounded_wait(crawl_delay)))
 
     # ------------------------------------------------------------ robots.txt
 
@@ -229,7 +239,7 @@ class Politeness:
 
         If the store cannot take it (busy), this process still keeps the pause."""
         key = host_key(url)
-        until = self._clock() + timedelta(seconds=max(0.0, seconds))
+        until = self._clock() + timedelta(seconds=bounded_wait(seconds))
         self._host(key).pause_seen = (self._clock(), until)
         try:
             await self._ledger.pause_host(key, until)
