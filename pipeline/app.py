@@ -17,7 +17,7 @@ import os
 import socket
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,9 +29,9 @@ from croniter import croniter
 
 from pipeline.clock import Clock, SystemClock
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, PipelineError, StoreError
+from pipeline.errors import BadInputError, ConfigError, PipelineError, StoreError
 from pipeline.fetcher import AiohttpFetcher, Fetcher
-from pipeline.models import RUN_STALE_AFTER, Page
+from pipeline.models import RUN_STALE_AFTER, DeadJob, Page, Requeued
 from pipeline.normalise import normalise_doi
 from pipeline.retry import RetryPolicy
 from pipeline.runs import (
@@ -459,6 +459,30 @@ async def _sleep_or_stop(clock: Clock, seconds: float, stop: Stop) -> None:
     finally:
         sleeper.cancel()
         stopper.cancel()
+
+
+# ---------------------------------------------------------------------------- retry
+
+
+async def retry(
+    p: Pipeline, *, reason: str | None = None, dois: Sequence[str] | None = None
+) -> Requeued:
+    """`citepipe retry`: queue dead jobs again at addresses rebuilt from the current
+    `base_url` by the Source (page 1 from the DOI; later pages keep their report path and
+    query on the current site), attempts reset. `reason` (a substring, any case) and
+    `dois` narrow the choice; neither means every dead job. The caller then runs a worker
+    or a crawl to fetch them."""
+    source = p.source
+
+    def address(job: DeadJob) -> str | None:
+        try:
+            return source.address(job.doi) if job.page == 1 else source.relocate(job.url)
+        except BadInputError:  # a DOI that can have no safe address stays dead
+            return None
+
+    done = await p.store.requeue_dead(address, reason=reason, dois=dois)
+    log.info("dead jobs requeued", jobs=done.jobs, reports=done.reports, kept=done.kept)
+    return done
 
 
 # ---------------------------------------------------------------------------- demo

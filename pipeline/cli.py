@@ -28,6 +28,8 @@ from pipeline import app
 from pipeline.config import Settings, load_settings, parse_duration
 from pipeline.errors import ConfigError, ParseError, PipelineError
 from pipeline.logs import configure_logging, redact_text
+from pipeline.models import Requeued
+from pipeline.normalise import doi_or_none
 from pipeline.progress import LiveStderr, Progress
 from pipeline.runs import RunUI, Stop, open_input
 from pipeline.store.base import EXPORT_TABLES
@@ -37,6 +39,7 @@ from pipeline.summary import (
     EXIT_SIGNAL_BASE,
     EXIT_USAGE,
     RunSummary,
+    plural,
     render_status,
 )
 
@@ -397,6 +400,69 @@ def cmd_export(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_retry(sub: Any) -> None:
+    p = sub.add_parser(
+        "retry",
+        help="queue dead jobs again (after a wrong --base-url, an outage...)",
+        description="Queue dead jobs again, due now with their attempts reset, at addresses "
+        "rebuilt from the current base_url; then run `citepipe worker --burst` (or crawl) "
+        "to fetch them. Say which: --all, or --reason and/or --doi.",
+    )
+    p.add_argument(
+        "--reason",
+        metavar="TEXT",
+        help="only dead jobs whose reason contains TEXT (any case), e.g. 'connection error'",
+    )
+    p.add_argument(
+        "--doi",
+        dest="dois",
+        nargs="+",
+        action="extend",
+        metavar="DOI",
+        help="only the dead jobs of these DOIs (any spelling; repeatable)",
+    )
+    p.add_argument("--all", action="store_true", help="every dead job")
+    _settings_flags(p, ("base_url", "db", *_LOG_FLAGS))
+    p.set_defaults(handler=cmd_retry)
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    if args.all == bool(args.reason is not None or args.dois):
+        raise ConfigError(
+            "retry: say which dead jobs: --all, or --reason TEXT and/or --doi DOI (not both)"
+        )
+    dois = None if args.dois is None else [_doi_arg(d) for d in args.dois]
+    if args.reason is not None and not args.reason.strip():
+        raise ConfigError("--reason: must not be empty (use --all for every dead job)")
+    settings = _settings(args)
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def body() -> Requeued:
+        async with app.open_pipeline(settings, create=False) as p:
+            return await app.retry(p, reason=args.reason, dois=dois)
+
+    done = asyncio.run(body())
+    if done.jobs == 0 and done.kept == 0:
+        print("no dead jobs match; nothing requeued")
+        return EXIT_OK
+    print(
+        f"requeued {plural(done.jobs, 'dead job')} of {plural(done.reports, 'report')} "
+        f"at {settings.base}/reports/"
+    )
+    if done.kept:
+        print(f"kept dead: {plural(done.kept, 'job')} with no address on {settings.base}")
+    if done.jobs:
+        print("fetch them with: citepipe worker --burst (or citepipe crawl)")
+    return EXIT_OK
+
+
+def _doi_arg(text: str) -> str:
+    doi = doi_or_none(text)
+    if doi is None:
+        raise ConfigError(f"--doi: not a DOI: {text.strip()[:200]!r}")
+    return doi
+
+
 def _add_parse(sub: Any) -> None:
     p = sub.add_parser(
         "parse",
@@ -493,6 +559,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_worker,
         _add_status,
         _add_export,
+        _add_retry,
         _add_parse,
         _add_site,
         _add_demo,

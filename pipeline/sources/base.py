@@ -33,6 +33,12 @@ class Source(Protocol):
         report pages: same scheme, host and port, and a path that stays among them."""
         ...
 
+    def relocate(self, url: str) -> str | None:
+        """A stored address of one of the site's pages (a later page of a report), as it
+        reads under the current `base_url`: the same report path and query, or None when
+        there is none (`citepipe retry` after a wrong `--base-url`)."""
+        ...
+
     def parse(self, page: Page) -> ParseResult:
         """Read a report page; raise `pipeline.errors.ParseError` for a broken one.
 

@@ -109,6 +109,21 @@ class ReportSource:
             return False
         return same_site and path_within(url, self._prefix)
 
+    def relocate(self, url: str) -> str | None:
+        """The part of `url` from `/reports/` on, under the current base; None if it has
+        none or the result is not one of the site's report pages."""
+        if self.in_scope(url):
+            return url
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return None
+        at = parts.path.find(REPORTS)
+        if at < 0:
+            return None
+        moved = self.base + parts.path[at:] + (f"?{parts.query}" if parts.query else "")
+        return moved if self.in_scope(moved) else None
+
     def parse(self, page: Page) -> ParseResult:
         """Parse a fetched page; `ParseError` if it is not a report."""
         return parse_report(page.body, page.final_url or page.url, self.selectors)

@@ -61,6 +61,9 @@ class FakeSource:
     def in_scope(self, url: str) -> bool:
         return self.addresses.in_scope(url)
 
+    def relocate(self, url: str) -> str | None:
+        return self.addresses.relocate(url)
+
     def parse(self, page: Page) -> ParseResult:
         if page.url in self.broken:
             raise ParseError("missing doi", missing=("doi",))
