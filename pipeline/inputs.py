@@ -1,15 +1,17 @@
 """Reading DOI lists: one DOI a line, in any of the contract's spellings.
 
-A UTF-8 BOM and CRLF line ends are fine, blank lines and `#` comments are skipped, and a
-bad line is reported with its number and why, while the rest go on. Bad lines are those
-that are not valid UTF-8 (read with `surrogateescape`, see `runs.open_input`), that hold a
-control or invisible format character (NUL, escape, zero-width space...; a tab is
-whitespace), that are not a DOI, or whose DOI has a `.`/`..` path segment (plain or
-percent-encoded), which would lead a report address out of `/reports/`.
+A UTF-8 BOM and CRLF line ends are fine, blank lines and `#` comments are skipped (a
+whole line, or the end of a line after whitespace: `10.1234/x  # why`), and a bad line is
+reported with its number and why, while the rest go on. Bad lines are those that are not
+valid UTF-8 (read with `surrogateescape`, see `runs.open_input`), that hold a control or
+invisible format character (NUL, escape, zero-width space...; a tab is whitespace), that
+are not a DOI, or whose DOI has a `.`/`..` path segment (plain or percent-encoded), which
+would lead a report address out of `/reports/`.
 """
 
 from __future__ import annotations
 
+import re
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -17,6 +19,10 @@ from dataclasses import dataclass
 from pipeline.normalise import doi_or_none, doi_problem
 
 _ALLOWED_CONTROLS = frozenset("\t")
+
+# a comment at the end of a line starts at a `#` after whitespace (a `#` inside a DOI
+# does not: DOI suffixes may hold one)
+_TRAILING_COMMENT = re.compile(r"\s+#.*$")
 
 
 @dataclass(frozen=True, slots=True)
@@ -34,7 +40,7 @@ def read_doi_lines(lines: Iterable[str]) -> Iterator[InputLine]:
     """Stream the DOI lines of an input (file object, list, stdin) without loading it all."""
     for lineno, line in enumerate(lines, start=1):
         text = line.lstrip("\ufeff") if lineno == 1 else line
-        text = text.strip()
+        text = _TRAILING_COMMENT.sub("", text.strip())
         if not text or text.startswith("#"):
             continue
         problem = line_problem(text)

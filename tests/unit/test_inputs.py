@@ -6,6 +6,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.errors import ConfigError
 from pipeline.inputs import read_doi_lines
 from pipeline.runs import open_input
 
@@ -72,7 +73,7 @@ def test_control_characters_are_bad_lines_with_their_numbers() -> None:
 def test_lines_that_are_not_utf8_are_bad_lines(tmp_path: Path) -> None:
     path = tmp_path / "in.txt"
     path.write_bytes(
-        b"\xef\xbb\xbf10.1000/a\r\n10.1000/caf\xe9\r\n# r\xe9sum\xe9 comment\n\xff\xfe\x00\n"
+        b"\xef\xbb\xbf10.1000/a\r\n10.1000/caf\xe9\r\n# r\xe9sum\xe9 comment\n\xff\xfe\n"
         b"10.1000/\xc3\xa9t\xc3\xa9\n"
     )
     with open_input(str(path)) as f:
@@ -109,3 +110,29 @@ def test_dois_with_dot_segments_are_bad_lines(line: str) -> None:
     bad = bad_lines(f"10.1000/ok\n{line}\n10.1000/also-ok\n")
     assert len(bad) == 1 and bad[0][0] == 2
     assert bad[0][1] is not None and "path segment" in bad[0][1]
+
+
+def test_a_comment_after_a_doi_is_skipped_and_a_hash_inside_a_doi_is_kept() -> None:
+    text = "10.1234/abc  # asked for by Ann\n10.1234/a#b\n10.1234/tab\t# why\n  # only\n"
+    lines = list(read_doi_lines(io.StringIO(text)))
+    assert [(x.lineno, x.doi) for x in lines] == [
+        (1, "10.1234/abc"),
+        (2, "10.1234/a#b"),
+        (3, "10.1234/tab"),
+    ]
+
+
+def test_a_binary_input_is_one_error_not_a_bad_line_per_line(tmp_path: Path) -> None:
+    data = tmp_path / "seeds.sqlite"
+    data.write_bytes(b"SQLite format 3\x00" + bytes(range(256)) * 8)
+    with (
+        pytest.raises(
+            ConfigError, match=r"binary data, not a DOI list \(a NUL byte at offset 15\)"
+        ),
+        open_input(str(data)),
+    ):
+        pass
+    text = tmp_path / "seeds.txt"
+    text.write_text("10.1234/abc\n", encoding="utf-8")
+    with open_input(str(text)) as f:
+        assert f.read() == "10.1234/abc\n"
