@@ -34,6 +34,7 @@ import socket
 import struct
 import sys
 import time
+import unicodedata
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,7 +43,7 @@ from email.utils import format_datetime, formatdate, parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, quote, unquote
 
 from aiohttp import web
 
@@ -56,12 +57,13 @@ from citesite.dataset import (
     page_count,
     report_to_dict,
 )
-from citesite.faults import FaultSpec, FaultSpecError
+from citesite.faults import CREDENTIALS, FaultSpec, FaultSpecError
 from citesite.render import (
     CAPTCHA_PAGE,
     CONTENT_TYPE,
     LOGIN_PAGE,
     NOT_FOUND_PAGE,
+    PRIVATE_PAGE,
     RENDER_VERSION,
     error_page,
     render_page,
@@ -97,6 +99,7 @@ class RequestRecord:
     if_modified_since: str | None = None
     user_agent: str | None = None
     retry_after_until: float | None = None
+    authorization: str | None = None  # what a client must never send (credentials)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +202,34 @@ def _epoch(iso: str) -> int:
     return int(dt.timestamp())
 
 
+def normalise_dots(path_qs: str) -> str:
+    """The path as a server that decodes and normalises it would route it: percent-decoded
+    (repeatedly), NFKC, `\\` read as `/`, `;params` of dot segments dropped, `.` and `..`
+    resolved. A path without dot segments is returned unchanged (still encoded)."""
+    path, sep, query = path_qs.partition("?")
+    decoded = path
+    for _ in range(4):
+        decoded = unquote(decoded)
+    decoded = unicodedata.normalize("NFKC", decoded).replace("\\", "/")
+    segments = [_dot_or_self(seg) for seg in decoded.split("/")]
+    if not any(seg in (".", "..") for seg in segments):
+        return path_qs
+    kept: list[str] = []
+    for seg in segments[1:]:
+        if seg == "..":
+            if kept:
+                kept.pop()
+        elif seg != ".":
+            kept.append(seg)
+    return "/" + quote("/".join(kept)) + sep + query
+
+
+def _dot_or_self(segment: str) -> str:
+    """`..;x` reads as `..` (servers drop a dot segment's `;params`); others unchanged."""
+    bare = segment.split(";", 1)[0]
+    return bare if bare in (".", "..") else segment
+
+
 def _etag_matches(header: str, etag: str) -> bool:
     if header.strip() == "*":
         return True
@@ -242,7 +273,7 @@ class CitationSite:
         # Settable while serving.
         self.robots_status = robots_status
         self.offsite_url = offsite_url
-        self._cache: OrderedDict[tuple[str, int, int], tuple[bytes, str]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int, int, str], tuple[bytes, str]] = OrderedDict()
         self._cache_size = cache_size
         self._fingerprints: OrderedDict[tuple[str, int], str] = OrderedDict()
         self._log: deque[RequestRecord] = deque(maxlen=max_log)
@@ -324,6 +355,14 @@ class CitationSite:
             "faults": str(self.faults),
         }
 
+    @property
+    def link_base(self) -> str:
+        """The base of the site's absolute links: `base_url`, with credentials in the
+        `creds` mode (`http://user:secret@host:port`)."""
+        if not self.faults.creds:
+            return self.base_url
+        return self.base_url.replace("://", f"://{CREDENTIALS}@", 1)
+
     def url_for(self, doi: str) -> str:
         """`{base}/reports/{doi}`, the address a client starts from."""
         return report_address(self.base_url, doi)
@@ -378,12 +417,13 @@ class CitationSite:
 
     def _page(self, report: SiteReport, page: int) -> tuple[bytes, str]:
         version = self._reports.version.get(report.doi, 0)
-        key = (report.doi, page, version)
+        base = self.link_base
+        key = (report.doi, page, version, base)
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        body = render_page(report, page, self.base_url, self.per_page)
+        body = render_page(report, page, base, self.per_page)
         value = (body, f'"{self._fingerprint(report, version)}-{self.per_page}-{page}"')
         self._cache[key] = value
         if len(self._cache) > self._cache_size:
@@ -436,6 +476,11 @@ class CitationSite:
         path_qs = request.raw_path
         self._attempts[path_qs] += 1
         attempt = self._attempts[path_qs]
+        if self.faults.dots:  # the hostile mode: normalise first, as many servers do
+            normalised = normalise_dots(path_qs)
+            if not normalised.startswith(_REPORTS):
+                return self._escaped(request, attempt)
+            path_qs = normalised
         fault = self.faults.transient_fault(path_qs, attempt)
         if fault == "slow":
             await asyncio.sleep(self.faults.delay)
@@ -495,7 +540,8 @@ class CitationSite:
             return self._permanent(perm, report, by_doi, query_part, slug_path)
         style = report_style(report.doi)
         if by_doi and not (style.direct and page in (None, 1)):
-            return self._redirect(style.redirect_status, slug_path)
+            target = f"{self.link_base}{slug_path}" if self.faults.creds else slug_path
+            return self._redirect(style.redirect_status, target)
         n = 1 if page is None else page
         if not 1 <= n <= page_count(report, self.per_page):
             return self._not_found()
@@ -560,6 +606,7 @@ class CitationSite:
                 if_modified_since=headers.get("If-Modified-Since"),
                 user_agent=headers.get("User-Agent"),
                 retry_after_until=answer.retry_after_until,
+                authorization=headers.get("Authorization"),
             )
         )
         self._total += 1
@@ -587,7 +634,17 @@ class CitationSite:
         self._record(request, answer, attempt)
         return web.Response(body=answer.body, headers=answer.headers)
 
+    def _escaped(self, request: web.Request, attempt: int) -> web.Response:
+        """The `dots` mode's answer to a path that normalised out of `/reports/`: a page
+        a crawler should never have reached, logged with the fault `escaped`."""
+        answer = _Answer(200, PRIVATE_PAGE, {"Content-Type": CONTENT_TYPE}, "escaped")
+        self._record(request, answer, attempt)
+        return web.Response(status=200, body=answer.body, headers=answer.headers)
+
     async def _other(self, request: web.Request) -> web.Response:
+        if self.faults.dots and normalise_dots(request.raw_path) != request.raw_path:
+            self._attempts[request.raw_path] += 1
+            return self._escaped(request, self._attempts[request.raw_path])
         answer = self._not_found()
         self._attempts[request.raw_path] += 1
         self._record(request, answer, self._attempts[request.raw_path])
