@@ -25,7 +25,7 @@ from dataclasses import asdict, is_dataclass
 from typing import IO, Any
 
 from pipeline import app
-from pipeline.config import Settings, load_settings, parse_duration
+from pipeline.config import DAY, Settings, load_settings, parse_duration
 from pipeline.errors import ConfigError, ParseError, PipelineError
 from pipeline.logs import configure_logging, redact_text
 from pipeline.models import Requeued
@@ -514,6 +514,14 @@ def cmd_site(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port: {args.port} is not a port (0 to 65535; 0 picks a free one)")
     if args.per_page < 1:
         raise ConfigError(f"--per-page: must be at least 1, got {args.per_page}")
+    if args.crawl_delay is not None and not 0 <= args.crawl_delay <= DAY:
+        raise ConfigError(f"--crawl-delay: must be 0 to {DAY:g} seconds, got {args.crawl_delay}")
+    if args.cache_size < 1:
+        raise ConfigError(f"--cache-size: must be at least 1, got {args.cache_size}")
+    if args.generate is not None and args.generate < 0:
+        raise ConfigError(f"--generate: must be >= 0, got {args.generate}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed: must be >= 0, got {args.seed}")
     return run_site(args)
 
 
