@@ -186,7 +186,7 @@ class AiohttpFetcher:
                 headers["If-None-Match"] = validators.etag
             if validators.last_modified:
                 headers["If-Modified-Since"] = validators.last_modified
-        current = strip_userinfo(url)  # credentials are never sent (no Basic auth)
+        first = current = strip_userinfo(url)  # credentials are never sent (no Basic auth)
         seen = {current}
         for _ in range(self._settings.max_redirects + 1):
             if not self._on_site(current):
@@ -194,10 +194,11 @@ class AiohttpFetcher:
                     f"redirect off the site to {current}", url=url, reason="off-site redirect"
                 )
             if self._scope is not None and not self._scope(current):
+                moved = "redirect " if current != first else ""
                 raise PermanentFetchError(
-                    f"not one of the site's report pages: {current}",
+                    f"{moved}off the site's report pages: {current}",
                     url=url,
-                    reason="redirect off the report pages",
+                    reason=f"{moved}off the report pages",
                 )
             page_or_location = await self._request(current, headers)
             if isinstance(page_or_location, Page):
