@@ -8,16 +8,29 @@ host. Now `retry` queues them again at the right addresses and the rerun finishe
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import structlog
 
 from citesite.server import CitationSite
 from pipeline import app, cli
 from pipeline.models import NewJob, Requeued
 
 from .conftest import fast_env, fast_settings, query, quiet_ui, reports, run_cli, write_dois
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Iterator[None]:
+    for key in list(os.environ):
+        if key.startswith("CITEPIPE_"):
+            monkeypatch.delenv(key)
+    monkeypatch.chdir(tmp_path)  # no config/citepipe.toml of the checkout
+    yield
+    structlog.reset_defaults()  # cli.main configured logging onto capsys's stream
 
 
 def closed_port() -> int:
