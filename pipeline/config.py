@@ -204,9 +204,8 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             return parse_duration(value) if isinstance(value, str) else float(value)
         return str(value)
     except (TypeError, ValueError):
-        raise ConfigError(
-            f"{name}: {value!r} from {source} is not a valid {kind.__name__}"
-        ) from None
+        what = "number of seconds (e.g. 30, 90s, 15m, 2h)" if kind is float else kind.__name__
+        raise ConfigError(f"{name}: {value!r} from {source} is not a valid {what}") from None
 
 
 def _from_mapping(values: Mapping[str, Any], source: str) -> dict[str, Any]:
