@@ -5,9 +5,12 @@ own request log shows."""
 
 from __future__ import annotations
 
+import asyncio
+import dataclasses
 from pathlib import Path
 
 from citesite.server import CitationSite
+from citesite.style import report_style
 from pipeline import app
 
 from .conftest import (
@@ -92,3 +95,20 @@ async def test_the_dots_site_does_serve_a_page_off_reports_to_a_careless_client(
             async with http.get(url) as resp:
                 assert resp.status == 200
         assert off_reports(site) == ["/reports/10.1038/%2E%2E/%2E%2E/private/x"]
+
+
+async def test_an_infinite_request_delay_never_crashes_a_job(tmp_path: Path) -> None:
+    """Settings refuse `request_delay=inf` (exit 2); a pipeline given one anyway (built
+    without validation) waits at most a day between requests and never crashes a job.
+    One direct one-page report: a single booked request, so the run ends at once."""
+    reps = reports(30, seed=24)
+    direct = next(r for r in reps.values() if report_style(r.doi).direct)
+    db = tmp_path / "s.sqlite"
+    async with CitationSite({direct.doi: direct}, per_page=10_000) as site:
+        settings = dataclasses.replace(
+            fast_settings(site.base_url, db), request_delay=float("inf"), respect_robots=False
+        )
+        async with app.open_pipeline(settings) as p:
+            summary = await asyncio.wait_for(app.backfill(p, [direct.doi], ui=quiet_ui()), 30)
+    assert summary.exit_code == 0
+    assert summary.counters.dead.total() == 0 and summary.counters.pages_done == 1
