@@ -101,12 +101,13 @@ def open_input(name: str, stdin: IO[str] | None = None) -> Iterator[IO[str]]:
     """A DOI list by name: a file, or `-` for standard input. A missing or unreadable
     file is a configuration error, raised before any store is opened or created."""
     if name == "-":
-        if stdin is not None:
-            yield stdin
+        raw = getattr(sys.stdin, "buffer", None)
+        if stdin is not None or raw is None:  # given, or a text-only stand-in: as it is
+            yield stdin if stdin is not None else sys.stdin
             return
         # stdin's own encoding is the locale's, strict: a stray byte would end the run
         wrapped = io.TextIOWrapper(
-            sys.stdin.buffer, encoding="utf-8-sig", errors="surrogateescape", newline=None
+            raw, encoding="utf-8-sig", errors="surrogateescape", newline=None
         )
         try:
             yield wrapped
