@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from pipeline.config import Settings, load_settings, parse_duration
+from pipeline.config import NUMBER_BOUNDS, Settings, load_settings, parse_duration
 from pipeline.errors import ConfigError
 
 
@@ -125,3 +126,10 @@ def test_credentials_in_base_url_are_dropped() -> None:
     with pytest.raises(ConfigError, match="base_url") as info:
         load_settings(None, env={"CITEPIPE_BASE_URL": "http://user:secret@site.test:99999/"})
     assert "secret" not in str(info.value)
+
+
+def test_every_number_setting_has_bounds() -> None:
+    """A new number setting must say what values it may take (NUMBER_BOUNDS)."""
+    numbers = {f.name for f in fields(Settings) if str(f.type) in ("int", "float")}
+    assert numbers == set(NUMBER_BOUNDS)
+    assert set(FLOAT_SETTINGS) == {f.name for f in fields(Settings) if str(f.type) == "float"}
