@@ -130,10 +130,21 @@ BINARY_SNIFF = 8192  # bytes looked at to tell a binary file from a DOI list
 
 
 def refuse_binary(name: str, head: bytes) -> None:
-    """A DOI list is text: a NUL byte near the start means binary data (an archive, an
-    executable, a database), which is one error, not a bad line for every line of it."""
+    """A DOI list is text: NUL bytes near the start mean binary data (an archive, an
+    executable, a database, UTF-16), which is one error, not a bad line for every line of
+    it. Binary: NULs that are not in UTF-8 text, or dense ones (one byte in eight or more,
+    as in UTF-16). A stray NUL in clean UTF-8 text is a bad line with its number instead
+    (`inputs.line_problem`)."""
     at = head.find(b"\x00")
-    if at >= 0:
+    if at < 0:
+        return
+    whole = head[: head.rfind(b"\n") + 1] or head  # no multi-byte character cut at the end
+    try:
+        whole.decode("utf-8")
+        dense = whole.count(b"\x00") * 8 >= len(whole)
+    except UnicodeDecodeError:
+        dense = True
+    if dense:
         raise ConfigError(f"input {name}: binary data, not a DOI list (a NUL byte at offset {at})")
 
 

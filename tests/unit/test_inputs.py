@@ -136,3 +136,29 @@ def test_a_binary_input_is_one_error_not_a_bad_line_per_line(tmp_path: Path) -> 
     text.write_text("10.1234/abc\n", encoding="utf-8")
     with open_input(str(text)) as f:
         assert f.read() == "10.1234/abc\n"
+
+
+def test_a_stray_nul_in_a_text_list_is_a_bad_line_not_binary(tmp_path: Path) -> None:
+    path = tmp_path / "in.txt"
+    path.write_bytes(b"10.1038/a\n10.1038/b\x00c\n10.1038/d\n")
+    with open_input(str(path)) as f:
+        lines = list(read_doi_lines(f))
+    assert [(x.lineno, x.doi, x.problem) for x in lines] == [
+        (1, "10.1038/a", None),
+        (2, None, "control character U+0000 at column 10"),
+        (3, "10.1038/d", None),
+    ]
+
+
+@pytest.mark.parametrize(
+    "data",
+    [
+        "10.1038/a\n10.1038/b\n".encode("utf-16"),  # NULs on every other byte
+        b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03abc\n",  # gzip: NULs, not UTF-8
+    ],
+)
+def test_dense_or_non_utf8_nuls_are_binary(tmp_path: Path, data: bytes) -> None:
+    path = tmp_path / "in.txt"
+    path.write_bytes(data)
+    with pytest.raises(ConfigError, match="binary data"), open_input(str(path)):
+        pass
