@@ -41,6 +41,7 @@ import socket
 import struct
 import sys
 import time
+import unicodedata
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -49,7 +50,7 @@ from email.utils import format_datetime, formatdate, parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, unquote, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from aiohttp import web
 
@@ -63,12 +64,13 @@ from citesite.dataset import (
     page_count,
     report_to_dict,
 )
-from citesite.faults import FaultSpec, FaultSpecError
+from citesite.faults import CREDENTIALS, FaultSpec, FaultSpecError
 from citesite.render import (
     CAPTCHA_PAGE,
     CONTENT_TYPE,
     LOGIN_PAGE,
     NOT_FOUND_PAGE,
+    PRIVATE_PAGE,
     RENDER_VERSION,
     error_page,
     render_page,
@@ -124,6 +126,7 @@ class RequestRecord:
     if_modified_since: str | None = None
     user_agent: str | None = None
     retry_after_until: float | None = None
+    authorization: str | None = None  # what a client must never send (credentials)
 
 
 @dataclass(frozen=True, slots=True)
@@ -224,6 +227,34 @@ def _epoch(iso: str) -> int:
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=UTC)
     return int(dt.timestamp())
+
+
+def normalise_dots(path_qs: str) -> str:
+    """The path as a server that decodes and normalises it would route it: percent-decoded
+    (repeatedly), NFKC, `\\` read as `/`, `;params` of dot segments dropped, `.` and `..`
+    resolved. A path without dot segments is returned unchanged (still encoded)."""
+    path, sep, query = path_qs.partition("?")
+    decoded = path
+    for _ in range(4):
+        decoded = unquote(decoded)
+    decoded = unicodedata.normalize("NFKC", decoded).replace("\\", "/")
+    segments = [_dot_or_self(seg) for seg in decoded.split("/")]
+    if not any(seg in (".", "..") for seg in segments):
+        return path_qs
+    kept: list[str] = []
+    for seg in segments[1:]:
+        if seg == "..":
+            if kept:
+                kept.pop()
+        elif seg != ".":
+            kept.append(seg)
+    return "/" + quote("/".join(kept)) + sep + query
+
+
+def _dot_or_self(segment: str) -> str:
+    """`..;x` reads as `..` (servers drop a dot segment's `;params`); others unchanged."""
+    bare = segment.split(";", 1)[0]
+    return bare if bare in (".", "..") else segment
 
 
 def _etag_matches(header: str, etag: str) -> bool:
@@ -361,12 +392,17 @@ class CitationSite:
 
     def link_base(self, host: str | None) -> str:
         """The address links are built on for a request sent to `host` (its Host
-        header): `public_url` if set, else `http://{host}`, else `base_url`."""
+        header): `public_url` if set, else `http://{host}`, else `base_url`; with
+        credentials in the `creds` mode (`http://user:secret@host:port`)."""
         if self.public_url is not None:
-            return self.public_url
-        if host and _HOST.fullmatch(host):
-            return f"http://{host}"
-        return self.base_url
+            base = self.public_url
+        elif host and _HOST.fullmatch(host):
+            base = f"http://{host}"
+        else:
+            base = self.base_url
+        if not self.faults.creds:
+            return base
+        return base.replace("://", f"://{CREDENTIALS}@", 1)
 
     def url_for(self, doi: str) -> str:
         """`{base}/reports/{doi}`, the address a client starts from."""
@@ -481,6 +517,11 @@ class CitationSite:
         path_qs = request.raw_path
         self._attempts[path_qs] += 1
         attempt = self._attempts[path_qs]
+        if self.faults.dots:  # the hostile mode: normalise first, as many servers do
+            normalised = normalise_dots(path_qs)
+            if not normalised.startswith(_REPORTS):
+                return self._escaped(request, attempt)
+            path_qs = normalised
         fault = self.faults.transient_fault(path_qs, attempt)
         if fault == "slow":
             await asyncio.sleep(self.faults.delay)
@@ -540,7 +581,8 @@ class CitationSite:
             return self._permanent(perm, report, by_doi, query_part, slug_path)
         style = report_style(report.doi)
         if by_doi and not (style.direct and page in (None, 1)):
-            return self._redirect(style.redirect_status, slug_path)
+            target = f"{self.link_base(None)}{slug_path}" if self.faults.creds else slug_path
+            return self._redirect(style.redirect_status, target)
         n = 1 if page is None else page
         if not 1 <= n <= page_count(report, self.per_page):
             return self._not_found()
@@ -605,6 +647,7 @@ class CitationSite:
                 if_modified_since=headers.get("If-Modified-Since"),
                 user_agent=headers.get("User-Agent"),
                 retry_after_until=answer.retry_after_until,
+                authorization=headers.get("Authorization"),
             )
         )
         self._total += 1
@@ -632,7 +675,17 @@ class CitationSite:
         self._record(request, answer, attempt)
         return web.Response(body=answer.body, headers=answer.headers)
 
+    def _escaped(self, request: web.Request, attempt: int) -> web.Response:
+        """The `dots` mode's answer to a path that normalised out of `/reports/`: a page
+        a crawler should never have reached, logged with the fault `escaped`."""
+        answer = _Answer(200, PRIVATE_PAGE, {"Content-Type": CONTENT_TYPE}, "escaped")
+        self._record(request, answer, attempt)
+        return web.Response(status=200, body=answer.body, headers=answer.headers)
+
     async def _other(self, request: web.Request) -> web.Response:
+        if self.faults.dots and normalise_dots(request.raw_path) != request.raw_path:
+            self._attempts[request.raw_path] += 1
+            return self._escaped(request, self._attempts[request.raw_path])
         answer = self._not_found()
         self._attempts[request.raw_path] += 1
         self._record(request, answer, self._attempts[request.raw_path])

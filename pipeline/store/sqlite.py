@@ -43,9 +43,11 @@ from pipeline.models import (
     JOB_STATES,
     RUN_STALE_AFTER,
     Completion,
+    DeadJob,
     DeadReason,
     Job,
     NewJob,
+    Requeued,
     RobotsRecord,
     RunInfo,
     Stats,
@@ -504,6 +506,31 @@ class SQLiteStore:
             return self._enqueue_rows(conn, jobs) if jobs else 0
 
         return await self._transaction("enqueue stale", body)
+
+    async def requeue_dead(
+        self,
+        address: Callable[[DeadJob], str | None],
+        *,
+        reason: str | None = None,
+        dois: Sequence[str] | None = None,
+    ) -> Requeued:
+        """Dead jobs queued again at their rebuilt addresses, in one transaction."""
+        select = {"reason": reason, "dois": None if dois is None else json.dumps(list(dois))}
+
+        def body(conn: sqlite3.Connection) -> Requeued:
+            now = self._now()
+            rows, kept, reports = [], 0, set()
+            for r in conn.execute(self._sql["dead_jobs"], select).fetchall():
+                url = address(DeadJob(r["doi"], r["page"], r["url"], r["reason"]))
+                if url is None:
+                    kept += 1
+                    continue
+                rows.append(_encode({"id": r["id"], "url": url, "now": now}))
+                reports.add(r["doi"])
+            done = max(conn.executemany(self._sql["requeue_dead"], rows).rowcount, 0)
+            return Requeued(jobs=done, reports=len(reports), kept=kept)
+
+        return await self._transaction("requeue dead jobs", body)
 
     # ------------------------------------------------------------ completions
 

@@ -90,7 +90,16 @@ def test_config_naming_a_binary_file_is_one_line_exit_2(
 
 @pytest.mark.parametrize(
     ("argv", "word"),
-    [(["site", "--per-page", "0"], "--per-page"), (["site", "--port", "70000"], "--port")],
+    [
+        (["site", "--per-page", "0"], "--per-page"),
+        (["site", "--port", "70000"], "--port"),
+        (["site", "--crawl-delay", "nan"], "--crawl-delay"),
+        (["site", "--crawl-delay", "inf"], "--crawl-delay"),
+        (["site", "--crawl-delay=-1"], "--crawl-delay"),
+        (["site", "--cache-size", "0"], "--cache-size"),
+        (["site", "--generate=-5"], "--generate"),
+        (["site", "--seed=-1"], "--seed"),
+    ],
 )
 def test_bad_site_options_are_one_line_exit_2(
     capsys: pytest.CaptureFixture[str], argv: list[str], word: str

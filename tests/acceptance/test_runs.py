@@ -23,8 +23,9 @@ from citesite.server import CitationSite
 from pipeline import app
 from pipeline.clock import ManualClock
 from pipeline.fetcher import AiohttpFetcher
-from pipeline.models import NewJob, Page, Validators
+from pipeline.models import NewJob, Page, ParseResult, Validators
 from pipeline.runs import RunUI, Stop
+from pipeline.sources.report import ReportSource
 from pipeline.summary import RunSummary
 
 from .conftest import (
@@ -238,16 +239,18 @@ async def test_a_crashing_job_is_counted_and_fails_the_run(tmp_path: Path) -> No
     """A bug in our code kills the job; the run says so and exits 1, not 0."""
     reps = reports(3, seed=13)
 
-    class Exploding:
+    class Exploding(ReportSource):
         name = "exploding"
 
-        def parse(self, page: Page) -> object:
+        def parse(self, page: Page) -> ParseResult:
             raise RuntimeError("a bug")
 
     db = tmp_path / "c.sqlite"
     async with CitationSite(reps) as site:
         summary = await run_backfill(
-            fast_settings(site.base_url, db), list(reps), source=Exploding()
+            fast_settings(site.base_url, db),
+            list(reps),
+            source=Exploding(base_url=site.base_url),
         )
     assert summary.counters.dead.total() == len(reps)
     assert summary.input_dead.total() == len(reps)
