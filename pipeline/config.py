@@ -44,6 +44,7 @@ class Settings:
     retry_cap: float = 900.0
     max_page_bytes: int = 5_000_000
     max_redirects: int = 5
+    max_pages_per_report: int = 500  # a report's crawl follows at most this many pages
     respect_robots: bool = True
     user_agent: str = "citepipe/0.1 (+https://github.com/citepipe/citepipe; citepipe@example.org)"
     depth: int = 0
@@ -74,6 +75,7 @@ class Settings:
             "connect_timeout",
             "max_attempts",
             "max_page_bytes",
+            "max_pages_per_report",
             "lease_seconds",
             "claim_batch",
             "writer_batch",
