@@ -7,8 +7,9 @@ its job carries (what the earlier pages of this round told it), with no store ac
 
 - a next link to another host is not followed: `next page off the site`;
 - a next link to an address already fetched in this round (request or redirect target,
-  compared canonically: case, default port, fragment, dot segments, escapes and the order
-  of query parameters do not matter) is not followed: `pagination cycle`;
+  or page 1's own canonical address; compared canonically: case, default port, fragment,
+  dot segments, escapes and the order of query parameters do not matter) is not
+  followed: `pagination cycle`;
 - never more than `max_pages_per_report` pages: `more pages than max_pages_per_report`;
 - never more pages than the report's own count justifies (`citation_statements` over the
   most statements a page held, plus a margin): `more pages than the report counts`;
@@ -141,7 +142,10 @@ def next_step(
     before = job.chain if job.chain is not None and job.page > 1 else Chain()
     if job.page > 1 and before.counted is not None:
         counted = before.counted  # page 1's count is the report's: later pages cannot move it
-    seen = _add(before.seen, canonical_url(job.url), canonical_url(page.final_url))
+    fetched = [job.url, page.final_url]
+    if job.page == 1 and result is not None and result.paper.report_url:
+        fetched.append(result.paper.report_url)  # page 1 says where it lives: its canonical
+    seen = _add(before.seen, *(canonical_url(u) for u in fetched))
     per_page = max(before.per_page, statements or 0)
     got = before.got + statements if before.got is not None and statements is not None else None
     if not link:
