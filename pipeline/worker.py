@@ -38,7 +38,7 @@ from pipeline.errors import (
 from pipeline.fetcher import Fetcher
 from pipeline.models import Completion, Job, NewJob, Page, ParseResult, Validators
 from pipeline.normalise import report_address
-from pipeline.pagination import Step, next_step, reason_kind
+from pipeline.pagination import FEWER, Step, next_step, reason_kind
 from pipeline.politeness import host_key
 from pipeline.retry import RetryPolicy
 from pipeline.sources.base import Source
@@ -297,8 +297,11 @@ class Worker:
         if not any(f.doi == job.doi and f.page > job.page for f in completion.follow_ups):
             self.counters.reports_done += 1  # no next page: the report's crawl ends here
             if completion.incomplete is not None:
-                self.counters.incomplete[reason_kind(completion.incomplete)] += 1
-                log.warning("report incomplete", reason=completion.incomplete)
+                kind = reason_kind(completion.incomplete)
+                self.counters.incomplete[kind] += 1
+                # a cut is the site misbehaving; fewer statements than counted is common
+                say = log.info if kind == FEWER else log.warning
+                say("report incomplete", reason=completion.incomplete)
         if completion.result is None:
             self.counters.pages_unchanged += 1
         else:

@@ -92,3 +92,17 @@ def test_permanent_faults_are_per_doi() -> None:
     assert assigned.permanent_fault("10.1000/abd") is None
     assert assigned.dead(["10.1000/abc", "10.1000/x"]) == {"10.1000/abc": "loop"}
     assert "1 assigned" in str(assigned)
+
+
+def test_hostile_pagination_kinds_end_incomplete_not_dead() -> None:
+    spec = FaultSpec.parse("cycle=0.5,endless=0.5,seed=3")
+    dois = [f"10.5555/x{i}" for i in range(40)]
+    assert spec.dead(dois) == {}
+    incomplete = spec.incomplete(dois)
+    assert set(incomplete.values()) == {"pagination cycle", "more pages than the report counts"}
+    assert len(incomplete) == 40
+    fixed = FaultSpec(permanent={"10.1/a": "truncated", "10.1/b": "captcha", "10.1/c": "suffixed"})
+    assert fixed.dead(["10.1/a", "10.1/b", "10.1/c"]) == {"10.1/b": "captcha"}
+    assert fixed.incomplete(["10.1/a", "10.1/b", "10.1/c"]) == {
+        "10.1/a": "fewer statements than the report counts"
+    }
