@@ -77,11 +77,16 @@ def canonical_url(url: str) -> str:
     if port is not None and port != _DEFAULT_PORTS.get(scheme):
         netloc += f":{port}"
     path = _escapes(_remove_dots(parts.path or "/"))
-    query = "&".join(sorted(_escapes(q) for q in parts.query.split("&") if q))
+    query = parts.query
+    if query:
+        query = "&".join(sorted(_escapes(q) for q in query.split("&") if q))
     return urlunsplit((scheme, netloc, path, query, ""))
 
 
 def _escapes(text: str) -> str:
+    if "%" not in text:
+        return text
+
     def fix(m: re.Match[str]) -> str:
         char = chr(int(m.group(0)[1:], 16))
         return char if char in _UNRESERVED else m.group(0).upper()
@@ -91,6 +96,8 @@ def _escapes(text: str) -> str:
 
 def _remove_dots(path: str) -> str:
     """RFC 3986, 5.2.4: `/a/./b/../c` -> `/a/c`."""
+    if "/." not in path and not path.startswith("."):
+        return path if path.startswith("/") else "/" + path
     out: list[str] = []
     segments = path.split("/")
     for i, seg in enumerate(segments):
@@ -142,16 +149,16 @@ def next_step(
     before = job.chain if job.chain is not None and job.page > 1 else Chain()
     if job.page > 1 and before.counted is not None:
         counted = before.counted  # page 1's count is the report's: later pages cannot move it
-    fetched = [job.url, page.final_url]
-    if job.page == 1 and result is not None and result.paper.report_url:
-        fetched.append(result.paper.report_url)  # page 1 says where it lives: its canonical
-    seen = _add(before.seen, *(canonical_url(u) for u in fetched))
     per_page = max(before.per_page, statements or 0)
     got = before.got + statements if before.got is not None and statements is not None else None
     if not link:
         if counted is not None and got is not None and got < counted:
             return Step(incomplete=f"{FEWER}: {got} of {counted}")
         return Step()
+    fetched = {job.url, page.final_url}
+    if job.page == 1 and result is not None and result.paper.report_url:
+        fetched.add(result.paper.report_url)  # page 1 says where it lives: its canonical
+    seen = _add(before.seen, *sorted(canonical_url(u) for u in fetched))
     target = canonical_url(link)
     if _host(link) != site:
         return Step(incomplete=f"{OFF_SITE}: page {job.page} links to {link}")
@@ -184,8 +191,5 @@ def _host(url: str) -> str | None:
 
 
 def _add(seen: tuple[str, ...], *urls: str) -> tuple[str, ...]:
-    out = list(seen)
-    for url in urls:
-        if url not in out:
-            out.append(url)
-    return tuple(out)
+    known = set(seen)
+    return seen + tuple(u for u in dict.fromkeys(urls) if u not in known)
