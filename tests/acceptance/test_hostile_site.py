@@ -23,7 +23,7 @@ from pipeline import app
 from pipeline.normalise import doi_path
 from pipeline.summary import RunSummary
 
-from .conftest import OffsetClock, fast_settings, query, quiet_ui
+from .conftest import OffsetClock, fast_env, fast_settings, query, quiet_ui, run_cli, write_dois
 
 PER_PAGE = 5
 
@@ -221,3 +221,21 @@ async def test_not_found_is_not_incomplete(tmp_path: Path) -> None:
     line = json.loads(summary.render().splitlines()[-1].removeprefix("citepipe-summary "))
     assert line["not_found"] == 1 and line["incomplete_reports"] == 0
     assert "not found:  1 report the site does not have" in summary.render()
+
+
+async def test_the_command_against_a_cycling_site_ends_with_an_honest_summary(
+    tmp_path: Path,
+) -> None:
+    reps = multi_page(2, seed=37)
+    db = tmp_path / "cli.sqlite"
+    spec = FaultSpec.parse("cycle=1")
+    async with CitationSite(reps, faults=spec, per_page=PER_PAGE) as site:
+        inp = write_dois(tmp_path / "in.txt", [r.doi for r in reps])
+        res = await run_cli("backfill", str(inp), env=fast_env(site.base_url, db), timeout=60)
+        fetched = [r.path_qs for r in site.requests if r.path_qs.startswith("/reports/")]
+    assert res.code == 0, res.err[-2000:]
+    assert len(fetched) <= 4 * len(reps)
+    line = next(x for x in res.out.splitlines() if x.startswith("citepipe-summary "))
+    data = json.loads(line.removeprefix("citepipe-summary "))
+    assert data["incomplete_by_reason"] == {"pagination cycle": 2}
+    assert "incomplete: 2 reports stored in part (pagination cycle: 2" in res.out

@@ -106,3 +106,10 @@ def test_hostile_pagination_kinds_end_incomplete_not_dead() -> None:
     assert fixed.incomplete(["10.1/a", "10.1/b", "10.1/c"]) == {
         "10.1/a": "fewer statements than the report counts"
     }
+
+
+def test_the_site_command_takes_hostile_modes_by_name() -> None:
+    from citesite.server import build_parser
+
+    args = build_parser().parse_args(["--fault", "cycle-long=1,suffixed=0"])
+    assert args.faults.permanent_fault("10.1/any") == "cycle-long"
