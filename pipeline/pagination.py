@@ -5,7 +5,8 @@ broken site can make that chain endless (a cycle of any length, a new next page 
 or send it elsewhere. `next_step` decides for each page, from the page and the `Chain`
 its job carries (what the earlier pages of this round told it), with no store access:
 
-- a next link to another host is not followed: `next page off the site`;
+- a next link to another host, or out of the folder the report lives in (`/reports/`, after
+  dot segments and escapes are resolved), is not followed: `next page off the site`;
 - a next link to an address already fetched in this round (request or redirect target,
   or page 1's own canonical address; compared canonically: case, default port, fragment,
   dot segments, escapes and the order of query parameters do not matter) is not
@@ -76,7 +77,7 @@ def canonical_url(url: str) -> str:
     netloc = f"[{host}]" if ":" in host else host
     if port is not None and port != _DEFAULT_PORTS.get(scheme):
         netloc += f":{port}"
-    path = _escapes(_remove_dots(parts.path or "/"))
+    path = _remove_dots(_escapes(parts.path or "/"))  # decoded first: `%2E%2E` is `..`
     query = parts.query
     if query:
         query = "&".join(sorted(_escapes(q) for q in query.split("&") if q))
@@ -162,6 +163,10 @@ def next_step(
     target = canonical_url(link)
     if _host(link) != site:
         return Step(incomplete=f"{OFF_SITE}: page {job.page} links to {link}")
+    folder = _folder(canonical_url(job.url))
+    path = urlsplit(target).path
+    if not (path == folder.rstrip("/") or path.startswith(folder)):
+        return Step(incomplete=f"{OFF_SITE}: page {job.page} links to {link}, outside {folder}")
     if target in seen:
         return Step(incomplete=f"{CYCLE}: page {job.page} links back to {link}")
     nxt = job.page + 1
@@ -181,6 +186,13 @@ def next_step(
             doi=job.doi, url=target, page=nxt, depth=job.depth, round=job.round, chain=chain
         )
     )
+
+
+def _folder(url: str) -> str:
+    """The folder a report's pages live in: the first segment of its address's path
+    (`/reports/`), or the whole path when it has one segment only."""
+    segments = urlsplit(url).path.split("/")
+    return f"/{segments[1]}/" if len(segments) > 2 else "/".join(segments)
 
 
 def _host(url: str) -> str | None:

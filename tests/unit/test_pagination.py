@@ -156,6 +156,21 @@ def test_a_next_link_off_the_site_is_a_recorded_cut() -> None:
     assert len(fetched) == 1
 
 
+@pytest.mark.parametrize(
+    "link",
+    [
+        "http://site.test/private/x",
+        "http://site.test/reports/../private/x",
+        "http://site.test/reports/%2E%2E/private/x",
+        "http://site.test/reports/%2e%2e/%2e%2e/etc/passwd",
+    ],
+)
+def test_a_next_link_out_of_the_reports_folder_is_not_followed(link: str) -> None:
+    fetched, reason = crawl({BASE: result(5, 5, link)})
+    assert reason is not None and reason.startswith(OFF_SITE) and "outside /reports/" in reason
+    assert len(fetched) == 1
+
+
 def test_pages_that_stop_early_are_flagged() -> None:
     pages = {BASE: result(25, 49, None)}
     assert crawl(pages)[1] == f"{FEWER}: 25 of 49"
