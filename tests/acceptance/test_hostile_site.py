@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import io
 import json
 from pathlib import Path
 
@@ -20,7 +21,9 @@ from citesite.faults import INCOMPLETE_KINDS, FaultSpec
 from citesite.render import suffixed_value
 from citesite.server import CitationSite
 from pipeline import app
+from pipeline.models import Page, ParseResult
 from pipeline.normalise import doi_path
+from pipeline.sources.report import ReportSource
 from pipeline.summary import RunSummary
 
 from .conftest import OffsetClock, fast_env, fast_settings, query, quiet_ui, run_cli, write_dois
@@ -239,3 +242,36 @@ async def test_the_command_against_a_cycling_site_ends_with_an_honest_summary(
     data = json.loads(line.removeprefix("citepipe-summary "))
     assert data["incomplete_by_reason"] == {"pagination cycle": 2}
     assert "incomplete: 2 reports stored in part (pagination cycle: 2" in res.out
+
+
+class BuggySource(ReportSource):
+    """The real parser, with a bug on one report (a KeyError our code lets through)."""
+
+    def __init__(self, doi: str) -> None:
+        super().__init__()
+        self.doi = doi
+
+    def parse(self, page: Page) -> ParseResult:
+        result = super().parse(page)
+        if result.paper.doi == self.doi:
+            raise KeyError("boom")
+        return result
+
+
+async def test_a_bug_kills_its_job_counted_in_summary_and_exit_code(
+    tmp_path: Path, json_logs: io.StringIO
+) -> None:
+    reps = [honest(r) for r in generate(3, 38)]
+    bad = reps[1].doi
+    db = tmp_path / "b.sqlite"
+    async with CitationSite(reps) as site:
+        settings = fast_settings(site.base_url, db)
+        async with app.open_pipeline(settings, source=BuggySource(bad)) as p:
+            summary = await app.backfill(p, [r.doi for r in reps], ui=quiet_ui())
+    reason = "internal error: KeyError: 'boom'"
+    assert summary.exit_code == 1
+    assert summary.counters.dead == {reason: 1} and summary.input_dead == {reason: 1}
+    assert query(db, "select doi, last_error from jobs where state = 'dead'") == [(bad, reason)]
+    crashes = [json.loads(x) for x in json_logs.getvalue().splitlines() if "job crashed" in x]
+    assert len(crashes) == 1 and "Traceback" in crashes[0]["exception"]
+    assert json_logs.getvalue().count("Traceback") == 1
