@@ -15,7 +15,9 @@ its job carries (what the earlier pages of this round told it), with no store ac
 - never more pages than the report's own count justifies (`citation_statements` over the
   most statements a page held, plus a margin): `more pages than the report counts`;
 - a chain that ends with fewer statements than the report counts is flagged:
-  `fewer statements than the report counts`.
+  `fewer statements than the report counts`;
+- a next page that turns out to be another report (its DOI is not the report's) is not
+  stored under this report, and ends it: `next page is another report`.
 
 Each of these ends the report's crawl; the reason (with its detail after a `:`) is kept
 on the paper (`papers.incomplete_reason`), and the paper is marked incomplete. None of
@@ -30,6 +32,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from unicodedata import normalize
 from urllib.parse import urlsplit, urlunsplit
 
 from pipeline.models import Chain, Job, NewJob, Page, ParseResult
@@ -40,7 +43,8 @@ CYCLE = "pagination cycle"
 TOO_MANY = "more pages than max_pages_per_report"
 BEYOND_COUNT = "more pages than the report counts"
 FEWER = "fewer statements than the report counts"
-REASONS = (OFF_SITE, CYCLE, TOO_MANY, BEYOND_COUNT, FEWER)
+OTHER_REPORT = "next page is another report"
+REASONS = (OFF_SITE, CYCLE, TOO_MANY, BEYOND_COUNT, FEWER, OTHER_REPORT)
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")
@@ -124,6 +128,7 @@ class Step:
 
     follow: NewJob | None = None
     incomplete: str | None = None
+    keep: bool = True  # False: the page is not this report's, its rows are not stored
 
     @property
     def last(self) -> bool:
@@ -141,6 +146,9 @@ def next_step(
 ) -> Step:
     """Decide on page `job.page` of a report, fetched as `page` and read as `result`
     (None when unchanged since the last read: the job's stored facts stand in)."""
+    if result is not None and job.page > 1 and not same_doi(result.paper.doi, job.doi):
+        reason = f"{OTHER_REPORT}: page {job.page} is the report of {result.paper.doi}"
+        return Step(incomplete=reason, keep=False)
     if result is not None:
         statements: int | None = len(result.statements)
         counted = result.tallies.citation_statements
@@ -186,6 +194,11 @@ def next_step(
             doi=job.doi, url=target, page=nxt, depth=job.depth, round=job.round, chain=chain
         )
     )
+
+
+def same_doi(a: str, b: str) -> bool:
+    """Whether two normalised DOIs name one paper (Unicode forms and case aside)."""
+    return a == b or normalize("NFC", a).casefold() == normalize("NFC", b).casefold()
 
 
 def _folder(url: str) -> str:

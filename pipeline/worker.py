@@ -323,6 +323,9 @@ class Worker:
         digest = hashlib.blake2b(page.body, digest_size=16).hexdigest()
         result = None if digest == job.content_hash else self.source.parse(page)
         step = self._step(job, page, result)
+        stored_hash: str | None = digest
+        if not step.keep:  # another report's page: nothing of it is stored under this one
+            result, stored_hash = None, job.content_hash
         follow: tuple[NewJob, ...] = (step.follow,) if step.follow else ()
         if result is not None and job.depth > 0 and job.page == 1:
             follow += tuple(
@@ -341,7 +344,7 @@ class Worker:
             follow_ups=follow,
             etag=page.etag,
             last_modified=page.last_modified,
-            content_hash=digest,
+            content_hash=stored_hash,
             fetched_at=now,
             final_url=self._moved_to(job, page),
             incomplete=step.incomplete,

@@ -194,3 +194,17 @@ def test_the_chain_survives_the_store_text() -> None:
     assert chain_from_text(chain_text(chain)) == chain
     assert chain_text(None) is None and chain_from_text(None) is None
     assert chain_from_text("not json") is None
+
+
+def test_a_next_page_of_another_report_is_not_stored_under_this_one() -> None:
+    chain = Chain(seen=(BASE,), counted=10, per_page=5, got=5)
+    j = job(2, f"{BASE}?page=2", chain)
+    other = ParseResult(
+        paper=Paper(doi="10.9/other", title="B"), tallies=Tally(), next_page_url=None
+    )
+    page = Page(url=j.url, final_url=j.url, status=200, body=b"")
+    step = next_step(j, page, other, site=SITE, max_pages=10)
+    assert step.follow is None and not step.keep
+    assert step.incomplete == "next page is another report: page 2 is the report of 10.9/other"
+    same = ParseResult(paper=Paper(doi="10.1/A", title="A"), tallies=Tally())
+    assert next_step(j, page, same, site=SITE, max_pages=10).keep
