@@ -37,7 +37,7 @@ such a report *incomplete*, with a reason, after a bounded number of requests:
     cycle           page 1 -> `?page=2` -> `?page=1`: a relative two-page cycle
     cycle-absolute  page 1 -> `{canonical}?page=2` -> `{canonical}` (absolute links)
     cycle-long      page 1 -> `?page=2` -> `?page=3` -> `/reports/{slug}`
-    endless         page N -> `?page=N+1`, for every N (the statements repeat)
+    endless         page N -> `?page=N+1`, for every N, each with new statements
     truncated       pages stop early: half the statements, no next link after them
     next-offsite    page 1's next link names another host (`offsite_url`'s)
     suffixed        counts written `1.2k`, `3.4M` (the report is whole: read them right)

@@ -390,6 +390,15 @@ class CitationSite:
         links = self._links(report, page, mode)
         real = page_count(report, self.per_page)
         chunk = page if links is None else (page - 1) % real + 1  # beyond: statements repeat
+        if mode == "endless" and page > real:  # endless: new statements on every page
+            chunk = 1
+            report = dataclasses.replace(
+                report,
+                statements=tuple(
+                    dataclasses.replace(s, snippet=f"{s.snippet} (page {page})")
+                    for s in report.statements[: self.per_page]
+                ),
+            )
         body = render_page(report, chunk, self.base_url, self.per_page, links)
         tag = f"-{mode}" if mode else ""
         value = (body, f'"{self._fingerprint(report, version)}-{self.per_page}-{page}{tag}"')

@@ -23,13 +23,16 @@ class Chain:
     `seen` holds the canonical addresses already fetched (requested and redirected to),
     so a cycle of any length is caught; `counted` is the report's own count of citation
     statements (page 1's tallies), `per_page` the most statements a page held, `got` the
-    statements read so far (None when unknown). See `pipeline.pagination`.
+    statements read so far (None when unknown), `repeats` a digest of each page's
+    statements (a page that repeats an earlier one's is a cycle under a new address). See
+    `pipeline.pagination`.
     """
 
     seen: tuple[str, ...] = ()
     counted: int | None = None
     per_page: int = 0
     got: int | None = 0
+    repeats: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)

@@ -10,7 +10,8 @@ its job carries (what the earlier pages of this round told it), with no store ac
 - a next link to an address already fetched in this round (request or redirect target,
   or page 1's own canonical address; compared canonically: case, default port, fragment,
   dot segments, escapes and the order of query parameters do not matter) is not
-  followed: `pagination cycle`;
+  followed: `pagination cycle`; so is a page whose statements repeat an earlier page's
+  (the same page under another address: `?page=1`, a session parameter);
 - never more than `max_pages_per_report` pages: `more pages than max_pages_per_report`;
 - never more pages than the report's own count justifies (`citation_statements` over the
   most statements a page held, plus a margin): `more pages than the report counts`;
@@ -32,6 +33,7 @@ from __future__ import annotations
 import math
 import re
 from dataclasses import dataclass
+from hashlib import blake2b
 from unicodedata import normalize
 from urllib.parse import urlsplit, urlunsplit
 
@@ -59,10 +61,11 @@ def reason_kind(reason: str) -> str:
 def pages_justified(counted: int | None, per_page: int) -> int | None:
     """How many pages a report that counts `counted` statements, `per_page` a page, may
     have: the pages its count needs, plus a margin of a tenth (at least one page) for
-    counts that moved while it was crawled. None when the count or page size is unknown."""
-    if counted is None or per_page <= 0:
+    counts that moved while it was crawled. Pages that showed no statement at all justify
+    one page. None when the count is unknown."""
+    if counted is None:
         return None
-    needed = max(1, math.ceil(counted / per_page))
+    needed = max(1, math.ceil(counted / per_page)) if per_page > 0 else 1
     return needed + max(1, needed // 10)
 
 
@@ -164,6 +167,11 @@ def next_step(
         if counted is not None and got is not None and got < counted:
             return Step(incomplete=f"{FEWER}: {got} of {counted}")
         return Step()
+    digest = statements_digest(result) if result is not None and result.statements else None
+    if digest is not None and digest in before.repeats:
+        return Step(
+            incomplete=f"{CYCLE}: page {job.page} repeats the statements of an earlier page"
+        )
     fetched = {job.url, page.final_url}
     if job.page == 1 and result is not None and result.paper.report_url:
         fetched.add(result.paper.report_url)  # page 1 says where it lives: its canonical
@@ -188,12 +196,21 @@ def next_step(
                 f"{counted} statements, {per_page} a page, justify {justified}"
             )
         )
-    chain = Chain(seen=seen, counted=counted, per_page=per_page, got=got)
+    repeats = (*before.repeats, digest) if digest is not None else before.repeats
+    chain = Chain(seen=seen, counted=counted, per_page=per_page, got=got, repeats=repeats)
     return Step(
         follow=NewJob(
             doi=job.doi, url=target, page=nxt, depth=job.depth, round=job.round, chain=chain
         )
     )
+
+
+def statements_digest(result: ParseResult) -> str:
+    """A short digest of a page's statements (citing DOI and snippet, in order)."""
+    h = blake2b(digest_size=8)
+    for s in result.statements:
+        h.update(f"{s.citing_doi}\t{s.snippet}\n".encode())
+    return h.hexdigest()
 
 
 def same_doi(a: str, b: str) -> bool:

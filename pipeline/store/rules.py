@@ -170,6 +170,7 @@ def chain_text(chain: Chain | None) -> str | None:
             "counted": chain.counted,
             "per_page": chain.per_page,
             "got": chain.got,
+            "repeats": list(chain.repeats),
         },
         separators=(",", ":"),
     )
@@ -186,6 +187,7 @@ def chain_from_text(text: str | None) -> Chain | None:
             counted=_int_or_none(data.get("counted")),
             per_page=_int_or_none(data.get("per_page")) or 0,
             got=_int_or_none(data.get("got")),
+            repeats=tuple(str(d) for d in data.get("repeats", ())),
         )
     except (ValueError, TypeError, AttributeError):
         return None

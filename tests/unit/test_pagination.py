@@ -58,14 +58,14 @@ def test_pages_justified_by_the_count_with_a_margin() -> None:
     assert pages_justified(0, 20) == 2
     assert pages_justified(2000, 10) == 220  # a tenth more
     assert pages_justified(None, 20) is None
-    assert pages_justified(49, 0) is None
+    assert pages_justified(49, 0) == 2  # pages without statements justify one page
 
 
 def result(statements: int, counted: int | None, nxt: str | None) -> ParseResult:
     return ParseResult(
         paper=Paper(doi="10.1/a", title="A", report_url=BASE),
         tallies=Tally(citation_statements=counted),
-        statements=tuple(Statement(f"10.2/{i}", f"s{i}") for i in range(statements)),
+        statements=tuple(Statement(f"10.2/{i}", f"s{i} {nxt}") for i in range(statements)),
         next_page_url=nxt,
     )
 
@@ -208,3 +208,26 @@ def test_a_next_page_of_another_report_is_not_stored_under_this_one() -> None:
     assert step.incomplete == "next page is another report: page 2 is the report of 10.9/other"
     same = ParseResult(paper=Paper(doi="10.1/A", title="A"), tallies=Tally())
     assert next_step(j, page, same, site=SITE, max_pages=10).keep
+
+
+def test_empty_pages_do_not_go_on_for_ever() -> None:
+    pages = {BASE: result(0, 49, f"{BASE}?page=2")}
+    for n in range(2, 50):
+        pages[f"{BASE}?page={n}"] = result(0, 49, f"{BASE}?page={n + 1}")
+    fetched, reason = crawl(pages)
+    assert reason is not None and reason_kind(reason) == BEYOND_COUNT
+    assert len(fetched) == 2
+
+
+def test_a_page_that_repeats_an_earlier_page_is_a_cycle() -> None:
+    """`?page=1&s=2` is page 1 again under a new address: its statements tell."""
+    pages = {BASE: result(5, 100, f"{BASE}?page=2")}
+    for n in range(2, 50):  # every next address is new, the content comes round again
+        pages[f"{BASE}?page={n}"] = result(5, 100, f"{BASE}?page={n + 1}")
+    same = result(5, 100, f"{BASE}?page=9")
+    pages[f"{BASE}?page=3"] = ParseResult(
+        same.paper, same.tallies, (), pages[BASE].statements, f"{BASE}?page=4"
+    )
+    fetched, reason = crawl(pages)
+    assert reason == f"{CYCLE}: page 3 repeats the statements of an earlier page"
+    assert len(fetched) == 3
