@@ -43,7 +43,11 @@ def main() -> None:
     text = chain_text(chain) or ""
     t = timeit.timeit(lambda: chain_from_text(chain_text(chain)), number=n)
     print(f"chain of page 3 in jobs.chain: {len(text)} bytes, {t / n * 1e6:.1f} us to write+read")
-    long = Chain(seen=tuple(f"{BASE}?page={i}" for i in range(1, 500)), counted=None)
+    long = Chain(
+        seen=tuple(f"{BASE}?page={i}" for i in range(1, 500)),
+        counted=None,
+        repeats=tuple(f"{i:016x}" for i in range(1, 500)),
+    )
     print(
         f"chain of page 500 (the default max_pages_per_report): {len(chain_text(long) or '')} bytes"
     )
