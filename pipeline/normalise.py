@@ -31,6 +31,7 @@ _COUNT_RE = re.compile(
     r"(?<![0-9A-Za-z.,])([0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(\.[0-9]+)?(?:\s?([kKmMbB])(?![A-Za-z]))?"
 )
 _SUFFIXES = {"k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
+_COUNT_TAIL_RE = re.compile(r"[.,]?[0-9]")
 _PERCENT_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*%")
 _NUMBER_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _DATE_RE = re.compile(r"^\s*([0-9]{4})(?:[/-]([0-9]{1,2})(?:[/-]([0-9]{1,2}))?)?\s*\Z")
@@ -143,6 +144,8 @@ def parse_count(text: str | None) -> int | None:
     m = _COUNT_RE.search(text)
     if m is None:
         return None
+    if _COUNT_TAIL_RE.match(text, m.end()):  # `1,2k`, `1,2345`: not a count as written
+        raise ParseError(f"count {text.strip()[:40]!r} is not a whole number", missing=())
     whole, fraction, suffix = m.group(1).replace(",", ""), m.group(2) or "", m.group(3)
     if len(whole) + len(fraction) > 22:
         return None

@@ -304,7 +304,7 @@ def test_parse_count_reads_suffixes_whole(text: str | None, expected: int | None
     assert parse_count(text) == expected
 
 
-@pytest.mark.parametrize("text", ["1.5", "1.2345k", "0.5"])
+@pytest.mark.parametrize("text", ["1.5", "1.2345k", "0.5", "1,2k", "1,2345", "3.4.5"])
 def test_parse_count_refuses_what_it_cannot_read_whole(text: str) -> None:
     with pytest.raises(ParseError):
         parse_count(text)
