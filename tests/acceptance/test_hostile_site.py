@@ -247,8 +247,8 @@ async def test_the_command_against_a_cycling_site_ends_with_an_honest_summary(
 class BuggySource(ReportSource):
     """The real parser, with a bug on one report (a KeyError our code lets through)."""
 
-    def __init__(self, doi: str) -> None:
-        super().__init__()
+    def __init__(self, doi: str, base_url: str) -> None:
+        super().__init__(base_url=base_url)
         self.doi = doi
 
     def parse(self, page: Page) -> ParseResult:
@@ -266,7 +266,7 @@ async def test_a_bug_kills_its_job_counted_in_summary_and_exit_code(
     db = tmp_path / "b.sqlite"
     async with CitationSite(reps) as site:
         settings = fast_settings(site.base_url, db)
-        async with app.open_pipeline(settings, source=BuggySource(bad)) as p:
+        async with app.open_pipeline(settings, source=BuggySource(bad, site.base_url)) as p:
             summary = await app.backfill(p, [r.doi for r in reps], ui=quiet_ui())
     reason = "internal error: KeyError: 'boom'"
     assert summary.exit_code == 1
