@@ -60,6 +60,8 @@ def read_doi_lines(lines: Iterable[str]) -> Iterator[InputLine]:
 def line_problem(text: str) -> str | None:
     """Why a line's characters cannot be a DOI line, or None: bytes that were not UTF-8
     (surrogate escapes), or a control or format character."""
+    if text.isascii() and text.isprintable():  # a flag and one C pass: the usual line
+        return None
     for i, ch in enumerate(text):
         if "\udc80" <= ch <= "\udcff":
             return f"not valid UTF-8 (byte 0x{ord(ch) - 0xDC00:02X} at column {i + 1})"

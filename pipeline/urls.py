@@ -56,6 +56,8 @@ def has_userinfo(url: str) -> bool:
 def fully_decoded(text: str) -> str | None:
     """`text` percent-decoded until nothing changes (NFKC, so that `．．` reads `..`);
     None when it keeps changing (a decoding bomb is refused, not guessed at)."""
+    if "%" not in text:  # nothing to decode (the usual path); ASCII is NFKC already
+        return text if text.isascii() else unicodedata.normalize("NFKC", text)
     for _ in range(_DECODE_ROUNDS):
         decoded = unquote(text)
         if decoded == text:
