@@ -50,6 +50,8 @@ class Settings:
     lease_seconds: float = 30.0
     claim_batch: int = 64
     writer_batch: int = 100
+    pg_pool_min: int = 1  # PostgreSQL: connections each process keeps open
+    pg_pool_max: int = 8  # PostgreSQL: most connections of one process (claims, writer, politeness)
     refresh_interval: float = 7 * 86400.0
     refresh_min: float = 86400.0
     refresh_max: float = 30 * 86400.0
@@ -77,6 +79,8 @@ class Settings:
             "lease_seconds",
             "claim_batch",
             "writer_batch",
+            "pg_pool_min",
+            "pg_pool_max",
             "refresh_interval",
             "refresh_min",
             "refresh_max",
@@ -96,6 +100,8 @@ class Settings:
         ):
             if getattr(self, name) < 0:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)!r}")
+        if self.pg_pool_min > self.pg_pool_max:
+            raise ConfigError("pg_pool_min: must not exceed pg_pool_max")
         if self.refresh_min > self.refresh_max:
             raise ConfigError("refresh_min: must not exceed refresh_max")
         if self.log_level not in LOG_LEVELS:

@@ -109,6 +109,20 @@ def utcnow() -> datetime:
     return datetime.now(UTC)
 
 
+def iso(dt: datetime) -> str:
+    """One fixed shape (microseconds, `Z`): SQLite stores times so (text order is time
+    order there), and every driver's `export` writes them so."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def from_iso(text: str) -> datetime:
+    """Read back a stored or exported time (any ISO shape; naive means UTC)."""
+    dt = datetime.fromisoformat(text)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
+
+
 # ---------------------------------------------------------------- refresh
 
 

@@ -1,5 +1,6 @@
 """The Store contract (docs/store.md), one test per rule, run against every store: a SQLite
-file, and MemoryStore (SQLite `:memory:`, which must work with its one shared connection).
+file, MemoryStore (SQLite `:memory:`, which must work with its one shared connection), and
+PostgreSQL (a fresh database per test, tests/conftest.py).
 Exported timestamps are ISO text in every driver, hence `iso` here."""
 
 from __future__ import annotations
@@ -24,7 +25,7 @@ from pipeline.models import (
     Tally,
 )
 from pipeline.normalise import snippet_hash
-from pipeline.store import MemoryStore, SQLiteStore, Store
+from pipeline.store import MemoryStore, PostgresStore, SQLiteStore, Store
 from pipeline.store.rules import COLUMNS
 from pipeline.store.sqlite import iso
 
@@ -50,7 +51,7 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: Clock
 ) -> AsyncIterator[Store]:
@@ -60,11 +61,13 @@ async def store(
         "refresh_min": DAY,
         "refresh_max": 16 * DAY,
     }
-    s: Store = (
-        MemoryStore(**opts)
-        if request.param == "memory"
-        else SQLiteStore(tmp_path / "store.sqlite", **opts)
-    )
+    s: Store
+    if request.param == "memory":
+        s = MemoryStore(**opts)
+    elif request.param == "sqlite":
+        s = SQLiteStore(tmp_path / "store.sqlite", **opts)
+    else:  # a fresh database of its own (tests/conftest.py)
+        s = PostgresStore(request.getfixturevalue("pg_url"), **opts)
     await s.open()
     yield s
     await s.close()

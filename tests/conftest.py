@@ -1,0 +1,127 @@
+"""PostgreSQL for the tests: `pg_url` gives each test its own fresh database.
+
+Where the server comes from, in order:
+- `CITEPIPE_TEST_POSTGRES`, an admin URL such as `postgresql://root@127.0.0.1:5432/postgres`
+  (`.ci/run` sets it to this machine's server);
+- else, where `initdb` and `pg_ctl` exist (and we are not root, which initdb refuses), a
+  throwaway server in a temporary folder, stopped at the end of the session;
+- else the PostgreSQL tests are skipped, and the session ends with ONE loud line saying so.
+
+Each test's database is made from template0 with a unique name and dropped afterwards
+(`WITH (FORCE)`: a process the test killed may still hold a connection).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import uuid
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import asyncpg
+import pytest
+
+ENV = "CITEPIPE_TEST_POSTGRES"
+_skipped: list[str] = []
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def _throwaway_server(folder: Path) -> tuple[str, list[str]] | None:
+    """Start a private server; return (admin URL, stop command), or None if impossible."""
+    initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
+    if not initdb or not pg_ctl or os.geteuid() == 0:
+        return None
+    data = folder / "data"
+    port = _free_port()
+    init = subprocess.run(
+        [initdb, "-D", str(data), "-A", "trust", "-U", "citepipe", "--no-sync"],
+        capture_output=True,
+        text=True,
+    )
+    if init.returncode != 0:
+        return None
+    opts = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
+    start = subprocess.run(
+        [pg_ctl, "-D", str(data), "-o", opts, "-l", str(folder / "log"), "-w", "start"],
+        capture_output=True,
+        text=True,
+    )
+    if start.returncode != 0:
+        return None
+    return (
+        f"postgresql://citepipe@127.0.0.1:{port}/postgres",
+        [pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
+    )
+
+
+@pytest.fixture(scope="session")
+def pg_admin_url() -> Iterator[str]:
+    """An admin URL of a PostgreSQL server the tests may create databases on."""
+    url = os.environ.get(ENV)
+    if url:
+        yield url
+        return
+    with tempfile.TemporaryDirectory(prefix="citepipe-pg-") as folder:
+        server = _throwaway_server(Path(folder))
+        if server is None:
+            _skipped.append("no server")
+            pytest.skip(f"PostgreSQL tests did not run: set {ENV} or install initdb/pg_ctl")
+        url, stop = server
+        try:
+            yield url
+        finally:
+            subprocess.run(stop, capture_output=True)
+
+
+def with_database(url: str, name: str) -> str:
+    parts = urlsplit(url)
+    return urlunsplit(parts._replace(path=f"/{name}"))
+
+
+async def _admin_async(url: str, sql: str) -> None:
+    conn: Any = await asyncpg.connect(url)
+    try:
+        await conn.execute(sql)
+    finally:
+        await conn.close()
+
+
+def _admin(url: str, sql: str) -> None:
+    """Run one admin statement on a thread of its own: the caller may be inside a running
+    event loop (an async fixture asking for `pg_url`)."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, _admin_async(url, sql)).result()
+
+
+@pytest.fixture
+def pg_url(pg_admin_url: str) -> Iterator[str]:
+    """A fresh, empty database for this test (dropped afterwards): its URL."""
+    name = f"citepipe_test_{uuid.uuid4().hex[:12]}"
+    _admin(pg_admin_url, f'CREATE DATABASE "{name}" TEMPLATE template0')
+    try:
+        yield with_database(pg_admin_url, name)
+    finally:
+        _admin(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pytest_terminal_summary(terminalreporter: Any) -> None:
+    if _skipped:
+        terminalreporter.write_line(
+            f"!!!!! PostgreSQL tests did NOT run: no server ({ENV} unset, no usable "
+            "initdb/pg_ctl) !!!!!",
+            red=True,
+            bold=True,
+        )
