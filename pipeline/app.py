@@ -47,6 +47,8 @@ from pipeline.sources.base import Source
 from pipeline.sources.report import ReportSource, load_selectors
 from pipeline.store import open_store
 from pipeline.store.base import Store
+from pipeline.store.copy import CopyReport, TableCopy
+from pipeline.store.copy import copy_store as copy_tables
 from pipeline.summary import InputTally, RunSummary, RunTimes
 from pipeline.worker import RunCounters, Worker, WorkerOptions
 
@@ -249,6 +251,42 @@ async def open_pipeline(
         finally:
             if own_store:
                 await the_store.close()
+
+
+async def copy_store(
+    settings: Settings,
+    source: str,
+    target: str,
+    *,
+    chunk: int,
+    on_table: Callable[[TableCopy], None] | None = None,
+) -> CopyReport:
+    """`citepipe copy-store`: every exported table of the store at `source` into the
+    store at `target` (made if missing), resumable and checked by counts
+    (`store/copy.py`). A location no store can serve is a configuration error (exit 2)."""
+    if source == target:
+        raise ConfigError("copy-store: the source and the target are the same store")
+    src_settings = dataclasses.replace(settings, db=source)
+    dst_settings = dataclasses.replace(settings, db=target)
+    check_store_location(src_settings, create=False)
+    check_store_location(dst_settings, create=True)
+    src = make_store(src_settings, create=False)
+    dst = make_store(dst_settings, create=True)
+    try:
+        await src.open()
+    except StoreError as exc:
+        raise ConfigError(f"copy-store source: {exc}") from None
+    try:
+        try:
+            await dst.open()
+        except StoreError as exc:
+            raise ConfigError(f"copy-store target: {exc}") from None
+        try:
+            return await copy_tables(src, dst, chunk=chunk, on_table=on_table)
+        finally:
+            await dst.close()
+    finally:
+        await src.close()
 
 
 # ---------------------------------------------------------------------------- the runs
