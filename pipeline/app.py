@@ -37,6 +37,7 @@ from pipeline.retry import RetryPolicy
 from pipeline.runs import (
     RunUI,
     Stop,
+    WorkOutcome,
     active_run_notes,
     enqueue_lines,
     open_input,
@@ -300,6 +301,42 @@ async def _finish(p: Pipeline, summary: RunSummary, run_id: int, ui: RunUI) -> R
     return summary
 
 
+async def _summarise(
+    p: Pipeline,
+    command: str,
+    outcome: WorkOutcome,
+    stop: Stop,
+    tally: InputTally,
+    seen: set[str],
+    marks: tuple[float, float, float],
+    notes: list[str],
+) -> RunSummary:
+    """The summary of a run over an input (backfill, crawl): its input's jobs by their
+    final state in the store, the times of its phases (`marks`: start, enqueue done,
+    crawl done), and why it ended early, if it did."""
+    started, enqueued, crawled = marks
+    stopped = outcome.stopped or stop.requested
+    out_of_time = outcome.out_of_time and await p.store.pending() > 0
+    if out_of_time:
+        notes.append("time budget spent; the rest stays queued for the next run")
+    if stopped:
+        notes.append("stopped by signal; the rest stays queued")
+    stats = await p.store.stats()
+    survey = await survey_input(p, seen, sum(stats.jobs_by_state.values()))
+    return RunSummary(
+        command,
+        outcome.worker.counters,
+        stats,
+        tally,
+        times=RunTimes(enqueued - started, crawled - enqueued, p.clock.monotonic() - started),
+        input_states=survey.states,
+        input_dead=survey.dead,
+        out_of_time=out_of_time,
+        stopped_by=stop.signum if stopped else None,
+        notes=notes,
+    )
+
+
 async def backfill(
     p: Pipeline,
     lines: Iterable[str],
@@ -325,24 +362,10 @@ async def backfill(
     enqueued = clock.monotonic()
     run_id = await p.register_run(command)
     outcome = await work(p, run_id, ui, stop, burst=True, reports=tally.enqueued)
-    outcome.stopped = outcome.stopped or stop.requested
-    crawled = clock.monotonic()
-    stats = await p.store.stats()
-    survey = await survey_input(p, seen, sum(stats.jobs_by_state.values()))
-    summary = RunSummary(
-        command,
-        outcome.worker.counters,
-        stats,
-        tally,
-        times=RunTimes(enqueued - started, crawled - enqueued, clock.monotonic() - started),
-        input_states=survey.states,
-        input_dead=survey.dead,
-        stopped_by=stop.signum if outcome.stopped else None,
+    notes = ["the input holds no DOIs"] if tally.lines == 0 and not stop.requested else []
+    summary = await _summarise(
+        p, command, outcome, stop, tally, seen, (started, enqueued, clock.monotonic()), notes
     )
-    if outcome.stopped:
-        summary.notes.append("stopped by signal; the rest stays queued")
-    if tally.lines == 0 and not stop.requested:
-        summary.notes.append("the input holds no DOIs")
     return await _finish(p, summary, run_id, ui)
 
 
@@ -374,26 +397,8 @@ async def crawl(
     outcome = await work(
         p, run_id, ui, stop, burst=True, max_duration=budget, reports=tally.enqueued
     )
-    outcome.stopped = outcome.stopped or stop.requested
-    crawled = clock.monotonic()
-    out_of_time = outcome.out_of_time and await p.store.pending() > 0
-    if out_of_time:
-        notes.append("time budget spent; the rest stays queued for the next run")
-    if outcome.stopped:
-        notes.append("stopped by signal; the rest stays queued")
-    stats = await p.store.stats()
-    survey = await survey_input(p, seen, sum(stats.jobs_by_state.values()))
-    summary = RunSummary(
-        "crawl",
-        outcome.worker.counters,
-        stats,
-        tally,
-        times=RunTimes(enqueued - started, crawled - enqueued, clock.monotonic() - started),
-        input_states=survey.states,
-        input_dead=survey.dead,
-        out_of_time=out_of_time,
-        stopped_by=stop.signum if outcome.stopped else None,
-        notes=notes,
+    summary = await _summarise(
+        p, "crawl", outcome, stop, tally, seen, (started, enqueued, clock.monotonic()), notes
     )
     return await _finish(p, summary, run_id, ui)
 

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from pipeline.errors import ConfigError
+from pipeline.store import rules
 
 DEFAULT_CONFIG_PATH = Path("config/citepipe.toml")
 ENV_PREFIX = "CITEPIPE_"
@@ -49,12 +50,12 @@ class Settings:
     depth: int = 0
     lease_seconds: float = 30.0
     claim_batch: int = 64
-    writer_batch: int = 100
-    pg_pool_min: int = 1  # PostgreSQL: connections each process keeps open
-    pg_pool_max: int = 8  # PostgreSQL: most connections of one process (claims, writer, politeness)
-    refresh_interval: float = 7 * 86400.0
-    refresh_min: float = 86400.0
-    refresh_max: float = 30 * 86400.0
+    writer_batch: int = rules.DEFAULT_WRITER_BATCH
+    pg_pool_min: int = rules.DEFAULT_PG_POOL_MIN  # PostgreSQL: connections kept open
+    pg_pool_max: int = rules.DEFAULT_PG_POOL_MAX  # PostgreSQL: most connections per process
+    refresh_interval: float = rules.DEFAULT_REFRESH_INTERVAL
+    refresh_min: float = rules.DEFAULT_REFRESH_MIN
+    refresh_max: float = rules.DEFAULT_REFRESH_MAX
     schedule: str = "0 3 * * *"
     timezone: str = "UTC"  # the zone `schedule` is read in (IANA name, e.g. Europe/Paris)
     max_duration: float = 0.0

@@ -74,8 +74,6 @@ Conn = Any  # asyncpg.Connection (asyncpg ships no type hints)
 Body = Callable[[Conn], Awaitable[T]]
 
 DIALECT = "postgres"
-DEFAULT_POOL_MIN = 1
-DEFAULT_POOL_MAX = 8
 DEFAULT_QUEUE_SIZE = 1000
 ENQUEUE_CHUNK = 5000  # jobs per transaction when streaming a backfill
 EXPORT_CHUNK = 1000  # rows per keyset page when exporting
@@ -177,15 +175,15 @@ class PostgresStore:
         self,
         dsn: str,
         *,
-        writer_batch: int = 100,
+        writer_batch: int = rules.DEFAULT_WRITER_BATCH,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         refresh_interval: float = rules.DEFAULT_REFRESH_INTERVAL,
         refresh_min: float = rules.DEFAULT_REFRESH_MIN,
         refresh_max: float = rules.DEFAULT_REFRESH_MAX,
         clock: Clock | None = None,
         create: bool = True,
-        pool_min: int = DEFAULT_POOL_MIN,
-        pool_max: int = DEFAULT_POOL_MAX,
+        pool_min: int = rules.DEFAULT_PG_POOL_MIN,
+        pool_max: int = rules.DEFAULT_PG_POOL_MAX,
     ) -> None:
         """`create=False` refuses a database without a citepipe schema (status, export);
         `clock` None: bookings take the database's clock (several machines)."""

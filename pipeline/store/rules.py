@@ -96,6 +96,12 @@ KEYS: dict[str, tuple[str, ...]] = {
 }
 RESULT_TABLES = ("papers", "authors", "tallies", "tally_history", "facets", "statements")
 
+# The store's defaults (Settings takes them from here, so each lives in one place).
+DEFAULT_WRITER_BATCH = 100  # completions committed per transaction, at most
+# PostgreSQL connections per process: one is the completion writer's, the others serve
+# claims, heartbeats and politeness bookings (docs/store-postgres.md, "Pool").
+DEFAULT_PG_POOL_MIN = 1
+DEFAULT_PG_POOL_MAX = 8
 DEFAULT_REFRESH_INTERVAL = 7 * 86400.0
 DEFAULT_REFRESH_MIN = 86400.0
 DEFAULT_REFRESH_MAX = 30 * 86400.0
