@@ -77,6 +77,7 @@ DIALECT = "postgres"
 DEFAULT_QUEUE_SIZE = 1000
 ENQUEUE_CHUNK = 5000  # jobs per transaction when streaming a backfill
 EXPORT_CHUNK = 1000  # rows per keyset page when exporting
+REQUEUE_EVERY = timedelta(seconds=1)  # a claim takes back expired leases this often
 TX_RETRIES = 8  # a deadlocked or serialization-failed transaction runs again this often
 CONNECT_TIMEOUT = 10.0  # seconds to connect before the store gives up
 COMMAND_TIMEOUT = 60.0  # seconds one statement may take before the store gives up
@@ -202,6 +203,7 @@ class PostgresStore:
         self._sql = statements()
         self._pool: Any = None  # asyncpg.Pool
         self._writer: CompletionWriter | None = None
+        self._last_requeue: datetime | None = None
 
     # ------------------------------------------------------------ lifecycle
 
@@ -218,7 +220,7 @@ class PostgresStore:
                 max_size=self._pool_max,
                 command_timeout=COMMAND_TIMEOUT,
                 timeout=CONNECT_TIMEOUT,
-                server_settings={"application_name": "citepipe"},
+                server_settings={"application_name": "citepipe", "synchronous_commit": "off"},
             )
         try:
             with _db_errors(where):
@@ -300,15 +302,30 @@ class PostgresStore:
             raise StoreError("store is not open")
         return self._pool
 
-    async def _transaction(self, what: str, body: Body[T]) -> T:
-        """Run `body` in one transaction on a pooled connection; run it again after a
-        deadlock or serialization failure (the database rolled it back whole)."""
+    async def _transaction(
+        self, what: str, body: Body[T], *, durable: bool = False, atomic: bool = True
+    ) -> T:
+        """Run `body` on a pooled connection, in one transaction when `atomic` (a single
+        statement, or one `executemany`, is atomic by itself and spares BEGIN and COMMIT);
+        run it again after a deadlock or serialization failure (rolled back whole).
+
+        `durable`: the commit waits for the WAL flush (`synchronous_commit = on`). Only
+        what is acknowledged to a caller as stored needs it: completions, enqueues,
+        imports. A claim, lease, failure, booking or run row lost in a crash of the
+        database server itself (never of a client) is harmless: the lease runs out and the
+        job comes back. So connections run with `synchronous_commit = off`, and a claim
+        costs no disk flush."""
         pool = self._require_pool()
         with _db_errors(what):
             for attempt in range(TX_RETRIES):
                 try:
-                    async with pool.acquire() as conn, conn.transaction():
-                        return await body(conn)
+                    async with pool.acquire() as conn:
+                        if not atomic:
+                            return await body(conn)
+                        async with conn.transaction():
+                            if durable:
+                                await conn.execute("SET LOCAL synchronous_commit = on")
+                            return await body(conn)
                 except _RETRYABLE:
                     if attempt == TX_RETRIES - 1:
                         raise
@@ -344,7 +361,9 @@ class PostgresStore:
         """Stream jobs in chunks, one transaction per chunk (a backfill may be huge)."""
         total = 0
         for chunk in _chunks(jobs, ENQUEUE_CHUNK):
-            total += await self._transaction("enqueue", partial(self._enqueue_rows, jobs=chunk))
+            total += await self._transaction(
+                "enqueue", partial(self._enqueue_rows, jobs=chunk), durable=True
+            )
         return total
 
     async def _enqueue_rows(self, conn: Conn, jobs: Sequence[NewJob]) -> int:
@@ -367,13 +386,15 @@ class PostgresStore:
             "limit": limit,
             "lease_until": now + timedelta(seconds=lease_seconds),
         }
-        requeue, claim = self._sql["requeue_expired"], self._sql["claim"]
+        if self._last_requeue is None or now - self._last_requeue >= REQUEUE_EVERY:
+            await self.requeue_expired()  # its own statement: it need not be atomic with
+            self._last_requeue = now  # the claim, and runs at most once a second
+        claim = self._sql["claim"]
 
         async def body(conn: Conn) -> list[Any]:
-            await conn.execute(requeue.sql, *requeue.args(params))
             return cast(list[Any], await conn.fetch(claim.sql, *claim.args(params)))
 
-        rows = await self._transaction("claim", body)
+        rows = await self._transaction("claim", body, atomic=False)
         rows.sort(key=lambda r: (r["not_before"], r["id"]))
         return [rules.job_from_row(row) for row in rows]
 
@@ -385,14 +406,16 @@ class PostgresStore:
         now = self._now()
         until = now + timedelta(seconds=lease_seconds)
         rows = [{"id": i, "worker": worker, "lease_until": until, "now": now} for i in job_ids]
-        await self._transaction("extend leases", self._executemany("extend_lease", rows))
+        await self._transaction(
+            "extend leases", self._executemany("extend_lease", rows), atomic=False
+        )
 
     async def release(self, jobs: Sequence[Job]) -> None:
         if not jobs:
             return
         now = self._now()
         rows = [{"id": j.id, "round": j.round, "now": now} for j in jobs]
-        await self._transaction("release", self._executemany("release", rows))
+        await self._transaction("release", self._executemany("release", rows), atomic=False)
 
     async def fail(self, job: Job, error: str, retry_at: datetime | None) -> None:
         """`failed` until `retry_at`, or `dead` (and its report marked incomplete)."""
@@ -420,7 +443,7 @@ class PostgresStore:
         async def body(conn: Conn) -> int:
             return _status_count(await conn.execute(stmt.sql, *args))
 
-        return await self._transaction("requeue expired", body)
+        return await self._transaction("requeue expired", body, atomic=False)
 
     async def enqueue_stale(self, now: datetime) -> int:
         """Page 1 of every report due for a refresh, with round = its max round + 1."""
@@ -431,7 +454,7 @@ class PostgresStore:
             jobs = [NewJob(r["doi"], r["url"], 1, r["depth"], r["round"]) for r in rows]
             return await self._enqueue_rows(conn, jobs) if jobs else 0
 
-        return await self._transaction("enqueue stale", body)
+        return await self._transaction("enqueue stale", body, durable=True)
 
     async def pending(self) -> int:
         return int(await self._fetchval("pending"))
@@ -451,7 +474,7 @@ class PostgresStore:
             async def body(conn: Conn, args: tuple[Any, ...] = args) -> int:
                 return len(await conn.fetch(stmt.sql, *args))
 
-            n = await self._transaction("purge done jobs", body)
+            n = await self._transaction("purge done jobs", body, atomic=False)
             total += n
             if n < chunk:
                 return total
@@ -465,7 +488,9 @@ class PostgresStore:
         await self._writer.submit(completion)
 
     async def _commit_pages(self, items: list[Completion]) -> None:
-        await self._transaction("complete", lambda conn: self._write_pages(conn, items))
+        await self._transaction(
+            "complete", lambda conn: self._write_pages(conn, items), durable=True
+        )
 
     async def _write_pages(self, conn: Conn, items: list[Completion]) -> None:
         states = await self._report_states(conn, rules.page_one_dois(items))
@@ -560,7 +585,7 @@ class PostgresStore:
                 await conn.execute(sync.sql)
             return len(args)
 
-        return await self._transaction(f"import {table}", body)
+        return await self._transaction(f"import {table}", body, durable=True)
 
     # ------------------------------------------------------------ runs
 
@@ -571,11 +596,13 @@ class PostgresStore:
         async def body(conn: Conn) -> int:
             return int(await conn.fetchval(stmt.sql, *args))
 
-        return await self._transaction("start run", body)
+        return await self._transaction("start run", body, atomic=False)
 
     async def heartbeat_run(self, run_id: int) -> None:
         rows = [{"id": run_id, "now": self._now()}]
-        await self._transaction("heartbeat run", self._executemany("heartbeat_run", rows))
+        await self._transaction(
+            "heartbeat run", self._executemany("heartbeat_run", rows), atomic=False
+        )
 
     async def finish_run(self, run_id: int, summary: dict[str, Any]) -> None:
         rows = [
@@ -585,7 +612,7 @@ class PostgresStore:
                 "summary": json.dumps(summary, default=str, sort_keys=True),
             }
         ]
-        await self._transaction("finish run", self._executemany("finish_run", rows))
+        await self._transaction("finish run", self._executemany("finish_run", rows), atomic=False)
 
     async def active_runs(self, stale_after: float) -> list[RunInfo]:
         since = self._now() - timedelta(seconds=stale_after)
@@ -607,7 +634,7 @@ class PostgresStore:
         async def body(conn: Conn) -> Any:
             return await conn.fetchrow(stmt.sql, *args)
 
-        row = await self._transaction("book request", body)
+        row = await self._transaction("book request", body, atomic=False)
         start, db_now = row["start"], row["db_now"]
         if now is None:
             return cast(datetime, self._now() + (start - db_now))
@@ -615,7 +642,7 @@ class PostgresStore:
 
     async def pause_host(self, host: str, until: datetime) -> None:
         rows = [{"host": host, "now": self._now(), "until": until}]
-        await self._transaction("pause host", self._executemany("host_pause", rows))
+        await self._transaction("pause host", self._executemany("host_pause", rows), atomic=False)
 
     async def paused_until(self, host: str) -> datetime | None:
         return cast(datetime | None, await self._fetchval("host_paused_until", {"host": host}))
@@ -644,4 +671,4 @@ class PostgresStore:
                 "failures": record.failures,
             }
         ]
-        await self._transaction("save robots", self._executemany("robots_save", rows))
+        await self._transaction("save robots", self._executemany("robots_save", rows), atomic=False)
