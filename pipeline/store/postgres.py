@@ -23,7 +23,9 @@ transaction (a global lock at commit, what limits Oban and graphile at high rate
 
 Completions: a `CompletionWriter` batches up to `writer_batch` pages per transaction; the
 page rows go through pipelined `executemany` (one network round trip per statement kind,
-not per row), sorted by key so that concurrent batches lock rows in the same order.
+not per row). Batches of all processes commit one at a time (`lock_writes`, an advisory
+transaction lock): their rows overlap (citing papers), and unordered upserts of them
+deadlocked under load, each deadlock costing a second (`deadlock_timeout`).
 
 Politeness: `book_request` is one atomic `INSERT ... ON CONFLICT DO UPDATE ... RETURNING`
 on the host's row, whose row lock serialises every process on every machine. With the
@@ -493,6 +495,7 @@ class PostgresStore:
         )
 
     async def _write_pages(self, conn: Conn, items: list[Completion]) -> None:
+        await conn.execute(self._sql["lock_writes"].sql)
         states = await self._report_states(conn, rules.page_one_dois(items))
         plan = rules.plan_completions(items, states, self._now(), self._policy)
         for name, rows in plan.steps():

@@ -118,6 +118,14 @@ RETURNING 1;
 
 -- ---------------------------------------------------------------- completion
 
+-- name: lock_writes
+-- Completion batches of all processes commit one at a time (as SQLite's one writer).
+-- Their rows overlap (the same citing papers appear in many reports), and two batches
+-- upserting them in different orders deadlock, each costing deadlock_timeout; taking this
+-- transaction-level advisory lock first costs one statement. Claims, fetches and parsing
+-- stay parallel; a batch holds it for milliseconds.
+SELECT pg_advisory_xact_lock(7165064484209518);
+
 -- name: page_one_state
 -- What adaptive refresh and tally history need to know about the reports in a batch.
 SELECT p.doi, p.refresh_interval, t.doi IS NOT NULL AS has_tallies,
