@@ -1,4 +1,4 @@
-"""The real `citepipe` command on PostgreSQL (a fresh database per test, tests/conftest.py):
+"""The real `citepipe` command on PostgreSQL (a fresh schema per test, tests/conftest.py):
 three backfill processes at once, some SIGKILLed and restarted, end exactly equal to the
 data set; status, export and copy-store work on a PostgreSQL URL; three processes together
 keep one host's request delay through the `hosts` table."""
@@ -66,7 +66,7 @@ async def wait_for_done(url: str, at_least: int, timeout: float = 60) -> None:
 
 @pytest.mark.slow
 async def test_three_backfills_killed_and_restarted_end_equal_to_the_data_set(
-    tmp_path: Path, pg_url: str
+    tmp_path: Path, pg_database_url: str
 ) -> None:
     """The issue's "done when": three processes backfill one input into a fresh database;
     some are SIGKILLed at random moments and restarted; the end is exactly the data set,
@@ -78,12 +78,12 @@ async def test_three_backfills_killed_and_restarted_end_equal_to_the_data_set(
         clean_db = tmp_path / "clean.sqlite"
         clean = await run_cli("backfill", str(inp), env=fast_env(site.base_url, clean_db))
         assert clean.code == 0, clean.err[-2000:]
-        env = fast_env(site.base_url, pg_url, concurrency=4, per_host_concurrency=12)  # type: ignore[arg-type]
+        env = fast_env(site.base_url, pg_database_url, concurrency=4, per_host_concurrency=12)  # type: ignore[arg-type]
         first = len(site.requests)  # the clean run's requests are not counted
         procs = [await start_cli("backfill", str(inp), env=env) for _ in range(3)]
         kills = 0
         for at_least in (5, 15, 30, 45):  # kill one or two at each stage, restart them
-            await wait_for_done(pg_url, at_least)
+            await wait_for_done(pg_database_url, at_least)
             for i in rng.sample(range(3), rng.randint(1, 2)):
                 if procs[i].returncode is None:
                     procs[i].send_signal(signal.SIGKILL)
@@ -97,7 +97,7 @@ async def test_three_backfills_killed_and_restarted_end_equal_to_the_data_set(
         )
     assert kills >= 4
     assert codes == [0, 0, 0], [err.decode()[-1500:] for _, err in outs]
-    pg, lite = await snapshot(pg_url), await snapshot(str(clean_db))
+    pg, lite = await snapshot(pg_database_url), await snapshot(str(clean_db))
     assert pg == lite  # every table, row for row
     stored = pg["statements"]
     assert len(stored) == len(set(stored)) and set(stored) == expected_statements(reps)
@@ -120,7 +120,10 @@ async def test_status_export_and_copy_store_on_a_postgresql_url(
         before = await run_cli("status", env=env_pg)
         assert before.code == 2 and "no store in" in before.err  # it created nothing
         assert (
-            await pg_count(pg_url, "select count(*) from pg_tables where schemaname='public'") == 0
+            await pg_count(
+                pg_url, "select count(*) from pg_tables where schemaname = current_schema()"
+            )
+            == 0
         )
         done = await run_cli("backfill", str(inp), env=fast_env(site.base_url, lite))
         assert done.code == 1  # the missing DOI is dead

@@ -1,6 +1,6 @@
 """The Store contract (docs/store.md), one test per rule, run against every store: a SQLite
 file, MemoryStore (SQLite `:memory:`, which must work with its one shared connection), and
-PostgreSQL (a fresh database per test, tests/conftest.py).
+PostgreSQL (a fresh schema per test, tests/conftest.py).
 Exported timestamps are ISO text in every driver, hence `iso` here."""
 
 from __future__ import annotations
@@ -66,7 +66,7 @@ async def store(
         s = MemoryStore(**opts)
     elif request.param == "sqlite":
         s = SQLiteStore(tmp_path / "store.sqlite", **opts)
-    else:  # a fresh database of its own (tests/conftest.py)
+    else:  # a fresh schema of its own (tests/conftest.py)
         s = PostgresStore(request.getfixturevalue("pg_url"), **opts)
     await s.open()
     yield s

@@ -1,7 +1,7 @@
 """What only the PostgreSQL store has (the shared rules are tests/integration/
 test_store_contract.py): migrations under an advisory lock, native types, the partial index
 the claim walks, the queue table's storage options, the database clock for bookings, and
-`copy-store` between SQLite and PostgreSQL. Each test has its own fresh database."""
+`copy-store` between SQLite and PostgreSQL. Each test has its own fresh schema."""
 
 from __future__ import annotations
 
@@ -66,7 +66,7 @@ async def test_schema_native_types_and_queue_storage(pg_url: str) -> None:
         for r in await fetch(
             pg_url,
             "SELECT table_name, column_name, data_type FROM information_schema.columns "
-            "WHERE table_schema = 'public'",
+            "WHERE table_schema = current_schema()",
         )
     }
     for table, columns in COLUMNS.items():
@@ -76,10 +76,14 @@ async def test_schema_native_types_and_queue_storage(pg_url: str) -> None:
     assert types[("papers", "refresh_interval")] == "double precision"
     assert types[("statements", "confidence")] == "double precision"
     assert types[("hosts", "next_at")] == "timestamp with time zone"
-    (opts,) = await fetch(pg_url, "SELECT reloptions FROM pg_class WHERE relname = 'jobs'")
+    (opts,) = await fetch(pg_url, "SELECT reloptions FROM pg_class WHERE oid = 'jobs'::regclass")
     assert "fillfactor=70" in opts[0]
     assert "autovacuum_vacuum_scale_factor=0.02" in opts[0]
-    (index,) = await fetch(pg_url, "SELECT indexdef FROM pg_indexes WHERE indexname = 'jobs_due'")
+    (index,) = await fetch(
+        pg_url,
+        "SELECT indexdef FROM pg_indexes "
+        "WHERE indexname = 'jobs_due' AND schemaname = current_schema()",
+    )
     assert "WHERE (state = ANY" in index[0]  # partial: only waiting jobs
 
 
