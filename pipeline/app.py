@@ -20,7 +20,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -252,6 +252,13 @@ async def open_pipeline(
         finally:
             if own_store:
                 await the_store.close()
+
+
+async def prune_done(settings: Settings, older_than: float, *, clock: Clock | None = None) -> int:
+    """`citepipe prune`: retention of done later-page jobs (`Store.purge_done`)."""
+    clock = clock or SystemClock()
+    async with open_pipeline(settings, create=False, clock=clock) as p:
+        return await p.store.purge_done(clock.now() - timedelta(seconds=older_than))
 
 
 async def copy_store(

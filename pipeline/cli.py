@@ -443,6 +443,33 @@ def cmd_copy_store(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_prune(sub: Any) -> None:
+    p = sub.add_parser(
+        "prune",
+        help="delete old finished later-page jobs (retention)",
+        description="Retention for a large store: delete done jobs of pages after the first "
+        "that were not touched for --done-older-than. Page-1 jobs and every result row stay; "
+        "a refresh queues the later pages again. It never creates a store.",
+    )
+    p.add_argument(
+        "--done-older-than",
+        type=parse_duration,
+        required=True,
+        metavar="DURATION",
+        help="e.g. 30d",
+    )
+    _settings_flags(p, ("db", *_LOG_FLAGS))
+    p.set_defaults(handler=cmd_prune)
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    configure_logging(settings.log_level, settings.log_format)
+    n = asyncio.run(app.prune_done(settings, args.done_older_than))
+    print(f"deleted {n} done job{'s' if n != 1 else ''} of later pages")
+    return EXIT_OK
+
+
 def _add_parse(sub: Any) -> None:
     p = sub.add_parser(
         "parse",
@@ -540,6 +567,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_status,
         _add_export,
         _add_copy_store,
+        _add_prune,
         _add_parse,
         _add_site,
         _add_demo,

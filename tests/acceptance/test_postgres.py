@@ -146,6 +146,11 @@ async def test_status_export_and_copy_store_on_a_postgresql_url(
     assert wrong.code == 2 and "no store at" in wrong.err
     mysql = await run_cli("copy-store", str(lite), "mysql://h/db", env=env_pg)
     assert mysql.code == 2 and "unknown store URL scheme" in mysql.err
+    later = await pg_count(pg_url, "select count(*) from jobs where state='done' and page > 1")
+    kept = await pg_count(pg_url, "select count(*) from jobs") - later
+    pruned = await run_cli("prune", "--done-older-than", "0", env=env_pg)
+    assert pruned.code == 0 and f"deleted {later} done job" in pruned.out, pruned.err
+    assert later > 0 and await pg_count(pg_url, "select count(*) from jobs") == kept
 
 
 DELAY = 0.2
