@@ -23,9 +23,10 @@ transaction (a global lock at commit, what limits Oban and graphile at high rate
 
 Completions: a `CompletionWriter` batches up to `writer_batch` pages per transaction; the
 page rows go through pipelined `executemany` (one network round trip per statement kind,
-not per row). Batches of all processes commit one at a time (`lock_writes`, an advisory
-transaction lock): their rows overlap (citing papers), and unordered upserts of them
-deadlocked under load, each deadlock costing a second (`deadlock_timeout`).
+not per row). Batches of all processes write one at a time (`lock_writes`, an advisory
+lock given back just before COMMIT, so commits still overlap): their rows overlap (citing
+papers), and unordered upserts of them deadlocked under load, each deadlock costing a
+second (`deadlock_timeout`).
 
 Politeness: `book_request` is one atomic `INSERT ... ON CONFLICT DO UPDATE ... RETURNING`
 on the host's row, whose row lock serialises every process on every machine. With the
@@ -491,11 +492,23 @@ class PostgresStore:
 
     async def _commit_pages(self, items: list[Completion]) -> None:
         await self._transaction(
-            "complete", lambda conn: self._write_pages(conn, items), durable=True
+            "complete", lambda conn: self._locked_write(conn, items), durable=True
         )
 
-    async def _write_pages(self, conn: Conn, items: list[Completion]) -> None:
+    async def _locked_write(self, conn: Conn, items: list[Completion]) -> None:
+        """The batch's writes under the writers' lock (`lock_writes` in queries.sql), given
+        back just before COMMIT. If a write fails, the transaction is aborted and cannot
+        run the unlock: the connection is closed instead, which ends its session and with
+        it the lock (a failed batch is rare; the pool opens a new connection)."""
         await conn.execute(self._sql["lock_writes"].sql)
+        try:
+            await self._write_pages(conn, items)
+        except BaseException:
+            conn.terminate()
+            raise
+        await conn.execute(self._sql["unlock_writes"].sql)
+
+    async def _write_pages(self, conn: Conn, items: list[Completion]) -> None:
         states = await self._report_states(conn, rules.page_one_dois(items))
         plan = rules.plan_completions(items, states, self._now(), self._policy)
         for name, rows in plan.steps():

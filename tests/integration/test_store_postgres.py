@@ -45,7 +45,7 @@ def test_named_parameters_become_positional() -> None:
 def test_both_dialects_name_their_queries_alike() -> None:
     """Same block names where the meaning is the same; the differences are deliberate."""
     pg, lite = set(queries("postgres")), set(queries("sqlite"))
-    assert pg - lite == {"sync_ids", "lock_writes"}  # sequences after a copy; one writer
+    assert pg - lite == {"sync_ids", "lock_writes", "unlock_writes"}  # copy; one writer
     assert lite - pg == {"host_ensure", "host_state"}  # SQLite books in three steps
 
 

@@ -119,12 +119,17 @@ RETURNING 1;
 -- ---------------------------------------------------------------- completion
 
 -- name: lock_writes
--- Completion batches of all processes commit one at a time (as SQLite's one writer).
+-- Completion batches of all processes write one at a time (as SQLite's one writer).
 -- Their rows overlap (the same citing papers appear in many reports), and two batches
--- upserting them in different orders deadlock, each costing deadlock_timeout; taking this
--- transaction-level advisory lock first costs one statement. Claims, fetches and parsing
--- stay parallel; a batch holds it for milliseconds.
-SELECT pg_advisory_xact_lock(7165064484209518);
+-- upserting them in different orders deadlock, each costing deadlock_timeout. A session
+-- advisory lock, taken first in the transaction and given back (`unlock_writes`) as its
+-- last statement, just before COMMIT: the next batch writes while this one's commit waits
+-- for its WAL flush, and PostgreSQL can flush several commits at once. Claims, fetches
+-- and parsing stay parallel.
+SELECT pg_advisory_lock(7165064484209518);
+
+-- name: unlock_writes
+SELECT pg_advisory_unlock(7165064484209518);
 
 -- name: page_one_state
 -- What adaptive refresh and tally history need to know about the reports in a batch.
