@@ -306,7 +306,13 @@ class PostgresStore:
         return self._pool
 
     async def _transaction(
-        self, what: str, body: Body[T], *, durable: bool = False, atomic: bool = True
+        self,
+        what: str,
+        body: Body[T],
+        *,
+        durable: bool = False,
+        atomic: bool = True,
+        after_rollback: Body[None] | None = None,
     ) -> T:
         """Run `body` on a pooled connection, in one transaction when `atomic` (a single
         statement, or one `executemany`, is atomic by itself and spares BEGIN and COMMIT);
@@ -317,7 +323,8 @@ class PostgresStore:
         imports. A claim, lease, failure, booking or run row lost in a crash of the
         database server itself (never of a client) is harmless: the lease runs out and the
         job comes back. So connections run with `synchronous_commit = off`, and a claim
-        costs no disk flush."""
+        costs no disk flush. `after_rollback` runs on the connection after a failed
+        transaction rolled back."""
         pool = self._require_pool()
         with _db_errors(what):
             for attempt in range(TX_RETRIES):
@@ -325,10 +332,15 @@ class PostgresStore:
                     async with pool.acquire() as conn:
                         if not atomic:
                             return await body(conn)
-                        async with conn.transaction():
-                            if durable:
-                                await conn.execute("SET LOCAL synchronous_commit = on")
-                            return await body(conn)
+                        try:
+                            async with conn.transaction():
+                                if durable:
+                                    await conn.execute("SET LOCAL synchronous_commit = on")
+                                return await body(conn)
+                        except BaseException:
+                            if after_rollback is not None:
+                                await after_rollback(conn)
+                            raise
                 except _RETRYABLE:
                     if attempt == TX_RETRIES - 1:
                         raise
@@ -491,22 +503,31 @@ class PostgresStore:
         await self._writer.submit(completion)
 
     async def _commit_pages(self, items: list[Completion]) -> None:
-        await self._transaction(
-            "complete", lambda conn: self._locked_write(conn, items), durable=True
-        )
+        """The batch's writes under the writers' lock (`lock_writes` in queries.sql), a
+        session lock given back just before COMMIT. A rollback keeps a session lock, so
+        after a failed write it is given back once the transaction has rolled back (or the
+        connection is closed, which ends it with the session)."""
+        lock, unlock = self._sql["lock_writes"].sql, self._sql["unlock_writes"].sql
+        held = False
 
-    async def _locked_write(self, conn: Conn, items: list[Completion]) -> None:
-        """The batch's writes under the writers' lock (`lock_writes` in queries.sql), given
-        back just before COMMIT. If a write fails, the transaction is aborted and cannot
-        run the unlock: the connection is closed instead, which ends its session and with
-        it the lock (a failed batch is rare; the pool opens a new connection)."""
-        await conn.execute(self._sql["lock_writes"].sql)
-        try:
+        async def body(conn: Conn) -> None:
+            nonlocal held
+            await conn.execute(lock)
+            held = True
             await self._write_pages(conn, items)
-        except BaseException:
-            conn.terminate()
-            raise
-        await conn.execute(self._sql["unlock_writes"].sql)
+            await conn.execute(unlock)
+            held = False
+
+        async def after_rollback(conn: Conn) -> None:
+            nonlocal held
+            if held:
+                held = False
+                try:
+                    await conn.execute(unlock)
+                except Exception:
+                    conn.terminate()
+
+        await self._transaction("complete", body, durable=True, after_rollback=after_rollback)
 
     async def _write_pages(self, conn: Conn, items: list[Completion]) -> None:
         states = await self._report_states(conn, rules.page_one_dois(items))

@@ -238,3 +238,23 @@ async def test_keys_sort_the_same_on_both_engines(tmp_path: Path, pg_url: str) -
             exported.append([r["doi"] async for r in store.export("papers")])
     assert exported[0] == exported[1] == sorted(dois, key=lambda d: d.encode())
     assert KEYS["papers"] == ("doi",)
+
+
+async def test_a_failed_batch_gives_the_writers_lock_back(pg_url: str) -> None:
+    """Completion batches of all processes take one advisory lock; a batch that breaks a
+    CHECK rolls back, says why, and leaves the lock free for everybody else."""
+    bad = ParseResult(
+        paper=Paper(doi="10.1/bad", title="t"),
+        tallies=Tally(1),
+        statements=(Statement(citing_doi="10.9/c", snippet="s", confidence=1.5),),
+    )
+    async with PostgresStore(pg_url, pool_max=2) as one, PostgresStore(pg_url) as other:
+        await one.enqueue([NewJob("10.1/bad", "u"), NewJob("10.1/good", "u")])
+        jobs = {j.doi: j for j in await one.claim("w", 2, 60)}
+        with pytest.raises(StoreError, match="check constraint"):
+            await one.complete(Completion(jobs["10.1/bad"], bad))
+        good = Completion(jobs["10.1/good"], _result("10.1/good", 1))
+        await asyncio.wait_for(other.complete(good), 10)  # not stuck behind a held lock
+        await asyncio.wait_for(one.complete(good), 10)  # nor in the failed one's own pool
+        held = await fetch(pg_url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        assert held == [(0,)]
