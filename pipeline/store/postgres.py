@@ -84,14 +84,16 @@ REQUEUE_EVERY = timedelta(seconds=1)  # a claim takes back expired leases this o
 TX_RETRIES = 8  # a deadlocked or serialization-failed transaction runs again this often
 CONNECT_TIMEOUT = 10.0  # seconds to connect before the store gives up
 COMMAND_TIMEOUT = 60.0  # seconds one statement may take before the store gives up
-# pg_advisory_lock key for migrations: "citepipe" as a number, one per database.
+# pg_advisory_lock key for migrations: "citepipe" in ASCII (`lock_writes` in queries.sql
+# has a key of its own). Advisory locks are per database.
 MIGRATION_LOCK = 0x63697465706970
 _RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
 _PARAM_RE = re.compile(r"(?<![:\w]):(\w+)")
 
-# The keys each write is sorted by, so that two batches lock shared rows (papers of
-# citers, statements) in the same order and seldom deadlock. Python's sort is stable: two
-# rows of one key keep their order, so the later one still wins.
+# The keys each write is sorted by, so that rows are locked in one order: completion
+# batches are serialised by `lock_writes` anyway, but a page's rows also meet `fail`,
+# `release` and enqueues of other transactions. Python's sort is stable: two rows of one
+# key keep their order, so the later one still wins.
 _LOCK_ORDER: dict[str, tuple[str, ...]] = {
     "upsert_paper": ("doi",),
     "upsert_partial_paper": ("doi",),
