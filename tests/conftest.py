@@ -3,8 +3,9 @@
 Where the server comes from, in order:
 - `CITEPIPE_TEST_POSTGRES`, an admin URL such as `postgresql://root@127.0.0.1:5432/postgres`
   (`.ci/run` sets it to this machine's server);
-- else, where `initdb` and `pg_ctl` exist (and we are not root, which initdb refuses), a
-  throwaway server in a temporary folder, stopped at the end of the session;
+- else, where `initdb` and `pg_ctl` exist, a throwaway server in a temporary folder,
+  stopped at the end of the session (as root, which initdb refuses, it runs as the
+  system's `postgres` user);
 - else the PostgreSQL tests are skipped, and the session ends with ONE loud line saying so.
 
 Each test gets a schema of its own with a unique name, named by the URL's `search_path`,
@@ -15,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import pwd
 import shutil
 import socket
 import subprocess
@@ -39,15 +41,31 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def _as_server_user() -> list[str] | None:
+    """How to run initdb/pg_ctl: as ourselves, or, as root (which initdb refuses), as the
+    system's `postgres` user through runuser. None when neither is possible."""
+    if os.geteuid() != 0:
+        return []
+    runuser = shutil.which("runuser")
+    try:
+        pwd.getpwnam("postgres")
+    except KeyError:
+        return None
+    return [runuser, "-u", "postgres", "--"] if runuser else None
+
+
 def _throwaway_server(folder: Path) -> tuple[str, list[str]] | None:
     """Start a private server; return (admin URL, stop command), or None if impossible."""
     initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
-    if not initdb or not pg_ctl or os.geteuid() == 0:
+    prefix = _as_server_user()
+    if not initdb or not pg_ctl or prefix is None:
         return None
+    if prefix:
+        shutil.chown(folder, user="postgres")
     data = folder / "data"
     port = _free_port()
     init = subprocess.run(
-        [initdb, "-D", str(data), "-A", "trust", "-U", "citepipe", "--no-sync"],
+        [*prefix, initdb, "-D", str(data), "-A", "trust", "-U", "citepipe", "--no-sync"],
         capture_output=True,
         text=True,
     )
@@ -55,7 +73,7 @@ def _throwaway_server(folder: Path) -> tuple[str, list[str]] | None:
         return None
     opts = f"-p {port} -k {folder} -c listen_addresses=127.0.0.1 -c fsync=off"
     start = subprocess.run(
-        [pg_ctl, "-D", str(data), "-o", opts, "-l", str(folder / "log"), "-w", "start"],
+        [*prefix, pg_ctl, "-D", str(data), "-o", opts, "-l", str(folder / "log"), "-w", "start"],
         capture_output=True,
         text=True,
     )
@@ -63,7 +81,7 @@ def _throwaway_server(folder: Path) -> tuple[str, list[str]] | None:
         return None
     return (
         f"postgresql://citepipe@127.0.0.1:{port}/postgres",
-        [pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
+        [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
     )
 
 
