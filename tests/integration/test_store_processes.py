@@ -81,17 +81,20 @@ CRAWLER = textwrap.dedent(f"""
 """)
 
 CLAIMER = textwrap.dedent("""
-    import asyncio, json, sys
+    import asyncio, json, os, sys
     from pipeline.store import open_store
 
-    async def main(path, name):
+    async def main(path, name, go):
         got = []
         async with open_store(path) as store:
+            print("ready", flush=True)
+            while not os.path.exists(go):  # start together: all are open before any claims
+                await asyncio.sleep(0.01)
             while jobs := await store.claim(name, 5, lease_seconds=600):
                 got += [j.id for j in jobs]
         print(json.dumps(got))
 
-    asyncio.run(main(sys.argv[1], sys.argv[2]))
+    asyncio.run(main(sys.argv[1], sys.argv[2], sys.argv[3]))
 """)
 
 
@@ -260,15 +263,21 @@ async def test_processes_never_claim_the_same_job(
     location = (
         str(tmp_path / "claim.sqlite") if engine == "sqlite" else request.getfixturevalue("pg_url")
     )
+    jobs = 3000
     async with open_store(location) as store:
-        await store.enqueue(NewJob(f"10.1/{i}", "u") for i in range(3000))
+        await store.enqueue(NewJob(f"10.1/{i}", "u") for i in range(jobs))
     script = tmp_path / "claimer.py"
     script.write_text(CLAIMER)
     names = ("a", "b") if engine == "sqlite" else ("a", "b", "c", "d")
-    procs = [spawn(script, location, name) for name in names]
+    go = tmp_path / "go"
+    procs = [spawn(script, location, name, str(go)) for name in names]
+    for p in procs:
+        assert p.stdout is not None and p.stdout.readline() == "ready\n"
+    go.touch()
     outputs = [p.communicate(timeout=120) for p in procs]
+    outputs = [(out.splitlines()[-1], err) for out, err in outputs]
     assert [p.returncode for p in procs] == [0] * len(names), [err for _, err in outputs]
     claimed = [set(json.loads(out)) for out, _ in outputs]
-    assert all(claimed), "every process should have claimed something"
+    assert all(claimed), [len(c) for c in claimed]  # they started together
     assert sum(len(c) for c in claimed) == len(set().union(*claimed))  # no job twice
-    assert set().union(*claimed) == set(range(1, 3001))
+    assert set().union(*claimed) == set(range(1, jobs + 1))
