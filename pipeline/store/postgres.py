@@ -109,6 +109,63 @@ _LOCK_ORDER: dict[str, tuple[str, ...]] = {
 }
 
 
+def _columns(rows: list[rules.Params], names: Sequence[str]) -> rules.Params:
+    """Rows as one array per column (for `unnest`)."""
+    return {name: [r[name] for r in rows] for name in names}
+
+
+def merge_partial_papers(rows: Sequence[rules.Params]) -> rules.Params:
+    """`upsert_partial_paper` rows of a batch as one row per DOI, as if applied one by one:
+    each column the first non-NULL value, `now` of the first row; in DOI order."""
+    merged: dict[str, rules.Params] = {}
+    for row in rows:
+        kept = merged.setdefault(row["doi"], dict(row))
+        for column in ("title", "year", "journal"):
+            if kept[column] is None:
+                kept[column] = row[column]
+    ordered = [merged[doi] for doi in sorted(merged)]
+    return _columns(ordered, ("doi", "title", "year", "journal", "now"))
+
+
+def merge_statements(rows: Sequence[rules.Params]) -> rules.Params:
+    """`upsert_statement` rows of a batch as one row per identity, as if applied one by
+    one: first_seen_at of the first, last_seen_at and non-NULL details of the latest."""
+    merged: dict[tuple[str, str, str], rules.Params] = {}
+    for row in rows:
+        key = (row["cited_doi"], row["citing_doi"], row["snippet_hash"])
+        kept = merged.get(key)
+        if kept is None:
+            merged[key] = {**row, "first_seen_at": row["now"], "last_seen_at": row["now"]}
+            continue
+        kept["last_seen_at"] = row["now"]
+        kept["snippet"] = row["snippet"]
+        for column in ("section", "type", "confidence"):
+            if row[column] is not None:
+                kept[column] = row[column]
+    ordered = [merged[key] for key in sorted(merged)]
+    names = (
+        "cited_doi",
+        "citing_doi",
+        "snippet",
+        "snippet_hash",
+        "section",
+        "type",
+        "confidence",
+        "first_seen_at",
+        "last_seen_at",
+    )
+    return _columns(ordered, names)
+
+
+# Writes done for the whole batch in one statement (`<name>_set`, arrays through unnest):
+# a page's citers and statements are most of its rows, and one statement instead of one
+# execution per row is what makes a batch cheap.
+_SET_WRITES: dict[str, Callable[[Sequence[rules.Params]], rules.Params]] = {
+    "upsert_partial_paper": merge_partial_papers,
+    "upsert_statement": merge_statements,
+}
+
+
 @dataclass(frozen=True, slots=True)
 class Statement:
     """A named query in asyncpg's form: `$n` placeholders, and the names they stand for."""
@@ -535,7 +592,12 @@ class PostgresStore:
         states = await self._report_states(conn, rules.page_one_dois(items))
         plan = rules.plan_completions(items, states, self._now(), self._policy)
         for name, rows in plan.steps():
-            if rows:
+            if not rows:
+                continue
+            if name in _SET_WRITES:  # the many rows of a batch: one statement, arrays
+                stmt = self._sql[f"{name}_set"]
+                await conn.execute(stmt.sql, *stmt.args(_SET_WRITES[name](rows)))
+            else:
                 await self._executemany(name, rows)(conn)
         if plan.follow_ups:  # in key order, as the other writes (lock order)
             follow_ups = sorted(plan.follow_ups, key=lambda j: (j.doi, j.page))

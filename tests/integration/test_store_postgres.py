@@ -17,7 +17,7 @@ from pipeline.errors import StoreError
 from pipeline.models import Completion, Facet, NewJob, Paper, ParseResult, Statement, Tally
 from pipeline.store import PostgresStore, SQLiteStore, Store
 from pipeline.store.copy import TABLE_ORDER, copy_store
-from pipeline.store.postgres import positional, statements
+from pipeline.store.postgres import _SET_WRITES, merge_statements, positional, statements
 from pipeline.store.queries import queries
 from pipeline.store.rules import COLUMNS, KEYS
 
@@ -42,17 +42,38 @@ def test_named_parameters_become_positional() -> None:
     assert stmt.args({"b": 2, "a": 1, "unused": 3}) == (1, 2)
 
 
+def test_batch_wide_statement_rows_merge_as_if_applied_one_by_one() -> None:
+    t1, t2, t3 = (datetime(2024, 1, d, tzinfo=UTC) for d in (1, 2, 3))
+    row = {"cited_doi": "a", "citing_doi": "b", "snippet": "s", "snippet_hash": "h"}
+    merged = merge_statements(
+        [
+            {**row, "section": "Intro", "type": None, "confidence": 0.5, "now": t1},
+            {**row, "citing_doi": "a0", "section": None, "type": None, "confidence": None,
+             "now": t2},
+            {**row, "section": None, "type": "supporting", "confidence": None, "now": t3},
+        ]
+    )  # fmt: skip
+    assert merged["citing_doi"] == ["a0", "b"]  # key order
+    assert merged["section"][1] == "Intro" and merged["type"][1] == "supporting"
+    assert merged["confidence"][1] == 0.5
+    assert (merged["first_seen_at"][1], merged["last_seen_at"][1]) == (t1, t3)
+
+
 def test_both_dialects_name_their_queries_alike() -> None:
     """Same block names where the meaning is the same; the differences are deliberate."""
     pg, lite = set(queries("postgres")), set(queries("sqlite"))
-    assert pg - lite == {"sync_ids", "lock_writes", "unlock_writes"}  # copy; one writer
-    assert lite - pg == {"host_ensure", "host_state"}  # SQLite books in three steps
+    batch_wide = {"upsert_partial_paper", "upsert_statement"}  # PostgreSQL: one statement
+    assert pg - lite == {"sync_ids", "lock_writes", "unlock_writes"} | {
+        f"{n}_set" for n in batch_wide
+    }
+    assert lite - pg == {"host_ensure", "host_state"} | batch_wide  # SQLite books in 3 steps
 
 
 def test_every_postgres_query_is_used() -> None:
     source = (ROOT / "pipeline" / "store" / "postgres.py").read_text()
     generated = {f"{kind}_{t}" for t in COLUMNS for kind in ("export", "last", "import")}
     generated |= {f"export_{t}_after" for t in COLUMNS}
+    generated |= {f"{n}_set" for n in _SET_WRITES}
     unused = [n for n in statements() if f'"{n}"' not in source and n not in generated]
     assert unused == []
     assert generated <= set(statements())

@@ -154,11 +154,14 @@ ON CONFLICT (doi) DO UPDATE SET
     abstract_truncated = coalesce(excluded.abstract_truncated, p.abstract_truncated),
     report_url = coalesce(excluded.report_url, p.report_url);
 
--- name: upsert_partial_paper
--- A paper seen only as a citer (or a later page's header): fills NULL columns only, so
+-- name: upsert_partial_paper_set
+-- upsert_partial_paper for a whole batch in one statement (citers are most of a page's
+-- rows): one row per DOI, merged by the driver in batch order (each column the first
+-- non-NULL value; `now` of the first row), in DOI order. Fills NULL columns only, so
 -- partial data never overwrites fuller data, whichever arrives first.
 INSERT INTO papers AS p (doi, title, year, journal, first_seen_at)
-VALUES (:doi, :title, :year, :journal, :now)
+SELECT * FROM unnest(:doi::text[], :title::text[], :year::integer[], :journal::text[],
+                     :now::timestamptz[])
 ON CONFLICT (doi) DO UPDATE SET
     title = coalesce(p.title, excluded.title),
     year = coalesce(p.year, excluded.year),
@@ -204,12 +207,17 @@ DELETE FROM facets WHERE doi = :doi;
 INSERT INTO facets (doi, facet, label, count) VALUES (:doi, :facet, :label, :count)
 ON CONFLICT (doi, facet, label) DO UPDATE SET count = excluded.count;
 
--- name: upsert_statement
--- Seen again: the same row; last_seen_at moves, known details are refreshed.
+-- name: upsert_statement_set
+-- upsert_statement for a whole batch in one statement: one row per identity, merged by
+-- the driver in batch order (first_seen_at of the first sighting, last_seen_at and the
+-- non-NULL details of the latest). Seen again: the same row; last_seen_at moves, known
+-- details are refreshed.
 INSERT INTO statements AS s (cited_doi, citing_doi, snippet, snippet_hash, section, type,
                              confidence, first_seen_at, last_seen_at)
-VALUES (:cited_doi, :citing_doi, :snippet, :snippet_hash, :section, :type, :confidence,
-        :now, :now)
+SELECT * FROM unnest(:cited_doi::text[], :citing_doi::text[], :snippet::text[],
+                     :snippet_hash::text[], :section::text[], :type::text[],
+                     :confidence::double precision[], :first_seen_at::timestamptz[],
+                     :last_seen_at::timestamptz[])
 ON CONFLICT (cited_doi, citing_doi, snippet_hash) DO UPDATE SET
     last_seen_at = excluded.last_seen_at,
     section = coalesce(excluded.section, s.section),
