@@ -22,8 +22,9 @@ most one poll interval on an idle queue, while costing a dedicated connection pe
 transaction (a global lock at commit, what limits Oban and graphile at high rates).
 
 Completions: a `CompletionWriter` batches up to `writer_batch` pages per transaction; the
-page rows go through pipelined `executemany` (one network round trip per statement kind,
-not per row). Batches of all processes write one at a time (`lock_writes`, an advisory
+citers and statements of the whole batch go in one statement each (arrays through
+`unnest`), the other rows through pipelined `executemany` (one network round trip per
+statement kind, not per row). Batches of all processes write one at a time (`lock_writes`, an advisory
 lock given back just before COMMIT, so commits still overlap): their rows overlap (citing
 papers), and unordered upserts of them deadlocked under load, each deadlock costing a
 second (`deadlock_timeout`).
