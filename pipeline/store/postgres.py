@@ -24,10 +24,10 @@ transaction (a global lock at commit, what limits Oban and graphile at high rate
 Completions: a `CompletionWriter` batches up to `writer_batch` pages per transaction; the
 citers and statements of the whole batch go in one statement each (arrays through
 `unnest`), the other rows through pipelined `executemany` (one network round trip per
-statement kind, not per row). Batches of all processes write one at a time (`lock_writes`, an advisory
-lock given back just before COMMIT, so commits still overlap): their rows overlap (citing
-papers), and unordered upserts of them deadlocked under load, each deadlock costing a
-second (`deadlock_timeout`).
+statement kind, not per row). Batches of all processes write one at a time
+(`lock_writes`, an advisory lock given back just before COMMIT, so commits still
+overlap): their rows overlap (citing papers), and unordered upserts of them deadlocked
+under load, each deadlock costing a second (`deadlock_timeout`).
 
 Politeness: `book_request` is one atomic `INSERT ... ON CONFLICT DO UPDATE ... RETURNING`
 on the host's row, whose row lock serialises every process on every machine. With the
