@@ -700,6 +700,11 @@ LOGIN_PAGE: Final = _simple(
     '<label>Password <input type="password" name="password"></label>'
     "<button>Log in</button></form><p>Reports are free for registered users.</p></main>\n",
 )
+PRIVATE_PAGE: Final = _simple(
+    "Private | Citation index",
+    '<main class="private"><h1>Staff only</h1><p>This area is not part of the public '
+    "report pages.</p></main>\n",
+)
 NOT_FOUND_PAGE: Final = _simple(
     "Not found | Citation index",
     '<main class="not-found"><h1>We could not find that report</h1>'

@@ -165,6 +165,26 @@ class Completion:
 
 
 @dataclass(frozen=True, slots=True)
+class DeadJob:
+    """A dead job as `retry` sees it: which page of which report, at which address."""
+
+    doi: str
+    page: int
+    url: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """What `retry` did: dead jobs queued again (of how many reports), and dead jobs that
+    matched but were kept dead because no address on the current site could be made."""
+
+    jobs: int = 0
+    reports: int = 0
+    kept: int = 0
+
+
+@dataclass(frozen=True, slots=True)
 class DeadReason:
     reason: str
     count: int

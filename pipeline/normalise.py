@@ -15,6 +15,7 @@ from urllib.parse import quote, unquote
 
 from pipeline.errors import BadInputError
 from pipeline.models import StatementType
+from pipeline.urls import dot_segment
 
 # `[0-9]`, not `\d`: `\d` also matches other scripts' digits; `\Z`, not `$`: `$` accepts a
 # trailing newline, which a percent-decoded `%0A` would smuggle in.
@@ -53,13 +54,27 @@ def normalise_doi(raw: str) -> str:
     return doi
 
 
+def doi_problem(doi: str) -> str | None:
+    """Why a (normalised) DOI cannot be put into a report address, or None if it can.
+
+    A `.` or `..` path segment, plain or percent-encoded, would let a server that decodes
+    and normalises paths serve something outside `/reports/`; encoding the dots again
+    would not help, since servers decode them.
+    """
+    segment = dot_segment(doi)
+    if segment is not None:
+        return f"a DOI with a {segment!r} path segment would leave /reports/"
+    return None
+
+
 def doi_path(doi: str) -> str:
     """The DOI as it goes into a report address: percent-encoded where needed, `/` kept."""
     return quote(doi, safe="/;:@&=+$,!*'()[]~-._")
 
 
 def report_address(base_url: str, doi: str) -> str:
-    """`{base}/reports/{doi}`: the address that answers (or redirects) for a DOI's report."""
+    """`{base}/reports/{doi}`, as the contract spells it (the local site and tests use
+    it); the crawler asks its Source (`Source.address`), which also refuses unsafe DOIs."""
     return f"{base_url.rstrip('/')}/reports/{doi_path(doi)}"
 
 

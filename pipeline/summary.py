@@ -132,7 +132,8 @@ class RunSummary:
             n = i.already_dead.total()
             lines.append(
                 f"  dead before: {plural(n, 'job')} of the input died in an earlier "
-                "run (not retried; `citepipe status` lists the reasons)"
+                "run (not retried: `citepipe status` lists the reasons, `citepipe retry` "
+                "queues them again)"
             )
         if self.input_states:
             lines.append(

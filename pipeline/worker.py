@@ -26,11 +26,15 @@ from typing import Any
 import structlog
 
 from pipeline.config import Settings
-from pipeline.errors import FetchError, ParseError, PipelineError, TransientFetchError
+from pipeline.errors import (
+    BadInputError,
+    FetchError,
+    ParseError,
+    PipelineError,
+    TransientFetchError,
+)
 from pipeline.fetcher import Fetcher
 from pipeline.models import Completion, Job, NewJob, Page, ParseResult, Validators
-from pipeline.normalise import report_address
-from pipeline.politeness import host_key
 from pipeline.retry import RetryPolicy
 from pipeline.sources.base import Source
 from pipeline.store.base import Store
@@ -106,7 +110,6 @@ class Worker:
         self._stopping = asyncio.Event()
         self._in_flight: dict[int, Job] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._site = host_key(options.base_url)
         # claim in batches: one claim transaction per few pages, not one per page
         self._claim_threshold = max(1, min(options.claim_batch, options.concurrency // 4))
         self._grace: float | None = None
@@ -277,16 +280,7 @@ class Worker:
         result = None if digest == job.content_hash else self.source.parse(page)
         follow = self._next_page(job, result)
         if result is not None and job.depth > 0 and job.page == 1:
-            follow += tuple(
-                NewJob(
-                    doi=p.doi,
-                    url=report_address(self.options.base_url, p.doi),
-                    page=1,
-                    depth=job.depth - 1,
-                )
-                for p in result.citing_papers
-                if p.doi != job.doi
-            )
+            follow += self._citing(job, result)
         return Completion(
             job=job,
             result=result,
@@ -298,15 +292,30 @@ class Worker:
             final_url=self._moved_to(job, page),
         )
 
+    def _citing(self, job: Job, result: ParseResult) -> tuple[NewJob, ...]:
+        """Page 1 of each citing paper's report, at the address its Source gives (a DOI
+        it can make no safe address for is skipped, with a log line)."""
+        follow: list[NewJob] = []
+        for paper in result.citing_papers:
+            if paper.doi == job.doi:
+                continue
+            try:
+                url = self.source.address(paper.doi)
+            except BadInputError as exc:
+                log.warning("citing paper skipped", citing_doi=paper.doi[:200], reason=str(exc))
+                continue
+            follow.append(NewJob(doi=paper.doi, url=url, page=1, depth=job.depth - 1))
+        return tuple(follow)
+
     def _moved_to(self, job: Job, page: Page) -> str | None:
-        """The on-site address a redirect led to, so a refresh skips the redirect."""
-        if page.final_url != job.url and host_key(page.final_url) == self._site:
+        """The report address a redirect led to, so a refresh skips the redirect."""
+        if page.final_url != job.url and self.source.in_scope(page.final_url):
             return page.final_url
         return None
 
     def _next_page(self, job: Job, result: ParseResult | None) -> tuple[NewJob, ...]:
         nxt = result.next_page_url if result is not None else job.next_url
-        if not nxt or host_key(nxt) != self._site:
+        if not nxt or not self.source.in_scope(nxt):  # the Source says what is its own
             return ()
         return (NewJob(doi=job.doi, url=nxt, page=job.page + 1, depth=job.depth, round=job.round),)
 

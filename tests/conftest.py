@@ -1,4 +1,6 @@
-"""PostgreSQL for the tests: `pg_url` gives each test its own fresh, empty schema.
+"""PostgreSQL for the tests: `pg_url` gives each test its own fresh, empty schema. And
+tests/containers runs only with `--containers` (`make test-containers`), never in
+`make test` or `make test-all`.
 
 Where the server comes from, in order:
 - `CITEPIPE_TEST_POSTGRES`, an admin URL such as `postgresql://root@127.0.0.1:5432/postgres`
@@ -162,3 +164,22 @@ def pytest_terminal_summary(terminalreporter: Any) -> None:
             red=True,
             bold=True,
         )
+
+
+CONTAINERS = Path(__file__).resolve().parent / "containers"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--containers",
+        action="store_true",
+        default=False,
+        help="collect tests/containers: build the image, run the compose file (needs a "
+        "Docker engine; `make test-containers`)",
+    )
+
+
+def pytest_ignore_collect(collection_path: Path, config: pytest.Config) -> bool | None:
+    if collection_path == CONTAINERS and not config.getoption("--containers"):
+        return True
+    return None

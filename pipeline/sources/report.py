@@ -21,11 +21,14 @@ from urllib.parse import urljoin, urlsplit
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
-from pipeline.errors import ParseError
+from pipeline.config import Settings
+from pipeline.errors import BadInputError, ParseError
 from pipeline.models import Facet, Page, Paper, ParseResult, Statement, Tally
 from pipeline.normalise import (
     clean_text,
     doi_or_none,
+    doi_path,
+    doi_problem,
     parse_confidence,
     parse_date,
     parse_int,
@@ -43,6 +46,7 @@ from pipeline.sources.selectors import (
     default_selectors,
     load_selectors,
 )
+from pipeline.urls import host_key, path_within, strip_userinfo, without_fragment
 
 __all__ = ["ReportSource", "Selectors", "load_selectors", "parse_report", "result_to_dict"]
 
@@ -63,13 +67,62 @@ _REQUIRED = ("doi", "title", "tallies", "statement list")
 Node = LexborNode
 
 
+REPORTS = "/reports/"
+
+
 class ReportSource:
-    """The `report` site profile: parses report pages with the given (or default) selectors."""
+    """The `report` site profile: a report's address is `{base_url}/reports/{doi}`, and
+    its pages are parsed with the given (or default) selectors.
+
+    `base_url` is used without any `user:password@` it may carry: credentials are never
+    part of an address citepipe stores or sends.
+    """
 
     name = "report"
 
-    def __init__(self, selectors: Selectors | None = None) -> None:
+    def __init__(
+        self, selectors: Selectors | None = None, *, base_url: str = Settings().base_url
+    ) -> None:
         self.selectors = selectors or default_selectors()
+        self.base = strip_userinfo(without_fragment(base_url)).split("?", 1)[0].rstrip("/")
+        self._site = host_key(self.base)
+        self._prefix = urlsplit(self.base).path + REPORTS
+
+    def address(self, doi: str) -> str:
+        """`{base}/reports/{doi}`, the DOI percent-encoded where needed; `BadInputError`
+        for a DOI with a `.`/`..` segment (plain or encoded), which a server would
+        normalise out of `/reports/`."""
+        problem = doi_problem(doi)
+        if problem is not None:
+            raise BadInputError(f"{problem}: {doi[:200]!r}")
+        url = f"{self.base}{REPORTS}{doi_path(doi)}"
+        if not self.in_scope(url):  # the rule above should make this unreachable
+            raise BadInputError(f"no address on the site for {doi[:200]!r}")
+        return url
+
+    def in_scope(self, url: str) -> bool:
+        """Same scheme, host and port as `base_url`, and a path under its `/reports/` that
+        no server could normalise elsewhere."""
+        try:
+            same_site = host_key(url) == self._site
+        except ValueError:  # a bad port
+            return False
+        return same_site and path_within(url, self._prefix)
+
+    def relocate(self, url: str) -> str | None:
+        """The part of `url` from `/reports/` on, under the current base; None if it has
+        none or the result is not one of the site's report pages."""
+        if self.in_scope(url):
+            return url
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return None
+        at = parts.path.find(REPORTS)
+        if at < 0:
+            return None
+        moved = self.base + parts.path[at:] + (f"?{parts.query}" if parts.query else "")
+        return moved if self.in_scope(moved) else None
 
     def parse(self, page: Page) -> ParseResult:
         """Parse a fetched page; `ParseError` if it is not a report."""
@@ -431,7 +484,7 @@ def _resolve(base: str, href: str | None) -> str | None:
         return None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return None
-    return url.split("#", 1)[0]
+    return strip_userinfo(without_fragment(url))
 
 
 def _next(node: Node | None, report_url: str, url: str) -> str | None:

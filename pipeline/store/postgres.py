@@ -60,9 +60,11 @@ from pipeline.models import (
     JOB_STATES,
     RUN_STALE_AFTER,
     Completion,
+    DeadJob,
     DeadReason,
     Job,
     NewJob,
+    Requeued,
     RobotsRecord,
     RunInfo,
     Stats,
@@ -530,6 +532,32 @@ class PostgresStore:
             return await self._enqueue_rows(conn, jobs) if jobs else 0
 
         return await self._transaction("enqueue stale", body, durable=True)
+
+    async def requeue_dead(
+        self,
+        address: Callable[[DeadJob], str | None],
+        *,
+        reason: str | None = None,
+        dois: Sequence[str] | None = None,
+    ) -> Requeued:
+        """Dead jobs queued again at their rebuilt addresses, in one transaction."""
+        select, update = self._sql["dead_jobs"], self._sql["requeue_dead"]
+        params = {"reason": reason, "dois": None if dois is None else list(dois)}
+
+        async def body(conn: Conn) -> Requeued:
+            now = self._now()
+            rows, kept, reports = [], 0, set()
+            for r in await conn.fetch(select.sql, *select.args(params)):
+                url = address(DeadJob(r["doi"], r["page"], r["url"], r["reason"]))
+                if url is None:
+                    kept += 1
+                    continue
+                rows.append(update.args({"id": r["id"], "url": url, "now": now}))
+                reports.add(r["doi"])
+            done = len(await conn.fetchmany(update.sql, rows)) if rows else 0
+            return Requeued(jobs=done, reports=len(reports), kept=kept)
+
+        return await self._transaction("requeue dead jobs", body, durable=True)
 
     async def pending(self) -> int:
         return int(await self._fetchval("pending"))

@@ -43,9 +43,11 @@ from pipeline.models import (
     JOB_STATES,
     RUN_STALE_AFTER,
     Completion,
+    DeadJob,
     DeadReason,
     Job,
     NewJob,
+    Requeued,
     RobotsRecord,
     RunInfo,
     Stats,
@@ -96,11 +98,39 @@ def _db_errors(what: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def _os_errors(path: str) -> Iterator[None]:
-    """A folder that cannot be made is a StoreError that names it."""
+    """A folder that cannot be made is a StoreError that names it (and who we are)."""
     try:
         yield
     except OSError as exc:
-        raise StoreError(f"cannot create the folder of {path}: {exc.strerror}") from exc
+        raise StoreError(
+            f"cannot create the folder of {path}: {exc.strerror} (running as uid {os.getuid()})"
+        ) from exc
+
+
+def check_writable(path: str) -> None:
+    """Refuse, with the reason, a store this process cannot write: SQLite itself says only
+    "unable to open database file". It writes the file and, beside it, the `-wal` and
+    `-shm` files, so the folder must be writable too (a container's bind mount of a host
+    folder that its uid does not own is the usual case)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    uid = os.getuid()
+    with contextlib.suppress(OSError):
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            raise StoreError(
+                f"cannot write the store folder {folder}: it is on a read-only file system "
+                "(a read-only mount?)"
+            )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"permission denied: uid {uid} cannot write the store folder {folder} (SQLite "
+            f"makes {os.path.basename(path)} and its -wal and -shm files there); make it "
+            f"writable by uid {uid}, e.g. `chown {uid} {folder}`"
+        )
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+        raise StoreError(
+            f"permission denied: uid {uid} cannot read and write the store {path}; make it "
+            f"writable by uid {uid}, e.g. `chown {uid} {path}`"
+        )
 
 
 def _is_lock_error(exc: BaseException) -> bool:
@@ -312,16 +342,19 @@ class SQLiteStore:
         self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
 
     def _check_path(self) -> None:
-        """Make the file's folder when creating; refuse a missing file when not."""
-        if self.path == MEMORY or os.path.exists(self.path):
+        """Make the file's folder when creating; refuse a missing file when not, and a
+        file or folder this process cannot write (with the reason)."""
+        if self.path == MEMORY:
             return
-        if not self.create:
-            raise StoreError(
-                f"no store at {self.path}: nothing has been crawled into it yet "
-                "(`citepipe backfill` or `citepipe crawl` creates it)"
-            )
-        with _os_errors(self.path):
-            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        if not os.path.exists(self.path):
+            if not self.create:
+                raise StoreError(
+                    f"no store at {self.path}: nothing has been crawled into it yet "
+                    "(`citepipe backfill` or `citepipe crawl` creates it)"
+                )
+            with _os_errors(self.path):
+                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        check_writable(self.path)
 
     async def close(self) -> None:
         """Commit what is queued, stop the writer, close the connections."""
@@ -461,6 +494,31 @@ class SQLiteStore:
             return self._enqueue_rows(conn, jobs) if jobs else 0
 
         return await self._transaction("enqueue stale", body)
+
+    async def requeue_dead(
+        self,
+        address: Callable[[DeadJob], str | None],
+        *,
+        reason: str | None = None,
+        dois: Sequence[str] | None = None,
+    ) -> Requeued:
+        """Dead jobs queued again at their rebuilt addresses, in one transaction."""
+        select = {"reason": reason, "dois": None if dois is None else json.dumps(list(dois))}
+
+        def body(conn: sqlite3.Connection) -> Requeued:
+            now = self._now()
+            rows, kept, reports = [], 0, set()
+            for r in conn.execute(self._sql["dead_jobs"], select).fetchall():
+                url = address(DeadJob(r["doi"], r["page"], r["url"], r["reason"]))
+                if url is None:
+                    kept += 1
+                    continue
+                rows.append(_encode({"id": r["id"], "url": url, "now": now}))
+                reports.add(r["doi"])
+            done = max(conn.executemany(self._sql["requeue_dead"], rows).rowcount, 0)
+            return Requeued(jobs=done, reports=len(reports), kept=kept)
+
+        return await self._transaction("requeue dead jobs", body)
 
     # ------------------------------------------------------------ completions
 

@@ -15,11 +15,13 @@ import pytest
 from pipeline.errors import StoreError
 from pipeline.models import (
     Completion,
+    DeadJob,
     Facet,
     Job,
     NewJob,
     Paper,
     ParseResult,
+    Requeued,
     RobotsRecord,
     Statement,
     Tally,
@@ -663,3 +665,57 @@ async def test_import_keeps_ids_and_resumes_from_the_last_key(store: Store) -> N
     assert (await job_row(store, "10.4/copied")) == copy
     await store.enqueue([new("10.4/next")])
     assert (await job_row(store, "10.4/next"))["id"] > 10  # new ids after the copied ones
+
+
+# ---------------------------------------------------------------- retry
+
+
+async def test_requeue_dead_rebuilds_addresses_resets_attempts_and_filters(
+    store: Store, clock: Clock
+) -> None:
+    await store.enqueue([new("10.1/a"), new("10.1/b"), new("10.1/c"), new("10.1/d")])
+    for doi, reason in [
+        ("10.1/a", "gave up after 5 attempts: connection error"),
+        ("10.1/b", "not found (404)"),
+        ("10.1/c", "gave up after 5 attempts: Connection Error"),
+    ]:
+        await store.fail(await claim_one(store, doi), reason, None)
+    seen: list[DeadJob] = []
+
+    def address(job: DeadJob) -> str | None:
+        seen.append(job)
+        return None if job.doi == "10.1/c" else f"http://new/reports/{job.doi}"
+
+    clock.advance(60)
+    done = await store.requeue_dead(address, reason="CONNECTION error")
+    assert done == Requeued(jobs=1, reports=1, kept=1)
+    assert {(j.doi, j.page, j.reason) for j in seen} == {
+        ("10.1/a", 1, "gave up after 5 attempts: connection error"),
+        ("10.1/c", 1, "gave up after 5 attempts: Connection Error"),
+    }
+    row = await job_row(store, "10.1/a")
+    assert (row["state"], row["url"], row["attempts"], row["last_error"]) == (
+        "queued",
+        "http://new/reports/10.1/a",
+        0,
+        None,
+    )
+    assert row["not_before"] == iso(clock.now)  # due at once
+    assert (await job_row(store, "10.1/c"))["state"] == "dead"  # no address: kept dead
+    assert (await job_row(store, "10.1/b"))["state"] == "dead"  # another reason
+    assert (await job_row(store, "10.1/d"))["state"] == "queued"  # never dead: untouched
+
+    assert await store.requeue_dead(address, dois=["10.1/b", "10.1/x"]) == Requeued(1, 1, 0)
+    assert (await job_row(store, "10.1/b"))["url"] == "http://new/reports/10.1/b"
+    claimed = await store.claim("w1", 10, 30)
+    assert {j.doi for j in claimed} == {"10.1/a", "10.1/b", "10.1/d"}
+    assert all(j.attempts == 1 for j in claimed)  # attempts were reset
+
+
+async def test_requeue_dead_of_everything_and_of_nothing(store: Store) -> None:
+    await store.enqueue([new("10.1/a"), new("10.1/a", page=2)])
+    assert await store.requeue_dead(lambda j: j.url) == Requeued(0, 0, 0)
+    for page in (1, 2):
+        await store.fail(await claim_one(store, "10.1/a", page), f"http 50{page}", None)
+    assert await store.requeue_dead(lambda j: j.url) == Requeued(jobs=2, reports=1, kept=0)
+    assert (await store.stats()).jobs_by_state["queued"] == 2

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from citesite.faults import Fault, FaultSpec, FaultSpecError
+from citesite.server import normalise_dots
 from pipeline.errors import ConfigError
 
 EXAMPLE = "500=0.05,429=0.05,reset=0.03,truncate=0.03,slow=0.02,captcha=0.01,first=1"
@@ -92,3 +93,27 @@ def test_permanent_faults_are_per_doi() -> None:
     assert assigned.permanent_fault("10.1000/abd") is None
     assert assigned.dead(["10.1000/abc", "10.1000/x"]) == {"10.1000/abc": "loop"}
     assert "1 assigned" in str(assigned)
+
+
+def test_hostile_modes_parse_and_print() -> None:
+    spec = FaultSpec.parse("creds=1, dots=1, 500=0.1")
+    assert (spec.creds, spec.dots, spec.active) == (True, True, True)
+    assert FaultSpec.parse(str(spec)) == spec
+    assert FaultSpec.parse("creds=0") == FaultSpec()
+    with pytest.raises(FaultSpecError, match="creds is a mode"):
+        FaultSpec.parse("creds=0.5")
+
+
+@pytest.mark.parametrize(
+    ("path", "routed"),
+    [
+        ("/reports/10.1038/../../private/x", "/private/x"),
+        ("/reports/10.1038/%2E%2E/%2E%2E/private/x?page=2", "/private/x?page=2"),
+        ("/reports/10.1/%252e%252e/x", "/reports/x"),
+        ("/reports/a/..;x/b", "/reports/b"),
+        ("/reports/10.1002/a;2-K", "/reports/10.1002/a;2-K"),  # no dot segment: unchanged
+        ("/reports/10.1000/x%3Cy%3E", "/reports/10.1000/x%3Cy%3E"),
+    ],
+)
+def test_the_dots_mode_routes_as_a_normalising_server(path: str, routed: str) -> None:
+    assert normalise_dots(path) == routed

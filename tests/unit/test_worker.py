@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 from pipeline.errors import ParseError, PermanentFetchError, TransientFetchError
 from pipeline.models import NewJob, Page, Paper, ParseResult, Statement, Tally, Validators
 from pipeline.retry import RetryPolicy
+from pipeline.sources.report import ReportSource
 from pipeline.store.memory import MemoryStore
 from pipeline.worker import Worker, WorkerOptions
 
@@ -54,6 +55,17 @@ class FakeSource:
     name: str = "fake"
     pages: dict[str, ParseResult] = field(default_factory=dict)
     broken: set[str] = field(default_factory=set)
+
+    addresses: ReportSource = field(default_factory=lambda: ReportSource(base_url=BASE))
+
+    def address(self, doi: str) -> str:
+        return self.addresses.address(doi)
+
+    def in_scope(self, url: str) -> bool:
+        return self.addresses.in_scope(url)
+
+    def relocate(self, url: str) -> str | None:
+        return self.addresses.relocate(url)
 
     def parse(self, page: Page) -> ParseResult:
         if page.url in self.broken:
@@ -119,6 +131,22 @@ async def test_depth_enqueues_citing_papers_once() -> None:
     await asyncio.wait_for(make_worker(store, fetcher, source).run(), 10)
     assert set(fetcher.calls) == {url, f"{BASE}/reports/10.2/x", f"{BASE}/reports/10.2/y"}
     assert all(n == 1 for n in fetcher.calls.values())
+
+
+async def test_citing_dois_and_links_that_would_leave_reports_are_never_requested() -> None:
+    """A hostile page lists a citing DOI with `..` segments and a next link off
+    `/reports/`: the Source gives no address for either, so nothing is fetched there."""
+    store = MemoryStore()
+    await store.open()
+    url = f"{BASE}/reports/10.1/root"
+    evil = ("10.2/../../admin", "10.2/%2e%2e/%2e%2e/private", "10.2/ok")
+    source = FakeSource(
+        pages={url: result_for(url, next_url=f"{BASE}/reports/%2E%2E/login", citers=evil)}
+    )
+    fetcher = FakeFetcher()
+    await store.enqueue([NewJob(doi="10.1/root", url=url, depth=1)])
+    await asyncio.wait_for(make_worker(store, fetcher, source).run(), 10)
+    assert set(fetcher.calls) == {url, f"{BASE}/reports/10.2/ok"}
 
 
 async def test_unchanged_content_writes_nothing_but_the_visit() -> None:

@@ -98,6 +98,24 @@ JOIN jobs AS j ON j.doi = p.doi AND j.page = 1
 WHERE p.last_crawled_at IS NOT NULL AND p.next_refresh_at <= :now
 ORDER BY p.next_refresh_at, p.doi;
 
+-- name: dead_jobs
+-- `retry`: the dead jobs to queue again; :reason (a substring of the reason, any case)
+-- and :dois (an array) narrow it when not NULL.
+SELECT id, doi, page, url, coalesce(last_error, '') AS reason FROM jobs
+WHERE state = 'dead'
+  AND (:reason::text IS NULL
+       OR strpos(lower(coalesce(last_error, '')), lower(:reason::text)) > 0)
+  AND (:dois::text[] IS NULL OR doi = ANY(:dois::text[]))
+ORDER BY id;
+
+-- name: requeue_dead
+-- A dead job queued again at once, at a rebuilt address, with its attempts reset.
+UPDATE jobs
+SET state = 'queued', url = :url, attempts = 0, not_before = :now, last_error = NULL,
+    lease_until = NULL, worker = NULL, updated_at = :now
+WHERE id = :id AND state = 'dead'
+RETURNING 1;
+
 -- name: pending
 SELECT count(*) FROM jobs WHERE state IN ('queued', 'leased', 'failed');
 

@@ -81,6 +81,22 @@ JOIN jobs AS j ON j.doi = p.doi AND j.page = 1
 WHERE p.last_crawled_at IS NOT NULL AND p.next_refresh_at <= :now
 ORDER BY p.next_refresh_at, p.doi;
 
+-- name: dead_jobs
+-- `retry`: the dead jobs to queue again; :reason (a substring of the reason, any case)
+-- and :dois (a JSON list) narrow it when not NULL.
+SELECT id, doi, page, url, coalesce(last_error, '') AS reason FROM jobs
+WHERE state = 'dead'
+  AND (:reason IS NULL OR instr(lower(coalesce(last_error, '')), lower(:reason)) > 0)
+  AND (:dois IS NULL OR doi IN (SELECT value FROM json_each(:dois)))
+ORDER BY id;
+
+-- name: requeue_dead
+-- A dead job queued again at once, at a rebuilt address, with its attempts reset.
+UPDATE jobs
+SET state = 'queued', url = :url, attempts = 0, not_before = :now, last_error = NULL,
+    lease_until = NULL, worker = NULL, updated_at = :now
+WHERE id = :id AND state = 'dead';
+
 -- name: pending
 SELECT count(*) FROM jobs WHERE state IN ('queued', 'leased', 'failed');
 
