@@ -39,6 +39,18 @@ DOIs must end dead and why.
                   before routing, as many servers do: a path that leads out of `/reports/`
                   is served a 200 "private" page, logged with the fault `escaped`
 
+Hostile pagination and numbers (also permanent, per report). The pages are served (200)
+and are good reports; only their next links or counts misbehave. A careful client ends
+such a report *incomplete*, with a reason, after a bounded number of requests:
+
+    cycle           page 1 -> `?page=2` -> `?page=1`: a relative two-page cycle
+    cycle-absolute  page 1 -> `{canonical}?page=2` -> `{canonical}` (absolute links)
+    cycle-long      page 1 -> `?page=2` -> `?page=3` -> `/reports/{slug}`
+    endless         page N -> `?page=N+1`, for every N, each with new statements
+    truncated       pages stop early: half the statements, no next link after them
+    next-offsite    page 1's next link names another host (`offsite_url`'s)
+    suffixed        counts written `1.2k`, `3.4M` (the report is whole: read them right)
+
 Options: `first=N`; `seed=N` (default 0); `delay=SECONDS` for `slow` (default 2);
 `retry-after=SECONDS` for 429/503 (default 1). A rate may be written `5%`. Anything else
 is a `FaultSpecError` that says what is wrong and where.
@@ -56,7 +68,20 @@ from pipeline.errors import ConfigError
 from pipeline.normalise import doi_or_none
 
 TRANSIENT_KINDS = ("500", "502", "503", "429", "429-date", "503-date", "reset", "truncate", "slow")
-PERMANENT_KINDS = ("captcha", "login", "json", "image", "offsite", "loop")
+DEAD_KINDS = ("captcha", "login", "json", "image", "offsite", "loop")
+# hostile pagination: the reason kind a careful client records on the paper
+INCOMPLETE_KINDS: Mapping[str, str] = MappingProxyType(
+    {
+        "cycle": "pagination cycle",
+        "cycle-absolute": "pagination cycle",
+        "cycle-long": "pagination cycle",
+        "endless": "more pages than the report counts",
+        "truncated": "fewer statements than the report counts",
+        "next-offsite": "next page off the site",
+    }
+)
+PAGE_KINDS = (*INCOMPLETE_KINDS, "suffixed")  # served as report pages, altered
+PERMANENT_KINDS = (*DEAD_KINDS, *PAGE_KINDS)
 OPTIONS = ("first", "seed", "delay", "retry-after")
 MODES = ("creds", "dots")
 CREDENTIALS = "user:secret"  # what the `creds` mode puts in every link
@@ -267,8 +292,18 @@ class FaultSpec:
         out: dict[str, str] = {}
         for doi in dois:
             kind = self.permanent_fault(doi)
-            if kind is not None:
+            if kind is not None and kind in DEAD_KINDS:
                 out[doi] = kind
+        return out
+
+    def incomplete(self, dois: Iterable[str]) -> dict[str, str]:
+        """Of `dois`, those a correct client must store as incomplete, and the kind of
+        reason it must record (`INCOMPLETE_KINDS`)."""
+        out: dict[str, str] = {}
+        for doi in dois:
+            kind = self.permanent_fault(doi)
+            if kind is not None and kind in INCOMPLETE_KINDS:
+                out[doi] = INCOMPLETE_KINDS[kind]
         return out
 
 

@@ -58,13 +58,14 @@ from citesite.dataset import (
     DEFAULT_PER_PAGE,
     GeneratedReports,
     SiteReport,
+    canonical_url,
     demo_dataset_path,
     expected_page,
     iter_dataset,
     page_count,
     report_to_dict,
 )
-from citesite.faults import CREDENTIALS, FaultSpec, FaultSpecError
+from citesite.faults import CREDENTIALS, PAGE_KINDS, FaultSpec, FaultSpecError
 from citesite.render import (
     CAPTCHA_PAGE,
     CONTENT_TYPE,
@@ -72,6 +73,7 @@ from citesite.render import (
     NOT_FOUND_PAGE,
     PRIVATE_PAGE,
     RENDER_VERSION,
+    PageLinks,
     error_page,
     render_page,
 )
@@ -464,8 +466,23 @@ class CitationSite:
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        body = render_page(report, page, base, self.per_page)
-        value = (body, f'"{self._fingerprint(report, version)}-{self.per_page}-{page}"')
+        mode = self.faults.permanent_fault(report.doi)
+        mode = mode if mode in PAGE_KINDS else None
+        links = self._links(report, page, mode, base)
+        real = page_count(report, self.per_page)
+        chunk = page if links is None else (page - 1) % real + 1  # beyond: statements repeat
+        if mode == "endless" and page > real:  # endless: new statements on every page
+            chunk = 1
+            report = dataclasses.replace(
+                report,
+                statements=tuple(
+                    dataclasses.replace(s, snippet=f"{s.snippet} (page {page})")
+                    for s in report.statements[: self.per_page]
+                ),
+            )
+        body = render_page(report, chunk, base, self.per_page, links)
+        tag = f"-{mode}" if mode else ""
+        value = (body, f'"{self._fingerprint(report, version)}-{self.per_page}-{page}{tag}"')
         self._cache[key] = value
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -577,16 +594,61 @@ class CitationSite:
         query_part = f"?page={page}" if page is not None else ""
         slug_path = f"{_REPORTS}{report.slug}{query_part}"
         perm = self.faults.permanent_fault(report.doi)
-        if perm is not None:
+        if perm is not None and perm not in PAGE_KINDS:
             return self._permanent(perm, report, by_doi, query_part, slug_path)
         style = report_style(report.doi)
         if by_doi and not (style.direct and page in (None, 1)):
             target = f"{self.link_base(None)}{slug_path}" if self.faults.creds else slug_path
             return self._redirect(style.redirect_status, target)
         n = 1 if page is None else page
-        if not 1 <= n <= page_count(report, self.per_page):
+        if perm == "truncated":  # pages stop early: half the statements, no word
+            report = dataclasses.replace(
+                report, statements=report.statements[: len(report.statements) // 2]
+            )
+        last = self._last_page(report, perm)
+        if n < 1 or (last is not None and n > last):
             return self._not_found()
         return report, n
+
+    def _last_page(self, report: SiteReport, mode: str | None) -> int | None:
+        """The last page a report is served with in a pagination mode (None: endless)."""
+        pages = page_count(report, self.per_page)
+        if mode == "endless":
+            return None
+        if mode in ("cycle", "cycle-absolute", "next-offsite"):
+            return max(2, pages) if mode == "next-offsite" else 2
+        if mode == "cycle-long":
+            return 3
+        return pages
+
+    def _links(
+        self, report: SiteReport, page: int, mode: str | None, base: str
+    ) -> PageLinks | None:
+        """The pagination a fault mode gives page `page` (None: the ordinary one)."""
+        if mode is None or mode == "truncated":
+            return None
+        pages = page_count(report, self.per_page)
+        canonical = canonical_url(base, report)
+        if mode == "suffixed":
+            nxt = f"?page={page + 1}" if page < pages else None
+            return PageLinks(page, pages, nxt, suffixed=True)
+        if mode == "cycle":
+            return PageLinks(page, 2, "?page=2" if page == 1 else "?page=1")
+        if mode == "cycle-absolute":
+            return PageLinks(page, 2, f"{canonical}?page=2" if page == 1 else canonical)
+        if mode == "cycle-long":
+            nxt = f"?page={page + 1}" if page < 3 else f"{_REPORTS}{report.slug}"
+            return PageLinks(page, 3, nxt)
+        if mode == "endless":
+            return PageLinks(page, page + 1, f"?page={page + 1}")
+        # next-offsite: the same pages, but page 1's next link names another host
+        other = urlsplit(self.offsite_url)
+        last = max(2, pages)
+        if page == 1:
+            return PageLinks(
+                page, last, f"{other.scheme}://{other.netloc}{_REPORTS}{report.slug}?page=2"
+            )
+        return PageLinks(page, last, f"?page={page + 1}" if page < last else None)
 
     def _permanent(
         self, kind: str, report: SiteReport, by_doi: bool, query_part: str, slug_path: str

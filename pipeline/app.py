@@ -98,6 +98,7 @@ def worker_options(s: Settings, *, burst: bool) -> WorkerOptions:
         burst=burst,
         grace=s.timeout,
         broken_dir=broken_dir(s),
+        max_pages_per_report=s.max_pages_per_report,
     )
 
 

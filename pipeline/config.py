@@ -51,6 +51,7 @@ class Settings:
     retry_cap: float = 900.0
     max_page_bytes: int = 5_000_000
     max_redirects: int = 5
+    max_pages_per_report: int = 500  # a report's crawl follows at most this many pages
     respect_robots: bool = True
     user_agent: str = "citepipe/0.1 (+https://github.com/citepipe/citepipe; citepipe@example.org)"
     depth: int = 0
@@ -122,6 +123,7 @@ NUMBER_BOUNDS: dict[str, tuple[float, bool, float]] = {
     "timeout": (0, True, DAY),
     "connect_timeout": (0, True, DAY),
     "max_attempts": (1, False, 1_000),
+    "max_pages_per_report": (1, False, 1_000_000),
     "quick_retries": (0, False, 100),
     "retry_base": (0, False, YEAR),
     "retry_cap": (0, False, YEAR),

@@ -19,7 +19,7 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -28,13 +28,18 @@ import structlog
 from pipeline.config import Settings
 from pipeline.errors import (
     BadInputError,
+    BlockedError,
     FetchError,
     ParseError,
     PipelineError,
+    StoreDataError,
+    StoreError,
     TransientFetchError,
 )
 from pipeline.fetcher import Fetcher
 from pipeline.models import Completion, Job, NewJob, Page, ParseResult, Validators
+from pipeline.pagination import FEWER, Step, next_step, reason_kind
+from pipeline.politeness import host_key
 from pipeline.retry import RetryPolicy
 from pipeline.sources.base import Source
 from pipeline.store.base import Store
@@ -54,11 +59,12 @@ class RunCounters:
 
     started: float = field(default_factory=time.monotonic)
     pages_done: int = 0
-    reports_done: int = 0  # reports whose last page this process completed
+    reports_done: int = 0  # reports whose last page this process completed (whole or not)
     pages_unchanged: int = 0
     statements: int = 0
     retries: int = 0
     dead: Counter[str] = field(default_factory=Counter)
+    incomplete: Counter[str] = field(default_factory=Counter)  # of reports_done, by reason kind
 
     @property
     def elapsed(self) -> float:
@@ -80,6 +86,7 @@ class WorkerOptions:
     base_url: str = _DEFAULTS.base_url
     burst: bool = True
     grace: float = _DEFAULTS.timeout  # after a stop: seconds in-flight pages may finish in
+    max_pages_per_report: int = _DEFAULTS.max_pages_per_report
     broken_dir: Path | None = None  # where broken pages are kept for inspection
 
 
@@ -101,6 +108,7 @@ class Worker:
         self.store = store
         self.fetcher = fetcher
         self.source = source
+        self._site = host_key(options.base_url)  # the host next pages must stay on
         self.policy = policy
         self.options = options
         self.counters = RunCounters()
@@ -220,14 +228,39 @@ class Worker:
             self._in_flight.pop(job.id, None)
         except asyncio.CancelledError:
             raise  # left in _in_flight: released by _finish_in_flight
-        except Exception:
+        except StoreDataError as exc:  # our rows broke a constraint: a bug, like below
             self._in_flight.pop(job.id, None)
-            log.exception("job crashed")
-            self.counters.dead["internal error"] += 1
-            with contextlib.suppress(PipelineError):
-                await self.store.fail(job, "internal error", None)
+            await self._crashed(job, exc)
+        except StoreError as exc:  # the store failed, not the job: it is tried again
+            self._in_flight.pop(job.id, None)
+            await self._store_failed(job, exc)
+        except Exception as exc:  # a bug in citepipe: the job dies
+            self._in_flight.pop(job.id, None)
+            await self._crashed(job, exc)
         finally:
             slots.release()
+
+    async def _crashed(self, job: Job, exc: Exception) -> None:
+        """A bug in our code kills the job with `internal error: Type: message`, counted
+        like any dead job (summary, exit code); its traceback is logged here, once."""
+        reason = f"internal error: {type(exc).__name__}: {exc}"[:500]
+        log.error("job crashed", reason=reason, exc_info=exc)
+        self.counters.dead[reason] += 1
+        with contextlib.suppress(PipelineError):
+            await self.store.fail(job, reason, None)
+
+    async def _store_failed(self, job: Job, exc: StoreError) -> None:
+        """A store error (database locked, disk full) while working a job never kills it:
+        the job is queued again after a backoff, whatever its attempts. If the store cannot
+        take even that, its lease runs out and it comes back the same way."""
+        wait = self.policy.backoff(min(job.attempts, self.policy.max_attempts))
+        retry_at = self._now() + timedelta(seconds=wait)
+        self.counters.retries += 1
+        log.warning("store error; the job will be tried again", error=str(exc))
+        try:
+            await self.store.fail(job, f"store error: {exc}", retry_at)
+        except PipelineError as again:
+            log.warning("store error; the job waits for its lease to expire", error=str(again))
 
     async def _process(self, job: Job) -> None:
         validators = (
@@ -242,14 +275,23 @@ class Worker:
         except FetchError as exc:
             await self._fail_dead(job, exc.reason, str(exc))
             return
+        except BlockedError as exc:  # a captcha or login wall, not a layout drift
+            await self._fail_dead(job, exc.reason, str(exc))
+            return
         except ParseError as exc:
             kept = self._keep_broken(job, page)
             await self._fail_dead(job, f"broken page: {exc}", f"{exc} (kept: {kept})")
             return
         await self.store.complete(completion)
         self.counters.pages_done += 1
-        if not any(f.doi == job.doi for f in completion.follow_ups):
-            self.counters.reports_done += 1  # no next page: the report is complete
+        if not any(f.doi == job.doi and f.page > job.page for f in completion.follow_ups):
+            self.counters.reports_done += 1  # no next page: the report's crawl ends here
+            if completion.incomplete is not None:
+                kind = reason_kind(completion.incomplete)
+                self.counters.incomplete[kind] += 1
+                # a cut is the site misbehaving; fewer statements than counted is common
+                say = log.info if kind == FEWER else log.warning
+                say("report incomplete", reason=completion.incomplete)
         if completion.result is None:
             self.counters.pages_unchanged += 1
         else:
@@ -266,19 +308,25 @@ class Worker:
         """Parse the page (unless unchanged) and build the completion with follow-ups."""
         now = self._now()
         if page.not_modified:
+            step = self._step(job, page, None)
             return Completion(
                 job=job,
                 result=None,
-                follow_ups=self._next_page(job, None),
+                follow_ups=(step.follow,) if step.follow else (),
                 etag=page.etag or job.etag,
                 last_modified=page.last_modified or job.last_modified,
                 content_hash=job.content_hash,
                 fetched_at=now,
                 final_url=self._moved_to(job, page),
+                incomplete=step.incomplete,
             )
         digest = hashlib.blake2b(page.body, digest_size=16).hexdigest()
         result = None if digest == job.content_hash else self.source.parse(page)
-        follow = self._next_page(job, result)
+        step = self._step(job, page, result)
+        stored_hash: str | None = digest
+        if not step.keep:  # another report's page: nothing of it is stored under this one
+            result, stored_hash = None, job.content_hash
+        follow: tuple[NewJob, ...] = (step.follow,) if step.follow else ()
         if result is not None and job.depth > 0 and job.page == 1:
             follow += self._citing(job, result)
         return Completion(
@@ -287,9 +335,23 @@ class Worker:
             follow_ups=follow,
             etag=page.etag,
             last_modified=page.last_modified,
-            content_hash=digest,
+            content_hash=stored_hash,
             fetched_at=now,
             final_url=self._moved_to(job, page),
+            incomplete=step.incomplete,
+            page_statements=len(result.statements) if result is not None else None,
+            page_counted=result.tallies.citation_statements if result is not None else None,
+        )
+
+    def _step(self, job: Job, page: Page, result: ParseResult | None) -> Step:
+        """The report's next page, or why its crawl ends here (`pipeline.pagination`)."""
+        return next_step(
+            job,
+            page,
+            result,
+            site=self._site,
+            max_pages=self.options.max_pages_per_report,
+            in_scope=self.source.in_scope,
         )
 
     def _citing(self, job: Job, result: ParseResult) -> tuple[NewJob, ...]:
@@ -312,12 +374,6 @@ class Worker:
         if page.final_url != job.url and self.source.in_scope(page.final_url):
             return page.final_url
         return None
-
-    def _next_page(self, job: Job, result: ParseResult | None) -> tuple[NewJob, ...]:
-        nxt = result.next_page_url if result is not None else job.next_url
-        if not nxt or not self.source.in_scope(nxt):  # the Source says what is its own
-            return ()
-        return (NewJob(doi=job.doi, url=nxt, page=job.page + 1, depth=job.depth, round=job.round),)
 
     async def _fail_transient(self, job: Job, exc: TransientFetchError) -> None:
         retry_at = self.policy.next_retry_at(job.attempts, exc.retry_after, self._now())

@@ -38,7 +38,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
-from pipeline.errors import StoreError
+from pipeline.errors import StoreDataError, StoreError
 from pipeline.models import (
     JOB_STATES,
     RUN_STALE_AFTER,
@@ -92,6 +92,8 @@ def _db_errors(what: str) -> Iterator[None]:
     """Translate driver errors into StoreError: the one place it is done."""
     try:
         yield
+    except (sqlite3.IntegrityError, sqlite3.DataError) as exc:
+        raise StoreDataError(f"{what}: {exc}") from exc
     except sqlite3.Error as exc:
         raise StoreError(f"{what}: {exc}") from exc
 
@@ -459,13 +461,16 @@ class SQLiteStore:
         await self._transaction("release", self._executemany("release", rows))
 
     async def fail(self, job: Job, error: str, retry_at: datetime | None) -> None:
-        """`failed` until `retry_at`, or `dead` (and its report marked incomplete)."""
+        """`failed` until `retry_at`, or `dead` (and, for a page after the first, its
+        report marked incomplete with the reason: `rules.dead_page_reason`)."""
+        reason = rules.dead_page_reason(job, error) if retry_at is None else None
         params = _encode(
             {
                 "id": job.id,
                 "round": job.round,
                 "error": error,
                 "doi": job.doi,
+                "reason": reason,
                 "retry_at": retry_at,
                 "now": self._now(),
             }
@@ -473,7 +478,7 @@ class SQLiteStore:
 
         def body(conn: sqlite3.Connection) -> None:
             cursor = conn.execute(self._sql["fail"], params)
-            if retry_at is None and cursor.rowcount > 0:
+            if reason is not None and cursor.rowcount > 0:
                 conn.execute(self._sql["mark_incomplete"], params)
 
         await self._transaction("fail", body)
@@ -629,10 +634,15 @@ class SQLiteStore:
         by_state.update({r[0]: r[1] for r in await self._read_all("jobs_by_state")})
         dead = tuple(DeadReason(r[0], r[1]) for r in await self._read_all("dead_by_reason"))
         counts = {r[0]: int(r[1]) for r in await self._read_all("rows_by_table")}
+        incomplete = tuple(
+            DeadReason(r[0], r[1]) for r in await self._read_all("incomplete_by_reason")
+        )
         return Stats(
             jobs_by_state=by_state,
             dead_by_reason=dead,
-            incomplete_reports=int(await self._read_one("incomplete_reports")),
+            incomplete_reports=sum(d.count for d in incomplete),
+            incomplete_by_reason=incomplete,
+            not_found=int(await self._read_one("not_found_reports")),
             rows_by_table={t: counts[t] for t in EXPORT_TABLES},
             pages_last_minute=await self._done_since(now - timedelta(minutes=1)),
             pages_last_hour=await self._done_since(now - timedelta(hours=1)),
@@ -796,8 +806,10 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
         future.set_exception(error)
 
 
-def _as_store_error(exc: BaseException) -> StoreError:
-    if isinstance(exc, StoreError):
+def _as_store_error(exc: Exception) -> Exception:
+    """What a completion's caller gets: the StoreError, or a bug in our code as it is (so
+    that it kills the job as an internal error instead of being retried for ever)."""
+    if isinstance(exc, StoreError) or not isinstance(exc, sqlite3.Error):
         return exc
     error = StoreError(f"cannot store page: {exc!r}")
     error.__cause__ = exc

@@ -14,6 +14,7 @@ import pytest
 
 from pipeline.errors import StoreError
 from pipeline.models import (
+    Chain,
     Completion,
     DeadJob,
     Facet,
@@ -282,13 +283,58 @@ async def test_dead_page_marks_report_incomplete(store: Store) -> None:
     assert (await paper(store, "10.1/a"))["incomplete"] == 0
     await store.fail(await claim_one(store, page=2), "http 410", None)
     assert (await paper(store, "10.1/a"))["incomplete"] == 1
+    assert (await paper(store, "10.1/a"))["incomplete_reason"] == "dead page: page 2: http 410"
     stats = await store.stats()
     assert stats.incomplete_reports == 1
+    assert [(d.reason, d.count) for d in stats.incomplete_by_reason] == [("dead page", 1)]
     # A new pass over the report (page 1 again, new round) clears the flag.
     await store.enqueue([new(round=1)])
     job = await claim_one(store)
     await store.complete(Completion(job=job, result=result()))
     assert (await paper(store, "10.1/a"))["incomplete"] == 0
+    assert (await paper(store, "10.1/a"))["incomplete_reason"] is None
+
+
+async def test_a_dead_page_one_is_not_an_incomplete_report(store: Store) -> None:
+    """A report that could not be read at all (404, a wall) is a dead job, not a paper
+    stored in part; a 404 is counted as not found."""
+    await crawl(store, result(statements=(stmt("10.1/b", "cites a"),)))  # 10.1/b: a citer
+    await store.enqueue([new("10.1/b"), new("10.1/c")])
+    await store.fail(await claim_one(store, "10.1/b"), "not found (404)", None)
+    await store.fail(await claim_one(store, "10.1/c"), "blocked: captcha wall", None)
+    assert (await paper(store, "10.1/b"))["incomplete"] == 0
+    stats = await store.stats()
+    assert stats.incomplete_reports == 0 and stats.not_found == 1
+
+
+async def test_a_completion_cut_short_keeps_its_reason_on_the_paper(store: Store) -> None:
+    await store.enqueue([new()])
+    job = await claim_one(store)
+    reason = "pagination cycle: page 1 links back to http://site/reports/10.1/a"
+    await store.complete(Completion(job=job, result=result(), incomplete=reason))
+    row = await paper(store, "10.1/a")
+    assert (row["incomplete"], row["incomplete_reason"]) == (1, reason)
+    stats = await store.stats()
+    assert [(d.reason, d.count) for d in stats.incomplete_by_reason] == [("pagination cycle", 1)]
+
+
+async def test_a_next_page_carries_its_chain_and_a_page_what_it_held(store: Store) -> None:
+    chain = Chain(seen=("http://site/reports/10.1/a",), counted=49, per_page=20, got=20)
+    await store.enqueue([new()])
+    job = await claim_one(store)
+    done = Completion(
+        job=job,
+        result=result(next_url="p2"),
+        follow_ups=(new(page=2, chain=chain),),
+        page_statements=20,
+        page_counted=49,
+    )
+    await store.complete(done)
+    second = await claim_one(store, page=2)
+    assert second.chain == chain
+    await store.enqueue([new(round=1)])  # a refresh: page 1 again, with what it held
+    again = await claim_one(store)
+    assert (again.page_statements, again.page_counted, again.chain) == (20, 49, None)
 
 
 # ---------------------------------------------------------------- completions

@@ -117,3 +117,24 @@ def test_hostile_modes_parse_and_print() -> None:
 )
 def test_the_dots_mode_routes_as_a_normalising_server(path: str, routed: str) -> None:
     assert normalise_dots(path) == routed
+
+
+def test_hostile_pagination_kinds_end_incomplete_not_dead() -> None:
+    spec = FaultSpec.parse("cycle=0.5,endless=0.5,seed=3")
+    dois = [f"10.5555/x{i}" for i in range(40)]
+    assert spec.dead(dois) == {}
+    incomplete = spec.incomplete(dois)
+    assert set(incomplete.values()) == {"pagination cycle", "more pages than the report counts"}
+    assert len(incomplete) == 40
+    fixed = FaultSpec(permanent={"10.1/a": "truncated", "10.1/b": "captcha", "10.1/c": "suffixed"})
+    assert fixed.dead(["10.1/a", "10.1/b", "10.1/c"]) == {"10.1/b": "captcha"}
+    assert fixed.incomplete(["10.1/a", "10.1/b", "10.1/c"]) == {
+        "10.1/a": "fewer statements than the report counts"
+    }
+
+
+def test_the_site_command_takes_hostile_modes_by_name() -> None:
+    from citesite.server import build_parser
+
+    args = build_parser().parse_args(["--fault", "cycle-long=1,suffixed=0"])
+    assert args.faults.permanent_fault("10.1/any") == "cycle-long"
