@@ -6,6 +6,9 @@ the database is behind) and waits for its future. The writer takes what is queue
 costs about as much as a page's rows, so batching is the speed-up. If a batch fails, its
 pages are retried one per transaction, so one bad page (a broken CHECK) does not sink the
 others; an error the driver calls fatal for the whole batch (a lock timeout) is not.
+Each caller gets the error as the commit raised it: a `StoreError` (the driver translates
+its own errors), or a bug in our code as it is, so that it kills the job as an internal
+error instead of being retried for ever.
 
 The PostgreSQL driver uses this; the SQLite driver has the same loop inline (it was first).
 See docs/store.md, "Completions".
@@ -38,7 +41,7 @@ class CompletionWriter:
         *,
         batch: int,
         queue_size: int,
-        fatal: Callable[[StoreError], bool] = lambda _: False,
+        fatal: Callable[[Exception], bool] = lambda _: False,
     ) -> None:
         if batch < 1 or queue_size < 1:
             raise StoreError("writer_batch and queue_size must be >= 1")
@@ -92,7 +95,7 @@ class CompletionWriter:
         try:
             await self._commit([p.completion for p in batch])
         except Exception as exc:
-            error = as_store_error(exc)
+            error = exc
             if len(batch) == 1 or self._fatal(error):
                 for pending in batch:
                     _settle(pending.future, error)
@@ -101,7 +104,7 @@ class CompletionWriter:
                 try:
                     await self._commit([pending.completion])
                 except Exception as one:
-                    _settle(pending.future, as_store_error(one))
+                    _settle(pending.future, one)
                 else:
                     _settle(pending.future, None)
             return
@@ -117,11 +120,3 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
         future.set_result(None)
     else:
         future.set_exception(error)
-
-
-def as_store_error(exc: BaseException) -> StoreError:
-    if isinstance(exc, StoreError):
-        return exc
-    error = StoreError(f"cannot store page: {exc!r}")
-    error.__cause__ = exc
-    return error

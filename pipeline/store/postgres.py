@@ -54,7 +54,7 @@ from typing import Any, TypeVar, cast
 
 import asyncpg
 
-from pipeline.errors import StoreError
+from pipeline.errors import StoreDataError, StoreError
 from pipeline.logs import redact_text
 from pipeline.models import (
     JOB_STATES,
@@ -228,6 +228,8 @@ def _db_errors(what: str) -> Iterator[None]:
         yield
     except StoreError:
         raise
+    except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
+        raise StoreDataError(redact_text(f"{what}: {exc}")) from exc
     except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
         raise StoreError(redact_text(f"{what}: {exc}")) from exc
     except TimeoutError as exc:
@@ -495,12 +497,15 @@ class PostgresStore:
         await self._transaction("release", self._executemany("release", rows), atomic=False)
 
     async def fail(self, job: Job, error: str, retry_at: datetime | None) -> None:
-        """`failed` until `retry_at`, or `dead` (and its report marked incomplete)."""
+        """`failed` until `retry_at`, or `dead` (and, for a page after the first, its
+        report marked incomplete with the reason: `rules.dead_page_reason`)."""
+        reason = rules.dead_page_reason(job, error) if retry_at is None else None
         params: rules.Params = {
             "id": job.id,
             "round": job.round,
             "error": error,
             "doi": job.doi,
+            "reason": reason,
             "retry_at": retry_at,
             "now": self._now(),
         }
@@ -508,7 +513,7 @@ class PostgresStore:
 
         async def body(conn: Conn) -> None:
             hit = await conn.fetch(fail.sql, *fail.args(params))
-            if retry_at is None and hit:
+            if reason is not None and hit:
                 await conn.execute(mark.sql, *mark.args(params))
 
         await self._transaction("fail", body)
@@ -658,10 +663,15 @@ class PostgresStore:
         by_state.update({r[0]: r[1] for r in await self._fetch("jobs_by_state")})
         dead = tuple(DeadReason(r[0], r[1]) for r in await self._fetch("dead_by_reason"))
         counts = {r[0]: int(r[1]) for r in await self._fetch("rows_by_table")}
+        incomplete = tuple(
+            DeadReason(r[0], r[1]) for r in await self._fetch("incomplete_by_reason")
+        )
         return Stats(
             jobs_by_state=by_state,
             dead_by_reason=dead,
-            incomplete_reports=int(await self._fetchval("incomplete_reports")),
+            incomplete_reports=sum(d.count for d in incomplete),
+            incomplete_by_reason=incomplete,
+            not_found=int(await self._fetchval("not_found_reports")),
             rows_by_table={t: counts[t] for t in EXPORT_TABLES},
             pages_last_minute=await self._done_since(now - timedelta(minutes=1)),
             pages_last_hour=await self._done_since(now - timedelta(hours=1)),

@@ -9,15 +9,18 @@
 
 -- name: enqueue
 -- Insert a job, or queue a finished (done/dead) one again for a newer round; validators
--- (etag, last_modified, content_hash, next_url) are kept so the refresh can be conditional.
+-- (etag, last_modified, content_hash, next_url) and what the page held are kept so the
+-- refresh can be conditional. A next page carries its report's chain (page 1: NULL).
 -- RETURNING: a row for each job added or requeued (what enqueue counts).
 INSERT INTO jobs AS j (doi, url, page, depth, round, state, attempts, not_before,
-                       created_at, updated_at)
-VALUES (:doi, :url, :page, :depth, :round, 'queued', 0, :not_before, :now, :now)
+                       created_at, updated_at, chain)
+VALUES (:doi, :url, :page, :depth, :round, 'queued', 0, :not_before, :now, :now,
+        :chain::text)
 ON CONFLICT (doi, page) DO UPDATE SET
     state = 'queued', attempts = 0, round = excluded.round, url = excluded.url,
     depth = excluded.depth, not_before = excluded.not_before, lease_until = NULL,
-    worker = NULL, last_error = NULL, updated_at = excluded.updated_at
+    worker = NULL, last_error = NULL, updated_at = excluded.updated_at,
+    chain = excluded.chain
 WHERE j.state IN ('done', 'dead') AND excluded.round > j.round
 RETURNING 1;
 
@@ -44,7 +47,8 @@ SET state = 'leased', attempts = j.attempts + 1, lease_until = :lease_until,
 FROM due
 WHERE j.id = due.id
 RETURNING j.id, j.doi, j.url, j.page, j.attempts, j.depth, j.round, j.etag,
-          j.last_modified, j.content_hash, j.next_url, j.not_before;
+          j.last_modified, j.content_hash, j.next_url, j.not_before, j.chain,
+          j.page_statements, j.page_counted;
 
 -- name: requeue_expired
 -- Anyone takes back expired leases; SKIP LOCKED: two processes doing it at once share
@@ -76,7 +80,9 @@ WHERE id = :id AND round = :round
 RETURNING 1;
 
 -- name: mark_incomplete
-UPDATE papers SET incomplete = true WHERE doi = :doi AND NOT incomplete;
+-- The report is stored in part: the first reason of a round is kept.
+UPDATE papers SET incomplete = true, incomplete_reason = :reason::text
+WHERE doi = :doi AND NOT incomplete;
 
 -- name: mark_done
 UPDATE jobs
@@ -86,6 +92,10 @@ SET state = 'done', lease_until = NULL, worker = NULL, last_error = NULL,
     last_modified = coalesce(:last_modified::text, last_modified),
     content_hash = coalesce(:content_hash::text, content_hash),
     next_url = CASE WHEN :has_result::boolean THEN :next_url::text ELSE next_url END,
+    page_statements = CASE WHEN :has_result::boolean THEN :page_statements::integer
+                           ELSE page_statements END,
+    page_counted = CASE WHEN :has_result::boolean THEN :page_counted::integer
+                        ELSE page_counted END,
     updated_at = :now
 WHERE id = :id AND round = :round;
 
@@ -189,9 +199,10 @@ WHERE (p.title IS NULL AND excluded.title IS NOT NULL)
    OR (p.journal IS NULL AND excluded.journal IS NOT NULL);
 
 -- name: record_visit
--- A page-1 visit: crawl time, the report is whole again, the next refresh.
+-- A page-1 visit: crawl time, the report is whole again (until a later page or a cut
+-- says otherwise), the next refresh.
 UPDATE papers
-SET last_crawled_at = :crawled_at, incomplete = false,
+SET last_crawled_at = :crawled_at, incomplete = false, incomplete_reason = NULL,
     refresh_interval = :refresh_interval, next_refresh_at = :next_refresh_at
 WHERE doi = :doi;
 
@@ -265,8 +276,16 @@ UNION ALL SELECT 'facets', count(*) FROM facets
 UNION ALL SELECT 'statements', count(*) FROM statements
 UNION ALL SELECT 'jobs', count(*) FROM jobs;
 
--- name: incomplete_reports
-SELECT count(DISTINCT doi) FROM jobs WHERE state = 'dead';
+-- name: incomplete_by_reason
+-- Papers stored in part, by the kind of reason (the text before its first ':').
+SELECT split_part(coalesce(incomplete_reason, ''), ':', 1) COLLATE "C" AS kind, count(*)
+FROM papers WHERE incomplete
+GROUP BY 1 ORDER BY 2 DESC, 1;
+
+-- name: not_found_reports
+-- Reports the site does not have: page 1 dead as not found (404/410).
+SELECT count(*) FROM jobs
+WHERE state = 'dead' AND page = 1 AND last_error LIKE 'not found%';
 
 -- name: pages_done_since
 SELECT count(*) FROM jobs WHERE state = 'done' AND updated_at >= :since;
@@ -295,12 +314,12 @@ ORDER BY id;
 -- as 0/1 and the driver writes times as ISO text, so an export is the same as SQLite's.
 
 -- name: export_papers
-SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated::integer AS abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete::integer AS incomplete, refresh_interval, next_refresh_at
+SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated::integer AS abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete::integer AS incomplete, refresh_interval, next_refresh_at, incomplete_reason
 FROM papers
 ORDER BY doi LIMIT :limit;
 
 -- name: export_papers_after
-SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated::integer AS abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete::integer AS incomplete, refresh_interval, next_refresh_at
+SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated::integer AS abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete::integer AS incomplete, refresh_interval, next_refresh_at, incomplete_reason
 FROM papers
 WHERE doi > :after_doi
 ORDER BY doi LIMIT :limit;
@@ -361,12 +380,12 @@ WHERE id > :after_id
 ORDER BY id LIMIT :limit;
 
 -- name: export_jobs
-SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url
+SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted
 FROM jobs
 ORDER BY id LIMIT :limit;
 
 -- name: export_jobs_after
-SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url
+SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted
 FROM jobs
 WHERE id > :after_id
 ORDER BY id LIMIT :limit;
@@ -423,8 +442,8 @@ WHERE h.robots_fetched_at IS NULL OR h.robots_fetched_at <= excluded.robots_fetc
 SELECT doi FROM papers ORDER BY doi DESC LIMIT 1;
 
 -- name: import_papers
-INSERT INTO papers (doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at)
-VALUES (:doi, :title, :year, :publication_date, :journal, :abstract, :abstract_truncated::integer::boolean, :report_url, :first_seen_at::text::timestamptz, :last_crawled_at::text::timestamptz, :incomplete::integer::boolean, :refresh_interval, :next_refresh_at::text::timestamptz)
+INSERT INTO papers (doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason)
+VALUES (:doi, :title, :year, :publication_date, :journal, :abstract, :abstract_truncated::integer::boolean, :report_url, :first_seen_at::text::timestamptz, :last_crawled_at::text::timestamptz, :incomplete::integer::boolean, :refresh_interval, :next_refresh_at::text::timestamptz, :incomplete_reason)
 ON CONFLICT DO NOTHING;
 
 -- name: last_authors
@@ -471,8 +490,8 @@ ON CONFLICT DO NOTHING;
 SELECT id FROM jobs ORDER BY id DESC LIMIT 1;
 
 -- name: import_jobs
-INSERT INTO jobs (id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url)
-VALUES (:id, :doi, :url, :page, :state, :attempts, :not_before::text::timestamptz, :lease_until::text::timestamptz, :last_error, :depth, :created_at::text::timestamptz, :updated_at::text::timestamptz, :round, :worker, :etag, :last_modified, :content_hash, :next_url)
+INSERT INTO jobs (id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted)
+VALUES (:id, :doi, :url, :page, :state, :attempts, :not_before::text::timestamptz, :lease_until::text::timestamptz, :last_error, :depth, :created_at::text::timestamptz, :updated_at::text::timestamptz, :round, :worker, :etag, :last_modified, :content_hash, :next_url, :chain, :page_statements, :page_counted)
 ON CONFLICT DO NOTHING;
 
 -- name: sync_ids

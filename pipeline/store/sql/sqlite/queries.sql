@@ -393,8 +393,8 @@ WHERE hosts.robots_fetched_at IS NULL OR hosts.robots_fetched_at <= excluded.rob
 SELECT doi FROM papers ORDER BY doi DESC LIMIT 1;
 
 -- name: import_papers
-INSERT INTO papers (doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at)
-VALUES (:doi, :title, :year, :publication_date, :journal, :abstract, :abstract_truncated, :report_url, :first_seen_at, :last_crawled_at, :incomplete, :refresh_interval, :next_refresh_at)
+INSERT INTO papers (doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason)
+VALUES (:doi, :title, :year, :publication_date, :journal, :abstract, :abstract_truncated, :report_url, :first_seen_at, :last_crawled_at, :incomplete, :refresh_interval, :next_refresh_at, :incomplete_reason)
 ON CONFLICT DO NOTHING;
 
 -- name: last_authors
@@ -441,6 +441,6 @@ ON CONFLICT DO NOTHING;
 SELECT id FROM jobs ORDER BY id DESC LIMIT 1;
 
 -- name: import_jobs
-INSERT INTO jobs (id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url)
-VALUES (:id, :doi, :url, :page, :state, :attempts, :not_before, :lease_until, :last_error, :depth, :created_at, :updated_at, :round, :worker, :etag, :last_modified, :content_hash, :next_url)
+INSERT INTO jobs (id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted)
+VALUES (:id, :doi, :url, :page, :state, :attempts, :not_before, :lease_until, :last_error, :depth, :created_at, :updated_at, :round, :worker, :etag, :last_modified, :content_hash, :next_url, :chain, :page_statements, :page_counted)
 ON CONFLICT DO NOTHING;
