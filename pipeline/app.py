@@ -65,14 +65,6 @@ DEMO_DEFAULTS: dict[str, Any] = {
 STOP_GRACE = 1.0  # seconds in-flight pages get after a stop request (Ctrl-C, SIGTERM)
 
 
-def broken_dir(settings: Settings) -> Path | None:
-    """Broken pages are kept beside the database file, in `broken/`."""
-    if "://" in settings.db and not settings.db.startswith("sqlite:"):
-        return Path("broken-pages")
-    db = settings.db.removeprefix("sqlite:///")
-    return Path(db).resolve().parent / "broken"
-
-
 @dataclass(frozen=True, slots=True)
 class RunOptions:
     """How runs of this process stop: built from Settings, in one place."""
@@ -94,7 +86,7 @@ def worker_options(s: Settings, *, burst: bool) -> WorkerOptions:
         base_url=s.base_url,
         burst=burst,
         grace=s.timeout,
-        broken_dir=broken_dir(s),
+        keep_pages=s.keep_pages,
     )
 
 

@@ -20,6 +20,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from pipeline.errors import ConfigError
+from pipeline.models import KEEP_PAGES
 
 DEFAULT_CONFIG_PATH = Path("config/citepipe.toml")
 ENV_PREFIX = "CITEPIPE_"
@@ -57,6 +58,7 @@ class Settings:
     timezone: str = "UTC"  # the zone `schedule` is read in (IANA name, e.g. Europe/Paris)
     max_duration: float = 0.0
     selectors: str = ""
+    keep_pages: str = "broken"  # fetched pages kept in the store for `reparse`: broken | all
     log_level: str = "info"
     log_format: str = "auto"
     progress: bool = True
@@ -98,6 +100,10 @@ class Settings:
                 raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)!r}")
         if self.refresh_min > self.refresh_max:
             raise ConfigError("refresh_min: must not exceed refresh_max")
+        if self.keep_pages not in KEEP_PAGES:
+            raise ConfigError(
+                f"keep_pages: must be one of {', '.join(KEEP_PAGES)}, got {self.keep_pages!r}"
+            )
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log_level: must be one of {', '.join(LOG_LEVELS)}")
         if self.log_format not in LOG_FORMATS:

@@ -20,7 +20,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -28,7 +27,7 @@ import structlog
 from pipeline.config import Settings
 from pipeline.errors import FetchError, ParseError, PipelineError, TransientFetchError
 from pipeline.fetcher import Fetcher
-from pipeline.models import Completion, Job, NewJob, Page, ParseResult, Validators
+from pipeline.models import Completion, Job, KeptPage, NewJob, Page, ParseResult, Validators
 from pipeline.normalise import report_address
 from pipeline.politeness import host_key
 from pipeline.retry import RetryPolicy
@@ -77,7 +76,7 @@ class WorkerOptions:
     burst: bool = True
     grace: float = _DEFAULTS.timeout  # after a stop: seconds in-flight pages may finish in
     max_duration: float = 0.0  # seconds; 0 = no budget
-    broken_dir: Path | None = None  # where broken pages are kept for inspection
+    keep_pages: str = _DEFAULTS.keep_pages  # "broken": broken pages only; "all": every page
 
 
 class Worker:
@@ -250,8 +249,8 @@ class Worker:
             await self._fail_dead(job, exc.reason, str(exc))
             return
         except ParseError as exc:
-            kept = self._keep_broken(job, page)
-            await self._fail_dead(job, f"broken page: {exc}", f"{exc} (kept: {kept})")
+            kept = await self._keep_broken(job, page, exc)
+            await self._fail_dead(job, f"broken page: {exc}", f"{exc} ({kept})")
             return
         await self.store.complete(completion)
         self.counters.pages_done += 1
@@ -269,6 +268,12 @@ class Worker:
         if self._on_page is not None:
             self._on_page(self.counters)
 
+    def completion(self, job: Job, page: Page) -> Completion:
+        """What a fetched page completes: its parse and follow-ups, exactly as a crawl
+        builds them (`citepipe reparse` builds completions from kept pages with this).
+        Raises ParseError for a broken page."""
+        return self._completion(job, page)
+
     def _completion(self, job: Job, page: Page) -> Completion:
         """Parse the page (unless unchanged) and build the completion with follow-ups."""
         now = self._now()
@@ -285,6 +290,9 @@ class Worker:
             )
         digest = hashlib.blake2b(page.body, digest_size=16).hexdigest()
         result = None if digest == job.content_hash else self.source.parse(page)
+        kept = None
+        if result is not None and self.options.keep_pages == "all":
+            kept = KeptPage(job.doi, job.page, page.url, now, page.body)
         follow = self._next_page(job, result)
         if result is not None and job.depth > 0 and job.page == 1:
             follow += tuple(
@@ -306,6 +314,7 @@ class Worker:
             content_hash=digest,
             fetched_at=now,
             final_url=self._moved_to(job, page),
+            kept=kept,
         )
 
     def _moved_to(self, job: Job, page: Page) -> str | None:
@@ -340,15 +349,11 @@ class Worker:
         log.warning("job dead", reason=reason, detail=detail)
         await self.store.fail(job, reason, None)
 
-    def _keep_broken(self, job: Job, page: Page) -> str:
-        """Save a broken page for inspection; return where (or why not)."""
-        folder = self.options.broken_dir
-        if folder is None:
-            return "not kept"
+    async def _keep_broken(self, job: Job, page: Page, error: ParseError) -> str:
+        """Keep a broken page in the store (for `citepipe reparse`); say whether it was."""
+        kept = KeptPage(job.doi, job.page, page.url, self._now(), page.body, True, str(error))
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"job-{job.id}-page-{job.page}.html"
-            path.write_bytes(page.body)
-            return str(path)
-        except OSError as exc:
-            return f"not kept: {exc}"
+            await self.store.keep_page(kept)
+        except PipelineError as exc:
+            return f"page not kept: {exc}"
+        return "page kept in the store"

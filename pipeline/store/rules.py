@@ -11,13 +11,14 @@ See docs/store.md for the contract.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pipeline.errors import StoreError
-from pipeline.models import Completion, Job, NewJob, ParseResult, Tally
+from pipeline.models import Completion, Job, KeptPage, NewJob, ParseResult, StoredPage, Tally
 from pipeline.normalise import snippet_hash
 
 Params = dict[str, Any]
@@ -197,6 +198,8 @@ class WritePlan:
     insert_facet: list[Params] = field(default_factory=list)
     upsert_statement: list[Params] = field(default_factory=list)
     record_visit: list[Params] = field(default_factory=list)
+    keep_page: list[Params] = field(default_factory=list)
+    forget_broken_page: list[Params] = field(default_factory=list)
     follow_ups: list[NewJob] = field(default_factory=list)
     mark_done: list[Params] = field(default_factory=list)
 
@@ -213,6 +216,8 @@ class WritePlan:
             "insert_facet",
             "upsert_statement",
             "record_visit",
+            "keep_page",
+            "forget_broken_page",
         )
         return [(name, getattr(self, name)) for name in names]
 
@@ -243,6 +248,10 @@ def plan_completions(
             _plan_rows(plan, authors, facets, c, c.result, seen)
         if c.job.page == 1:
             _plan_visit(plan, states, c, seen, policy)
+        if c.kept is not None:
+            plan.keep_page.append(page_params(c.kept))
+        else:  # it parsed (or did not change): a broken page kept for it is stale now
+            plan.forget_broken_page.append({"doi": c.job.doi, "page": c.job.page})
         plan.follow_ups.extend(c.follow_ups)
         plan.mark_done.append(_done_params(c, now))
     plan.delete_authors = [{"doi": doi} for doi in authors]
@@ -367,6 +376,44 @@ def _done_params(c: Completion, now: datetime) -> Params:
         "next_url": c.result.next_page_url if c.result is not None else None,
         "now": now,
     }
+
+
+# ---------------------------------------------------------------- kept pages
+
+PAGE_COMPRESSION = 6  # zlib level: report pages shrink ~5-8x; higher levels buy little
+
+
+def page_params(page: KeptPage) -> Params:
+    """Row for the `keep_page` write: the body zlib-compressed (RFC 1950)."""
+    return {
+        "doi": page.doi,
+        "page": page.page,
+        "url": page.url,
+        "fetched_at": page.fetched_at,
+        "broken": int(page.broken),
+        "error": page.error,
+        "size": len(page.body),
+        "body": zlib.compress(page.body, PAGE_COMPRESSION),
+    }
+
+
+def stored_page_from_row(row: RowLike, fetched_at: datetime) -> StoredPage:
+    """A `kept_pages` row (page columns, then the job's) back into values; the driver
+    converts the time. A body that does not decompress is a StoreError."""
+    try:
+        body = zlib.decompress(row["body"])
+    except zlib.error as exc:
+        raise StoreError(f"kept page {row['doi']} p{row['page']} is damaged: {exc}") from None
+    kept = KeptPage(
+        doi=row["doi"],
+        page=row["page"],
+        url=row["page_url"],
+        fetched_at=fetched_at,
+        body=body,
+        broken=bool(row["broken"]),
+        error=row["error"],
+    )
+    return StoredPage(kept=kept, job=job_from_row(row), state=row["state"])
 
 
 # ---------------------------------------------------------------- politeness
