@@ -17,7 +17,7 @@ import os
 import socket
 import sqlite3
 import sys
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime
@@ -29,10 +29,12 @@ from croniter import croniter
 
 from pipeline.clock import Clock, SystemClock
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, PipelineError, StoreError
+from pipeline.errors import ConfigError, NotFoundError, PipelineError, StoreError
 from pipeline.fetcher import AiohttpFetcher, Fetcher
-from pipeline.models import RUN_STALE_AFTER, Page
+from pipeline.models import RUN_STALE_AFTER, Page, PaperView, SearchHit, StatementType
 from pipeline.normalise import normalise_doi
+from pipeline.reparse import ReparseSummary
+from pipeline.reparse import reparse as reparse_pages
 from pipeline.retry import RetryPolicy
 from pipeline.runs import (
     RunUI,
@@ -557,3 +559,43 @@ def parse_page(
     result = source.parse(Page(url=where, final_url=where, status=200, body=body))
     parsed: dict[str, Any] = result_to_dict(result)
     return parsed
+
+
+# ---------------------------------------------------------------------------- after the crawl
+
+
+async def reparse(
+    p: Pipeline, *, broken_only: bool = False, dois: Sequence[str] | None = None
+) -> ReparseSummary:
+    """`citepipe reparse`: rows derived again from the kept pages with the current
+    selectors, no request (`pipeline.reparse`)."""
+    keys = None if dois is None else [normalise_doi(d) for d in dois]
+    return await reparse_pages(
+        p.worker(burst=True),
+        keep_all=p.settings.keep_pages == "all",
+        broken_only=broken_only,
+        dois=keys,
+    )
+
+
+async def show(p: Pipeline, doi: str, *, statements: int = 1000) -> PaperView:
+    """`citepipe show`: one paper at a glance; an unknown DOI is a clear error."""
+    key = normalise_doi(doi)
+    view = await p.store.paper_view(key, statements=statements)
+    if view is None:
+        raise NotFoundError(f"{key}: no such paper in {p.settings.db}")
+    return view
+
+
+async def search(
+    p: Pipeline, query: str, *, type: StatementType | None = None, limit: int = 20
+) -> list[SearchHit]:
+    """`citepipe search`: statements whose snippet matches (FTS5 query syntax)."""
+    if not query.strip():
+        raise ConfigError("search: the query is empty")
+    if limit < 1:
+        raise ConfigError(f"--limit: must be at least 1, got {limit}")
+    try:
+        return await p.store.search(query, type=type, limit=limit)
+    except StoreError as exc:
+        raise ConfigError(str(exc)) from None

@@ -53,6 +53,7 @@ _SETTING_FLAGS: dict[str, tuple[type, str]] = {
     "max_attempts": (int, "attempts before a page is given up (dead)"),
     "user_agent": (str, "User-Agent header: name the tool and a contact"),
     "selectors": (str, "a TOML file overriding the report page selectors"),
+    "keep_pages": (str, "fetched pages kept in the store for `reparse`: broken or all"),
     "log_level": (str, "debug, info, warning or error"),
     "log_format": (str, "auto (console on a TTY, else JSON), json or console"),
 }
@@ -66,6 +67,7 @@ _CRAWL_FLAGS = (
     "max_attempts",
     "user_agent",
     "selectors",
+    "keep_pages",
     "log_level",
     "log_format",
 )
@@ -422,6 +424,121 @@ def cmd_parse(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_reparse(sub: Any) -> None:
+    p = sub.add_parser(
+        "reparse",
+        help="derive rows again from the kept pages, no request (after a selector fix)",
+        description="Read the pages kept in the store (keep_pages: broken ones always, every "
+        "page with 'all') with the current parser and selectors. Broken jobs that parse now "
+        "are done and their reports' next pages are queued (`worker --burst` or `crawl` "
+        "fetches them); rows are written exactly as a crawl writes them. Exit 1 if some "
+        "pages are still broken.",
+    )
+    p.add_argument("--broken", action="store_true", help="only the broken pages")
+    p.add_argument(
+        "--doi", action="append", metavar="DOI", help="only this DOI's pages (repeatable)"
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _settings_flags(p, ("db", "base_url", "selectors", "keep_pages", *_LOG_FLAGS))
+    p.set_defaults(handler=cmd_reparse)
+
+
+def cmd_reparse(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def body() -> Any:
+        async with app.open_pipeline(settings, create=False) as p:
+            return await app.reparse(p, broken_only=args.broken, dois=args.doi)
+
+    summary = asyncio.run(body())
+    print(json.dumps(summary.as_dict(), sort_keys=True) if args.json else summary.render())
+    code: int = summary.exit_code
+    return code
+
+
+def _add_show(sub: Any) -> None:
+    p = sub.add_parser(
+        "show",
+        help="one paper at a glance: metadata, tallies and their history, facets, statements",
+        description="Show one stored paper. It never creates a store.",
+    )
+    p.add_argument("doi", help="the paper's DOI (any form backfill accepts)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--statements", type=int, default=1000, help="statements shown at most (default 1000)"
+    )
+    p.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="also draw the tally history to a PNG file (needs the `plot` extra)",
+    )
+    _settings_flags(p, ("db", *_LOG_FLAGS))
+    p.set_defaults(handler=cmd_show)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from pipeline import views
+
+    settings = _settings(args)
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def body() -> Any:
+        async with app.open_pipeline(settings, create=False) as p:
+            return await app.show(p, args.doi, statements=args.statements)
+
+    view = asyncio.run(body())
+    if args.plot:
+        written = views.plot_history(view, args.plot)
+        print(f"tally history drawn to {written}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(views.paper_json(view), indent=1, ensure_ascii=False))
+    else:
+        _print_rich(views.paper_renderable(view))
+    return EXIT_OK
+
+
+def _add_search(sub: Any) -> None:
+    p = sub.add_parser(
+        "search",
+        help="full-text search over statement snippets",
+        description="Find statements whose snippet matches QUERY, best first. QUERY is "
+        'SQLite FTS5 syntax: words (all must match; stemmed), "a phrase", OR, NOT, '
+        "prefix*, NEAR(a b). It never creates a store.",
+    )
+    p.add_argument("query", help='e.g. graft survival, "bone marrow", transplant*')
+    p.add_argument("--type", choices=("supporting", "mentioning", "contrasting"))
+    p.add_argument("--limit", type=int, default=20, help="hits at most (default 20)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _settings_flags(p, ("db", *_LOG_FLAGS))
+    p.set_defaults(handler=cmd_search)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from pipeline import views
+
+    settings = _settings(args)
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def body() -> Any:
+        async with app.open_pipeline(settings, create=False) as p:
+            return await app.search(p, args.query, type=args.type, limit=args.limit)
+
+    hits = asyncio.run(body())
+    if args.json:
+        print(json.dumps(views.hits_json(hits), indent=1, ensure_ascii=False))
+    else:
+        _print_rich(views.hits_renderable(args.query, hits))
+    return EXIT_OK
+
+
+def _print_rich(renderable: Any) -> None:
+    """A table on a terminal (colours, its width); plain text in a pipe."""
+    from rich.console import Console
+
+    Console(highlight=False).print(renderable)
+
+
 def _add_site(sub: Any) -> None:
     from citesite.server import add_arguments as add_site_arguments
 
@@ -496,6 +613,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_status,
         _add_export,
         _add_parse,
+        _add_reparse,
+        _add_show,
+        _add_search,
         _add_site,
         _add_demo,
     ):

@@ -8,7 +8,8 @@
     │   └── PermanentFetchError   not worth retrying: 404/410, wrong type, too large,
     │                             off-site redirect, redirect loop
     ├── ParseError             a 200 page is not a report (layout drift, captcha, login wall)
-    └── StoreError             the store failed (driver errors are translated to this)
+    ├── StoreError             the store failed (driver errors are translated to this)
+    └── NotFoundError          the store holds no such thing (`show` of an unknown DOI)
 
 Driver exceptions (aiohttp, asyncio timeouts, sqlite3, asyncpg) are translated into this tree
 at exactly one place each: `fetcher.py` for HTTP, the store implementation for databases.
@@ -83,3 +84,7 @@ class ParseError(PipelineError):
 
 class StoreError(PipelineError):
     """The store failed."""
+
+
+class NotFoundError(PipelineError):
+    """The store holds no such thing."""

@@ -1,0 +1,147 @@
+"""`citepipe reparse`: derive rows again from the pages kept in the store, no request.
+
+After a selector fix, the pages a crawl kept (`keep_pages`: the broken ones always, every
+page with `all`) are read again with the current parser and selectors. A page that parses
+now is completed exactly as the crawl would have completed it (`Worker.completion`: the
+same rows by the same identities, the same follow-ups), through the store's one
+`complete` (rows, follow-ups and "done" in one transaction): a broken job becomes done and
+its report's next page is queued for the next `crawl` or `worker` to fetch. A page still
+broken stays dead, its kept error updated. Jobs another process holds (queued, leased,
+failed) are left alone: their next fetch will parse with the current selectors anyway.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections import Counter
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import structlog
+
+from pipeline.errors import ParseError, PipelineError
+from pipeline.models import Completion, Page, StoredPage
+from pipeline.worker import Worker
+
+log = structlog.get_logger("citepipe.reparse")
+
+IN_FLIGHT = 200  # completions handed to the store at once (it commits them in batches)
+REPARSABLE = ("done", "dead")  # job states reparse may complete again
+
+
+@dataclass
+class ReparseSummary:
+    """What a reparse did, for the printed summary and the exit code."""
+
+    pages: int = 0  # kept pages read
+    completed: int = 0  # broken (dead) jobs that parse now: done
+    rewritten: int = 0  # done jobs whose rows were derived again
+    still_broken: Counter[str] = field(default_factory=Counter)  # by error
+    skipped: int = 0  # jobs in another state (queued, leased, failed): left alone
+    store_errors: int = 0
+    queued_after: int = 0  # jobs waiting in the queue at the end (next pages, among others)
+
+    @property
+    def exit_code(self) -> int:
+        """0 when every page read parsed and was stored; 1 when some are still broken or
+        could not be stored (docs: "Exit codes")."""
+        return 1 if self.still_broken or self.store_errors else 0
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "pages": self.pages,
+            "completed": self.completed,
+            "rewritten": self.rewritten,
+            "still_broken": dict(self.still_broken),
+            "skipped": self.skipped,
+            "store_errors": self.store_errors,
+            "queued": self.queued_after,
+        }
+
+    def render(self) -> str:
+        lines = [
+            f"reparse: {self.pages} kept page{'s' if self.pages != 1 else ''} read, "
+            "no request made",
+            f"  broken jobs now done: {self.completed}",
+            f"  done jobs rewritten:  {self.rewritten}",
+        ]
+        if self.still_broken:
+            total = sum(self.still_broken.values())
+            reasons = "; ".join(f"{r}: {n}" for r, n in self.still_broken.most_common(5))
+            lines.append(f"  still broken:         {total} ({reasons})")
+        if self.skipped:
+            lines.append(f"  left alone (in the queue or in flight): {self.skipped}")
+        if self.store_errors:
+            lines.append(f"  not stored (store errors, see the log): {self.store_errors}")
+        if self.queued_after:
+            lines.append(
+                f"  {self.queued_after} job{'s' if self.queued_after != 1 else ''} queued "
+                "(next pages among them): `citepipe worker --burst` or `crawl` fetches them"
+            )
+        return "\n".join(lines)
+
+
+async def reparse(
+    worker: Worker,
+    *,
+    keep_all: bool,
+    broken_only: bool = False,
+    dois: Sequence[str] | None = None,
+) -> ReparseSummary:
+    """Reparse the kept pages (only the broken ones, only these DOIs' if asked) with the
+    worker's source. `keep_all` (keep_pages = "all") keeps the page after it parsed."""
+    store = worker.store
+    summary = ReparseSummary()
+    slots = asyncio.Semaphore(IN_FLIGHT)
+    tasks: set[asyncio.Task[None]] = set()
+
+    async def commit(completion: Completion, was_dead: bool) -> None:
+        try:
+            await store.complete(completion)
+        except PipelineError as exc:
+            summary.store_errors += 1
+            log.error("reparsed page not stored", doi=completion.job.doi, error=str(exc))
+        else:
+            if was_dead:
+                summary.completed += 1
+            else:
+                summary.rewritten += 1
+        finally:
+            slots.release()
+
+    async for stored in store.kept_pages(broken_only=broken_only, dois=dois):
+        summary.pages += 1
+        if stored.state not in REPARSABLE:
+            summary.skipped += 1
+            continue
+        try:
+            completion = _completion(worker, stored, keep_all)
+        except ParseError as exc:
+            summary.still_broken[f"broken page: {exc}"] += 1
+            if stored.kept.broken and stored.kept.error != str(exc):
+                await store.keep_page(dataclasses.replace(stored.kept, error=str(exc)))
+            continue
+        await slots.acquire()
+        task = asyncio.create_task(commit(completion, stored.state == "dead"))
+        tasks.add(task)
+        task.add_done_callback(tasks.discard)
+    if tasks:
+        await asyncio.gather(*tasks)
+    summary.queued_after = await store.pending()
+    return summary
+
+
+def _completion(worker: Worker, stored: StoredPage, keep_all: bool) -> Completion:
+    """The completion a crawl would build for this page, dated when it was fetched."""
+    kept = stored.kept
+    job = dataclasses.replace(stored.job, content_hash=None)  # parse even if unchanged
+    page = Page(url=kept.url, final_url=kept.url, status=200, body=kept.body)
+    completion = worker.completion(job, page)
+    keep = keep_all or not kept.broken  # a page kept as good stays kept
+    return dataclasses.replace(
+        completion,
+        fetched_at=kept.fetched_at,
+        kept=dataclasses.replace(kept, broken=False, error=None) if keep else None,
+    )
