@@ -29,7 +29,7 @@ from croniter import croniter
 
 from pipeline.clock import Clock, SystemClock
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, NotFoundError, PipelineError, StoreError
+from pipeline.errors import BadInputError, ConfigError, NotFoundError, PipelineError, StoreError
 from pipeline.fetcher import AiohttpFetcher, Fetcher
 from pipeline.models import RUN_STALE_AFTER, Page, PaperView, SearchHit, StatementType
 from pipeline.normalise import normalise_doi
@@ -569,7 +569,7 @@ async def reparse(
 ) -> ReparseSummary:
     """`citepipe reparse`: rows derived again from the kept pages with the current
     selectors, no request (`pipeline.reparse`)."""
-    keys = None if dois is None else [normalise_doi(d) for d in dois]
+    keys = None if dois is None else [_doi_argument(d) for d in dois]
     return await reparse_pages(
         p.worker(burst=True),
         keep_all=p.settings.keep_pages == "all",
@@ -580,7 +580,7 @@ async def reparse(
 
 async def show(p: Pipeline, doi: str, *, statements: int = 1000) -> PaperView:
     """`citepipe show`: one paper at a glance; an unknown DOI is a clear error."""
-    key = normalise_doi(doi)
+    key = _doi_argument(doi)
     view = await p.store.paper_view(key, statements=statements)
     if view is None:
         raise NotFoundError(f"{key}: no such paper in {p.settings.db}")
@@ -598,4 +598,12 @@ async def search(
     try:
         return await p.store.search(query, type=type, limit=limit)
     except StoreError as exc:
+        raise ConfigError(str(exc)) from None
+
+
+def _doi_argument(text: str) -> str:
+    """A DOI named on the command line, normalised; not a DOI is a usage error (exit 2)."""
+    try:
+        return normalise_doi(text)
+    except BadInputError as exc:
         raise ConfigError(str(exc)) from None

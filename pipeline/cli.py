@@ -22,6 +22,8 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, is_dataclass
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any
 
 from pipeline import app
@@ -357,12 +359,38 @@ def _jsonable(obj: Any) -> Any:
 def _add_export(sub: Any) -> None:
     p = sub.add_parser(
         "export",
-        help="stream a table as CSV or JSON lines",
-        description="Stream a table of the store, any size. It never creates a store.",
+        help="stream a table as CSV, JSON lines or Parquet; or write Datasette metadata",
+        description="Stream a table of the store, any size, optionally filtered. It never "
+        "creates a store.",
     )
-    p.add_argument("--table", required=True, choices=EXPORT_TABLES)
-    p.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="(default csv)")
+    p.add_argument(
+        "--table", choices=EXPORT_TABLES, help="the table (required unless --datasette-metadata)"
+    )
+    p.add_argument(
+        "--format",
+        choices=("csv", "jsonl", "parquet"),
+        default="csv",
+        help="(default csv; parquet needs -o and the `parquet` extra)",
+    )
     p.add_argument("--output", "-o", help="file to write (default standard output)")
+    p.add_argument(
+        "--where",
+        action="append",
+        metavar="COLUMN=VALUE",
+        help="keep rows where the column has this value (also != < <= > >=; repeatable, "
+        "all must hold), e.g. --where type=contrasting --where 'year>=2015'",
+    )
+    p.add_argument(
+        "--since",
+        metavar="TIME",
+        help="keep rows new or changed since a date/time (UTC) or an age (36h, 7d)",
+    )
+    p.add_argument(
+        "--datasette-metadata",
+        action="store_true",
+        help="write Datasette's metadata.json for this store (table and column "
+        "descriptions, search) instead of rows",
+    )
     _settings_flags(p, ("db", *_LOG_FLAGS))
     p.set_defaults(handler=cmd_export)
 
@@ -383,21 +411,54 @@ async def _write_rows(rows: AsyncIterator[dict[str, Any]], fmt: str, out: IO[str
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from pipeline.exporting import RowFilter, filtered, write_parquet
+
     settings = _settings(args)
     configure_logging(settings.log_level, settings.log_format)
+    if args.datasette_metadata:
+        return _write_metadata(settings, args.output)
+    if not args.table:
+        raise ConfigError("export: --table is required (or --datasette-metadata)")
+    if args.format == "parquet" and not args.output:
+        raise ConfigError("--format parquet: needs --output FILE (Parquet is binary)")
+    keep = RowFilter.build(args.table, args.where or (), args.since, now=datetime.now(UTC))
 
     async def body() -> int:
         async with app.open_pipeline(settings, create=False) as p:  # first: a bad store
-            if not args.output:  # leaves no output file behind
-                return await _write_rows(p.store.export(args.table), args.format, sys.stdout)
+            rows = p.store.export(args.table)  # leaves no output file behind
+            if keep.conditions or keep.since is not None:
+                rows = filtered(rows, keep)
+            if not args.output:
+                return await _write_rows(rows, args.format, sys.stdout)
             try:
+                if args.format == "parquet":
+                    return await write_parquet(rows, args.table, Path(args.output))
                 with open(args.output, "w", encoding="utf-8", newline="") as out:  # noqa: ASYNC230
-                    return await _write_rows(p.store.export(args.table), args.format, out)
+                    return await _write_rows(rows, args.format, out)
             except OSError as exc:
                 raise ConfigError(f"--output {args.output}: {exc.strerror or exc}") from None
 
     n = asyncio.run(body())
     print(f"exported {n} row{'s' if n != 1 else ''} from {args.table}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _write_metadata(settings: Settings, output: str | None) -> int:
+    """`export --datasette-metadata`: the store's metadata.json, to a file or stdout."""
+    from pipeline.metadata import datasette_metadata
+
+    path = app.sqlite_path(settings.db)
+    if path is None:
+        raise ConfigError("--datasette-metadata: Datasette reads SQLite stores only")
+    text = json.dumps(datasette_metadata(path), indent=1, ensure_ascii=False) + "\n"
+    if not output:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--output {output}: {exc.strerror or exc}") from None
+    print(f"Datasette metadata written to {output}", file=sys.stderr)
     return EXIT_OK
 
 
