@@ -21,6 +21,7 @@ from croniter import croniter
 
 from pipeline.errors import ConfigError
 from pipeline.models import KEEP_PAGES
+from pipeline.store import rules
 
 DEFAULT_CONFIG_PATH = Path("config/citepipe.toml")
 ENV_PREFIX = "CITEPIPE_"
@@ -50,10 +51,10 @@ class Settings:
     depth: int = 0
     lease_seconds: float = 30.0
     claim_batch: int = 64
-    writer_batch: int = 100
-    refresh_interval: float = 7 * 86400.0
-    refresh_min: float = 86400.0
-    refresh_max: float = 30 * 86400.0
+    writer_batch: int = rules.DEFAULT_WRITER_BATCH
+    refresh_interval: float = rules.DEFAULT_REFRESH_INTERVAL
+    refresh_min: float = rules.DEFAULT_REFRESH_MIN
+    refresh_max: float = rules.DEFAULT_REFRESH_MAX
     schedule: str = "0 3 * * *"
     timezone: str = "UTC"  # the zone `schedule` is read in (IANA name, e.g. Europe/Paris)
     max_duration: float = 0.0

@@ -43,6 +43,11 @@ class Fetcher(Protocol):
 
     async def close(self) -> None: ...
 
+    def cancel_waiting(self) -> int:
+        """Cancel the requests not yet sent (still waiting for their turn); return how
+        many. A fetcher with no waits returns 0."""
+        ...
+
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
     """Seconds to wait from a `Retry-After` header: delta-seconds or an HTTP date."""
@@ -130,6 +135,9 @@ class AiohttpFetcher:
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
         return self._session
+
+    def cancel_waiting(self) -> int:
+        return self.politeness.cancel_waiting()
 
     async def close(self) -> None:
         if self._session is not None and self._own_session:

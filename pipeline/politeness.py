@@ -29,7 +29,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
-from typing import Literal
+from typing import Any, Literal
 from urllib.parse import urlsplit
 
 import structlog
@@ -144,6 +144,17 @@ class Politeness:
         self._retry_base = robots_retry_base
         self._retry_cap = robots_retry_cap
         self._hosts: dict[str, _Host] = {}
+        self._waiting: set[asyncio.Task[Any]] = set()
+
+    def cancel_waiting(self) -> int:
+        """Cancel every request still waiting for its turn (robots.txt, a place, a pause or
+        its booked start); requests already sent go on. A run out of time calls this so
+        that it ends within one request timeout of its budget, not after a queue of
+        politeness waits. Returns how many were cancelled."""
+        waiting = [task for task in self._waiting if not task.done()]
+        for task in waiting:
+            task.cancel()
+        return len(waiting)
 
     def _host(self, key: str) -> _Host:
         host = self._hosts.get(key)
@@ -282,6 +293,9 @@ class Politeness:
         the job is retried, never sent without its turn, never killed for it."""
         key = host_key(url)
         semaphore = self._host(key).semaphore
+        task = asyncio.current_task()
+        if task is not None:
+            self._waiting.add(task)
         try:
             await self.check_allowed(url)
             async with contextlib.AsyncExitStack() as waiting:
@@ -295,6 +309,8 @@ class Politeness:
                 url=url,
                 reason="store busy (politeness)",
             ) from exc
+        finally:
+            self._waiting.discard(task)
         try:
             yield
         finally:

@@ -104,11 +104,24 @@ def open_input(name: str, stdin: IO[str] | None = None) -> Iterator[IO[str]]:
         yield stdin if stdin is not None else sys.stdin
         return
     try:
+        with open(name, "rb") as head:
+            refuse_binary(name, head.read(BINARY_SNIFF))
         f = open(name, encoding="utf-8-sig", errors="replace", newline=None)  # noqa: SIM115
     except OSError as exc:
         raise ConfigError(f"input {name}: {exc.strerror}") from None
     with f:
         yield f
+
+
+BINARY_SNIFF = 8192  # bytes looked at to tell a binary file from a DOI list
+
+
+def refuse_binary(name: str, head: bytes) -> None:
+    """A DOI list is text: a NUL byte near the start means binary data (an archive, an
+    executable, a database), which is one error, not a bad line for every line of it."""
+    at = head.find(b"\x00")
+    if at >= 0:
+        raise ConfigError(f"input {name}: binary data, not a DOI list (a NUL byte at offset {at})")
 
 
 async def enqueue_lines(
@@ -356,6 +369,9 @@ async def work(
             outcome.out_of_time = True
             log.info("time budget spent", max_duration=max_duration)
             worker.stop(grace=p.options.budget_grace)
+            # pages still waiting for their turn (politeness) are not started: they go
+            # back to the queue now instead of keeping the run past its budget
+            log.info("budget: requests not sent", cancelled=p.fetcher.cancel_waiting())
 
         background.append(asyncio.create_task(budget()))
 

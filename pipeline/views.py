@@ -70,15 +70,16 @@ def paper_renderable(view: PaperView) -> RenderableType:
         meta.add_row("abstract", _short(p["abstract"], 400))
     parts: list[RenderableType] = [meta]
 
-    tallies = Table(title="tallies (current, then history, oldest first)", title_justify="left")
-    for name in ("observed", *TALLY_TYPES, "citing pubs", "statements", "references"):
-        tallies.add_column(name, justify="left" if name == "observed" else "right")
+    tallies = Table(title="tallies (history, oldest first)", title_justify="left")
+    tallies.add_column("observed (UTC)", no_wrap=True)
+    for name in ("support", "mention", "contrast", "citing", "stmts", "refs"):
+        tallies.add_column(name, justify="right")
     rows = list(view.history)
     if view.tallies is not None and (not rows or _tally_key(rows[-1]) != _tally_key(view.tallies)):
         rows.append(view.tallies)
     for row in rows:
         tallies.add_row(
-            str(row["observed_at"]),
+            _when(row["observed_at"]),
             *(
                 _value(row[k])
                 for k in (
@@ -103,10 +104,10 @@ def paper_renderable(view: PaperView) -> RenderableType:
     statements = Table(
         title=f"statements citing it ({len(view.statements)} shown)", title_justify="left"
     )
-    statements.add_column("type")
-    statements.add_column("section")
-    statements.add_column("citing")
-    statements.add_column("snippet", ratio=1)
+    statements.add_column("type", no_wrap=True)
+    statements.add_column("section", max_width=16)
+    statements.add_column("citing", max_width=28)
+    statements.add_column("snippet", ratio=1, min_width=30)
     for s in view.statements:
         citing = s["citing_doi"] + (
             f"\n{_short(s['citing_title'], 60)}" if s["citing_title"] else ""
@@ -118,6 +119,11 @@ def paper_renderable(view: PaperView) -> RenderableType:
     return Group(*parts)
 
 
+def _when(stamp: Any) -> str:
+    """An ISO time to the minute, for a table cell."""
+    return str(stamp)[:16].replace("T", " ")
+
+
 def _tally_key(row: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(row[k] for k in TALLY_TYPES)
 
@@ -127,10 +133,10 @@ def hits_renderable(query: str, hits: Sequence[SearchHit]) -> RenderableType:
     if not hits:
         return Text(f"no statement matches {query!r}")
     table = Table(title=f"{len(hits)} statement(s) matching {query!r}", title_justify="left")
-    table.add_column("cited")
-    table.add_column("citing")
-    table.add_column("type")
-    table.add_column("snippet", ratio=1)
+    table.add_column("cited", max_width=28)
+    table.add_column("citing", max_width=28)
+    table.add_column("type", no_wrap=True)
+    table.add_column("snippet", ratio=1, min_width=30)
     for h in hits:
         snippet = Text()
         for i, part in enumerate(_short(h.highlighted, SNIPPET_WIDTH + 40).split("[")):

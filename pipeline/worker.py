@@ -75,7 +75,6 @@ class WorkerOptions:
     base_url: str = _DEFAULTS.base_url
     burst: bool = True
     grace: float = _DEFAULTS.timeout  # after a stop: seconds in-flight pages may finish in
-    max_duration: float = 0.0  # seconds; 0 = no budget
     keep_pages: str = _DEFAULTS.keep_pages  # "broken": broken pages only; "all": every page
 
 
@@ -109,7 +108,6 @@ class Worker:
         self._site = host_key(options.base_url)
         # claim in batches: one claim transaction per few pages, not one per page
         self._claim_threshold = max(1, min(options.claim_batch, options.concurrency // 4))
-        self.out_of_time = False
         self._grace: float | None = None
 
     def stop(self, grace: float | None = None) -> None:
@@ -126,11 +124,9 @@ class Worker:
         return self._stopping.is_set()
 
     async def run(self) -> RunCounters:
-        """Work until drained (burst), stopped, or out of time; return the counters."""
+        """Work until drained (burst) or stopped; return the counters. (A time budget is
+        the run's: `runs.work` stops the worker when it is spent.)"""
         heartbeat = asyncio.create_task(self._heartbeat())
-        deadline = (
-            time.monotonic() + self.options.max_duration if self.options.max_duration > 0 else None
-        )
         slots = asyncio.Semaphore(self.options.concurrency)
         next_reclaim = 0.0
         try:
@@ -139,10 +135,6 @@ class Worker:
                     if await self.store.requeue_expired():
                         log.info("reclaimed jobs whose lease expired")
                     next_reclaim = time.monotonic() + self.options.lease_seconds / 3
-                if deadline is not None and time.monotonic() >= deadline:
-                    self.out_of_time = True
-                    log.info("time budget spent", max_duration=self.options.max_duration)
-                    break
                 free = self.options.concurrency - len(self._in_flight)
                 jobs: list[Job] = []
                 if free >= self._claim_threshold or not self._in_flight:
@@ -159,7 +151,7 @@ class Worker:
                     continue
                 if await self._drained():
                     break
-                await self._idle(deadline)
+                await self._idle()
         finally:
             await self._finish_in_flight()
             heartbeat.cancel()
@@ -173,15 +165,13 @@ class Worker:
             return False
         return await self.store.pending() == 0
 
-    async def _idle(self, deadline: float | None) -> None:
+    async def _idle(self) -> None:
         """Sleep until a job could be due, a task finishes, or a stop arrives."""
         wait = IDLE_POLL
         if not self._in_flight:
             due = await self.store.next_due()
             if due is not None:
                 wait = min(wait, max(0.01, (due - self._now()).total_seconds()))
-        if deadline is not None:
-            wait = min(wait, max(0.0, deadline - time.monotonic()))
         stop_wait = asyncio.ensure_future(self._stopping.wait())
         pending: set[asyncio.Future[Any]] = {*self._tasks, stop_wait}
         try:

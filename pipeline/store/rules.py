@@ -97,6 +97,8 @@ KEYS: dict[str, tuple[str, ...]] = {
 }
 RESULT_TABLES = ("papers", "authors", "tallies", "tally_history", "facets", "statements")
 
+# The store's defaults (Settings takes them from here, so each lives in one place).
+DEFAULT_WRITER_BATCH = 100  # completions committed per transaction, at most
 DEFAULT_REFRESH_INTERVAL = 7 * 86400.0
 DEFAULT_REFRESH_MIN = 86400.0
 DEFAULT_REFRESH_MAX = 30 * 86400.0

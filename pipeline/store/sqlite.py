@@ -289,7 +289,7 @@ class SQLiteStore:
         self,
         path: str | os.PathLike[str],
         *,
-        writer_batch: int = 100,
+        writer_batch: int = rules.DEFAULT_WRITER_BATCH,
         queue_size: int = DEFAULT_QUEUE_SIZE,
         refresh_interval: float = rules.DEFAULT_REFRESH_INTERVAL,
         refresh_min: float = rules.DEFAULT_REFRESH_MIN,

@@ -451,6 +451,44 @@ async def test_max_duration_stops_at_the_budget_commits_fetched_pages_and_next_r
     assert set(query(db, "select cited_doi, citing_doi, snippet from statements")) == expected
 
 
+async def test_at_the_budget_pages_waiting_for_their_polite_turn_are_not_sent(
+    tmp_path: Path,
+) -> None:
+    """Under politeness most claimed pages wait for their turn. At the budget they are not
+    sent (their leases go back at once), so the run does not outlive its budget by a queue
+    of politeness waits."""
+    reps = reports(20, seed=29)
+    clock = SteppedClock()
+
+    class Timed(AiohttpFetcher):
+        async def fetch(self, url: str, validators: Validators | None = None) -> Page:
+            page = await super().fetch(url, validators)
+            clock.advance(1.0)  # each fetch 'takes' a second of the budget
+            return page
+
+    db = tmp_path / "p.sqlite"
+    async with CitationSite(reps) as site:
+        settings = fast_settings(
+            site.base_url, db, concurrency=8, per_host_concurrency=8, request_delay=0.2
+        )
+        fetcher = Timed(settings)
+        try:
+            summary = await run_crawl(
+                settings, list(reps), clock=clock, fetcher=fetcher, max_duration=2.0
+            )
+        finally:
+            await fetcher.close()
+        sent = report_paths(site)
+    assert summary.exit_code == 3, summary.render()
+    # 8 pages were claimed; only those sent before the budget (one of them may be a
+    # redirect's first hop) reached the site, and what was fetched was committed
+    assert len(sent) <= 3, sent
+    done = summary.counters.pages_done
+    assert done >= 2
+    assert query(db, "select count(*) from jobs where state = 'done'") == [(done,)]
+    assert query(db, "select count(*) from jobs where state = 'leased'") == [(0,)]
+
+
 async def test_a_stop_request_releases_leases_and_the_rest_stays_queued(tmp_path: Path) -> None:
     """A stop (what Ctrl-C asks) during a slow, polite crawl: sleeps are cancelled, the
     leases released, the exit code says which signal, and a re-run finishes the work."""

@@ -42,6 +42,9 @@ class FakeFetcher:
             raise queue.pop(0)
         return Page(url=url, final_url=url, status=200, body=url.encode(), etag='"e"')
 
+    def cancel_waiting(self) -> int:
+        return 0
+
     async def close(self) -> None:
         return None
 
