@@ -37,3 +37,10 @@ def test_schedule_must_be_a_cron_expression() -> None:
     assert load_settings(None, env={"CITEPIPE_SCHEDULE": "*/5 * * * *"}).schedule == "*/5 * * * *"
     with pytest.raises(ConfigError, match="schedule"):
         load_settings(None, env={"CITEPIPE_SCHEDULE": "every day"})
+
+
+def test_keep_pages_is_broken_or_all() -> None:
+    assert Settings().keep_pages == "broken"
+    assert load_settings(env={"CITEPIPE_KEEP_PAGES": "all"}).keep_pages == "all"
+    with pytest.raises(ConfigError, match="keep_pages: must be one of broken, all"):
+        load_settings(env={"CITEPIPE_KEEP_PAGES": "some"})
