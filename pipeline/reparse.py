@@ -8,6 +8,8 @@ same rows by the same identities, the same follow-ups), through the store's one
 its report's next page is queued for the next `crawl` or `worker` to fetch. A page still
 broken stays dead, its kept error updated. Jobs another process holds (queued, leased,
 failed) are left alone: their next fetch will parse with the current selectors anyway.
+Pages fetched from another site than `base_url` are not reparsed (their next pages would
+look off-site and be dropped); the summary names the site to pass as `--base-url`.
 """
 
 from __future__ import annotations
@@ -23,6 +25,7 @@ import structlog
 
 from pipeline.errors import ParseError, PipelineError
 from pipeline.models import Completion, Page, StoredPage
+from pipeline.politeness import host_key
 from pipeline.worker import Worker
 
 log = structlog.get_logger("citepipe.reparse")
@@ -41,13 +44,14 @@ class ReparseSummary:
     still_broken: Counter[str] = field(default_factory=Counter)  # by error
     skipped: int = 0  # jobs in another state (queued, leased, failed): left alone
     store_errors: int = 0
+    other_site: Counter[str] = field(default_factory=Counter)  # kept from another base_url
     queued_after: int = 0  # jobs waiting in the queue at the end (next pages, among others)
 
     @property
     def exit_code(self) -> int:
         """0 when every page read parsed and was stored; 1 when some are still broken or
         could not be stored (docs: "Exit codes")."""
-        return 1 if self.still_broken or self.store_errors else 0
+        return 1 if self.still_broken or self.store_errors or self.other_site else 0
 
     def as_dict(self) -> dict[str, Any]:
         return {
@@ -57,6 +61,7 @@ class ReparseSummary:
             "still_broken": dict(self.still_broken),
             "skipped": self.skipped,
             "store_errors": self.store_errors,
+            "other_site": dict(self.other_site),
             "queued": self.queued_after,
         }
 
@@ -73,6 +78,11 @@ class ReparseSummary:
             lines.append(f"  still broken:         {total} ({reasons})")
         if self.skipped:
             lines.append(f"  left alone (in the queue or in flight): {self.skipped}")
+        for site, n in self.other_site.items():
+            lines.append(
+                f"  not reparsed: {n} page{'s' if n != 1 else ''} fetched from {site}, not "
+                "from base_url (run it with --base-url of that site)"
+            )
         if self.store_errors:
             lines.append(f"  not stored (store errors, see the log): {self.store_errors}")
         if self.queued_after:
@@ -111,8 +121,13 @@ async def reparse(
         finally:
             slots.release()
 
+    site = host_key(worker.options.base_url)
     async for stored in store.kept_pages(broken_only=broken_only, dois=dois):
         summary.pages += 1
+        page_site = host_key(stored.kept.url)
+        if page_site != site:  # its next pages would look off-site: say so, never drop them
+            summary.other_site[page_site] += 1
+            continue
         if stored.state not in REPARSABLE:
             summary.skipped += 1
             continue

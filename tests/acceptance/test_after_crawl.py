@@ -4,11 +4,15 @@ files, whole runs in-process."""
 
 from __future__ import annotations
 
+import asyncio
+import json
 from pathlib import Path
 from typing import Any
 
+import pytest
+
 from citesite.server import CitationSite
-from pipeline import app
+from pipeline import app, cli
 from pipeline.config import Settings
 
 from .conftest import expected_statements, fast_settings, query, quiet_ui, reports, snapshot
@@ -114,3 +118,31 @@ async def test_keep_all_reparse_rewrites_done_pages_like_a_fresh_crawl(tmp_path:
 
     assert snapshot(kept) == snapshot(fresh)
     assert query(kept, "select count(*) from pages") == [(pages,)]  # still kept
+
+
+def test_reparse_from_the_command_line(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    reps = reports(3, seed=24)
+    bad = tmp_path / "bad.toml"
+    bad.write_text(BAD_SELECTORS, encoding="utf-8")
+    db = tmp_path / "s.sqlite"
+
+    async def drift() -> str:
+        async with CitationSite(reps, per_page=5) as site:
+            await crawl_into(fast_settings(site.base_url, db, selectors=str(bad)), list(reps))
+            return site.base_url
+
+    base_url = asyncio.run(drift())  # the site is gone: reparse makes no request
+    capsys.readouterr()
+    code = cli.main(["reparse", "--broken", "--db", str(db), "--json"])
+    out = json.loads(capsys.readouterr().out)  # the default base_url is another site
+    assert code == 1 and out["completed"] == 0 and sum(out["other_site"].values()) == 3
+    code = cli.main(["reparse", "--broken", "--db", str(db), "--base-url", base_url])
+    text = capsys.readouterr().out
+    assert code == 0 and "broken jobs now done: 3" in text and "no request made" in text
+    assert query(db, "select count(*) from jobs where state = 'done'") == [(3,)]
+
+    code = cli.main(["reparse", "--doi", "not a doi", "--db", str(db)])
+    assert code == 2 and "not a DOI" in capsys.readouterr().err
+    missing = tmp_path / "none.sqlite"
+    assert cli.main(["reparse", "--db", str(missing)]) == 2
+    assert not missing.exists()
