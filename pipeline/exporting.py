@@ -227,8 +227,9 @@ def _arrow_value(column: str, value: Any) -> Any:
 async def write_parquet(rows: AsyncIterator[dict[str, Any]], table: str, path: Path) -> int:
     """Stream rows into a Parquet file (row groups of `PARQUET_BATCH`); return how many.
 
-    Written to `path` only once complete (a temporary file beside it, then renamed), so a
-    failure leaves no half file behind."""
+    A new or regular file is written beside itself and renamed into place once complete,
+    so a failure leaves no half file behind; anything else (a device, a pipe) is written
+    directly: it is never replaced by a file."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -236,12 +237,12 @@ async def write_parquet(rows: AsyncIterator[dict[str, Any]], table: str, path: P
         raise ConfigError(
             "--format parquet needs pyarrow: pip install 'citepipe[parquet]'"
         ) from None
+    target, regular = _parquet_target(path)
     schema = arrow_schema(table)
     columns = list(COLUMNS[table])
-    tmp = path.with_name(f".{path.name}.partial")
     n = 0
     try:
-        with pq.ParquetWriter(str(tmp), schema) as writer:
+        with pq.ParquetWriter(str(target), schema) as writer:
             batch: list[dict[str, Any]] = []
 
             def flush() -> None:
@@ -256,8 +257,19 @@ async def write_parquet(rows: AsyncIterator[dict[str, Any]], table: str, path: P
                     flush()
             if batch or n == 0:
                 flush()
-        tmp.replace(path)
+        if regular:
+            target.replace(path)
     except BaseException:
-        tmp.unlink(missing_ok=True)
+        if regular:
+            target.unlink(missing_ok=True)
         raise
     return n
+
+
+def _parquet_target(path: Path) -> tuple[Path, bool]:
+    """Where to write: a hidden file beside a new or regular `path` (renamed into place
+    when complete), or `path` itself when it is a device or a pipe."""
+    if path.is_dir():
+        raise IsADirectoryError(21, "Is a directory", str(path))
+    regular = not path.exists() or path.is_file()
+    return (path.with_name(f".{path.name}.partial") if regular else path), regular

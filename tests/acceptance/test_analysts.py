@@ -202,6 +202,13 @@ def test_where_is_validated_and_never_reaches_sql(
     assert code == 2 and "no time column" in err
     code, _, err = run_main(capsys, *base[:4], "parquet", "--db", str(demo_db))
     assert code == 2 and "needs --output" in err
+    for target in (tmp_path, tmp_path / "no" / "x.parquet", Path("/dev/full")):
+        code, _, err = run_main(
+            capsys, *base[:4], "parquet", "-o", str(target), "--db", str(demo_db)
+        )
+        assert code == 2 and len(err.strip().splitlines()) == 1, err
+    assert Path("/dev/full").is_char_device()  # written to, never replaced by a file
+    assert list(tmp_path.iterdir()) == []  # no partial file left behind
     assert query(demo_db, "select count(*) from papers")[0][0] > 0
 
 
