@@ -392,7 +392,7 @@ def page_params(page: KeptPage) -> Params:
         "page": page.page,
         "url": page.url,
         "fetched_at": page.fetched_at,
-        "broken": int(page.broken),
+        "broken": page.broken,
         "error": page.error,
         "size": len(page.body),
         "body": zlib.compress(page.body, PAGE_COMPRESSION),
