@@ -5,15 +5,19 @@ files, whole runs in-process."""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from citesite.server import CitationSite
 from pipeline import app, cli
 from pipeline.config import Settings
+from pipeline.logs import configure_logging
 
 from .conftest import expected_statements, fast_settings, query, quiet_ui, reports, snapshot
 
@@ -22,6 +26,15 @@ from .conftest import expected_statements, fast_settings, query, quiet_ui, repor
 BAD_SELECTORS = '[paper]\ntitle_meta = ""\ntitle = "h1.no-such-title"\n'
 # A milder one: sections are not found, pages parse but lose their statements' sections.
 NO_SECTIONS = '[statements]\nsection = ""\n'
+
+
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Logs of in-process commands go to a stream of their own, forgotten afterwards (a
+    command configures logging onto capsys's stream, which closes after its test)."""
+    configure_logging("warning", "json", stream=io.StringIO())
+    yield
+    structlog.reset_defaults()
 
 
 def history(db: Path) -> list[tuple[Any, ...]]:

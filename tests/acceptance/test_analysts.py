@@ -4,6 +4,7 @@ filters, the tally history picture, and Datasette serving the store over HTTP.""
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 import re
 import socket
@@ -18,8 +19,10 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import structlog
 
 from pipeline import app, cli
+from pipeline.logs import configure_logging
 from pipeline.models import Completion, NewJob, Paper, ParseResult, Statement, Tally
 from pipeline.store import SQLiteStore
 
@@ -28,12 +31,25 @@ from .conftest import fast_settings, query, quiet_ui
 SEED = "10.1038/bmt.2012.184"
 
 
+@pytest.fixture(autouse=True)
+def _fresh_logging() -> Iterator[None]:
+    """Logs of in-process commands go to a stream of their own, forgotten afterwards (a
+    command configures logging onto capsys's stream, which closes after its test)."""
+    configure_logging("warning", "json", stream=io.StringIO())
+    yield
+    structlog.reset_defaults()
+
+
 @pytest.fixture(scope="module")
 def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The demo store, made once for this module by `citepipe demo`'s own run."""
     db = tmp_path_factory.mktemp("demo") / "demo.sqlite"
     settings = fast_settings("http://127.0.0.1:9", db)
-    summary = asyncio.run(app.demo(settings, ui=quiet_ui()))
+    configure_logging("warning", "json", stream=io.StringIO())
+    try:
+        summary = asyncio.run(app.demo(settings, ui=quiet_ui()))
+    finally:
+        structlog.reset_defaults()
     assert summary.exit_code == 0
     return db
 
