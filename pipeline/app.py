@@ -64,6 +64,11 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "per_host_concurrency": 8,
     "retry_base": 0.2,
 }
+BROKEN_PAGE = "broken page"  # the dead reason of a page that did not parse (worker.py)
+REPARSE_HINT = (
+    "broken pages are kept in the store: after a selector fix, "
+    "`citepipe reparse --broken` reads them again without a request"
+)
 STOP_GRACE = 1.0  # seconds in-flight pages get after a stop request (Ctrl-C, SIGTERM)
 
 
@@ -279,6 +284,8 @@ async def _summarise(
         notes.append("stopped by signal; the rest stays queued")
     stats = await p.store.stats()
     survey = await survey_input(p, seen, sum(stats.jobs_by_state.values()))
+    if any(reason.startswith(BROKEN_PAGE) for reason in survey.dead):
+        notes.append(REPARSE_HINT)
     return RunSummary(
         command,
         outcome.worker.counters,

@@ -18,6 +18,7 @@ from citesite.server import CitationSite
 from pipeline import app, cli
 from pipeline.config import Settings
 from pipeline.logs import configure_logging
+from pipeline.summary import RunSummary, render_status
 
 from .conftest import expected_statements, fast_settings, query, quiet_ui, reports, snapshot
 
@@ -42,9 +43,12 @@ def history(db: Path) -> list[tuple[Any, ...]]:
 
 
 async def crawl_into(settings: Settings, dois: list[str]) -> int:
+    return (await backfill(settings, dois)).exit_code
+
+
+async def backfill(settings: Settings, dois: list[str]) -> RunSummary:
     async with app.open_pipeline(settings) as p:
-        summary = await app.backfill(p, dois, ui=quiet_ui())
-    return summary.exit_code
+        return await app.backfill(p, dois, ui=quiet_ui())
 
 
 async def reparse(settings: Settings, **kw: Any) -> app.ReparseSummary:
@@ -95,7 +99,10 @@ async def test_pages_still_broken_stay_dead_and_exit_1(tmp_path: Path) -> None:
     db = tmp_path / "s.sqlite"
     async with CitationSite(reps, per_page=5) as site:
         settings = fast_settings(site.base_url, db, selectors=str(bad))
-        await crawl_into(settings, list(reps))
+        summary = await backfill(settings, list(reps))
+        assert app.REPARSE_HINT in summary.render()  # the user is told what to do
+        async with app.open_pipeline(settings, create=False) as p:
+            assert "reparse --broken" in render_status(await p.store.stats())
         again = await reparse(settings, broken_only=True)
     assert (again.pages, again.completed, again.exit_code) == (2, 0, 1)
     assert list(again.still_broken) == [next(iter(again.still_broken))]
