@@ -587,6 +587,8 @@ async def reparse(
 
 async def show(p: Pipeline, doi: str, *, statements: int = 1000) -> PaperView:
     """`citepipe show`: one paper at a glance; an unknown DOI is a clear error."""
+    if statements < 0:
+        raise ConfigError(f"--statements: must be 0 or more, got {statements}")
     key = _doi_argument(doi)
     view = await p.store.paper_view(key, statements=statements)
     if view is None:
@@ -605,7 +607,10 @@ async def search(
     try:
         return await p.store.search(query, type=type, limit=limit)
     except StoreError as exc:
-        raise ConfigError(str(exc)) from None
+        raise ConfigError(
+            f'{exc} (FTS5 syntax: words, "a phrase", OR, NOT, prefix*; put words with '
+            "punctuation in double quotes)"
+        ) from None
 
 
 def _doi_argument(text: str) -> str:

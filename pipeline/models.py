@@ -264,7 +264,8 @@ class PaperView:
 
 @dataclass(frozen=True, slots=True)
 class SearchHit:
-    """A statement matching a full-text query; `highlighted` marks the matches [like so]."""
+    """A statement matching a full-text query: `highlighted` is the whole snippet with the
+    matches marked [like so], `excerpt` the part around them (about 32 words)."""
 
     id: int
     cited_doi: str
@@ -273,4 +274,5 @@ class SearchHit:
     section: str | None
     snippet: str
     highlighted: str
+    excerpt: str
     rank: float

@@ -105,9 +105,9 @@ def paper_renderable(view: PaperView) -> RenderableType:
         title=f"statements citing it ({len(view.statements)} shown)", title_justify="left"
     )
     statements.add_column("type", no_wrap=True)
-    statements.add_column("section", max_width=16)
-    statements.add_column("citing", max_width=28)
-    statements.add_column("snippet", ratio=1, min_width=30)
+    statements.add_column("section", max_width=14)
+    statements.add_column("citing", max_width=20)
+    statements.add_column("snippet", ratio=1, min_width=16)
     for s in view.statements:
         citing = s["citing_doi"] + (
             f"\n{_short(s['citing_title'], 60)}" if s["citing_title"] else ""
@@ -115,7 +115,8 @@ def paper_renderable(view: PaperView) -> RenderableType:
         statements.add_row(s["type"] or "", s["section"] or "", citing, _short(s["snippet"]))
     parts.append(statements)
     if view.citing_statements:
-        parts.append(Text(f"it cites others in {view.citing_statements} stored statements"))
+        n = view.citing_statements
+        parts.append(Text(f"it cites others in {n} stored statement{'s' if n != 1 else ''}"))
     return Group(*parts)
 
 
@@ -133,18 +134,18 @@ def hits_renderable(query: str, hits: Sequence[SearchHit]) -> RenderableType:
     if not hits:
         return Text(f"no statement matches {query!r}")
     table = Table(title=f"{len(hits)} statement(s) matching {query!r}", title_justify="left")
-    table.add_column("cited", max_width=28)
-    table.add_column("citing", max_width=28)
+    table.add_column("cited", max_width=20)
+    table.add_column("citing", max_width=18)
     table.add_column("type", no_wrap=True)
-    table.add_column("snippet", ratio=1, min_width=30)
+    table.add_column("snippet", ratio=1, min_width=16)
     for h in hits:
         snippet = Text()
-        for i, part in enumerate(_short(h.highlighted, SNIPPET_WIDTH + 40).split("[")):
+        for i, part in enumerate(h.excerpt.split("[")):
             if i == 0:
                 snippet.append(part)
                 continue
             hit, _, rest = part.partition("]")
-            snippet.append(hit, style="bold yellow")
+            snippet.append(f"[{hit}]", style="bold yellow")  # brackets stay: no colour in a pipe
             snippet.append(rest)
         table.add_row(h.cited_doi, h.citing_doi, h.type or "", snippet)
     return table

@@ -784,6 +784,7 @@ class SQLiteStore:
                 section=r["section"],
                 snippet=r["snippet"],
                 highlighted=r["highlighted"],
+                excerpt=r["excerpt"],
                 rank=float(r["rank"]),
             )
             for r in rows

@@ -733,7 +733,7 @@ async def test_search_finds_statements_by_words_and_type(store: Store) -> None:
     )
     hits = await store.search("graft")  # porter stemming: grafts, graft
     assert {h.citing_doi for h in hits} == {"10.2/x", "10.2/y"}
-    assert all("[" in h.highlighted for h in hits)
+    assert all("[" in h.highlighted and "[" in h.excerpt for h in hits)
     only = await store.search("graft", type="contrasting")
     assert [h.citing_doi for h in only] == ["10.2/y"]
     assert [h.citing_doi for h in await store.search('"survival improved"')] == ["10.2/x"]

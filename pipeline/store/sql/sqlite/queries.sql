@@ -407,6 +407,7 @@ SELECT count(*) FROM statements WHERE citing_doi = :doi;
 -- Full-text search (FTS5 query syntax), best match first (bm25); :type NULL for any.
 SELECT s.id, s.cited_doi, s.citing_doi, s.type, s.section, s.snippet,
        highlight(statements_fts, 0, '[', ']') AS highlighted,
+       snippet(statements_fts, 0, '[', ']', '…', 32) AS excerpt,
        statements_fts.rank AS rank
 FROM statements_fts
 JOIN statements AS s ON s.id = statements_fts.rowid
