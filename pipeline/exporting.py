@@ -25,13 +25,14 @@ from typing import Any
 from pipeline.errors import ConfigError
 from pipeline.store.rules import COLUMNS
 
-# The time column `--since` looks at: when a row was written or last changed.
-SINCE_COLUMNS: dict[str, str] = {
-    "papers": "first_seen_at",
-    "tallies": "observed_at",
-    "tally_history": "observed_at",
-    "statements": "last_seen_at",
-    "jobs": "updated_at",
+# The time columns `--since` looks at (any of them at or after the time): when a row was
+# written or last changed.
+SINCE_COLUMNS: dict[str, tuple[str, ...]] = {
+    "papers": ("first_seen_at", "last_crawled_at"),
+    "tallies": ("observed_at",),
+    "tally_history": ("observed_at",),
+    "statements": ("last_seen_at",),
+    "jobs": ("updated_at",),
 }
 INTEGER_COLUMNS = frozenset(
     {
@@ -166,7 +167,7 @@ class RowFilter:
     """Every `--where` must hold, and the row must be new or changed since `since`."""
 
     conditions: tuple[Condition, ...] = ()
-    since_column: str | None = None
+    since_columns: tuple[str, ...] = ()
     since: datetime | None = None
 
     @classmethod
@@ -176,17 +177,18 @@ class RowFilter:
         conditions = tuple(parse_where(table, w) for w in where)
         if since is None:
             return cls(conditions)
-        column = SINCE_COLUMNS.get(table)
-        if column is None:
+        columns = SINCE_COLUMNS.get(table)
+        if columns is None:
             have = ", ".join(SINCE_COLUMNS)
             raise ConfigError(f"--since: {table} has no time column (tables with one: {have})")
-        return cls(conditions, column, parse_since(since, now))
+        return cls(conditions, columns, parse_since(since, now))
 
     def __call__(self, row: dict[str, Any]) -> bool:
-        if self.since is not None and self.since_column is not None:
-            stamp = row.get(self.since_column)
-            if stamp is None or parse_time(str(stamp)) < self.since:
-                return False
+        if self.since is not None and not any(
+            row.get(c) is not None and parse_time(str(row[c])) >= self.since
+            for c in self.since_columns
+        ):
+            return False
         return all(c.matches(row) for c in self.conditions)
 
 

@@ -62,6 +62,10 @@ def test_since_uses_each_table_time_column() -> None:
     keep = RowFilter.build("statements", (), "1d", now=NOW)
     assert keep(row(last_seen_at="2026-12-01T00:00:00.000000Z"))
     assert not keep(row(last_seen_at="2026-11-29T00:00:00.000000Z"))
+    papers = RowFilter.build("papers", (), "1d", now=NOW)
+    old = "2026-01-01T00:00:00.000000Z"
+    assert papers({"first_seen_at": old, "last_crawled_at": "2026-12-01T11:00:00Z"})
+    assert not papers({"first_seen_at": old, "last_crawled_at": None})
     with pytest.raises(ConfigError, match="authors has no time column"):
         RowFilter.build("authors", (), "1d", now=NOW)
 
