@@ -46,6 +46,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/store.py
 	$(BIN)/python benchmarks/e2e.py
 	$(BIN)/python benchmarks/bare.py
+	$(BIN)/python benchmarks/reparse.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache data/demo.sqlite*
