@@ -106,6 +106,7 @@ async def reparse(
     summary = ReparseSummary()
     slots = asyncio.Semaphore(IN_FLIGHT)
     tasks: set[asyncio.Task[None]] = set()
+    revived: set[str] = set()  # reports with a dead job done now
 
     async def commit(completion: Completion, was_dead: bool) -> None:
         try:
@@ -116,6 +117,7 @@ async def reparse(
         else:
             if was_dead:
                 summary.completed += 1
+                revived.add(completion.job.doi)
             else:
                 summary.rewritten += 1
         finally:
@@ -144,6 +146,8 @@ async def reparse(
         task.add_done_callback(tasks.discard)
     if tasks:
         await asyncio.gather(*tasks)
+    if revived:
+        await store.settle_reparsed(sorted(revived))
     summary.queued_after = await store.pending()
     return summary
 

@@ -186,6 +186,11 @@ class PageArchive(Protocol):
         """Stream kept pages with their jobs, in `(doi, page)` order (any number): only
         broken ones with `broken_only`, only these DOIs' with `dois`."""
 
+    async def settle_reparsed(self, dois: Sequence[str]) -> int:
+        """After a reparse completed dead jobs of these reports: a report none of whose
+        jobs is dead any more is whole again (`incomplete` back to 0), as a fresh crawl
+        would have left it. Returns how many papers changed."""
+
 
 class ResultReader(Protocol):
     """Reading results for people: one paper, and full-text search over statements."""

@@ -746,6 +746,12 @@ class SQLiteStore:
                 return
             params = {**params, "after_doi": rows[-1]["doi"], "after_page": rows[-1]["page"]}
 
+    async def settle_reparsed(self, dois: Sequence[str]) -> int:
+        rows = [{"dois": json.dumps(sorted(set(dois)))}]
+        return await self._transaction(
+            "settle reparsed", self._executemany("settle_reparsed", rows)
+        )
+
     # ------------------------------------------------------------ show and search
 
     async def paper_view(self, doi: str, *, statements: int = 1000) -> PaperView | None:

@@ -688,6 +688,20 @@ async def test_a_completion_forgets_the_broken_page_of_its_job(store: Store, clo
     assert [p async for p in store.kept_pages()] == []
 
 
+async def test_a_report_whose_dead_pages_completed_is_whole_again(store: Store) -> None:
+    await crawl(store, result())
+    await store.enqueue([new("10.1/a", 2)])
+    job = await claim_one(store, "10.1/a", 2)
+    await store.fail(job, "broken page: e", None)
+    await store.enqueue([new("10.1/b")])
+    await store.fail(await claim_one(store, "10.1/b"), "not found (404)", None)
+    assert (await paper(store, "10.1/a"))["incomplete"] == 1
+    assert await store.settle_reparsed(["10.1/a"]) == 0  # page 2 still dead
+    await store.complete(Completion(job=job, result=result()))  # reparsed: done
+    assert await store.settle_reparsed(["10.1/a", "10.1/b"]) == 1
+    assert (await paper(store, "10.1/a"))["incomplete"] == 0
+
+
 async def test_kept_pages_stream_past_one_chunk(store: Store) -> None:
     dois = [f"10.1/{i:04d}" for i in range(250)]
     await store.enqueue([new(d) for d in dois])

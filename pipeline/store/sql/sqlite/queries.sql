@@ -367,6 +367,12 @@ WHERE (p.doi, p.page) > (:after_doi, :after_page)
 ORDER BY p.doi, p.page
 LIMIT :limit;
 
+-- name: settle_reparsed
+-- Reports whose dead pages a reparse completed: whole again once no job of theirs is dead.
+UPDATE papers SET incomplete = 0
+WHERE doi IN (SELECT value FROM json_each(:dois)) AND incomplete = 1
+  AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.doi = papers.doi AND jobs.state = 'dead');
+
 -- ---------------------------------------------------------------- show and search
 
 -- name: show_paper
