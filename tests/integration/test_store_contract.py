@@ -752,8 +752,9 @@ async def test_search_finds_statements_by_words_and_type(store: Store) -> None:
     assert [h.citing_doi for h in only] == ["10.2/y"]
     assert [h.citing_doi for h in await store.search('"survival improved"')] == ["10.2/x"]
     assert len(await store.search("graft", limit=1)) == 1
-    with pytest.raises(StoreError, match="bad search query"):
-        await store.search('"unbalanced')
+    if isinstance(store, SQLiteStore):  # FTS5 syntax; PostgreSQL's websearch reads any text
+        with pytest.raises(StoreError, match="bad search query"):
+            await store.search('"unbalanced')
 
 
 async def test_a_statement_seen_again_is_one_search_match(store: Store) -> None:
