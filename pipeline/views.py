@@ -7,14 +7,13 @@ Pure presentation: the values come from the store's `ResultReader` role.
 
 from __future__ import annotations
 
-import io
 from collections.abc import Sequence
 from dataclasses import asdict
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from rich.console import Console, Group, RenderableType
+from rich.console import Group, RenderableType
 from rich.table import Table
 from rich.text import Text
 
@@ -149,13 +148,6 @@ def hits_renderable(query: str, hits: Sequence[SearchHit]) -> RenderableType:
             snippet.append(rest)
         table.add_row(h.cited_doi, h.citing_doi, h.type or "", snippet)
     return table
-
-
-def render_text(renderable: RenderableType, *, width: int | None = None) -> str:
-    """A renderable as plain text (no colours): for pipes and tests."""
-    out = io.StringIO()
-    Console(file=out, width=width or 120, no_color=True, highlight=False).print(renderable)
-    return out.getvalue()
 
 
 def plot_history(view: PaperView, path: str | Path) -> Path:
