@@ -122,7 +122,7 @@ TABLES: dict[str, dict[str, Any]] = {
         },
     },
 }
-HIDDEN = ("runs", "hosts", "schema_version")  # bookkeeping, not results
+HIDDEN = ("runs", "hosts", "schema_version", "search_bulk")  # bookkeeping, not results
 
 
 def datasette_metadata(db_path: str | Path) -> dict[str, Any]:

@@ -545,9 +545,16 @@ class SQLiteStore:
     def _write_pages(self, conn: sqlite3.Connection, items: list[Completion]) -> None:
         states = self._report_states(conn, rules.page_one_dois(items))
         plan = rules.plan_completions(items, states, self._now(), self._policy)
+        bulk = bool(plan.upsert_statement)
+        if bulk:  # the batch's new statements are indexed below, in one statement
+            conn.execute(self._sql["search_bulk_begin"])
+            top = conn.execute(self._sql["statements_top"]).fetchone()[0]
         for name, rows in plan.steps():
             if rows:
                 conn.executemany(self._sql[name], [_encode(r) for r in rows])
+        if bulk:
+            conn.execute(self._sql["search_index_new"], {"after_id": top})
+            conn.execute(self._sql["search_bulk_end"])
         if plan.follow_ups:
             self._enqueue_rows(conn, plan.follow_ups)
         conn.executemany(self._sql["mark_done"], [_encode(r) for r in plan.mark_done])

@@ -552,3 +552,33 @@ async def test_datasette_metadata_describes_only_real_tables_and_columns(tmp_pat
     assert set(HIDDEN) <= set(tables)
     assert set(COLUMNS) <= set(tables)
     assert all(set(tables[t]["columns"]) == set(COLUMNS[t]) for t in COLUMNS if t != "jobs")
+
+
+async def test_the_search_index_follows_every_writer(tmp_path: Path) -> None:
+    """citepipe's writer indexes a batch's new statements in one statement; any other
+    writer (sqlite3, Datasette) is indexed by the triggers: inserts, edits, deletes."""
+    path = tmp_path / "s.sqlite"
+    paper = Paper(doi="10.1234/a", title="A")
+    async with SQLiteStore(path) as store:
+        await store.enqueue([NewJob("10.1234/a", "http://site/r/a")])
+        (job,) = await store.claim("w", 1, 30)
+        said = (Statement("10.1234/b", "wombats dig burrows"), Statement("10.1234/c", "otters"))
+        await store.complete(Completion(job, ParseResult(paper, Tally(), statements=said)))
+        assert {h.citing_doi for h in await store.search("wombat*")} == {"10.1234/b"}
+    with db(path) as conn:
+        assert conn.execute("SELECT bulk FROM search_bulk").fetchall() == [(0,)]
+        conn.execute(
+            "INSERT INTO statements (cited_doi, citing_doi, snippet, snippet_hash, "
+            "first_seen_at, last_seen_at) VALUES ('10.1234/a', '10.1234/c', "
+            "'wombats again', 'h', 'x', 'x')"
+        )
+        conn.execute("UPDATE statements SET snippet = 'badgers now' WHERE snippet = 'otters'")
+        conn.execute("DELETE FROM statements WHERE snippet = 'wombats dig burrows'")
+        conn.commit()
+        matches = conn.execute(
+            "SELECT s.snippet FROM statements_fts JOIN statements s ON s.id = statements_fts.rowid "
+            "WHERE statements_fts MATCH ? ORDER BY 1",
+            ("wombats OR badgers OR otters",),
+        ).fetchall()
+        assert matches == [("badgers now",), ("wombats again",)]
+        conn.execute("INSERT INTO statements_fts (statements_fts) VALUES ('integrity-check')")

@@ -174,6 +174,21 @@ ON CONFLICT (cited_doi, citing_doi, snippet_hash) DO UPDATE SET
     type = coalesce(excluded.type, statements.type),
     confidence = coalesce(excluded.confidence, statements.confidence);
 
+-- name: search_bulk_begin
+-- The writer's batch indexes its new statements itself (migration 4, `search_bulk`).
+UPDATE search_bulk SET bulk = 1;
+
+-- name: statements_top
+SELECT coalesce(max(id), 0) FROM statements;
+
+-- name: search_index_new
+-- The statements this transaction added (ids above :after_id), indexed in one statement.
+INSERT INTO statements_fts (rowid, snippet)
+SELECT id, snippet FROM statements WHERE id > :after_id;
+
+-- name: search_bulk_end
+UPDATE search_bulk SET bulk = 0;
+
 -- ---------------------------------------------------------------- status
 
 -- name: jobs_by_state
