@@ -227,7 +227,8 @@ class KeptPage:
     that `citepipe reparse` can read it again with the current selectors, no request.
 
     `broken` pages failed to parse (`error` says why); with `keep_pages = "all"` every
-    fetched page is kept. One per job: `(doi, page)`.
+    fetched page is kept. One per job: `(doi, page)`. `url` is where the body came from
+    (after redirects): its relative links are read against it.
     """
 
     doi: str

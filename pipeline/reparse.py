@@ -156,7 +156,8 @@ def _completion(worker: Worker, stored: StoredPage, keep_all: bool) -> Completio
     """The completion a crawl would build for this page, dated when it was fetched."""
     kept = stored.kept
     job = dataclasses.replace(stored.job, content_hash=None)  # parse even if unchanged
-    page = Page(url=kept.url, final_url=kept.url, status=200, body=kept.body)
+    # as fetched: asked for at the job's address, the body from where redirects led
+    page = Page(url=stored.job.url, final_url=kept.url, status=200, body=kept.body)
     completion = worker.completion(job, page)
     keep = keep_all or not kept.broken  # a page kept as good stays kept
     return dataclasses.replace(

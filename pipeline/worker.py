@@ -282,7 +282,7 @@ class Worker:
         result = None if digest == job.content_hash else self.source.parse(page)
         kept = None
         if result is not None and self.options.keep_pages == "all":
-            kept = KeptPage(job.doi, job.page, page.url, now, page.body)
+            kept = KeptPage(job.doi, job.page, page.final_url, now, page.body)
         follow = self._next_page(job, result)
         if result is not None and job.depth > 0 and job.page == 1:
             follow += tuple(
@@ -341,7 +341,7 @@ class Worker:
 
     async def _keep_broken(self, job: Job, page: Page, error: ParseError) -> str:
         """Keep a broken page in the store (for `citepipe reparse`); say whether it was."""
-        kept = KeptPage(job.doi, job.page, page.url, self._now(), page.body, True, str(error))
+        kept = KeptPage(job.doi, job.page, page.final_url, self._now(), page.body, True, str(error))
         try:
             await self.store.keep_page(kept)
         except PipelineError as exc:

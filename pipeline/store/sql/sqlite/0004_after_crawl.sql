@@ -8,7 +8,7 @@
 CREATE TABLE pages (
     doi         TEXT NOT NULL,
     page        INTEGER NOT NULL CHECK (page >= 1),
-    url         TEXT NOT NULL,                      -- the address the page came from
+    url         TEXT NOT NULL,                      -- where the body came from
     fetched_at  TEXT NOT NULL,
     broken      INTEGER NOT NULL CHECK (broken IN (0, 1)),
     error       TEXT,                               -- why it did not parse (broken = 1)
