@@ -228,7 +228,10 @@ class KeptPage:
 
     `broken` pages failed to parse (`error` says why); with `keep_pages = "all"` every
     fetched page is kept. One per job: `(doi, page)`. `url` is where the body came from
-    (after redirects): its relative links are read against it.
+    (after redirects): its relative links are read against it. `packed` is the body
+    already compressed (`rules.pack_page`), when the caller did it: the worker does, on
+    its own thread, so that the store's writer thread does not hand Python's GIL back and
+    forth once a page.
     """
 
     doi: str
@@ -238,6 +241,7 @@ class KeptPage:
     body: bytes
     broken: bool = False
     error: str | None = None
+    packed: bytes | None = field(default=None, compare=False, repr=False)  # body, zlib'd
 
 
 @dataclass(frozen=True, slots=True)

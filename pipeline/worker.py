@@ -33,6 +33,7 @@ from pipeline.politeness import host_key
 from pipeline.retry import RetryPolicy
 from pipeline.sources.base import Source
 from pipeline.store.base import Store
+from pipeline.store.rules import pack_page
 
 log = structlog.get_logger("citepipe.worker")
 
@@ -282,7 +283,8 @@ class Worker:
         result = None if digest == job.content_hash else self.source.parse(page)
         kept = None
         if result is not None and self.options.keep_pages == "all":
-            kept = KeptPage(job.doi, job.page, page.final_url, now, page.body)
+            packed = pack_page(page.body)  # here, not on the store's writer thread
+            kept = KeptPage(job.doi, job.page, page.final_url, now, page.body, packed=packed)
         follow = self._next_page(job, result)
         if result is not None and job.depth > 0 and job.page == 1:
             follow += tuple(

@@ -387,8 +387,13 @@ def _done_params(c: Completion, now: datetime) -> Params:
 PAGE_COMPRESSION = 1
 
 
+def pack_page(body: bytes) -> bytes:
+    """A page's body as the store keeps it: zlib (RFC 1950) at `PAGE_COMPRESSION`."""
+    return zlib.compress(body, PAGE_COMPRESSION)
+
+
 def page_params(page: KeptPage) -> Params:
-    """Row for the `keep_page` write: the body zlib-compressed (RFC 1950)."""
+    """Row for the `keep_page` write: the body zlib-compressed (here unless `packed`)."""
     return {
         "doi": page.doi,
         "page": page.page,
@@ -397,7 +402,7 @@ def page_params(page: KeptPage) -> Params:
         "broken": page.broken,
         "error": page.error,
         "size": len(page.body),
-        "body": zlib.compress(page.body, PAGE_COMPRESSION),
+        "body": page.packed if page.packed is not None else pack_page(page.body),
     }
 
 
