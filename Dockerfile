@@ -1,4 +1,6 @@
-# citepipe: slim runtime image, non-root, only runtime dependencies.
+# citepipe: slim runtime image, non-root (uid 10001), only runtime dependencies. The store
+# goes to the /data volume (CITEPIPE_DB; `demo` too); /app holds the config files and is
+# never written. Build context: see .dockerignore.
 FROM python:3.11-slim AS build
 WORKDIR /src
 COPY pyproject.toml README.md ./

@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all lint typecheck unit integration acceptance bench clean
+.PHONY: setup demo test test-all test-containers lint typecheck unit integration acceptance bench clean
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
@@ -32,6 +32,11 @@ test: $(STAMP) lint typecheck
 test-all: $(STAMP) lint typecheck
 	$(BIN)/pytest -q tests
 
+# The image and the compose file on a real Docker engine (tests/containers, collected only
+# with --containers). It fails, never skips, when no engine answers `docker info`.
+test-containers: $(STAMP)
+	$(BIN)/pytest -q --containers tests/containers
+
 unit: $(STAMP)
 	$(BIN)/pytest -q tests/unit
 
@@ -47,6 +52,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/e2e.py
 	$(BIN)/python benchmarks/bare.py
 	$(BIN)/python benchmarks/reparse.py
+	$(BIN)/python benchmarks/addresses.py
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache data/demo.sqlite*

@@ -30,6 +30,27 @@ DOIs must end dead and why.
     offsite       302 to another host (`http://127.0.0.2:9/elsewhere` by default)
     loop          302 between /reports/{doi} and /reports/{slug}, forever
 
+*Hostile site modes* change how the whole site behaves; `NAME=1` turns one on::
+
+    creds         every link and redirect carries credentials: next links and the canonical
+                  read `http://user:secret@host:port/reports/...`, and `/reports/{doi}`
+                  redirects there (a client must strip them and never send Basic auth)
+    dots          the server decodes and normalises dot segments (`..`, `%2E%2E`, backslashes)
+                  before routing, as many servers do: a path that leads out of `/reports/`
+                  is served a 200 "private" page, logged with the fault `escaped`
+
+Hostile pagination and numbers (also permanent, per report). The pages are served (200)
+and are good reports; only their next links or counts misbehave. A careful client ends
+such a report *incomplete*, with a reason, after a bounded number of requests:
+
+    cycle           page 1 -> `?page=2` -> `?page=1`: a relative two-page cycle
+    cycle-absolute  page 1 -> `{canonical}?page=2` -> `{canonical}` (absolute links)
+    cycle-long      page 1 -> `?page=2` -> `?page=3` -> `/reports/{slug}`
+    endless         page N -> `?page=N+1`, for every N, each with new statements
+    truncated       pages stop early: half the statements, no next link after them
+    next-offsite    page 1's next link names another host (`offsite_url`'s)
+    suffixed        counts written `1.2k`, `3.4M` (the report is whole: read them right)
+
 Options: `first=N`; `seed=N` (default 0); `delay=SECONDS` for `slow` (default 2);
 `retry-after=SECONDS` for 429/503 (default 1). A rate may be written `5%`. Anything else
 is a `FaultSpecError` that says what is wrong and where.
@@ -47,8 +68,23 @@ from pipeline.errors import ConfigError
 from pipeline.normalise import doi_or_none
 
 TRANSIENT_KINDS = ("500", "502", "503", "429", "429-date", "503-date", "reset", "truncate", "slow")
-PERMANENT_KINDS = ("captcha", "login", "json", "image", "offsite", "loop")
+DEAD_KINDS = ("captcha", "login", "json", "image", "offsite", "loop")
+# hostile pagination: the reason kind a careful client records on the paper
+INCOMPLETE_KINDS: Mapping[str, str] = MappingProxyType(
+    {
+        "cycle": "pagination cycle",
+        "cycle-absolute": "pagination cycle",
+        "cycle-long": "pagination cycle",
+        "endless": "more pages than the report counts",
+        "truncated": "fewer statements than the report counts",
+        "next-offsite": "next page off the site",
+    }
+)
+PAGE_KINDS = (*INCOMPLETE_KINDS, "suffixed")  # served as report pages, altered
+PERMANENT_KINDS = (*DEAD_KINDS, *PAGE_KINDS)
 OPTIONS = ("first", "seed", "delay", "retry-after")
+MODES = ("creds", "dots")
+CREDENTIALS = "user:secret"  # what the `creds` mode puts in every link
 _SCALE = float(1 << 64)
 
 
@@ -76,6 +112,8 @@ class FaultSpec:
     seed: int = 0
     delay: float = 2.0
     retry_after: int = 1
+    creds: bool = False  # hostile mode: credentials in every link and redirect
+    dots: bool = False  # hostile mode: dot segments normalised before routing
 
     def __post_init__(self) -> None:
         for f in self.transient:
@@ -124,6 +162,7 @@ class FaultSpec:
         transient: list[Fault] = []
         permanent: list[Fault] = []
         opts: dict[str, float] = {}
+        modes: dict[str, bool] = {}
         seen: set[str] = set()
         for pos, raw in enumerate(text.split(","), 1):
             item = raw.strip().replace(" ", "")
@@ -142,11 +181,17 @@ class FaultSpec:
             if name in OPTIONS:
                 opts[name] = _number(value, where, integer=name in ("first", "seed"))
                 continue
+            if name in MODES:
+                if value not in ("0", "1"):
+                    raise FaultSpecError(f"{where}: {name} is a mode: {name}=1 (on) or 0")
+                modes[name] = value == "1"
+                continue
             if name not in TRANSIENT_KINDS and name not in PERMANENT_KINDS:
                 raise FaultSpecError(
                     f"{where}: unknown fault {name!r}; transient kinds: "
                     f"{', '.join(TRANSIENT_KINDS)}; permanent kinds: "
-                    f"{', '.join(PERMANENT_KINDS)}; options: {', '.join(OPTIONS)}"
+                    f"{', '.join(PERMANENT_KINDS)}; options: {', '.join(OPTIONS)}; "
+                    f"modes: {', '.join(MODES)}"
                 )
             rate_text, at, first_text = value.partition("@")
             rate = _rate(rate_text, where)
@@ -170,6 +215,8 @@ class FaultSpec:
                 seed=int(opts.get("seed", 0)),
                 delay=float(opts.get("delay", 2.0)),
                 retry_after=math.ceil(opts.get("retry-after", 1)),
+                creds=modes.get("creds", False),
+                dots=modes.get("dots", False),
             )
         except FaultSpecError as exc:
             raise FaultSpecError(f"fault spec {text!r}: {exc}") from exc
@@ -196,6 +243,7 @@ class FaultSpec:
             items.append(f"delay={self.delay:g}")
         if self.retry_after != 1:
             items.append(f"retry-after={self.retry_after}")
+        items += [f"{name}=1" for name in MODES if getattr(self, name)]
         if self.permanent:
             items.append(f"+{len(self.permanent)} assigned")
         return ",".join(items) or "none"
@@ -206,7 +254,9 @@ class FaultSpec:
     def active(self) -> bool:
         """True if this spec can inject anything at all."""
         return bool(
-            any(f.rate > 0 for f in self.transient)
+            self.creds
+            or self.dots
+            or any(f.rate > 0 for f in self.transient)
             or any(f.rate > 0 for f in self.permanent_rates)
             or self.permanent
         )
@@ -242,8 +292,18 @@ class FaultSpec:
         out: dict[str, str] = {}
         for doi in dois:
             kind = self.permanent_fault(doi)
-            if kind is not None:
+            if kind is not None and kind in DEAD_KINDS:
                 out[doi] = kind
+        return out
+
+    def incomplete(self, dois: Iterable[str]) -> dict[str, str]:
+        """Of `dois`, those a correct client must store as incomplete, and the kind of
+        reason it must record (`INCOMPLETE_KINDS`)."""
+        out: dict[str, str] = {}
+        for doi in dois:
+            kind = self.permanent_fault(doi)
+            if kind is not None and kind in INCOMPLETE_KINDS:
+                out[doi] = INCOMPLETE_KINDS[kind]
         return out
 
 

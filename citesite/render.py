@@ -19,6 +19,7 @@ import json
 import random
 import re
 import unicodedata
+from dataclasses import dataclass
 from html import escape
 from typing import Final
 
@@ -76,6 +77,39 @@ def _num(n: int, seps: bool) -> str:
     return f"{n:,}" if seps else str(n)
 
 
+_SUFFIXES: Final = ((1_000_000_000, "B"), (1_000_000, "M"), (1_000, "k"))
+
+
+def suffixed_count(n: int) -> str:
+    """A count as some sites show it: `999`, `1.2k`, `3.4M` (one decimal, rounded)."""
+    for scale, suffix in _SUFFIXES:
+        if n >= scale:
+            tenths = round(n * 10 / scale)
+            whole, tenth = divmod(tenths, 10)
+            return f"{whole}.{tenth}{suffix}" if tenth else f"{whole}{suffix}"
+    return str(n)
+
+
+def suffixed_value(n: int) -> int:
+    """What `suffixed_count(n)` means, read whole: 1234 -> `1.2k` -> 1200."""
+    for scale, _ in _SUFFIXES:
+        if n >= scale:
+            return round(n * 10 / scale) * scale // 10
+    return n
+
+
+@dataclass(frozen=True, slots=True)
+class PageLinks:
+    """A hostile site's pagination for one page (the local site's fault modes): the page
+    number and page count shown, the next link's `href` as written (None: no next link),
+    and whether counts are written with suffixes (`1.2k`)."""
+
+    page: int
+    pages: int
+    next_href: str | None
+    suffixed: bool = False
+
+
 class _Page:
     """Per-page markup choices and the helpers that apply them."""
 
@@ -93,6 +127,7 @@ class _Page:
         "rng",
         "seps",
         "shuffle",
+        "suffixed",
         "type_case",
     )
 
@@ -111,6 +146,11 @@ class _Page:
         self.nfd = rng.random() < 0.07
         self.nbsp = rng.random() < 0.1
         self.comments = rng.random() < 0.5
+        self.suffixed = False
+
+    def num(self, n: int) -> str:
+        """A count as this page writes it: `1,234`, `1234`, or (a fault mode) `1.2k`."""
+        return suffixed_count(n) if self.suffixed else _num(n, self.seps)
 
     def tag(self, name: str, attrs: list[tuple[str, str]]) -> str:
         """An opening tag; attribute order and quoting vary."""
@@ -407,7 +447,6 @@ def _header(p: _Page, report: SiteReport, style: ReportStyle, ind: str) -> list[
 
 def _tallies(p: _Page, report: SiteReport, ind: str) -> list[str]:
     t = report.tallies
-    seps = p.seps
     out = [f"{ind}{p.tag('section', [('class', p.cls('report-tallies', 'row', 'summary'))])}\n"]
     form = p.rng.randrange(3)
     for kind, count in (
@@ -418,7 +457,7 @@ def _tallies(p: _Page, report: SiteReport, ind: str) -> list[str]:
         if count is None:
             continue
         label = kind.capitalize()
-        shown = _num(count, seps)
+        shown = p.num(count)
         if form == 0:
             out.append(
                 f"{ind}  {p.tag('div', [('class', 'tally'), ('data-type', kind)])}"
@@ -444,17 +483,16 @@ def _tallies(p: _Page, report: SiteReport, ind: str) -> list[str]:
         parts = []
         if t.citing_publications is not None:
             n = t.citing_publications
-            parts.append(f"Cited by {_num(n, seps)} publication{_PLURAL[n == 1]}")
+            parts.append(f"Cited by {p.num(n)} publication{_PLURAL[n == 1]}")
         if t.citation_statements is not None:
             n = t.citation_statements
-            stm = f"({_num(n, seps)} citation statement{_PLURAL[n == 1]})"
+            stm = f"({p.num(n)} citation statement{_PLURAL[n == 1]})"
             parts.append(f"<span>{stm}</span>" if p.rng.random() < 0.6 else stm)
         out.append(f'{ind}  <p class="cited-by">{" ".join(parts)}</p>\n')
     if t.references_count is not None:
         n = t.references_count
         out.append(
-            f'{ind}  <p class="references">References {_num(n, seps)} '
-            f"publication{_PLURAL[n == 1]}</p>\n"
+            f'{ind}  <p class="references">References {p.num(n)} publication{_PLURAL[n == 1]}</p>\n'
         )
     out.append(f"{ind}</section>\n")
     return out
@@ -487,11 +525,7 @@ def _facets(p: _Page, report: SiteReport, ind: str) -> list[str]:
                 f"{ind}  {p.tag('div', [('class', facet_cls), ('data-facet', f.facet)])}"
                 f"<h3>{_esc(title)}</h3><ul>\n"
             )
-        count = (
-            ""
-            if f.count is None
-            else (f' <span class="facet-count">{_num(f.count, p.seps)}</span>')
-        )
+        count = "" if f.count is None else (f' <span class="facet-count">{p.num(f.count)}</span>')
         label = f'<span class="facet-label">{p.text(f.label)}</span>'
         if p.extra:
             label = f'<a href="?{_attr(f.facet)}=1">{label}</a>'
@@ -616,16 +650,33 @@ def _pagination(
     return f'{ind}<nav class="pagination">{" ".join(parts)}</nav>\n'
 
 
+def _hostile_pagination(p: _Page, links: PageLinks, ind: str) -> str:
+    parts = [f'<span class="page-info">Page {links.page} of {links.pages}</span>']
+    if links.next_href is not None:
+        attrs = [("rel", "next"), ("href", links.next_href), ("class", "btn")]
+        parts.append(p.tag("a", attrs) + "Next</a>")
+    return f'{ind}<nav class="pagination">{" ".join(parts)}</nav>\n'
+
+
 def render_page(
-    report: SiteReport, page: int, base_url: str, per_page: int = DEFAULT_PER_PAGE
+    report: SiteReport,
+    page: int,
+    base_url: str,
+    per_page: int = DEFAULT_PER_PAGE,
+    links: PageLinks | None = None,
 ) -> bytes:
-    """Page `page` (1-based) of `report` as served at `base_url`; ValueError if no such page."""
+    """Page `page` (1-based) of `report` as served at `base_url`; ValueError if no such page.
+
+    `links` replaces the page's pagination (a fault mode of the local site): `page` then
+    picks the statements shown, `links` what the page says about its number and next page.
+    """
     pages = page_count(report, per_page)
     if not 1 <= page <= pages:
         raise ValueError(f"{report.doi} has {pages} page(s), not page {page}")
     base = base_url.rstrip("/")
     style = report_style(report.doi)
     p = _Page(page_seed(report.doi, page), base)
+    p.suffixed = links is not None and links.suffixed
     rng = p.rng
     canonical = canonical_url(base, report)
     skipped = report.statements[: (page - 1) * per_page]
@@ -664,7 +715,10 @@ def render_page(
     out.append(f"{ind}</ol>\n")
     if list_wrap:
         out.append(f"{ind}</div>\n")
-    out.append(_pagination(p, report, style, page, pages, canonical, ind))
+    if links is None:
+        out.append(_pagination(p, report, style, page, pages, canonical, ind))
+    else:
+        out.append(_hostile_pagination(p, links, ind))
     out.append("</main>\n")
     if wrap:
         out.append("</div></div>\n")
@@ -699,6 +753,11 @@ LOGIN_PAGE: Final = _simple(
     '<form action="/login" method="post"><label>Email <input name="email"></label>'
     '<label>Password <input type="password" name="password"></label>'
     "<button>Log in</button></form><p>Reports are free for registered users.</p></main>\n",
+)
+PRIVATE_PAGE: Final = _simple(
+    "Private | Citation index",
+    '<main class="private"><h1>Staff only</h1><p>This area is not part of the public '
+    "report pages.</p></main>\n",
 )
 NOT_FOUND_PAGE: Final = _simple(
     "Not found | Citation index",

@@ -16,6 +16,12 @@ log as JSON), `/__site/stats` (counts by status and fault), `/__site/reports` (t
 truth as JSON lines), `/__site/expected?doi=D&page=N`, `/__site/faults` (the spec and the
 DOIs that must end dead).
 
+Links in pages (canonical, next page, citing reports) are absolute. They name the site's
+public address: `public_url` when given (`citepipe site --public-url URL`, for a site
+behind a proxy), else the `Host` the request was sent to, so a site bound to `0.0.0.0`
+and reached as `http://site:8080` (a compose service name) links to `http://site:8080`.
+`base_url` is the address it is bound to.
+
 `site.warm()` renders every page ahead (benchmarks); `citepipe site` runs the site from
 the command line (`add_arguments` + `run`).
 """
@@ -29,11 +35,13 @@ import dataclasses
 import hashlib
 import json
 import math
+import re
 import signal
 import socket
 import struct
 import sys
 import time
+import unicodedata
 from collections import Counter, OrderedDict, deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
@@ -42,7 +50,7 @@ from email.utils import format_datetime, formatdate, parsedate_to_datetime
 from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, unquote
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from aiohttp import web
 
@@ -50,19 +58,22 @@ from citesite.dataset import (
     DEFAULT_PER_PAGE,
     GeneratedReports,
     SiteReport,
+    canonical_url,
     demo_dataset_path,
     expected_page,
     iter_dataset,
     page_count,
     report_to_dict,
 )
-from citesite.faults import FaultSpec, FaultSpecError
+from citesite.faults import CREDENTIALS, PAGE_KINDS, FaultSpec, FaultSpecError
 from citesite.render import (
     CAPTCHA_PAGE,
     CONTENT_TYPE,
     LOGIN_PAGE,
     NOT_FOUND_PAGE,
+    PRIVATE_PAGE,
     RENDER_VERSION,
+    PageLinks,
     error_page,
     render_page,
 )
@@ -77,6 +88,26 @@ _PNG = bytes.fromhex(
 )
 _REPORTS = "/reports/"
 _BODY_FAULTS = frozenset({"slow", "reset", "truncate"})
+# A Host header the site will name in its links: a name or IPv4 address, or a bracketed
+# IPv6 address, and an optional port. Anything else falls back to the bound address.
+_HOST = re.compile(
+    r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?"
+)
+
+
+def public_url_or_error(url: str) -> str:
+    """`url` without a trailing slash if it is an http(s) URL with a host and no path,
+    query or fragment (what links are built on); else ValueError saying so."""
+    parts = urlsplit(url)
+    if (
+        parts.scheme not in ("http", "https")
+        or not parts.netloc
+        or parts.path not in ("", "/")
+        or parts.query
+        or parts.fragment
+    ):
+        raise ValueError(f"{url!r} is not an http(s) address such as http://site:8080")
+    return url.rstrip("/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,6 +128,7 @@ class RequestRecord:
     if_modified_since: str | None = None
     user_agent: str | None = None
     retry_after_until: float | None = None
+    authorization: str | None = None  # what a client must never send (credentials)
 
 
 @dataclass(frozen=True, slots=True)
@@ -199,6 +231,34 @@ def _epoch(iso: str) -> int:
     return int(dt.timestamp())
 
 
+def normalise_dots(path_qs: str) -> str:
+    """The path as a server that decodes and normalises it would route it: percent-decoded
+    (repeatedly), NFKC, `\\` read as `/`, `;params` of dot segments dropped, `.` and `..`
+    resolved. A path without dot segments is returned unchanged (still encoded)."""
+    path, sep, query = path_qs.partition("?")
+    decoded = path
+    for _ in range(4):
+        decoded = unquote(decoded)
+    decoded = unicodedata.normalize("NFKC", decoded).replace("\\", "/")
+    segments = [_dot_or_self(seg) for seg in decoded.split("/")]
+    if not any(seg in (".", "..") for seg in segments):
+        return path_qs
+    kept: list[str] = []
+    for seg in segments[1:]:
+        if seg == "..":
+            if kept:
+                kept.pop()
+        elif seg != ".":
+            kept.append(seg)
+    return "/" + quote("/".join(kept)) + sep + query
+
+
+def _dot_or_self(segment: str) -> str:
+    """`..;x` reads as `..` (servers drop a dot segment's `;params`); others unchanged."""
+    bare = segment.split(";", 1)[0]
+    return bare if bare in (".", "..") else segment
+
+
 def _etag_matches(header: str, etag: str) -> bool:
     if header.strip() == "*":
         return True
@@ -228,9 +288,11 @@ class CitationSite:
         offsite_url: str = OFFSITE_URL,
         max_log: int | None = 1_000_000,
         robots_status: int | None = 200,
+        public_url: str | None = None,
     ) -> None:
         if per_page < 1:
             raise ValueError("per_page must be >= 1")
+        self.public_url = public_url_or_error(public_url) if public_url else None
         self._reports = _Reports(_as_mapping(reports))
         self.host = host
         self.port = port
@@ -242,7 +304,7 @@ class CitationSite:
         # Settable while serving.
         self.robots_status = robots_status
         self.offsite_url = offsite_url
-        self._cache: OrderedDict[tuple[str, int, int], tuple[bytes, str]] = OrderedDict()
+        self._cache: OrderedDict[tuple[str, int, int, str], tuple[bytes, str]] = OrderedDict()
         self._cache_size = cache_size
         self._fingerprints: OrderedDict[tuple[str, int], str] = OrderedDict()
         self._log: deque[RequestRecord] = deque(maxlen=max_log)
@@ -324,6 +386,26 @@ class CitationSite:
             "faults": str(self.faults),
         }
 
+    @property
+    def public_base(self) -> str:
+        """The address pages link to when the request names none: `public_url`, else
+        `base_url`."""
+        return self.public_url or self.base_url
+
+    def link_base(self, host: str | None) -> str:
+        """The address links are built on for a request sent to `host` (its Host
+        header): `public_url` if set, else `http://{host}`, else `base_url`; with
+        credentials in the `creds` mode (`http://user:secret@host:port`)."""
+        if self.public_url is not None:
+            base = self.public_url
+        elif host and _HOST.fullmatch(host):
+            base = f"http://{host}"
+        else:
+            base = self.base_url
+        if not self.faults.creds:
+            return base
+        return base.replace("://", f"://{CREDENTIALS}@", 1)
+
     def url_for(self, doi: str) -> str:
         """`{base}/reports/{doi}`, the address a client starts from."""
         return report_address(self.base_url, doi)
@@ -332,9 +414,10 @@ class CitationSite:
         """How many pages the report for `doi` has."""
         return page_count(self._reports[doi], self.per_page)
 
-    def expected(self, doi: str, page: int = 1) -> ParseResult:
-        """`expected_page` for a report of this site (a `ParseResult`)."""
-        return expected_page(self._reports[doi], page, self.base_url, self.per_page)
+    def expected(self, doi: str, page: int = 1, base_url: str | None = None) -> ParseResult:
+        """`expected_page` for a report of this site (a `ParseResult`), as served to a
+        client that reached it at `base_url` (default `public_base`)."""
+        return expected_page(self._reports[doi], page, base_url or self.public_base, self.per_page)
 
     def dead(self) -> dict[str, str]:
         """DOIs a correct client must end with as failed (permanent faults), and why."""
@@ -371,20 +454,35 @@ class CitationSite:
             for page in range(1, page_count(report, self.per_page) + 1):
                 n += 1
                 self._cache_size = max(self._cache_size, n)
-                self._page(report, page)
+                self._page(report, page, self.public_base)
         return n
 
     # ------------------------------------------------------------------ pages
 
-    def _page(self, report: SiteReport, page: int) -> tuple[bytes, str]:
+    def _page(self, report: SiteReport, page: int, base: str) -> tuple[bytes, str]:
         version = self._reports.version.get(report.doi, 0)
-        key = (report.doi, page, version)
+        key = (report.doi, page, version, base)
         hit = self._cache.get(key)
         if hit is not None:
             self._cache.move_to_end(key)
             return hit
-        body = render_page(report, page, self.base_url, self.per_page)
-        value = (body, f'"{self._fingerprint(report, version)}-{self.per_page}-{page}"')
+        mode = self.faults.permanent_fault(report.doi)
+        mode = mode if mode in PAGE_KINDS else None
+        links = self._links(report, page, mode, base)
+        real = page_count(report, self.per_page)
+        chunk = page if links is None else (page - 1) % real + 1  # beyond: statements repeat
+        if mode == "endless" and page > real:  # endless: new statements on every page
+            chunk = 1
+            report = dataclasses.replace(
+                report,
+                statements=tuple(
+                    dataclasses.replace(s, snippet=f"{s.snippet} (page {page})")
+                    for s in report.statements[: self.per_page]
+                ),
+            )
+        body = render_page(report, chunk, base, self.per_page, links)
+        tag = f"-{mode}" if mode else ""
+        value = (body, f'"{self._fingerprint(report, version)}-{self.per_page}-{page}{tag}"')
         self._cache[key] = value
         if len(self._cache) > self._cache_size:
             self._cache.popitem(last=False)
@@ -401,7 +499,7 @@ class CitationSite:
         return fp
 
     def _serve(self, request: web.Request, report: SiteReport, page: int) -> _Answer:
-        body, etag = self._page(report, page)
+        body, etag = self._page(report, page, self.link_base(request.headers.get("Host")))
         modified = _http_date(report.updated_at)
         headers = {
             "ETag": etag,
@@ -436,6 +534,11 @@ class CitationSite:
         path_qs = request.raw_path
         self._attempts[path_qs] += 1
         attempt = self._attempts[path_qs]
+        if self.faults.dots:  # the hostile mode: normalise first, as many servers do
+            normalised = normalise_dots(path_qs)
+            if not normalised.startswith(_REPORTS):
+                return self._escaped(request, attempt)
+            path_qs = normalised
         fault = self.faults.transient_fault(path_qs, attempt)
         if fault == "slow":
             await asyncio.sleep(self.faults.delay)
@@ -491,15 +594,61 @@ class CitationSite:
         query_part = f"?page={page}" if page is not None else ""
         slug_path = f"{_REPORTS}{report.slug}{query_part}"
         perm = self.faults.permanent_fault(report.doi)
-        if perm is not None:
+        if perm is not None and perm not in PAGE_KINDS:
             return self._permanent(perm, report, by_doi, query_part, slug_path)
         style = report_style(report.doi)
         if by_doi and not (style.direct and page in (None, 1)):
-            return self._redirect(style.redirect_status, slug_path)
+            target = f"{self.link_base(None)}{slug_path}" if self.faults.creds else slug_path
+            return self._redirect(style.redirect_status, target)
         n = 1 if page is None else page
-        if not 1 <= n <= page_count(report, self.per_page):
+        if perm == "truncated":  # pages stop early: half the statements, no word
+            report = dataclasses.replace(
+                report, statements=report.statements[: len(report.statements) // 2]
+            )
+        last = self._last_page(report, perm)
+        if n < 1 or (last is not None and n > last):
             return self._not_found()
         return report, n
+
+    def _last_page(self, report: SiteReport, mode: str | None) -> int | None:
+        """The last page a report is served with in a pagination mode (None: endless)."""
+        pages = page_count(report, self.per_page)
+        if mode == "endless":
+            return None
+        if mode in ("cycle", "cycle-absolute", "next-offsite"):
+            return max(2, pages) if mode == "next-offsite" else 2
+        if mode == "cycle-long":
+            return 3
+        return pages
+
+    def _links(
+        self, report: SiteReport, page: int, mode: str | None, base: str
+    ) -> PageLinks | None:
+        """The pagination a fault mode gives page `page` (None: the ordinary one)."""
+        if mode is None or mode == "truncated":
+            return None
+        pages = page_count(report, self.per_page)
+        canonical = canonical_url(base, report)
+        if mode == "suffixed":
+            nxt = f"?page={page + 1}" if page < pages else None
+            return PageLinks(page, pages, nxt, suffixed=True)
+        if mode == "cycle":
+            return PageLinks(page, 2, "?page=2" if page == 1 else "?page=1")
+        if mode == "cycle-absolute":
+            return PageLinks(page, 2, f"{canonical}?page=2" if page == 1 else canonical)
+        if mode == "cycle-long":
+            nxt = f"?page={page + 1}" if page < 3 else f"{_REPORTS}{report.slug}"
+            return PageLinks(page, 3, nxt)
+        if mode == "endless":
+            return PageLinks(page, page + 1, f"?page={page + 1}")
+        # next-offsite: the same pages, but page 1's next link names another host
+        other = urlsplit(self.offsite_url)
+        last = max(2, pages)
+        if page == 1:
+            return PageLinks(
+                page, last, f"{other.scheme}://{other.netloc}{_REPORTS}{report.slug}?page=2"
+            )
+        return PageLinks(page, last, f"?page={page + 1}" if page < last else None)
 
     def _permanent(
         self, kind: str, report: SiteReport, by_doi: bool, query_part: str, slug_path: str
@@ -560,6 +709,7 @@ class CitationSite:
                 if_modified_since=headers.get("If-Modified-Since"),
                 user_agent=headers.get("User-Agent"),
                 retry_after_until=answer.retry_after_until,
+                authorization=headers.get("Authorization"),
             )
         )
         self._total += 1
@@ -587,7 +737,17 @@ class CitationSite:
         self._record(request, answer, attempt)
         return web.Response(body=answer.body, headers=answer.headers)
 
+    def _escaped(self, request: web.Request, attempt: int) -> web.Response:
+        """The `dots` mode's answer to a path that normalised out of `/reports/`: a page
+        a crawler should never have reached, logged with the fault `escaped`."""
+        answer = _Answer(200, PRIVATE_PAGE, {"Content-Type": CONTENT_TYPE}, "escaped")
+        self._record(request, answer, attempt)
+        return web.Response(status=200, body=answer.body, headers=answer.headers)
+
     async def _other(self, request: web.Request) -> web.Response:
+        if self.faults.dots and normalise_dots(request.raw_path) != request.raw_path:
+            self._attempts[request.raw_path] += 1
+            return self._escaped(request, self._attempts[request.raw_path])
         answer = self._not_found()
         self._attempts[request.raw_path] += 1
         self._record(request, answer, self._attempts[request.raw_path])
@@ -621,7 +781,7 @@ class CitationSite:
         doi = doi_or_none(request.query.get("doi", "")) or ""
         try:
             page = int(request.query.get("page", "1"))
-            result = self.expected(doi, page)
+            result = self.expected(doi, page, self.link_base(request.headers.get("Host")))
         except (KeyError, ValueError) as exc:
             return web.json_response({"error": str(exc)}, status=404)
         return web.json_response(dataclasses.asdict(result))
@@ -638,6 +798,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
     parser.add_argument(
         "--port", type=int, default=8765, help="port (default %(default)s; 0 picks a free one)"
+    )
+    parser.add_argument(
+        "--public-url",
+        metavar="URL",
+        default=None,
+        help="the address clients reach the site at, named in its links (default: the "
+        "request's Host, e.g. http://site:8080 behind a compose service name)",
     )
     parser.add_argument(
         "--data", metavar="FILE", help="JSONL data set (default: the bundled demo set)"
@@ -700,6 +867,7 @@ async def serve_forever(
     per_page: int = DEFAULT_PER_PAGE,
     crawl_delay: float | None = None,
     cache_size: int = 2048,
+    public_url: str | None = None,
     on_start: Callable[[CitationSite], None] | None = None,
     stop: asyncio.Event | None = None,
     warm: bool = False,
@@ -714,15 +882,17 @@ async def serve_forever(
         per_page=per_page,
         crawl_delay=crawl_delay,
         cache_size=cache_size,
+        public_url=public_url,
     ) as site:
         if warm:
             site.warm()
         if on_start is not None:
             on_start(site)
         else:
+            links = site.public_url or "the address each request names (its Host)"
             print(
                 f"citation site at {site.base_url} serving {len(site.reports)} reports "
-                f"(faults: {site.faults})",
+                f"(faults: {site.faults}; links name {links})",
                 flush=True,
             )
         await (stop or asyncio.Event()).wait()
@@ -743,6 +913,13 @@ def run(args: argparse.Namespace) -> int:
         print(f"citepipe site: cannot load data: {exc}", file=sys.stderr)
         return 2
     faults = args.faults if isinstance(args.faults, FaultSpec) else FaultSpec.coerce(args.faults)
+    public_url = getattr(args, "public_url", None)
+    if public_url:
+        try:
+            public_url = public_url_or_error(public_url)
+        except ValueError as exc:
+            print(f"citepipe site: --public-url: {exc}", file=sys.stderr)
+            return 2
 
     async def serve() -> None:
         stop = asyncio.Event()
@@ -758,6 +935,7 @@ def run(args: argparse.Namespace) -> int:
             per_page=args.per_page,
             crawl_delay=args.crawl_delay,
             cache_size=args.cache_size,
+            public_url=public_url,
             warm=args.warm,
             stop=stop,
         )

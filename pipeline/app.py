@@ -31,7 +31,15 @@ from pipeline.clock import Clock, SystemClock
 from pipeline.config import Settings
 from pipeline.errors import BadInputError, ConfigError, NotFoundError, PipelineError, StoreError
 from pipeline.fetcher import AiohttpFetcher, Fetcher
-from pipeline.models import RUN_STALE_AFTER, Page, PaperView, SearchHit, StatementType
+from pipeline.models import (
+    RUN_STALE_AFTER,
+    DeadJob,
+    Page,
+    PaperView,
+    Requeued,
+    SearchHit,
+    StatementType,
+)
 from pipeline.normalise import normalise_doi
 from pipeline.reparse import ReparseSummary
 from pipeline.reparse import reparse as reparse_pages
@@ -50,16 +58,17 @@ from pipeline.sources.base import Source
 from pipeline.sources.report import ReportSource, load_selectors
 from pipeline.store import open_store
 from pipeline.store.base import Store
+from pipeline.store.sqlite import check_writable
 from pipeline.summary import InputTally, RunSummary, RunTimes
+from pipeline.urls import has_userinfo, strip_userinfo
 from pipeline.worker import RunCounters, Worker, WorkerOptions
 
 log = structlog.get_logger("citepipe")
 
 DEMO_DB = "data/demo.sqlite"
-# What `demo` sets unless a flag says otherwise: its own file, no politeness delay against
-# its own loopback site, quick retries. (base_url is the site it starts.)
+# What `demo` sets unless a flag says otherwise: no politeness delay against its own
+# loopback site, quick retries. (base_url is the site it starts; the store is `demo_db`.)
 DEMO_DEFAULTS: dict[str, Any] = {
-    "db": DEMO_DB,
     "request_delay": 0.0,
     "per_host_concurrency": 8,
     "retry_base": 0.2,
@@ -94,6 +103,7 @@ def worker_options(s: Settings, *, burst: bool) -> WorkerOptions:
         burst=burst,
         grace=s.timeout,
         keep_pages=s.keep_pages,
+        max_pages_per_report=s.max_pages_per_report,
     )
 
 
@@ -149,10 +159,16 @@ def check_store_location(settings: Settings, *, create: bool) -> None:
     if not target.is_file():
         return  # missing: the store makes it, or (create=False) refuses it
     try:
+        check_writable(path)  # before the peek below, which would leave -wal/-shm files
+    except StoreError as exc:
+        raise ConfigError(f"db: {exc}") from None
+    try:
         with target.open("rb") as f:
             header = f.read(len(_SQLITE_HEADER))
     except OSError as exc:
-        raise ConfigError(f"db: cannot read {path}: {exc.strerror}") from None
+        raise ConfigError(
+            f"db: cannot read {path}: {exc.strerror} (running as uid {os.getuid()})"
+        ) from None
     if not header:
         if not create:
             raise ConfigError(
@@ -219,7 +235,11 @@ async def open_pipeline(
     does not exist yet is an error for them, not an empty file left behind.
     """
     clock = clock or SystemClock()
-    source = source or ReportSource(load_selectors(settings.selectors or None))
+    if has_userinfo(settings.base_url):  # never stored, never sent
+        settings = dataclasses.replace(settings, base_url=strip_userinfo(settings.base_url))
+    source = source or ReportSource(
+        load_selectors(settings.selectors or None), base_url=settings.base_url
+    )
     own_store = store is None
     if own_store:
         check_store_location(settings, create=create)
@@ -229,9 +249,11 @@ async def open_pipeline(
     except StoreError as exc:
         raise ConfigError(f"db: {exc}") from None
     own_fetcher = fetcher is None
-    the_fetcher: Fetcher = (
-        fetcher if fetcher is not None else AiohttpFetcher(settings, hosts=the_store)
-    )  # politeness shared through the store
+    the_fetcher: Fetcher = (  # politeness shared through the store
+        fetcher
+        if fetcher is not None
+        else AiohttpFetcher(settings, hosts=the_store, scope=source.in_scope)
+    )
     try:
         yield Pipeline(
             settings,
@@ -460,7 +482,39 @@ async def _sleep_or_stop(clock: Clock, seconds: float, stop: Stop) -> None:
         stopper.cancel()
 
 
+# ---------------------------------------------------------------------------- retry
+
+
+async def retry(
+    p: Pipeline, *, reason: str | None = None, dois: Sequence[str] | None = None
+) -> Requeued:
+    """`citepipe retry`: queue dead jobs again at addresses rebuilt from the current
+    `base_url` by the Source (page 1 from the DOI; later pages keep their report path and
+    query on the current site), attempts reset. `reason` (a substring, any case) and
+    `dois` narrow the choice; neither means every dead job. The caller then runs a worker
+    or a crawl to fetch them."""
+    source = p.source
+
+    def address(job: DeadJob) -> str | None:
+        try:
+            return source.address(job.doi) if job.page == 1 else source.relocate(job.url)
+        except BadInputError:  # a DOI that can have no safe address stays dead
+            return None
+
+    done = await p.store.requeue_dead(address, reason=reason, dois=dois)
+    log.info("dead jobs requeued", jobs=done.jobs, reports=done.reports, kept=done.kept)
+    return done
+
+
 # ---------------------------------------------------------------------------- demo
+
+
+def demo_db(settings: Settings) -> str:
+    """The demo's store: `db` when it was set away from its default (a flag, the config
+    file or `CITEPIPE_DB`, as the container image sets it to its data volume), else the
+    demo's own `data/demo.sqlite`, so a plain `citepipe demo` never touches the real
+    store's default file."""
+    return settings.db if settings.db != Settings().db else DEMO_DB
 
 
 def demo_settings(settings: Settings, base_url: str) -> Settings:
@@ -519,6 +573,7 @@ async def demo(
     from citesite.server import CitationSite
 
     ui = ui or RunUI()
+    settings = dataclasses.replace(settings, db=demo_db(settings))
     prepare_demo_db(settings.db, force=force)
     reports = load_dataset(demo_dataset_path())
     async with CitationSite(reports, host="127.0.0.1", port=0) as site:

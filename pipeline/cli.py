@@ -27,9 +27,11 @@ from pathlib import Path
 from typing import IO, Any
 
 from pipeline import app
-from pipeline.config import Settings, load_settings
+from pipeline.config import DAY, Settings, load_settings, parse_duration
 from pipeline.errors import ConfigError, ParseError, PipelineError
 from pipeline.logs import configure_logging, redact_text
+from pipeline.models import Requeued
+from pipeline.normalise import doi_or_none
 from pipeline.progress import LiveStderr, Progress
 from pipeline.runs import RunUI, Stop, open_input
 from pipeline.store.base import EXPORT_TABLES
@@ -39,19 +41,30 @@ from pipeline.summary import (
     EXIT_SIGNAL_BASE,
     EXIT_USAGE,
     RunSummary,
+    plural,
     render_status,
 )
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 
+
+def duration_arg(text: str) -> float:
+    """A duration flag (`90`, `90s`, `15m`, `2h`, `1d`), parsed strictly: argparse names
+    the flag and exits 2 for `-5m`, `nan`, `inf` and the like."""
+    try:
+        return parse_duration(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 # Flags that map one-to-one onto settings (dest == setting name): flag, type, help.
-_SETTING_FLAGS: dict[str, tuple[type, str]] = {
+_SETTING_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "base_url": (str, "the citation site's base URL"),
     "db": (str, "the store: a SQLite file path or sqlite:///path"),
     "concurrency": (int, "pages in flight in this process"),
     "per_host_concurrency": (int, "pages in flight per host"),
-    "request_delay": (float, "seconds between request starts to one host"),
-    "timeout": (float, "seconds before a request times out"),
+    "request_delay": (duration_arg, "seconds between request starts to one host"),
+    "timeout": (duration_arg, "seconds before a request times out"),
     "max_attempts": (int, "attempts before a page is given up (dead)"),
     "user_agent": (str, "User-Agent header: name the tool and a contact"),
     "selectors": (str, "a TOML file overriding the report page selectors"),
@@ -76,33 +89,23 @@ _CRAWL_FLAGS = (
 _LOG_FLAGS = ("log_level", "log_format")
 
 
-def parse_duration(text: str) -> float:
-    """`90`, `90s`, `15m`, `2h`, `1d` -> seconds."""
-    units = {"s": 1, "m": 60, "h": 3600, "d": 86400}
-    t = text.strip().lower()
-    try:
-        if t and t[-1] in units:
-            return float(t[:-1]) * units[t[-1]]
-        return float(t)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"not a duration: {text!r} (try 90s, 15m, 2h)") from None
-
-
 def _settings_flags(
     parser: argparse.ArgumentParser,
     names: Sequence[str],
     *,
     progress: bool = False,
     defaults: dict[str, Any] | None = None,
+    shown: dict[str, str] | None = None,
 ) -> None:
-    """Add the setting flags this command uses, each with the default it applies."""
+    """Add the setting flags this command uses, each with the default it applies
+    (`shown`: the help's words for a default the command picks itself)."""
     base = Settings()
     applied = defaults or {}
     g = parser.add_argument_group("settings (override the config file and CITEPIPE_* variables)")
     g.add_argument("--config", help="TOML settings file (default config/citepipe.toml)")
     for name in names:
         kind, text = _SETTING_FLAGS[name]
-        default = applied.get(name, getattr(base, name))
+        default = (shown or {}).get(name, applied.get(name, getattr(base, name)))
         if default == "":
             default = "built in" if name == "selectors" else "none"
         flag = "--" + name.replace("_", "-")
@@ -247,7 +250,7 @@ def _add_crawl(sub: Any) -> None:
     p.add_argument("--seeds", help="file of seed DOIs (optional)")
     p.add_argument(
         "--max-duration",
-        type=parse_duration,
+        type=duration_arg,
         default=None,
         help="time budget, e.g. 20m; what is left stays queued (default none)",
     )
@@ -278,7 +281,7 @@ def _add_schedule(sub: Any) -> None:
     p.add_argument("--seeds", help="file of seed DOIs for each crawl (optional)")
     p.add_argument(
         "--max-duration",
-        type=parse_duration,
+        type=duration_arg,
         default=None,
         help="time budget of each crawl (default none)",
     )
@@ -346,7 +349,7 @@ def cmd_status(args: argparse.Namespace) -> int:
 
     stats = asyncio.run(body())
     if args.json:
-        print(json.dumps(_jsonable(stats), indent=1, sort_keys=True))
+        print(json.dumps(_jsonable(stats), indent=1, sort_keys=True, default=_json_value))
     else:
         print(render_status(stats))
     return EXIT_OK
@@ -354,6 +357,13 @@ def cmd_status(args: argparse.Namespace) -> int:
 
 def _jsonable(obj: Any) -> Any:
     return asdict(obj) if is_dataclass(obj) and not isinstance(obj, type) else obj
+
+
+def _json_value(obj: Any) -> Any:
+    """What `json` cannot write itself: datetimes (the runs' times), as ISO 8601 text."""
+    if isinstance(obj, datetime):
+        return obj.isoformat()
+    raise TypeError(f"{type(obj).__name__} is not JSON serializable")
 
 
 def _add_export(sub: Any) -> None:
@@ -460,6 +470,69 @@ def _write_metadata(settings: Settings, output: str | None) -> int:
         raise ConfigError(f"--output {output}: {exc.strerror or exc}") from None
     print(f"Datasette metadata written to {output}", file=sys.stderr)
     return EXIT_OK
+
+
+def _add_retry(sub: Any) -> None:
+    p = sub.add_parser(
+        "retry",
+        help="queue dead jobs again (after a wrong --base-url, an outage...)",
+        description="Queue dead jobs again, due now with their attempts reset, at addresses "
+        "rebuilt from the current base_url; then run `citepipe worker --burst` (or crawl) "
+        "to fetch them. Say which: --all, or --reason and/or --doi.",
+    )
+    p.add_argument(
+        "--reason",
+        metavar="TEXT",
+        help="only dead jobs whose reason contains TEXT (any case), e.g. 'connection error'",
+    )
+    p.add_argument(
+        "--doi",
+        dest="dois",
+        nargs="+",
+        action="extend",
+        metavar="DOI",
+        help="only the dead jobs of these DOIs (any spelling; repeatable)",
+    )
+    p.add_argument("--all", action="store_true", help="every dead job")
+    _settings_flags(p, ("base_url", "db", *_LOG_FLAGS))
+    p.set_defaults(handler=cmd_retry)
+
+
+def cmd_retry(args: argparse.Namespace) -> int:
+    if args.all == bool(args.reason is not None or args.dois):
+        raise ConfigError(
+            "retry: say which dead jobs: --all, or --reason TEXT and/or --doi DOI (not both)"
+        )
+    dois = None if args.dois is None else [_doi_arg(d) for d in args.dois]
+    if args.reason is not None and not args.reason.strip():
+        raise ConfigError("--reason: must not be empty (use --all for every dead job)")
+    settings = _settings(args)
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def body() -> Requeued:
+        async with app.open_pipeline(settings, create=False) as p:
+            return await app.retry(p, reason=args.reason, dois=dois)
+
+    done = asyncio.run(body())
+    if done.jobs == 0 and done.kept == 0:
+        print("no dead jobs match; nothing requeued")
+        return EXIT_OK
+    print(
+        f"requeued {plural(done.jobs, 'dead job')} of {plural(done.reports, 'report')} "
+        f"at {settings.base}/reports/"
+    )
+    if done.kept:
+        print(f"kept dead: {plural(done.kept, 'job')} with no address on {settings.base}")
+    if done.jobs:
+        print("fetch them with: citepipe worker --burst (or citepipe crawl)")
+    return EXIT_OK
+
+
+def _doi_arg(text: str) -> str:
+    doi = doi_or_none(text)
+    if doi is None:
+        raise ConfigError(f"--doi: not a DOI: {text.strip()[:200]!r}")
+    return doi
 
 
 def _add_parse(sub: Any) -> None:
@@ -628,6 +701,14 @@ def cmd_site(args: argparse.Namespace) -> int:
         raise ConfigError(f"--port: {args.port} is not a port (0 to 65535; 0 picks a free one)")
     if args.per_page < 1:
         raise ConfigError(f"--per-page: must be at least 1, got {args.per_page}")
+    if args.crawl_delay is not None and not 0 <= args.crawl_delay <= DAY:
+        raise ConfigError(f"--crawl-delay: must be 0 to {DAY:g} seconds, got {args.crawl_delay}")
+    if args.cache_size < 1:
+        raise ConfigError(f"--cache-size: must be at least 1, got {args.cache_size}")
+    if args.generate is not None and args.generate < 0:
+        raise ConfigError(f"--generate: must be >= 0, got {args.generate}")
+    if args.seed < 0:
+        raise ConfigError(f"--seed: must be >= 0, got {args.seed}")
     return run_site(args)
 
 
@@ -636,14 +717,21 @@ def _add_demo(sub: Any) -> None:
         "demo",
         help=f"crawl the bundled local site into {app.DEMO_DB}",
         description="Start the local citation site on a free loopback port, backfill its "
-        f"DOIs into a fresh store ({app.DEMO_DB} unless --db), print a summary. It replaces "
-        "only a store an earlier demo made (--force to replace anything).",
+        f"DOIs into a fresh store ({app.DEMO_DB}, unless --db or CITEPIPE_DB names another), "
+        "print a summary. It replaces only a store an earlier demo made (--force to replace "
+        "anything).",
     )
     p.add_argument(
         "--force", action="store_true", help="replace --db even if it is not a demo store"
     )
     names = [n for n in _CRAWL_FLAGS if n != "base_url"]
-    _settings_flags(p, names, progress=True, defaults=app.DEMO_DEFAULTS)
+    _settings_flags(
+        p,
+        names,
+        progress=True,
+        defaults=app.DEMO_DEFAULTS,
+        shown={"db": f"{app.DEMO_DB}, or the db setting when it is set"},
+    )
     p.set_defaults(handler=cmd_demo)
 
 
@@ -673,6 +761,7 @@ def build_parser() -> argparse.ArgumentParser:
         _add_worker,
         _add_status,
         _add_export,
+        _add_retry,
         _add_parse,
         _add_reparse,
         _add_show,

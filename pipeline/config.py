@@ -7,7 +7,9 @@ setting and where the value came from.
 
 from __future__ import annotations
 
+import math
 import os
+import re
 import tomllib
 from collections.abc import Mapping
 from dataclasses import dataclass, fields, replace
@@ -20,10 +22,14 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from pipeline.errors import ConfigError
+from pipeline.logs import redact_text
 from pipeline.models import KEEP_PAGES
 from pipeline.store import rules
+from pipeline.urls import has_userinfo, strip_userinfo
 
 DEFAULT_CONFIG_PATH = Path("config/citepipe.toml")
+DAY = 86400.0
+YEAR = 365 * DAY
 ENV_PREFIX = "CITEPIPE_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
@@ -46,6 +52,7 @@ class Settings:
     retry_cap: float = 900.0
     max_page_bytes: int = 5_000_000
     max_redirects: int = 5
+    max_pages_per_report: int = 500  # a report's crawl follows at most this many pages
     respect_robots: bool = True
     user_agent: str = "citepipe/0.1 (+https://github.com/citepipe/citepipe; citepipe@example.org)"
     depth: int = 0
@@ -66,39 +73,18 @@ class Settings:
     progress_interval: float = 60.0  # seconds between progress log lines; 0 = none
 
     def validate(self) -> Settings:
-        """Raise ConfigError for a value no run could use; return self."""
-        parts = urlsplit(self.base_url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ConfigError(f"base_url: {self.base_url!r} is not an http(s) URL")
-        positive = (
-            "concurrency",
-            "per_host_concurrency",
-            "timeout",
-            "connect_timeout",
-            "max_attempts",
-            "max_page_bytes",
-            "lease_seconds",
-            "claim_batch",
-            "writer_batch",
-            "refresh_interval",
-            "refresh_min",
-            "refresh_max",
-        )
-        for name in positive:
-            if getattr(self, name) <= 0:
-                raise ConfigError(f"{name}: must be > 0, got {getattr(self, name)!r}")
-        for name in (
-            "request_delay",
-            "quick_retries",
-            "retry_base",
-            "retry_cap",
-            "max_redirects",
-            "depth",
-            "max_duration",
-            "progress_interval",
-        ):
-            if getattr(self, name) < 0:
-                raise ConfigError(f"{name}: must be >= 0, got {getattr(self, name)!r}")
+        """Raise ConfigError, naming the setting, for a value no run could use; return the
+        settings, with any `user:password@` removed from `base_url` (never stored or sent).
+        """
+        try:
+            parts = urlsplit(self.base_url)
+            _ = parts.port  # ValueError for a port that is not one
+        except ValueError:
+            parts = urlsplit("")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"base_url: {redact_text(self.base_url)!r} is not an http(s) URL")
+        for name, (low, strict, high) in NUMBER_BOUNDS.items():
+            _check_number(name, getattr(self, name), low, strict, high)
         if self.refresh_min > self.refresh_max:
             raise ConfigError("refresh_min: must not exceed refresh_max")
         if self.keep_pages not in KEEP_PAGES:
@@ -114,6 +100,8 @@ class Settings:
         schedule_zone(self.timezone)  # raises ConfigError naming `timezone`
         if not self.user_agent.strip():
             raise ConfigError("user_agent: must not be empty")
+        if has_userinfo(self.base_url):
+            return replace(self, base_url=strip_userinfo(self.base_url))
         return self
 
     @property
@@ -125,6 +113,59 @@ class Settings:
     def base(self) -> str:
         """`base_url` without a trailing slash."""
         return self.base_url.rstrip("/")
+
+
+# What each number may be: (lowest, lowest excluded?, highest). NaN and infinity never
+# pass. The highest values are far beyond any sensible setting; they keep a typo (or
+# `1e308`) from overflowing time arithmetic or the database's integers mid-run.
+NUMBER_BOUNDS: dict[str, tuple[float, bool, float]] = {
+    "concurrency": (1, False, 10_000),
+    "per_host_concurrency": (1, False, 1_000),
+    "request_delay": (0, False, DAY),
+    "timeout": (0, True, DAY),
+    "connect_timeout": (0, True, DAY),
+    "max_attempts": (1, False, 1_000),
+    "max_pages_per_report": (1, False, 1_000_000),
+    "quick_retries": (0, False, 100),
+    "retry_base": (0, False, YEAR),
+    "retry_cap": (0, False, YEAR),
+    "max_page_bytes": (1, False, 2**31),
+    "max_redirects": (0, False, 100),
+    "depth": (0, False, 1_000),
+    "lease_seconds": (0, True, DAY),
+    "claim_batch": (1, False, 100_000),
+    "writer_batch": (1, False, 100_000),
+    "refresh_interval": (0, True, 10 * YEAR),
+    "refresh_min": (0, True, 10 * YEAR),
+    "refresh_max": (0, True, 10 * YEAR),
+    "max_duration": (0, False, YEAR),
+    "progress_interval": (0, False, YEAR),
+}
+
+
+def _check_number(name: str, value: float, low: float, strict: bool, high: float) -> None:
+    """ConfigError naming `name` unless `value` is finite and within its bounds."""
+    if not math.isfinite(value):
+        raise ConfigError(f"{name}: must be a finite number, got {value!r}")
+    if strict and value <= low:
+        raise ConfigError(f"{name}: must be > {low:g}, got {value!r}")
+    if value < low:
+        raise ConfigError(f"{name}: must be >= {low:g}, got {value!r}")
+    if value > high:
+        raise ConfigError(f"{name}: must be at most {high:g}, got {value!r}")
+
+
+_DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([smhd]?)", re.IGNORECASE)
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
+
+
+def parse_duration(text: str) -> float:
+    """`90`, `90s`, `1.5m`, `2h`, `1d` -> seconds; ValueError for anything else (a sign,
+    `nan`, `inf`, an exponent, an unknown unit)."""
+    m = _DURATION_RE.fullmatch(text.strip())
+    if m is None:
+        raise ValueError(f"not a duration: {text!r} (try 90s, 15m, 2h)")
+    return float(m.group(1)) * _UNITS[m.group(2).lower()]
 
 
 def schedule_zone(name: str) -> tzinfo:
@@ -165,15 +206,14 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             if isinstance(value, bool) or (isinstance(value, float) and not value.is_integer()):
                 raise ValueError(value)
             return int(value)
-        if kind is float:
+        if kind is float:  # every float setting is seconds: a string is a duration
             if isinstance(value, bool):
                 raise ValueError(value)
-            return float(value)
+            return parse_duration(value) if isinstance(value, str) else float(value)
         return str(value)
     except (TypeError, ValueError):
-        raise ConfigError(
-            f"{name}: {value!r} from {source} is not a valid {kind.__name__}"
-        ) from None
+        what = "number of seconds (e.g. 30, 90s, 15m, 2h)" if kind is float else kind.__name__
+        raise ConfigError(f"{name}: {value!r} from {source} is not a valid {what}") from None
 
 
 def _from_mapping(values: Mapping[str, Any], source: str) -> dict[str, Any]:

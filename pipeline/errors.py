@@ -7,8 +7,10 @@
     │   ├── TransientFetchError   worth retrying: timeout, reset, truncated, 408/429/5xx
     │   └── PermanentFetchError   not worth retrying: 404/410, wrong type, too large,
     │                             off-site redirect, redirect loop
-    ├── ParseError             a 200 page is not a report (layout drift, captcha, login wall)
+    ├── ParseError             a 200 page is not a report (layout drift)
+    │   └── BlockedError          ... but a login or captcha wall: the site refuses us
     ├── StoreError             the store failed (driver errors are translated to this)
+    │   └── StoreDataError        the store refused a row (a constraint): not worth retrying
     └── NotFoundError          the store holds no such thing (`show` of an unknown DOI)
 
 Driver exceptions (aiohttp, asyncio timeouts, sqlite3, asyncpg) are translated into this tree
@@ -82,8 +84,28 @@ class ParseError(PipelineError):
         self.missing = missing
 
 
+class BlockedError(ParseError):
+    """The site answered with a login or captcha wall instead of the report."""
+
+    def __init__(
+        self, message: str | None = None, *, wall: str = "wall", missing: tuple[str, ...] = ()
+    ) -> None:
+        super().__init__(message, missing=missing)
+        self.wall = wall
+
+    @property
+    def reason(self) -> str:
+        """The job's reason: `blocked: captcha wall`, `blocked: login wall`."""
+        return f"blocked: {self.wall}"
+
+
 class StoreError(PipelineError):
     """The store failed."""
+
+
+class StoreDataError(StoreError):
+    """The store refused the data (a constraint failed): retrying the same rows cannot
+    help, so a job that meets it dies as an internal error (the rows come from our code)."""
 
 
 class NotFoundError(PipelineError):

@@ -52,6 +52,8 @@ INTEGER_COLUMNS = frozenset(
         "attempts",
         "depth",
         "round",
+        "page_statements",
+        "page_counted",
     }
 )
 FLOAT_COLUMNS = frozenset({"refresh_interval", "confidence"})

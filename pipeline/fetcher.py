@@ -24,9 +24,10 @@ from yarl import URL
 from pipeline.config import Settings
 from pipeline.errors import FetchError, PermanentFetchError, TransientFetchError
 from pipeline.models import Page, Validators
-from pipeline.politeness import LocalHosts, Politeness, RobotsAnswer, host_key
+from pipeline.politeness import LocalHosts, Politeness, RobotsAnswer, bounded_wait, host_key
 from pipeline.store.base import HostLedger
 from pipeline.store.rules import utcnow
+from pipeline.urls import strip_userinfo
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})
 REDIRECT_STATUSES = frozenset({301, 302, 303, 307, 308})
@@ -54,15 +55,15 @@ def parse_retry_after(value: str | None, now: datetime | None = None) -> float |
     if not value:
         return None
     value = value.strip()
-    if value.isdigit():
-        return float(value)
+    if value.isascii() and value.isdigit():
+        return bounded_wait(float(value))  # `Retry-After: 1e400 seconds` must not overflow
     try:
         when = parsedate_to_datetime(value)
     except (TypeError, ValueError, IndexError):
         return None
     if when.tzinfo is None:
         when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - (now or datetime.now(UTC))).total_seconds())
+    return bounded_wait((when - (now or datetime.now(UTC))).total_seconds())
 
 
 @contextmanager
@@ -107,9 +108,13 @@ class AiohttpFetcher:
         session: aiohttp.ClientSession | None = None,
         hosts: HostLedger | None = None,
         clock: Callable[[], datetime] | None = None,
+        scope: Callable[[str], bool] | None = None,
     ) -> None:
         self._settings = settings
         self._site = host_key(settings.base_url)
+        # which redirect targets are the site's pages (the Source's `in_scope`); without
+        # one, any address on the site is
+        self._scope = scope
         self._session = session
         self._own_session = session is None
         self.politeness = Politeness(
@@ -157,7 +162,7 @@ class AiohttpFetcher:
                     ) as resp:
                         location = resp.headers.get("Location")
                         if resp.status in REDIRECT_STATUSES and location:
-                            target = urljoin(current, location)
+                            target = strip_userinfo(urljoin(current, location))
                             if not self._on_site(target):
                                 return RobotsAnswer(resp.status, error=f"redirect to {target}")
                             current = target
@@ -181,12 +186,19 @@ class AiohttpFetcher:
                 headers["If-None-Match"] = validators.etag
             if validators.last_modified:
                 headers["If-Modified-Since"] = validators.last_modified
-        seen = {url}
-        current = url
+        first = current = strip_userinfo(url)  # credentials are never sent (no Basic auth)
+        seen = {current}
         for _ in range(self._settings.max_redirects + 1):
             if not self._on_site(current):
                 raise PermanentFetchError(
                     f"redirect off the site to {current}", url=url, reason="off-site redirect"
+                )
+            if self._scope is not None and not self._scope(current):
+                moved = "redirect " if current != first else ""
+                raise PermanentFetchError(
+                    f"{moved}off the site's report pages: {current}",
+                    url=url,
+                    reason=f"{moved}off the report pages",
                 )
             page_or_location = await self._request(current, headers)
             if isinstance(page_or_location, Page):
@@ -198,7 +210,7 @@ class AiohttpFetcher:
                     etag=page_or_location.etag,
                     last_modified=page_or_location.last_modified,
                 )
-            current = urljoin(current, page_or_location)
+            current = strip_userinfo(urljoin(current, page_or_location))
             if current in seen:
                 raise PermanentFetchError(
                     f"redirect loop at {current}", url=url, reason="redirect loop"
@@ -251,7 +263,7 @@ class AiohttpFetcher:
                 body = await self._read_capped(resp, url)
                 return Page(
                     url=url,
-                    final_url=str(resp.url),
+                    final_url=strip_userinfo(str(resp.url)),
                     status=200,
                     body=body,
                     etag=resp.headers.get("ETag"),

@@ -35,7 +35,9 @@ TABLES: dict[str, dict[str, Any]] = {
             "report_url": "address of its citation report",
             "first_seen_at": "when citepipe first stored it (UTC)",
             "last_crawled_at": "when its own report was last read (NULL: never, a citer)",
-            "incomplete": "1 if some page of its report could not be read",
+            "incomplete": "1 if its report is stored in part (see incomplete_reason)",
+            "incomplete_reason": "why: a dead page, a cut pagination, fewer statements "
+            "than the report counts",
             "refresh_interval": "seconds until its report is read again (adaptive)",
             "next_refresh_at": "when a crawl reads its report again",
         },

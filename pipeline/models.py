@@ -17,11 +17,31 @@ JOB_STATES: tuple[JobState, ...] = ("queued", "leased", "done", "failed", "dead"
 
 
 @dataclass(frozen=True, slots=True)
+class Chain:
+    """What the earlier pages of a report's crawl in this round tell its next page.
+
+    `seen` holds the canonical addresses already fetched (requested and redirected to),
+    so a cycle of any length is caught; `counted` is the report's own count of citation
+    statements (page 1's tallies), `per_page` the most statements a page held, `got` the
+    statements read so far (None when unknown), `repeats` a digest of each page's
+    statements (a page that repeats an earlier one's is a cycle under a new address). See
+    `pipeline.pagination`.
+    """
+
+    seen: tuple[str, ...] = ()
+    counted: int | None = None
+    per_page: int = 0
+    got: int | None = 0
+    repeats: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
 class NewJob:
     """A page to enqueue. `(doi, page)` is the job's identity in the queue.
 
     `round` forces a refresh: a finished job with a lower round is queued again (the cron
-    crawl bumps it); with the same or a higher round, enqueueing does nothing.
+    crawl bumps it); with the same or a higher round, enqueueing does nothing. A next
+    page carries its report's `chain` (None for page 1).
     """
 
     doi: str
@@ -30,6 +50,7 @@ class NewJob:
     depth: int = 0
     round: int = 0
     not_before: datetime | None = None
+    chain: Chain | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -47,6 +68,10 @@ class Job:
     last_modified: str | None = None
     content_hash: str | None = None
     next_url: str | None = None
+    chain: Chain | None = None
+    # what the page held when last read (a 304 or an unchanged body is not read again)
+    page_statements: int | None = None
+    page_counted: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,6 +188,30 @@ class Completion:
     fetched_at: datetime | None = None
     final_url: str | None = None  # where a redirect led (on the site): fetch it there next time
     kept: KeptPage | None = None  # keep_pages = "all": the page, kept with its rows
+    # the report's crawl ends here short of whole: the reason kept on the paper
+    incomplete: str | None = None
+    page_statements: int | None = None  # statements the page held (None: not read)
+    page_counted: int | None = None  # citation statements its tallies counted
+
+
+@dataclass(frozen=True, slots=True)
+class DeadJob:
+    """A dead job as `retry` sees it: which page of which report, at which address."""
+
+    doi: str
+    page: int
+    url: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class Requeued:
+    """What `retry` did: dead jobs queued again (of how many reports), and dead jobs that
+    matched but were kept dead because no address on the current site could be made."""
+
+    jobs: int = 0
+    reports: int = 0
+    kept: int = 0
 
 
 @dataclass(frozen=True, slots=True)
@@ -173,7 +222,9 @@ class DeadReason:
 
 @dataclass(frozen=True, slots=True)
 class Stats:
-    """What `citepipe status` shows."""
+    """What `citepipe status` shows. `incomplete_reports` counts papers marked incomplete
+    (a dead page after page 1, a cut pagination, fewer statements than counted); reports
+    that could not be read at all are dead jobs (`not_found` of them 404/410)."""
 
     jobs_by_state: dict[str, int]
     dead_by_reason: tuple[DeadReason, ...]
@@ -182,6 +233,9 @@ class Stats:
     pages_last_minute: int = 0
     pages_last_hour: int = 0
     active_runs: tuple[RunInfo, ...] = field(default=())
+    # papers stored in part, by the kind of reason (the text before its first `:`)
+    incomplete_by_reason: tuple[DeadReason, ...] = ()
+    not_found: int = 0  # reports the site does not have (page 1 answered 404/410)
 
 
 RUN_HEARTBEAT = 10.0  # seconds between a running process's heartbeats

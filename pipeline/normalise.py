@@ -2,7 +2,8 @@
 
 Every rule here is the contract's (`shared/spec/report-page.md`, Normalisation); the
 parser, the input reader and the local site all go through these functions. None of them
-raises on odd input except `normalise_doi`, whose job is to reject what is not a DOI.
+raises on odd input except `normalise_doi`, whose job is to reject what is not a DOI, and
+`parse_count`, which refuses a count it cannot read whole rather than truncate it.
 """
 
 from __future__ import annotations
@@ -13,8 +14,9 @@ import unicodedata
 from datetime import date
 from urllib.parse import quote, unquote
 
-from pipeline.errors import BadInputError
+from pipeline.errors import BadInputError, ParseError
 from pipeline.models import StatementType
+from pipeline.urls import dot_segment
 
 # `[0-9]`, not `\d`: `\d` also matches other scripts' digits; `\Z`, not `$`: `$` accepts a
 # trailing newline, which a percent-decoded `%0A` would smuggle in.
@@ -23,6 +25,14 @@ _DOI_PREFIX_RE = re.compile(r"^(?:doi:\s*|(?:https?://)?(?:dx\.|www\.)?doi\.org/
 # A grouped number (`1,234,567`) or a plain run of digits.
 _INT_RE = re.compile(r"[0-9]{1,3}(?:,[0-9]{3})+(?![0-9])|[0-9]+")
 _INT_MAX = 2**63 - 1  # what the store's INTEGER columns hold
+# A count as sites write it: `1,234`, `1234`, `1.2k`, `3.4M`, `2B` (k/M/B: thousand,
+# million, billion; a space before the suffix is allowed). The digits may not touch other
+# digits, dots or letters, so `v2.0` or `12abc` are not read as counts.
+_COUNT_RE = re.compile(
+    r"(?<![0-9A-Za-z.,])([0-9]{1,3}(?:,[0-9]{3})+|[0-9]+)(\.[0-9]+)?(?:\s?([kKmMbB])(?![A-Za-z]))?"
+)
+_SUFFIXES = {"k": 1_000, "m": 1_000_000, "b": 1_000_000_000}
+_COUNT_TAIL_RE = re.compile(r"[.,]?[0-9]")
 _PERCENT_RE = re.compile(r"([0-9]+(?:\.[0-9]+)?)\s*%")
 _NUMBER_RE = re.compile(r"[0-9]+(?:\.[0-9]+)?")
 _DATE_RE = re.compile(r"^\s*([0-9]{4})(?:[/-]([0-9]{1,2})(?:[/-]([0-9]{1,2}))?)?\s*\Z")
@@ -53,13 +63,27 @@ def normalise_doi(raw: str) -> str:
     return doi
 
 
+def doi_problem(doi: str) -> str | None:
+    """Why a (normalised) DOI cannot be put into a report address, or None if it can.
+
+    A `.` or `..` path segment, plain or percent-encoded, would let a server that decodes
+    and normalises paths serve something outside `/reports/`; encoding the dots again
+    would not help, since servers decode them.
+    """
+    segment = dot_segment(doi)
+    if segment is not None:
+        return f"a DOI with a {segment!r} path segment would leave /reports/"
+    return None
+
+
 def doi_path(doi: str) -> str:
     """The DOI as it goes into a report address: percent-encoded where needed, `/` kept."""
     return quote(doi, safe="/;:@&=+$,!*'()[]~-._")
 
 
 def report_address(base_url: str, doi: str) -> str:
-    """`{base}/reports/{doi}`: the address that answers (or redirects) for a DOI's report."""
+    """`{base}/reports/{doi}`, as the contract spells it (the local site and tests use
+    it); the crawler asks its Source (`Source.address`), which also refuses unsafe DOIs."""
     return f"{base_url.rstrip('/')}/reports/{doi_path(doi)}"
 
 
@@ -119,6 +143,34 @@ def parse_int(text: str | None) -> int | None:
     if len(digits) > 19:
         return None
     value = int(digits)
+    return value if value <= _INT_MAX else None
+
+
+def parse_count(text: str | None) -> int | None:
+    """The first count in `text`, read whole: `1,234` -> 1234, `1.2k` -> 1200, `3.4M` ->
+    3400000; None if the text holds no number.
+
+    A number it cannot read as a whole count (`1.5` without a suffix, `1.2345k`) raises
+    `ParseError`: a count is never truncated to its leading digits. Counts beyond a 64-bit
+    integer are unknown (None), as in `parse_int`.
+    """
+    if not text:
+        return None
+    m = _COUNT_RE.search(text)
+    if m is None:
+        return None
+    if _COUNT_TAIL_RE.match(text, m.end()):  # `1,2k`, `1,2345`: not a count as written
+        raise ParseError(f"count {text.strip()[:40]!r} is not a whole number", missing=())
+    whole, fraction, suffix = m.group(1).replace(",", ""), m.group(2) or "", m.group(3)
+    if len(whole) + len(fraction) > 22:
+        return None
+    scale = _SUFFIXES[suffix.lower()] if suffix else 1
+    digits = fraction[1:]
+    value = int(whole + digits) * scale
+    unit = 10 ** len(digits)
+    if value % unit:
+        raise ParseError(f"count {m.group(0).strip()!r} is not a whole number", missing=())
+    value //= unit
     return value if value <= _INT_MAX else None
 
 

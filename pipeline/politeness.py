@@ -30,7 +30,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Literal
-from urllib.parse import urlsplit
 
 import structlog
 from protego import Protego
@@ -39,11 +38,13 @@ from pipeline.errors import PermanentFetchError, StoreError, TransientFetchError
 from pipeline.models import RobotsRecord
 from pipeline.store import rules
 from pipeline.store.base import HostLedger
+from pipeline.urls import host_key as host_key  # the unit of politeness, re-exported
 
 ROBOTS_TTL = 86400.0  # a robots.txt is fetched again at least this often (RFC 9309: 24 h)
 ROBOTS_RETRY_BASE = 60.0  # first wait after a 5xx/unreachable robots.txt, doubling
 ROBOTS_RETRY_CAP = 3600.0  # longest wait between two tries of an unavailable robots.txt
 PAUSE_RECHECK = 1.0  # without bookings, how long a process trusts its last look at a pause
+MAX_WAIT = 86400.0  # longest spacing or pause honoured (a day); longer asks are capped to it
 
 log = structlog.get_logger("citepipe.politeness")
 
@@ -65,11 +66,13 @@ class RobotsAnswer:
 RobotsGetter = Callable[[str], Awaitable[RobotsAnswer]]
 
 
-def host_key(url: str) -> str:
-    """`scheme://host:port`, the unit of politeness."""
-    p = urlsplit(url)
-    port = p.port or (443 if p.scheme == "https" else 80)
-    return f"{p.scheme}://{(p.hostname or '').lower()}:{port}"
+def bounded_wait(seconds: float) -> float:
+    """A wait a site or a setting asked for, made safe for time arithmetic: NaN and
+    negatives are 0, and anything longer than MAX_WAIT (a hostile `Crawl-delay: 1e999`,
+    infinity) is MAX_WAIT."""
+    if seconds != seconds or seconds <= 0:  # NaN compares unequal to itself
+        return 0.0
+    return min(seconds, MAX_WAIT)
 
 
 def robots_verdict(status: int | None) -> Verdict:
@@ -168,7 +171,7 @@ class Politeness:
         `Crawl-delay` for our user agent when that is longer."""
         robots = self._host(host_key(url)).robots
         crawl_delay = robots.crawl_delay if robots is not None else 0.0
-        return max(self._delay, crawl_delay)
+        return bounded_wait(max(bounded_wait(self._delay), bounded_wait(crawl_delay)))
 
     # ------------------------------------------------------------ robots.txt
 
@@ -247,7 +250,7 @@ class Politeness:
 
         If the store cannot take it (busy), this process still keeps the pause."""
         key = host_key(url)
-        until = self._clock() + timedelta(seconds=max(0.0, seconds))
+        until = self._clock() + timedelta(seconds=bounded_wait(seconds))
         self._host(key).pause_seen = (self._clock(), until)
         try:
             await self._ledger.pause_host(key, until)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import io
 import os
 import signal
 import socket
@@ -22,10 +23,9 @@ from typing import IO, TYPE_CHECKING, TextIO
 
 import structlog
 
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.errors import BadInputError, ConfigError, PipelineError
 from pipeline.inputs import read_doi_lines
 from pipeline.models import RUN_HEARTBEAT, RUN_STALE_AFTER, Job, NewJob, RunInfo
-from pipeline.normalise import report_address
 from pipeline.progress import Progress
 from pipeline.summary import InputTally, plural
 from pipeline.worker import RunCounters, Worker
@@ -101,12 +101,25 @@ def open_input(name: str, stdin: IO[str] | None = None) -> Iterator[IO[str]]:
     """A DOI list by name: a file, or `-` for standard input. A missing or unreadable
     file is a configuration error, raised before any store is opened or created."""
     if name == "-":
-        yield stdin if stdin is not None else sys.stdin
+        raw = getattr(sys.stdin, "buffer", None)
+        if stdin is not None or raw is None:  # given, or a text-only stand-in: as it is
+            yield stdin if stdin is not None else sys.stdin
+            return
+        # stdin's own encoding is the locale's, strict: a stray byte would end the run
+        wrapped = io.TextIOWrapper(
+            raw, encoding="utf-8-sig", errors="surrogateescape", newline=None
+        )
+        try:
+            yield wrapped
+        finally:
+            wrapped.detach()  # leave sys.stdin usable (and open)
         return
     try:
         with open(name, "rb") as head:
             refuse_binary(name, head.read(BINARY_SNIFF))
-        f = open(name, encoding="utf-8-sig", errors="replace", newline=None)  # noqa: SIM115
+        # surrogateescape: a line that is not UTF-8 is reported as such by its number
+        # (`inputs.read_doi_lines`), not silently turned into U+FFFD and requested
+        f = open(name, encoding="utf-8-sig", errors="surrogateescape", newline=None)  # noqa: SIM115
     except OSError as exc:
         raise ConfigError(f"input {name}: {exc.strerror}") from None
     with f:
@@ -117,10 +130,21 @@ BINARY_SNIFF = 8192  # bytes looked at to tell a binary file from a DOI list
 
 
 def refuse_binary(name: str, head: bytes) -> None:
-    """A DOI list is text: a NUL byte near the start means binary data (an archive, an
-    executable, a database), which is one error, not a bad line for every line of it."""
+    """A DOI list is text: NUL bytes near the start mean binary data (an archive, an
+    executable, a database, UTF-16), which is one error, not a bad line for every line of
+    it. Binary: NULs that are not in UTF-8 text, or dense ones (one byte in eight or more,
+    as in UTF-16). A stray NUL in clean UTF-8 text is a bad line with its number instead
+    (`inputs.line_problem`)."""
     at = head.find(b"\x00")
-    if at >= 0:
+    if at < 0:
+        return
+    whole = head[: head.rfind(b"\n") + 1] or head  # no multi-byte character cut at the end
+    try:
+        whole.decode("utf-8")
+        dense = whole.count(b"\x00") * 8 >= len(whole)
+    except UnicodeDecodeError:
+        dense = True
+    if dense:
         raise ConfigError(f"input {name}: binary data, not a DOI list (a NUL byte at offset {at})")
 
 
@@ -140,7 +164,6 @@ async def enqueue_lines(
     for the survey at the end of the run. A stop request ends the reading early.
     """
     chunk: list[NewJob] = []
-    base = p.settings.base_url
     progress = ui.progress
 
     async def flush() -> None:
@@ -154,16 +177,24 @@ async def enqueue_lines(
         if stop is not None and stop.requested:
             break  # a stop while reading a long input: what was read is queued
         tally.lines += 1
-        if line.doi is None:
+        address, problem = None, line.problem
+        if line.doi is not None:
+            try:
+                address = p.source.address(line.doi)  # the Source owns the site's addresses
+            except BadInputError as exc:
+                problem = exc.message
+        if line.doi is None or address is None:
             tally.bad_lines += 1
-            ui.message(f"line {line.lineno}: not a DOI: {line.raw[:200]!r}")
+            ui.message(f"line {line.lineno}: {problem or 'not a DOI'}: {line.raw[:200]!r}")
             if not ui.err.isatty():  # on a terminal the line above says it all
-                log.warning("bad input line", line=line.lineno, text=line.raw[:200])
+                log.warning(
+                    "bad input line", line=line.lineno, problem=problem, text=line.raw[:200]
+                )
             continue
         tally.dois += 1
         if seen is not None:
             seen.add(line.doi)
-        chunk.append(NewJob(doi=line.doi, url=report_address(base, line.doi), depth=depth))
+        chunk.append(NewJob(doi=line.doi, url=address, depth=depth))
         if len(chunk) >= ENQUEUE_CHUNK:
             await flush()
     if chunk:

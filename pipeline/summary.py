@@ -94,6 +94,7 @@ class RunSummary:
             "crawl_s": round(self.times.crawl, 3),
             "pages": c.pages_done,
             "reports_done": c.reports_done,
+            "reports_incomplete_this_run": dict(c.incomplete),
             "pages_unchanged": c.pages_unchanged,
             "pages_per_s": round(self.pages_per_second, 1),
             "statements_stored": c.statements,
@@ -111,6 +112,8 @@ class RunSummary:
             "jobs": s.jobs_by_state,
             "dead_total": {d.reason: d.count for d in s.dead_by_reason},
             "incomplete_reports": s.incomplete_reports,
+            "incomplete_by_reason": {d.reason: d.count for d in s.incomplete_by_reason},
+            "not_found": s.not_found,
             "rows": s.rows_by_table,
         }
 
@@ -132,7 +135,8 @@ class RunSummary:
             n = i.already_dead.total()
             lines.append(
                 f"  dead before: {plural(n, 'job')} of the input died in an earlier "
-                "run (not retried; `citepipe status` lists the reasons)"
+                "run (not retried: `citepipe status` lists the reasons, `citepipe retry` "
+                "queues them again)"
             )
         if self.input_states:
             lines.append(
@@ -149,17 +153,30 @@ class RunSummary:
             f"  pages:      {c.pages_done} done ({self.pages_per_second:.1f} pages/s), "
             f"{c.pages_unchanged} unchanged, {plural(c.retries, 'retry', 'retries')} scheduled"
         )
-        lines.append(f"  reports:    {c.reports_done} complete this run")
+        partial = c.incomplete.total()
+        lines.append(
+            f"  reports:    {c.reports_done - partial} complete this run"
+            + (
+                f", {partial} incomplete ("
+                + "; ".join(f"{k}: {v}" for k, v in sorted(c.incomplete.items()))
+                + ")"
+                if partial
+                else ""
+            )
+        )
         lines.append(f"  statements: {c.statements} stored this run")
         lines.append("  queue:      " + ", ".join(f"{k} {v}" for k, v in s.jobs_by_state.items()))
         if s.dead_by_reason:
             lines.append(
                 "  dead:       " + "; ".join(f"{d.reason}: {d.count}" for d in s.dead_by_reason)
             )
+        if s.not_found:
+            lines.append(f"  not found:  {plural(s.not_found, 'report')} the site does not have")
         if s.incomplete_reports:
             lines.append(
-                f"  incomplete: {plural(s.incomplete_reports, 'report')} "
-                f"{'has' if s.incomplete_reports == 1 else 'have'} a dead page"
+                f"  incomplete: {plural(s.incomplete_reports, 'report')} stored in part ("
+                + "; ".join(f"{d.reason}: {d.count}" for d in s.incomplete_by_reason)
+                + "; not a failure: `papers.incomplete_reason` says why)"
             )
         lines.append("  rows:       " + ", ".join(f"{k} {v}" for k, v in s.rows_by_table.items()))
         lines.extend(f"  note:       {n}" for n in self.notes)
@@ -199,6 +216,8 @@ def render_status(stats: Stats) -> str:
             "reparse --broken` reads them again without a request)"
         )
     out.append(f"incomplete reports: {stats.incomplete_reports}")
+    out += [f"  {d.count:>6}  {d.reason}" for d in stats.incomplete_by_reason]
+    out.append(f"not found: {stats.not_found}")
     out.append("rows:")
     out += [f"  {table:<14} {count}" for table, count in stats.rows_by_table.items()]
     out.append(

@@ -19,16 +19,25 @@ import time
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import structlog
 
 from pipeline.config import Settings
-from pipeline.errors import FetchError, ParseError, PipelineError, TransientFetchError
+from pipeline.errors import (
+    BadInputError,
+    BlockedError,
+    FetchError,
+    ParseError,
+    PipelineError,
+    StoreDataError,
+    StoreError,
+    TransientFetchError,
+)
 from pipeline.fetcher import Fetcher
 from pipeline.models import Completion, Job, KeptPage, NewJob, Page, ParseResult, Validators
-from pipeline.normalise import report_address
+from pipeline.pagination import FEWER, Step, next_step, reason_kind
 from pipeline.politeness import host_key
 from pipeline.retry import RetryPolicy
 from pipeline.sources.base import Source
@@ -50,11 +59,12 @@ class RunCounters:
 
     started: float = field(default_factory=time.monotonic)
     pages_done: int = 0
-    reports_done: int = 0  # reports whose last page this process completed
+    reports_done: int = 0  # reports whose last page this process completed (whole or not)
     pages_unchanged: int = 0
     statements: int = 0
     retries: int = 0
     dead: Counter[str] = field(default_factory=Counter)
+    incomplete: Counter[str] = field(default_factory=Counter)  # of reports_done, by reason kind
 
     @property
     def elapsed(self) -> float:
@@ -76,6 +86,7 @@ class WorkerOptions:
     base_url: str = _DEFAULTS.base_url
     burst: bool = True
     grace: float = _DEFAULTS.timeout  # after a stop: seconds in-flight pages may finish in
+    max_pages_per_report: int = _DEFAULTS.max_pages_per_report
     keep_pages: str = _DEFAULTS.keep_pages  # "broken": broken pages only; "all": every page
 
 
@@ -97,6 +108,7 @@ class Worker:
         self.store = store
         self.fetcher = fetcher
         self.source = source
+        self._site = host_key(options.base_url)  # the host next pages must stay on
         self.policy = policy
         self.options = options
         self.counters = RunCounters()
@@ -106,7 +118,6 @@ class Worker:
         self._stopping = asyncio.Event()
         self._in_flight: dict[int, Job] = {}
         self._tasks: set[asyncio.Task[None]] = set()
-        self._site = host_key(options.base_url)
         # claim in batches: one claim transaction per few pages, not one per page
         self._claim_threshold = max(1, min(options.claim_batch, options.concurrency // 4))
         self._grace: float | None = None
@@ -217,14 +228,39 @@ class Worker:
             self._in_flight.pop(job.id, None)
         except asyncio.CancelledError:
             raise  # left in _in_flight: released by _finish_in_flight
-        except Exception:
+        except StoreDataError as exc:  # our rows broke a constraint: a bug, like below
             self._in_flight.pop(job.id, None)
-            log.exception("job crashed")
-            self.counters.dead["internal error"] += 1
-            with contextlib.suppress(PipelineError):
-                await self.store.fail(job, "internal error", None)
+            await self._crashed(job, exc)
+        except StoreError as exc:  # the store failed, not the job: it is tried again
+            self._in_flight.pop(job.id, None)
+            await self._store_failed(job, exc)
+        except Exception as exc:  # a bug in citepipe: the job dies
+            self._in_flight.pop(job.id, None)
+            await self._crashed(job, exc)
         finally:
             slots.release()
+
+    async def _crashed(self, job: Job, exc: Exception) -> None:
+        """A bug in our code kills the job with `internal error: Type: message`, counted
+        like any dead job (summary, exit code); its traceback is logged here, once."""
+        reason = f"internal error: {type(exc).__name__}: {exc}"[:500]
+        log.error("job crashed", reason=reason, exc_info=exc)
+        self.counters.dead[reason] += 1
+        with contextlib.suppress(PipelineError):
+            await self.store.fail(job, reason, None)
+
+    async def _store_failed(self, job: Job, exc: StoreError) -> None:
+        """A store error (database locked, disk full) while working a job never kills it:
+        the job is queued again after a backoff, whatever its attempts. If the store cannot
+        take even that, its lease runs out and it comes back the same way."""
+        wait = self.policy.backoff(min(job.attempts, self.policy.max_attempts))
+        retry_at = self._now() + timedelta(seconds=wait)
+        self.counters.retries += 1
+        log.warning("store error; the job will be tried again", error=str(exc))
+        try:
+            await self.store.fail(job, f"store error: {exc}", retry_at)
+        except PipelineError as again:
+            log.warning("store error; the job waits for its lease to expire", error=str(again))
 
     async def _process(self, job: Job) -> None:
         validators = (
@@ -239,14 +275,23 @@ class Worker:
         except FetchError as exc:
             await self._fail_dead(job, exc.reason, str(exc))
             return
+        except BlockedError as exc:  # a captcha or login wall, not a layout drift
+            await self._fail_dead(job, exc.reason, str(exc))
+            return
         except ParseError as exc:
             kept = await self._keep_broken(job, page, exc)
             await self._fail_dead(job, f"broken page: {exc}", f"{exc} ({kept})")
             return
         await self.store.complete(completion)
         self.counters.pages_done += 1
-        if not any(f.doi == job.doi for f in completion.follow_ups):
-            self.counters.reports_done += 1  # no next page: the report is complete
+        if not any(f.doi == job.doi and f.page > job.page for f in completion.follow_ups):
+            self.counters.reports_done += 1  # no next page: the report's crawl ends here
+            if completion.incomplete is not None:
+                kind = reason_kind(completion.incomplete)
+                self.counters.incomplete[kind] += 1
+                # a cut is the site misbehaving; fewer statements than counted is common
+                say = log.info if kind == FEWER else log.warning
+                say("report incomplete", reason=completion.incomplete)
         if completion.result is None:
             self.counters.pages_unchanged += 1
         else:
@@ -269,57 +314,77 @@ class Worker:
         """Parse the page (unless unchanged) and build the completion with follow-ups."""
         now = self._now()
         if page.not_modified:
+            step = self._step(job, page, None)
             return Completion(
                 job=job,
                 result=None,
-                follow_ups=self._next_page(job, None),
+                follow_ups=(step.follow,) if step.follow else (),
                 etag=page.etag or job.etag,
                 last_modified=page.last_modified or job.last_modified,
                 content_hash=job.content_hash,
                 fetched_at=now,
                 final_url=self._moved_to(job, page),
+                incomplete=step.incomplete,
             )
         digest = hashlib.blake2b(page.body, digest_size=16).hexdigest()
         result = None if digest == job.content_hash else self.source.parse(page)
+        step = self._step(job, page, result)
+        stored_hash: str | None = digest
+        if not step.keep:  # another report's page: nothing of it is stored under this one
+            result, stored_hash = None, job.content_hash
+        follow: tuple[NewJob, ...] = (step.follow,) if step.follow else ()
         kept = None
         if result is not None and self.options.keep_pages == "all":
             packed = pack_page(page.body)  # here, not on the store's writer thread
             kept = KeptPage(job.doi, job.page, page.final_url, now, page.body, packed=packed)
-        follow = self._next_page(job, result)
         if result is not None and job.depth > 0 and job.page == 1:
-            follow += tuple(
-                NewJob(
-                    doi=p.doi,
-                    url=report_address(self.options.base_url, p.doi),
-                    page=1,
-                    depth=job.depth - 1,
-                )
-                for p in result.citing_papers
-                if p.doi != job.doi
-            )
+            follow += self._citing(job, result)
         return Completion(
             job=job,
             result=result,
             follow_ups=follow,
             etag=page.etag,
             last_modified=page.last_modified,
-            content_hash=digest,
+            content_hash=stored_hash,
             fetched_at=now,
             final_url=self._moved_to(job, page),
+            incomplete=step.incomplete,
+            page_statements=len(result.statements) if result is not None else None,
+            page_counted=result.tallies.citation_statements if result is not None else None,
             kept=kept,
         )
 
+    def _step(self, job: Job, page: Page, result: ParseResult | None) -> Step:
+        """The report's next page, or why its crawl ends here (`pipeline.pagination`)."""
+        return next_step(
+            job,
+            page,
+            result,
+            site=self._site,
+            max_pages=self.options.max_pages_per_report,
+            in_scope=self.source.in_scope,
+        )
+
+    def _citing(self, job: Job, result: ParseResult) -> tuple[NewJob, ...]:
+        """Page 1 of each citing paper's report, at the address its Source gives (a DOI
+        it can make no safe address for is skipped, with a log line)."""
+        follow: list[NewJob] = []
+        for paper in result.citing_papers:
+            if paper.doi == job.doi:
+                continue
+            try:
+                url = self.source.address(paper.doi)
+            except BadInputError as exc:
+                log.warning("citing paper skipped", citing_doi=paper.doi[:200], reason=str(exc))
+                continue
+            follow.append(NewJob(doi=paper.doi, url=url, page=1, depth=job.depth - 1))
+        return tuple(follow)
+
     def _moved_to(self, job: Job, page: Page) -> str | None:
-        """The on-site address a redirect led to, so a refresh skips the redirect."""
-        if page.final_url != job.url and host_key(page.final_url) == self._site:
+        """The report address a redirect led to, so a refresh skips the redirect."""
+        if page.final_url != job.url and self.source.in_scope(page.final_url):
             return page.final_url
         return None
-
-    def _next_page(self, job: Job, result: ParseResult | None) -> tuple[NewJob, ...]:
-        nxt = result.next_page_url if result is not None else job.next_url
-        if not nxt or host_key(nxt) != self._site:
-            return ()
-        return (NewJob(doi=job.doi, url=nxt, page=job.page + 1, depth=job.depth, round=job.round),)
 
     async def _fail_transient(self, job: Job, exc: TransientFetchError) -> None:
         retry_at = self.policy.next_retry_at(job.attempts, exc.retry_after, self._now())

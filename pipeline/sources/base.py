@@ -1,4 +1,8 @@
-"""The Source protocol: one site profile turns a fetched page into a ParseResult.
+"""The Source protocol: one site profile owns its site's addresses and reads its pages.
+
+As a Scrapy spider owns its requests, the Source says where a DOI's report lives
+(`address`), which followed links (next pages, redirects) belong to it (`in_scope`), and
+turns a fetched page into a ParseResult (`parse`); the worker never builds a URL itself.
 
 Parsing is pure and synchronous (no I/O), so it can be tested from files and moved to a
 process pool later without changes; a page that is not a report raises ParseError.
@@ -16,6 +20,28 @@ class Source(Protocol):
 
     name: str
 
+    def address(self, doi: str) -> str:
+        """The address of a (normalised) DOI's report on the site, without credentials.
+
+        Raise `pipeline.errors.BadInputError` for a DOI no safe address can be built for
+        (one whose path a server could normalise out of the report pages).
+        """
+        ...
+
+    def in_scope(self, url: str) -> bool:
+        """Whether a followed link (a next page, a redirect target) is one of the site's
+        report pages: same scheme, host and port, and a path that stays among them."""
+        ...
+
+    def relocate(self, url: str) -> str | None:
+        """A stored address of one of the site's pages (a later page of a report), as it
+        reads under the current `base_url`: the same report path and query, or None when
+        there is none (`citepipe retry` after a wrong `--base-url`)."""
+        ...
+
     def parse(self, page: Page) -> ParseResult:
-        """Read a report page; raise `pipeline.errors.ParseError` for a broken one."""
+        """Read a report page; raise `pipeline.errors.ParseError` for a broken one.
+
+        Addresses in the result (`report_url`, `next_page_url`) carry no credentials.
+        """
         ...

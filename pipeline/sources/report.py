@@ -21,14 +21,17 @@ from urllib.parse import urljoin, urlsplit
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
 
-from pipeline.errors import ParseError
+from pipeline.config import Settings
+from pipeline.errors import BadInputError, BlockedError, ParseError
 from pipeline.models import Facet, Page, Paper, ParseResult, Statement, Tally
 from pipeline.normalise import (
     clean_text,
     doi_or_none,
+    doi_path,
+    doi_problem,
     parse_confidence,
+    parse_count,
     parse_date,
-    parse_int,
     parse_statement_type,
     parse_year,
     strip_label,
@@ -40,9 +43,11 @@ from pipeline.sources.selectors import (
     Selectors,
     StatementSelectors,
     TallySelectors,
+    WallSelectors,
     default_selectors,
     load_selectors,
 )
+from pipeline.urls import host_key, path_within, strip_userinfo, without_fragment
 
 __all__ = ["ReportSource", "Selectors", "load_selectors", "parse_report", "result_to_dict"]
 
@@ -54,22 +59,73 @@ MAX_TAGS = 50_000
 _PREPARE = "br, script, style, noscript, template"
 _TAG_TEXT = re.compile(r"</?[A-Za-z][^<>]*>")
 _DOI_IN_TEXT = re.compile(r"10\.[0-9]{4,9}/\S+")
-_PUBLICATIONS = re.compile(r"([0-9][0-9,]*)\s*publications?\b", re.IGNORECASE)
-_STATEMENTS = re.compile(r"([0-9][0-9,]*)\s*citation\s+statements?\b", re.IGNORECASE)
-_NUMBERS = re.compile(r"[0-9][0-9,]*")
+# A count as written: `71`, `1,234`, `1.2k`, `3.4 M` (read by `parse_count`).
+_COUNT = r"[0-9][0-9,]*(?:\.[0-9]+)?(?:\s?[kKmMbB](?![A-Za-z]))?"
+_PUBLICATIONS = re.compile(rf"({_COUNT})\s*publications?\b", re.IGNORECASE)
+_STATEMENTS = re.compile(rf"({_COUNT})\s*citation\s+statements?\b", re.IGNORECASE)
+_NUMBERS = re.compile(_COUNT)
 _ELLIPSES = ("…", "...")
 _REQUIRED = ("doi", "title", "tallies", "statement list")
 
 Node = LexborNode
 
 
+REPORTS = "/reports/"
+
+
 class ReportSource:
-    """The `report` site profile: parses report pages with the given (or default) selectors."""
+    """The `report` site profile: a report's address is `{base_url}/reports/{doi}`, and
+    its pages are parsed with the given (or default) selectors.
+
+    `base_url` is used without any `user:password@` it may carry: credentials are never
+    part of an address citepipe stores or sends.
+    """
 
     name = "report"
 
-    def __init__(self, selectors: Selectors | None = None) -> None:
+    def __init__(
+        self, selectors: Selectors | None = None, *, base_url: str = Settings().base_url
+    ) -> None:
         self.selectors = selectors or default_selectors()
+        self.base = strip_userinfo(without_fragment(base_url)).split("?", 1)[0].rstrip("/")
+        self._site = host_key(self.base)
+        self._prefix = urlsplit(self.base).path + REPORTS
+
+    def address(self, doi: str) -> str:
+        """`{base}/reports/{doi}`, the DOI percent-encoded where needed; `BadInputError`
+        for a DOI with a `.`/`..` segment (plain or encoded), which a server would
+        normalise out of `/reports/`."""
+        problem = doi_problem(doi)
+        if problem is not None:
+            raise BadInputError(f"{problem}: {doi[:200]!r}")
+        url = f"{self.base}{REPORTS}{doi_path(doi)}"
+        if not self.in_scope(url):  # the rule above should make this unreachable
+            raise BadInputError(f"no address on the site for {doi[:200]!r}")
+        return url
+
+    def in_scope(self, url: str) -> bool:
+        """Same scheme, host and port as `base_url`, and a path under its `/reports/` that
+        no server could normalise elsewhere."""
+        try:
+            same_site = host_key(url) == self._site
+        except ValueError:  # a bad port
+            return False
+        return same_site and path_within(url, self._prefix)
+
+    def relocate(self, url: str) -> str | None:
+        """The part of `url` from `/reports/` on, under the current base; None if it has
+        none or the result is not one of the site's report pages."""
+        if self.in_scope(url):
+            return url
+        try:
+            parts = urlsplit(url)
+        except ValueError:
+            return None
+        at = parts.path.find(REPORTS)
+        if at < 0:
+            return None
+        moved = self.base + parts.path[at:] + (f"?{parts.query}" if parts.query else "")
+        return moved if self.in_scope(moved) else None
 
     def parse(self, page: Page) -> ParseResult:
         """Parse a fetched page; `ParseError` if it is not a report."""
@@ -117,6 +173,13 @@ def _parse(tree: LexborHTMLParser, url: str, sel: Selectors) -> ParseResult:
     found = {"doi": doi, "title": title, "tallies": tallies_node, "statement list": statement_list}
     missing = tuple(name for name in _REQUIRED if found[name] is None)
     if doi is None or title is None or tallies_node is None or statement_list is None:
+        wall = _wall(tree, sel.walls)
+        if wall is not None:
+            raise BlockedError(
+                f"the site sent a {wall} instead of the report (no {', no '.join(missing)})",
+                wall=wall,
+                missing=missing,
+            )
         raise ParseError(f"not a report page: no {', no '.join(missing)}", missing=missing)
     year, date = _date(tree, root, sel.paper)
     abstract, truncated = _abstract(_first(root, sel.paper.abstract), sel.paper)
@@ -136,7 +199,7 @@ def _parse(tree: LexborHTMLParser, url: str, sel: Selectors) -> ParseResult:
         tallies=_tallies(tallies_node, sel.tallies),
         facets=_facets(_first(root, sel.facets.section), sel.facets),
         statements=_statements(statement_list, sel.statements),
-        next_page_url=_next(_first(root, sel.page.next), report_url, url),
+        next_page_url=_next(_first(root, sel.page.next), report_url),
     )
 
 
@@ -304,6 +367,26 @@ def _abstract(node: Node | None, sel: PaperSelectors) -> tuple[str | None, bool 
     return text, flagged or text.endswith(_ELLIPSES)
 
 
+def _wall(tree: LexborHTMLParser, sel: WallSelectors) -> str | None:
+    """`captcha wall` or `login wall` if a page that is not a report shows one, else None."""
+    text = None
+    for name, css, words in (
+        ("captcha wall", sel.captcha, sel.captcha_words),
+        ("login wall", sel.login, sel.login_words),
+    ):
+        if _first(tree, css) is not None:
+            return name
+        phrases = [w.strip().lower() for w in words.split("|") if w.strip()]
+        if phrases:
+            if text is None:
+                title = _text(_first(tree, "title")) or ""
+                body = tree.body.text(separator=" ") if tree.body is not None else ""
+                text = " ".join(f"{title} {body}".lower().split())
+            if any(p in text for p in phrases):
+                return name
+    return None
+
+
 # --- tallies and facets ---------------------------------------------------------------
 
 
@@ -315,7 +398,7 @@ def _tallies(node: Node, sel: TallySelectors) -> Tally:
     for i, tally in enumerate(tallies):
         kind = parse_statement_type(_attr(tally, sel.type_attr))
         if kind is not None and kind not in counts:
-            counts[kind] = parse_int(_raw(found.get(i)))
+            counts[kind] = parse_count(_raw(found.get(i)))
     publications, statements = _cited_by(_text(_first(node, sel.cited_by)))
     return Tally(
         supporting=counts.get("supporting"),
@@ -323,26 +406,27 @@ def _tallies(node: Node, sel: TallySelectors) -> Tally:
         contrasting=counts.get("contrasting"),
         citing_publications=publications,
         citation_statements=statements,
-        references_count=parse_int(_raw(_first(node, sel.references))),
+        references_count=parse_count(_raw(_first(node, sel.references))),
     )
 
 
 def _cited_by(text: str | None) -> tuple[int | None, int | None]:
     """`Cited by 71 publications (49 citation statements)` -> (71, 49); singulars too.
 
-    Without the words, the first two numbers are taken in that order.
+    Without the words, the first two numbers are taken in that order. Suffixed counts
+    (`1.2k publications`) are read whole, or the page is a `ParseError`.
     """
     if not text:
         return None, None
     pubs, stmts = _PUBLICATIONS.search(text), _STATEMENTS.search(text)
     if pubs is None and stmts is None:
         numbers = _NUMBERS.findall(text)
-        return parse_int(numbers[0]) if numbers else None, (
-            parse_int(numbers[1]) if len(numbers) > 1 else None
+        return parse_count(numbers[0]) if numbers else None, (
+            parse_count(numbers[1]) if len(numbers) > 1 else None
         )
     return (
-        parse_int(pubs.group(1)) if pubs else None,
-        parse_int(stmts.group(1)) if stmts else None,
+        parse_count(pubs.group(1)) if pubs else None,
+        parse_count(stmts.group(1)) if stmts else None,
     )
 
 
@@ -362,7 +446,7 @@ def _facets(node: Node | None, sel: FacetSelectors) -> tuple[Facet, ...]:
     for k in range(len(items)):
         name, label = names[owner[k]], _text(labels.get(k))
         if name and label:
-            out.append(Facet(name, label, parse_int(_raw(counts.get(k)))))
+            out.append(Facet(name, label, parse_count(_raw(counts.get(k)))))
     return tuple(out)
 
 
@@ -431,15 +515,24 @@ def _resolve(base: str, href: str | None) -> str | None:
         return None
     if parts.scheme not in ("http", "https") or not parts.netloc:
         return None
-    return url.split("#", 1)[0]
+    return strip_userinfo(without_fragment(url))
 
 
-def _next(node: Node | None, report_url: str, url: str) -> str | None:
-    """The next page's address, resolved against the report's address; never itself."""
-    target = _resolve(report_url, _attr(node, "href"))
-    if target is None or target in (report_url, url):
+def _next(node: Node | None, report_url: str) -> str | None:
+    """The next page's address, resolved against the report's address.
+
+    An `href` that names nothing (empty, `#` of a disabled button, `//`) is no link. A link back to
+    this very page is returned as it is: the crawler's pagination guard
+    (`pipeline.pagination`) records it as a cycle instead of it vanishing here unsaid.
+    """
+    href = (_attr(node, "href") or "").strip()
+    try:
+        parts = urlsplit(href)
+    except ValueError:
         return None
-    return target
+    if not (parts.scheme or parts.netloc or parts.path or parts.query):
+        return None  # nothing but a fragment (`#`), or `//`
+    return _resolve(report_url, href)
 
 
 # --- output ---------------------------------------------------------------------------

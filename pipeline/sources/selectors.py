@@ -97,6 +97,18 @@ class StatementSelectors:
 
 
 @dataclass(frozen=True, slots=True)
+class WallSelectors:
+    """Signs that a page which is not a report is a captcha or a login wall: elements
+    (CSS) and visible words (`*_words`: phrases separated by `|`, matched in the title and
+    text, case-insensitively). Looked at only when the report itself is missing."""
+
+    captcha: str
+    captcha_words: str
+    login: str
+    login_words: str
+
+
+@dataclass(frozen=True, slots=True)
 class Selectors:
     """Every selector of the contract's table, grouped as in `report.toml`."""
 
@@ -105,6 +117,7 @@ class Selectors:
     tallies: TallySelectors
     facets: FacetSelectors
     statements: StatementSelectors
+    walls: WallSelectors
 
 
 _GROUPS: dict[str, type[Any]] = {
@@ -113,6 +126,7 @@ _GROUPS: dict[str, type[Any]] = {
     "tallies": TallySelectors,
     "facets": FacetSelectors,
     "statements": StatementSelectors,
+    "walls": WallSelectors,
 }
 
 
@@ -186,7 +200,7 @@ def _check(group: str, key: str, value: object, origin: str) -> str:
     if key.endswith("_attr"):
         if not value or value.split() != [value]:
             raise ConfigError(f"{where} must be one attribute name, got {value!r}")
-    elif not key.endswith("_label") and value:
+    elif not key.endswith(("_label", "_words")) and value:
         try:
             LexborHTMLParser("<p></p>").css(value)
         except SelectolaxError as e:

@@ -16,16 +16,18 @@ cross this interface as aware UTC `datetime`s; no caller may depend on a dialect
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Iterable, Sequence
+from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from datetime import datetime
 from typing import Any, Protocol
 
 from pipeline.models import (
     Completion,
+    DeadJob,
     Job,
     KeptPage,
     NewJob,
     PaperView,
+    Requeued,
     RobotsRecord,
     RunInfo,
     SearchHit,
@@ -86,6 +88,18 @@ class JobQueue(Protocol):
         Uses a new round (max stored round + 1) so that the follow-up pages, which
         inherit it, are fetched again too. Returns how many reports were queued.
         """
+
+    async def requeue_dead(
+        self,
+        address: Callable[[DeadJob], str | None],
+        *,
+        reason: str | None = None,
+        dois: Sequence[str] | None = None,
+    ) -> Requeued:
+        """Queue dead jobs again, due now, attempts reset (`citepipe retry`), in one
+        transaction. `reason` keeps those whose reason contains it (any case), `dois`
+        those of these DOIs; both None means every dead job. `address(job)` gives each
+        job's address on the current site (None keeps it dead, counted as `kept`)."""
 
     async def pending(self) -> int:
         """Jobs not yet finished: queued, leased or failed."""

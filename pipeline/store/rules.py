@@ -11,6 +11,7 @@ See docs/store.md for the contract.
 
 from __future__ import annotations
 
+import json
 import zlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -18,7 +19,16 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
 from pipeline.errors import StoreError
-from pipeline.models import Completion, Job, KeptPage, NewJob, ParseResult, StoredPage, Tally
+from pipeline.models import (
+    Chain,
+    Completion,
+    Job,
+    KeptPage,
+    NewJob,
+    ParseResult,
+    StoredPage,
+    Tally,
+)
 from pipeline.normalise import snippet_hash
 
 Params = dict[str, Any]
@@ -48,6 +58,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "incomplete",
         "refresh_interval",
         "next_refresh_at",
+        "incomplete_reason",
     ),
     "authors": ("doi", "position", "name"),
     "tallies": ("doi", *TALLY_FIELDS, "observed_at"),
@@ -84,6 +95,9 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "last_modified",
         "content_hash",
         "next_url",
+        "chain",
+        "page_statements",
+        "page_counted",
     ),
 }
 KEYS: dict[str, tuple[str, ...]] = {
@@ -152,7 +166,45 @@ def enqueue_params(job: NewJob, now: datetime) -> Params:
         "round": job.round,
         "not_before": not_before,
         "now": now,
+        "chain": chain_text(job.chain),
     }
+
+
+def chain_text(chain: Chain | None) -> str | None:
+    """A job's chain as the JSON text of `jobs.chain` (None for page 1)."""
+    if chain is None:
+        return None
+    return json.dumps(
+        {
+            "seen": list(chain.seen),
+            "counted": chain.counted,
+            "per_page": chain.per_page,
+            "got": chain.got,
+            "repeats": list(chain.repeats),
+        },
+        separators=(",", ":"),
+    )
+
+
+def chain_from_text(text: str | None) -> Chain | None:
+    """`jobs.chain` read back; None for none (or for text this version cannot read)."""
+    if not text:
+        return None
+    try:
+        data = json.loads(text)
+        return Chain(
+            seen=tuple(str(u) for u in data.get("seen", ())),
+            counted=_int_or_none(data.get("counted")),
+            per_page=_int_or_none(data.get("per_page")) or 0,
+            got=_int_or_none(data.get("got")),
+            repeats=tuple(str(d) for d in data.get("repeats", ())),
+        )
+    except (ValueError, TypeError, AttributeError):
+        return None
+
+
+def _int_or_none(value: Any) -> int | None:
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
 
 
 class RowLike(Protocol):
@@ -172,6 +224,9 @@ def job_from_row(row: RowLike) -> Job:
         last_modified=row["last_modified"],
         content_hash=row["content_hash"],
         next_url=row["next_url"],
+        chain=chain_from_text(row["chain"]),
+        page_statements=row["page_statements"],
+        page_counted=row["page_counted"],
     )
 
 
@@ -200,6 +255,7 @@ class WritePlan:
     insert_facet: list[Params] = field(default_factory=list)
     upsert_statement: list[Params] = field(default_factory=list)
     record_visit: list[Params] = field(default_factory=list)
+    mark_incomplete: list[Params] = field(default_factory=list)
     keep_page: list[Params] = field(default_factory=list)
     forget_broken_page: list[Params] = field(default_factory=list)
     follow_ups: list[NewJob] = field(default_factory=list)
@@ -218,6 +274,7 @@ class WritePlan:
             "insert_facet",
             "upsert_statement",
             "record_visit",
+            "mark_incomplete",
             "keep_page",
             "forget_broken_page",
         )
@@ -250,6 +307,8 @@ def plan_completions(
             _plan_rows(plan, authors, facets, c, c.result, seen)
         if c.job.page == 1:
             _plan_visit(plan, states, c, seen, policy)
+        if c.incomplete is not None:
+            plan.mark_incomplete.append({"doi": c.job.doi, "reason": c.incomplete})
         if c.kept is not None:
             plan.keep_page.append(page_params(c.kept))
         else:  # it parsed (or did not change): a broken page kept for it is stale now
@@ -376,8 +435,17 @@ def _done_params(c: Completion, now: datetime) -> Params:
         "has_result": c.result is not None,
         "final_url": c.final_url,
         "next_url": c.result.next_page_url if c.result is not None else None,
+        "page_statements": c.page_statements,
+        "page_counted": c.page_counted,
         "now": now,
     }
+
+
+def dead_page_reason(job: Job, error: str) -> str | None:
+    """The reason a dead job gives its paper: a page after the first one died, so the
+    report is stored in part. A dead page 1 leaves the paper as it is: its report could
+    not be read at all (not found, blocked, broken...), which the dead job itself says."""
+    return f"dead page: page {job.page}: {error}" if job.page > 1 else None
 
 
 # ---------------------------------------------------------------- kept pages

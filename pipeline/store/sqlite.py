@@ -38,16 +38,18 @@ from datetime import UTC, datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
-from pipeline.errors import StoreError
+from pipeline.errors import StoreDataError, StoreError
 from pipeline.models import (
     JOB_STATES,
     RUN_STALE_AFTER,
     Completion,
+    DeadJob,
     DeadReason,
     Job,
     KeptPage,
     NewJob,
     PaperView,
+    Requeued,
     RobotsRecord,
     RunInfo,
     SearchHit,
@@ -108,17 +110,47 @@ def _db_errors(what: str) -> Iterator[None]:
     """Translate driver errors into StoreError: the one place it is done."""
     try:
         yield
+    except (sqlite3.IntegrityError, sqlite3.DataError) as exc:
+        raise StoreDataError(f"{what}: {exc}") from exc
     except sqlite3.Error as exc:
         raise StoreError(f"{what}: {exc}") from exc
 
 
 @contextlib.contextmanager
 def _os_errors(path: str) -> Iterator[None]:
-    """A folder that cannot be made is a StoreError that names it."""
+    """A folder that cannot be made is a StoreError that names it (and who we are)."""
     try:
         yield
     except OSError as exc:
-        raise StoreError(f"cannot create the folder of {path}: {exc.strerror}") from exc
+        raise StoreError(
+            f"cannot create the folder of {path}: {exc.strerror} (running as uid {os.getuid()})"
+        ) from exc
+
+
+def check_writable(path: str) -> None:
+    """Refuse, with the reason, a store this process cannot write: SQLite itself says only
+    "unable to open database file". It writes the file and, beside it, the `-wal` and
+    `-shm` files, so the folder must be writable too (a container's bind mount of a host
+    folder that its uid does not own is the usual case)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    uid = os.getuid()
+    with contextlib.suppress(OSError):
+        if os.statvfs(folder).f_flag & os.ST_RDONLY:
+            raise StoreError(
+                f"cannot write the store folder {folder}: it is on a read-only file system "
+                "(a read-only mount?)"
+            )
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise StoreError(
+            f"permission denied: uid {uid} cannot write the store folder {folder} (SQLite "
+            f"makes {os.path.basename(path)} and its -wal and -shm files there); make it "
+            f"writable by uid {uid}, e.g. `chown {uid} {folder}`"
+        )
+    if os.path.exists(path) and not os.access(path, os.R_OK | os.W_OK):
+        raise StoreError(
+            f"permission denied: uid {uid} cannot read and write the store {path}; make it "
+            f"writable by uid {uid}, e.g. `chown {uid} {path}`"
+        )
 
 
 def _is_lock_error(exc: BaseException) -> bool:
@@ -336,16 +368,19 @@ class SQLiteStore:
         self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
 
     def _check_path(self) -> None:
-        """Make the file's folder when creating; refuse a missing file when not."""
-        if self.path == MEMORY or os.path.exists(self.path):
+        """Make the file's folder when creating; refuse a missing file when not, and a
+        file or folder this process cannot write (with the reason)."""
+        if self.path == MEMORY:
             return
-        if not self.create:
-            raise StoreError(
-                f"no store at {self.path}: nothing has been crawled into it yet "
-                "(`citepipe backfill` or `citepipe crawl` creates it)"
-            )
-        with _os_errors(self.path):
-            os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        if not os.path.exists(self.path):
+            if not self.create:
+                raise StoreError(
+                    f"no store at {self.path}: nothing has been crawled into it yet "
+                    "(`citepipe backfill` or `citepipe crawl` creates it)"
+                )
+            with _os_errors(self.path):
+                os.makedirs(os.path.dirname(self.path) or ".", exist_ok=True)
+        check_writable(self.path)
 
     async def close(self) -> None:
         """Commit what is queued, stop the writer, close the connections."""
@@ -450,13 +485,16 @@ class SQLiteStore:
         await self._transaction("release", self._executemany("release", rows))
 
     async def fail(self, job: Job, error: str, retry_at: datetime | None) -> None:
-        """`failed` until `retry_at`, or `dead` (and its report marked incomplete)."""
+        """`failed` until `retry_at`, or `dead` (and, for a page after the first, its
+        report marked incomplete with the reason: `rules.dead_page_reason`)."""
+        reason = rules.dead_page_reason(job, error) if retry_at is None else None
         params = _encode(
             {
                 "id": job.id,
                 "round": job.round,
                 "error": error,
                 "doi": job.doi,
+                "reason": reason,
                 "retry_at": retry_at,
                 "now": self._now(),
             }
@@ -464,7 +502,7 @@ class SQLiteStore:
 
         def body(conn: sqlite3.Connection) -> None:
             cursor = conn.execute(self._sql["fail"], params)
-            if retry_at is None and cursor.rowcount > 0:
+            if reason is not None and cursor.rowcount > 0:
                 conn.execute(self._sql["mark_incomplete"], params)
 
         await self._transaction("fail", body)
@@ -485,6 +523,31 @@ class SQLiteStore:
             return self._enqueue_rows(conn, jobs) if jobs else 0
 
         return await self._transaction("enqueue stale", body)
+
+    async def requeue_dead(
+        self,
+        address: Callable[[DeadJob], str | None],
+        *,
+        reason: str | None = None,
+        dois: Sequence[str] | None = None,
+    ) -> Requeued:
+        """Dead jobs queued again at their rebuilt addresses, in one transaction."""
+        select = {"reason": reason, "dois": None if dois is None else json.dumps(list(dois))}
+
+        def body(conn: sqlite3.Connection) -> Requeued:
+            now = self._now()
+            rows, kept, reports = [], 0, set()
+            for r in conn.execute(self._sql["dead_jobs"], select).fetchall():
+                url = address(DeadJob(r["doi"], r["page"], r["url"], r["reason"]))
+                if url is None:
+                    kept += 1
+                    continue
+                rows.append(_encode({"id": r["id"], "url": url, "now": now}))
+                reports.add(r["doi"])
+            done = max(conn.executemany(self._sql["requeue_dead"], rows).rowcount, 0)
+            return Requeued(jobs=done, reports=len(reports), kept=kept)
+
+        return await self._transaction("requeue dead jobs", body)
 
     # ------------------------------------------------------------ completions
 
@@ -602,10 +665,15 @@ class SQLiteStore:
         by_state.update({r[0]: r[1] for r in await self._read_all("jobs_by_state")})
         dead = tuple(DeadReason(r[0], r[1]) for r in await self._read_all("dead_by_reason"))
         counts = {r[0]: int(r[1]) for r in await self._read_all("rows_by_table")}
+        incomplete = tuple(
+            DeadReason(r[0], r[1]) for r in await self._read_all("incomplete_by_reason")
+        )
         return Stats(
             jobs_by_state=by_state,
             dead_by_reason=dead,
-            incomplete_reports=int(await self._read_one("incomplete_reports")),
+            incomplete_reports=sum(d.count for d in incomplete),
+            incomplete_by_reason=incomplete,
+            not_found=int(await self._read_one("not_found_reports")),
             rows_by_table={t: counts[t] for t in EXPORT_TABLES},
             pages_last_minute=await self._done_since(now - timedelta(minutes=1)),
             pages_last_hour=await self._done_since(now - timedelta(hours=1)),
@@ -814,8 +882,10 @@ def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
         future.set_exception(error)
 
 
-def _as_store_error(exc: BaseException) -> StoreError:
-    if isinstance(exc, StoreError):
+def _as_store_error(exc: Exception) -> Exception:
+    """What a completion's caller gets: the StoreError, or a bug in our code as it is (so
+    that it kills the job as an internal error instead of being retried for ever)."""
+    if isinstance(exc, StoreError) or not isinstance(exc, sqlite3.Error):
         return exc
     error = StoreError(f"cannot store page: {exc!r}")
     error.__cause__ = exc

@@ -208,3 +208,23 @@ async def test_demo_runs_offline(tmp_path: Path) -> None:
         )[0][0]
         > 0
     )
+
+
+async def test_a_site_reached_by_another_name_is_crawled_whole(tmp_path: Path) -> None:
+    """The site binds 127.0.0.1 and is crawled as `localhost` (as compose's demo crawls
+    `http://site:8080` of a site bound to 0.0.0.0): its links name the address it was
+    reached at, so every next page is followed, not just page 1 of each report."""
+    reps = reports(8, seed=21)
+    async with CitationSite(reps, per_page=5) as site:
+        db = tmp_path / "c.sqlite"
+        inp = write_dois(tmp_path / "in.txt", list(reps))
+        env = fast_env(f"http://localhost:{site.port}", db)
+        res = await run_cli("backfill", str(inp), env=env)
+        pages = sum(site.pages(d) for d in reps)
+    assert res.code == 0, res.err[-2000:]
+    assert pages > len(reps)  # reports of several pages
+    assert set(stored_statements(db)) == expected_statements(reps)
+    assert query(db, "select count(*) from jobs where state = 'done'") == [(pages,)]
+    assert {
+        u for (u,) in query(db, "select report_url from papers where report_url is not null")
+    } <= {f"http://localhost:{site.port}/reports/{r.slug}" for r in reps.values()}

@@ -1,5 +1,6 @@
-"""The compose services' exact commands and environment, run outside Docker (no engine here)
-against the local citation site: /data and /app/config are mapped to local folders."""
+"""The compose services' exact commands and environment, run outside Docker against the
+local citation site: each volume and /app/config are mapped to local folders. (On a real
+engine: tests/containers, `make test-containers`.)"""
 
 from __future__ import annotations
 
@@ -25,12 +26,16 @@ _VAR = re.compile(r"\$\{(\w+):-([^}]*)\}")
 
 
 def service(name: str, data: Path, base_url: str) -> tuple[list[str], dict[str, str]]:
-    """A compose service's command and environment, as the container would see them."""
+    """A compose service's command and environment, as the container would see them: its
+    volume is the folder `data/<volume name>`."""
     svc: dict[str, Any] = yaml.safe_load((ROOT / "docker-compose.yml").read_text())["services"][
         name
     ]
+    [volume] = [v.split(":") for v in svc["volumes"]]
+    folder = data / volume[0]
+    folder.mkdir(exist_ok=True)
     env = {k: _VAR.sub(lambda m: m.group(2), str(v)) for k, v in svc["environment"].items()}
-    env = {k: v.replace("/data/", f"{data}/") for k, v in env.items()}
+    env = {k: v.replace(f"{volume[1]}/", f"{folder}/") for k, v in env.items()}
     env["CITEPIPE_BASE_URL"] = base_url  # the site's address outside the compose network
     env["CITEPIPE_LEASE_SECONDS"] = "3"
     cmd = [arg.replace("/app/config/", f"{ROOT}/config/") for arg in svc["command"]]
@@ -42,12 +47,16 @@ def with_os_env(env: dict[str, str]) -> dict[str, str]:
     return {**base, **env}
 
 
-async def test_worker_and_demo_backfill_services_crawl_the_demo_site(tmp_path: Path) -> None:
+async def test_the_demo_and_the_worker_each_keep_their_own_store(tmp_path: Path) -> None:
+    """The demo profile's backfill and the crawl profile's long-running worker at once:
+    the demo stores every statement in its volume, the worker never sees a demo job (it
+    ends with SIGTERM, exit 0, an empty queue in its own volume)."""
     reps = load_dataset(demo_dataset_path())
     async with CitationSite(reps) as site:
-        worker_cmd, worker_env = service("worker", tmp_path, site.base_url)
-        demo_cmd, demo_env = service("demo-worker", tmp_path, site.base_url)
-        assert worker_env["CITEPIPE_DB"] == demo_env["CITEPIPE_DB"]  # one volume, one store
+        name = f"http://localhost:{site.port}"  # a name, as `http://site:8080` in compose
+        worker_cmd, worker_env = service("worker", tmp_path, name)
+        demo_cmd, demo_env = service("demo-worker", tmp_path, name)
+        assert worker_env["CITEPIPE_DB"] != demo_env["CITEPIPE_DB"]
         worker_env["CITEPIPE_REQUEST_DELAY"] = "0"  # the real-site default is 1 s
         worker = await start_cli(*worker_cmd, env=with_os_env(worker_env))
         backfill = await run_cli(*demo_cmd, env=with_os_env(demo_env), timeout=120)
@@ -60,15 +69,17 @@ async def test_worker_and_demo_backfill_services_crawl_the_demo_site(tmp_path: P
         _, err = await asyncio.wait_for(worker.communicate(), 20)
     assert worker.returncode == 0, err.decode()[-2000:]
     assert b'"worker stopped"' in err  # JSON logs, as compose asks
-    db = Path(demo_env["CITEPIPE_DB"])
-    assert db.parent == tmp_path
+    demo_db, worker_db = Path(demo_env["CITEPIPE_DB"]), Path(worker_env["CITEPIPE_DB"])
+    assert demo_db == tmp_path / "demo-data" / "demo.sqlite"
+    assert worker_db == tmp_path / "citepipe-data" / "citepipe.sqlite"
     rows = query(
-        db, "select cited_doi, citing_doi, snippet, section, type, confidence from statements"
+        demo_db, "select cited_doi, citing_doi, snippet, section, type, confidence from statements"
     )
     assert set(rows) == expected_statements(reps)
-    assert query(db, "select count(*) from jobs where state != 'done'") == [(0,)]
-    kinds = {k for (k,) in query(db, "select kind from runs")}
-    assert kinds == {"worker", "backfill"}
+    assert query(demo_db, "select count(*) from jobs where state != 'done'") == [(0,)]
+    assert {k for (k,) in query(demo_db, "select kind from runs")} == {"backfill"}
+    assert query(worker_db, "select count(*) from jobs") == [(0,)]
+    assert {k for (k,) in query(worker_db, "select kind from runs")} == {"worker"}
 
 
 def test_the_image_wheel_carries_its_data_and_runs_outside_the_source_tree(

@@ -9,8 +9,12 @@ from __future__ import annotations
 import asyncio
 import io
 import os
+import shutil
 import signal
 import sqlite3
+import sys
+import tempfile
+import traceback
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -19,6 +23,7 @@ import structlog
 
 from citesite.server import CitationSite
 from pipeline import app, cli
+from pipeline.config import Settings
 from pipeline.errors import ConfigError
 from pipeline.models import NewJob
 from pipeline.runs import Stop
@@ -85,7 +90,16 @@ def test_config_naming_a_binary_file_is_one_line_exit_2(
 
 @pytest.mark.parametrize(
     ("argv", "word"),
-    [(["site", "--per-page", "0"], "--per-page"), (["site", "--port", "70000"], "--port")],
+    [
+        (["site", "--per-page", "0"], "--per-page"),
+        (["site", "--port", "70000"], "--port"),
+        (["site", "--crawl-delay", "nan"], "--crawl-delay"),
+        (["site", "--crawl-delay", "inf"], "--crawl-delay"),
+        (["site", "--crawl-delay=-1"], "--crawl-delay"),
+        (["site", "--cache-size", "0"], "--cache-size"),
+        (["site", "--generate=-5"], "--generate"),
+        (["site", "--seed=-1"], "--seed"),
+    ],
 )
 def test_bad_site_options_are_one_line_exit_2(
     capsys: pytest.CaptureFixture[str], argv: list[str], word: str
@@ -154,6 +168,88 @@ def test_a_missing_input_file_creates_no_store(
     assert not (tmp_path / "data").exists()
 
 
+# ---------------------------------------------------------------- permissions
+
+
+def run_as_other_user(*argv: str) -> tuple[int, str]:
+    """`citepipe ARGV` as a user who does not own the test's files: `nobody` when the tests
+    run as root (root may write anything), else this user (the files are made read-only).
+    A forked child, not a new interpreter: `nobody` may not reach the venv's Python."""
+    import importlib.readers  # noqa: F401  (what the child reads the selectors with)
+
+    read_end, write_end = os.pipe()
+    pid = os.fork()
+    if pid == 0:  # the child: never returns into pytest
+        code = 99
+        try:
+            os.close(read_end)
+            sys.stderr = os.fdopen(write_end, "w")
+            sys.stdout = open(os.devnull, "w")  # noqa: SIM115
+            for key in [k for k in os.environ if k.startswith("CITEPIPE_")]:
+                del os.environ[key]
+            os.environ |= {"CITEPIPE_PROGRESS": "false", "CITEPIPE_LOG_FORMAT": "json"}
+            os.chdir("/")
+            if os.getuid() == 0:
+                os.setgroups([])
+                os.setgid(NOBODY)
+                os.setuid(NOBODY)
+            code = cli.main(list(argv))
+        except BaseException:
+            traceback.print_exc()
+        finally:
+            sys.stderr.flush()
+            os._exit(code)
+    os.close(write_end)
+    with os.fdopen(read_end) as pipe:
+        err = pipe.read()
+    _, status = os.waitpid(pid, 0)
+    return os.waitstatus_to_exitcode(status), err
+
+
+NOBODY = 65534
+
+
+@pytest.fixture
+def shared_dir() -> Iterator[Path]:
+    """A folder every user can reach (pytest's tmp_path is private to its user)."""
+    folder = Path(tempfile.mkdtemp(prefix="citepipe-perm-"))
+    folder.chmod(0o755)
+    try:
+        yield folder
+    finally:
+        for path in (folder, *folder.iterdir()):
+            path.chmod(0o755)
+        shutil.rmtree(folder)
+
+
+@pytest.mark.parametrize("what", ["folder", "file"])
+def test_a_store_this_uid_cannot_write_says_so_in_one_line(shared_dir: Path, what: str) -> None:
+    """Not SQLite's "unable to open database file": the reason, the uid and the cure;
+    exit 2, and nothing is made or changed."""
+    db = shared_dir / "c.sqlite"
+    if what == "file":
+        asyncio.run(amake_store(db))  # a real store, closed
+        before = db.read_bytes()
+        db.chmod(0o444)
+        shared_dir.chmod(0o777)  # the folder is writable: only the file is not
+    elif os.getuid() != 0:
+        shared_dir.chmod(0o555)
+    names = sorted(p.name for p in shared_dir.iterdir())
+    code, err = run_as_other_user("crawl", "--db", str(db))
+    uid = NOBODY if os.getuid() == 0 else os.getuid()
+    line = one_line(err)
+    assert code == 2, err
+    assert "unable to open" not in line
+    assert line.startswith(f"citepipe: configuration error: db: permission denied: uid {uid} ")
+    target = shared_dir if what == "folder" else db
+    assert f"`chown {uid} {target}`" in line
+    if what == "folder":
+        assert not db.exists()
+    else:
+        assert db.read_bytes() == before
+    assert sorted(p.name for p in shared_dir.iterdir()) == names
+
+
 # ---------------------------------------------------------------- demo
 
 
@@ -186,6 +282,31 @@ async def test_demo_replaces_its_own_store_and_refuses_a_real_one(tmp_path: Path
     refused = await run_cli("demo", "--db", str(real), env=env)
     assert refused.code == 2 and "--force" in one_line(refused.err)
     assert query(real, "select count(*) from jobs") == [(1,)]
+
+
+def test_demo_db_is_its_own_file_unless_db_is_set() -> None:
+    assert app.demo_db(Settings()) == app.DEMO_DB == "data/demo.sqlite"
+    assert app.demo_db(Settings(db="/data/citepipe.sqlite")) == "/data/citepipe.sqlite"
+
+
+def test_demo_stores_where_citepipe_db_says(
+    capsys: pytest.CaptureFixture[str], tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """As in the container image: CITEPIPE_DB names the data volume, and the working
+    folder (here an empty one) is never written."""
+    monkeypatch.chdir(tmp_path)
+    for key in [k for k in os.environ if k.startswith("CITEPIPE_")]:
+        monkeypatch.delenv(key)
+    db = tmp_path / "volume" / "store.sqlite"
+    monkeypatch.setenv("CITEPIPE_DB", str(db))
+    monkeypatch.setenv("CITEPIPE_PROGRESS", "false")
+    monkeypatch.setenv("CITEPIPE_LOG_LEVEL", "warning")
+    code, out, err = run_main(capsys, "demo")
+    assert code == 0, err[-2000:]
+    assert app.is_demo_store(str(db))
+    assert query(db, "select count(*) from jobs where state != 'done'") == [(0,)]
+    assert f"stored in {db}" in out
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["volume"]
 
 
 # ---------------------------------------------------------------- signals

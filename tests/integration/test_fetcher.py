@@ -7,6 +7,7 @@ import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from urllib.parse import quote
 
 import pytest
 from aiohttp import web
@@ -15,6 +16,8 @@ from pipeline.config import Settings
 from pipeline.errors import PermanentFetchError, TransientFetchError
 from pipeline.fetcher import AiohttpFetcher, parse_retry_after
 from pipeline.models import Validators
+from pipeline.politeness import MAX_WAIT
+from pipeline.sources.report import ReportSource
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 HTML = "<html><body>ok</body></html>"
@@ -258,3 +261,59 @@ def test_parse_retry_after_forms() -> None:
     assert parse_retry_after("Thu, 01 Jan 2026 12:00:07 GMT", now) == 7.0
     assert parse_retry_after("garbage") is None
     assert parse_retry_after(None) is None
+
+
+async def test_credentials_in_urls_and_redirects_are_never_sent() -> None:
+    """`user:pw@` in the URL asked for or in a redirect's Location: no Authorization
+    header ever reaches the server, and the final address holds no credentials."""
+    auth: list[str | None] = []
+
+    async def start(req: web.Request) -> web.Response:
+        auth.append(req.headers.get("Authorization"))
+        host = req.headers["Host"]
+        raise web.HTTPFound(f"http://user:secret@{host}/reports/b")
+
+    async def b(req: web.Request) -> web.Response:
+        auth.append(req.headers.get("Authorization"))
+        return web.Response(text=HTML, content_type="text/html")
+
+    async with serve({"/reports/a": start, "/reports/b": b}) as base:
+        creds = base.replace("://", "://user:secret@")
+        f = AiohttpFetcher(settings(base))
+        try:
+            page = await f.fetch(creds + "/reports/a")
+        finally:
+            await f.close()
+    assert page.status == 200
+    assert auth == [None, None]
+    assert "secret" not in page.final_url and "@" not in page.final_url
+
+
+async def test_redirects_off_the_report_pages_are_refused_unfetched() -> None:
+    """With the Source's scope, a redirect to `/login` or to a path that a server would
+    normalise out of `/reports/` is never followed."""
+    hits: list[str] = []
+
+    async def start(req: web.Request) -> web.Response:
+        raise web.HTTPFound(req.query.get("to", "/login"))
+
+    async def trap(req: web.Request) -> web.Response:
+        hits.append(req.raw_path)
+        return web.Response(text=HTML, content_type="text/html")
+
+    routes = {"/reports/a": start, "/login": trap, "/private/x": trap, "/reports/{t:.*}": trap}
+    async with serve(routes) as base:
+        f = AiohttpFetcher(settings(base), scope=ReportSource(base_url=base).in_scope)
+        try:
+            for to in ("/login", "/reports/q/%2E%2E/%2E%2E/private/x", "/reports/../login"):
+                with pytest.raises(PermanentFetchError) as info:
+                    await f.fetch(f"{base}/reports/a?to={quote(to)}")
+                assert info.value.reason == "redirect off the report pages"
+        finally:
+            await f.close()
+    assert hits == []
+
+
+def test_retry_after_is_bounded() -> None:
+    assert parse_retry_after("9" * 400) == MAX_WAIT
+    assert parse_retry_after("\u00b2") is None  # a digit to str.isdigit, not to float

@@ -29,6 +29,7 @@ from citesite.faults import FaultSpec
 from citesite.server import CitationSite
 from citesite.style import report_style
 from pipeline.errors import ParseError
+from pipeline.models import ParseResult
 from pipeline.normalise import report_address
 from pipeline.sources.report import parse_report
 
@@ -107,6 +108,78 @@ async def test_pagination_follows_rel_next(site: CitationSite, http: aiohttp.Cli
         s for p in range(1, len(seen) + 1) for s in site.expected(REDIRECTING, p).statements
     ]
     assert all(r.tallies == report.tallies and r.facets == report.facets for r in seen)
+
+
+# --- the public address ---------------------------------------------------------------
+
+
+async def crawl_pages(
+    http: aiohttp.ClientSession, site: CitationSite, start: str, **headers: str
+) -> list[ParseResult]:
+    """Follow a report's next links from `start` (connecting to the bound port whatever
+    host the links name, as a compose network would); return the pages as parsed."""
+    pages, url = [], start
+    while True:
+        bound = URL(url).with_host("127.0.0.1").with_port(site.port)
+        async with http.get(bound, headers=headers) as r:
+            assert r.status == 200, url
+            result = parse_report(await r.read(), url)
+        pages.append(result)
+        if result.next_page_url is None:
+            return pages
+        url = result.next_page_url
+
+
+async def test_links_name_the_host_the_request_was_sent_to(http: aiohttp.ClientSession) -> None:
+    """A site bound to one address and reached by another name (a compose service name)
+    links to that name: every page of the report is reachable under it."""
+    report = DEMO[DIRECT]
+    async with CitationSite(DEMO) as site:
+        start = f"http://site:8080/reports/{report.slug}"
+        pages = await crawl_pages(http, site, start, Host="site:8080")
+        assert len(pages) == page_count(report) > 1
+        assert pages == [
+            site.expected(DIRECT, p, "http://site:8080") for p in range(1, len(pages) + 1)
+        ]
+        assert pages[0].paper.report_url == start
+        # the same page asked for by its bound address names that address: no mix-up
+        # in the page cache, and one ETag for both (validators never depend on the host)
+        status, body, resp = await get(http, f"{site.base_url}/reports/{report.slug}")
+        assert status == 200 and b"http://site:8080" not in body
+        assert parse_report(body, str(resp.url)) == site.expected(DIRECT, 1)
+        async with http.get(
+            f"{site.base_url}/reports/{report.slug}", headers={"Host": "site:8080"}
+        ) as r:
+            assert r.headers["ETag"] == resp.headers["ETag"]
+
+
+async def test_public_url_wins_over_the_host_header(http: aiohttp.ClientSession) -> None:
+    report = DEMO[DIRECT]
+    async with CitationSite(DEMO, public_url="https://cite.example.org/") as site:
+        assert site.public_url == "https://cite.example.org"
+        status, body, resp = await get(
+            http, f"{site.base_url}/reports/{report.slug}", Host="site:8080"
+        )
+        assert status == 200
+        result = parse_report(body, str(resp.url))
+        assert result.paper.report_url == f"https://cite.example.org/reports/{report.slug}"
+        assert result.next_page_url == f"https://cite.example.org/reports/{report.slug}?page=2"
+        assert result == site.expected(DIRECT, 1)
+
+
+@pytest.mark.parametrize("host", ["a b", 'x"><script>', "-bad-:80", "h:123456"])
+async def test_an_odd_host_header_falls_back_to_the_bound_address(host: str) -> None:
+    async with CitationSite(DEMO) as site:
+        assert site.link_base(host) == site.base_url
+        assert site.link_base(None) == site.base_url
+        assert site.link_base("site:8080") == "http://site:8080"
+        assert site.link_base("[::1]:8080") == "http://[::1]:8080"
+
+
+@pytest.mark.parametrize("url", ["ftp://x", "http://", "site:8080", "http://x/path", "http://x?q"])
+def test_a_bad_public_url_is_refused(url: str) -> None:
+    with pytest.raises(ValueError, match="not an http"):
+        CitationSite(DEMO, public_url=url)
 
 
 @pytest.mark.parametrize(
@@ -423,3 +496,17 @@ def test_citepipe_site_rejects_a_bad_fault_spec() -> None:
     )
     assert done.returncode == 2
     assert "not between 0 and 1" in done.stderr
+
+
+def test_citepipe_site_rejects_a_bad_public_url() -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", "site", "--public-url", "ftp://site"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert done.returncode == 2
+    assert done.stderr.strip() == (
+        "citepipe site: --public-url: 'ftp://site' is not an http(s) address such as "
+        "http://site:8080"
+    )

@@ -13,13 +13,16 @@ import pytest
 
 from pipeline.errors import StoreError
 from pipeline.models import (
+    Chain,
     Completion,
+    DeadJob,
     Facet,
     Job,
     KeptPage,
     NewJob,
     Paper,
     ParseResult,
+    Requeued,
     RobotsRecord,
     Statement,
     Tally,
@@ -278,13 +281,58 @@ async def test_dead_page_marks_report_incomplete(store: Store) -> None:
     assert (await paper(store, "10.1/a"))["incomplete"] == 0
     await store.fail(await claim_one(store, page=2), "http 410", None)
     assert (await paper(store, "10.1/a"))["incomplete"] == 1
+    assert (await paper(store, "10.1/a"))["incomplete_reason"] == "dead page: page 2: http 410"
     stats = await store.stats()
     assert stats.incomplete_reports == 1
+    assert [(d.reason, d.count) for d in stats.incomplete_by_reason] == [("dead page", 1)]
     # A new pass over the report (page 1 again, new round) clears the flag.
     await store.enqueue([new(round=1)])
     job = await claim_one(store)
     await store.complete(Completion(job=job, result=result()))
     assert (await paper(store, "10.1/a"))["incomplete"] == 0
+    assert (await paper(store, "10.1/a"))["incomplete_reason"] is None
+
+
+async def test_a_dead_page_one_is_not_an_incomplete_report(store: Store) -> None:
+    """A report that could not be read at all (404, a wall) is a dead job, not a paper
+    stored in part; a 404 is counted as not found."""
+    await crawl(store, result(statements=(stmt("10.1/b", "cites a"),)))  # 10.1/b: a citer
+    await store.enqueue([new("10.1/b"), new("10.1/c")])
+    await store.fail(await claim_one(store, "10.1/b"), "not found (404)", None)
+    await store.fail(await claim_one(store, "10.1/c"), "blocked: captcha wall", None)
+    assert (await paper(store, "10.1/b"))["incomplete"] == 0
+    stats = await store.stats()
+    assert stats.incomplete_reports == 0 and stats.not_found == 1
+
+
+async def test_a_completion_cut_short_keeps_its_reason_on_the_paper(store: Store) -> None:
+    await store.enqueue([new()])
+    job = await claim_one(store)
+    reason = "pagination cycle: page 1 links back to http://site/reports/10.1/a"
+    await store.complete(Completion(job=job, result=result(), incomplete=reason))
+    row = await paper(store, "10.1/a")
+    assert (row["incomplete"], row["incomplete_reason"]) == (1, reason)
+    stats = await store.stats()
+    assert [(d.reason, d.count) for d in stats.incomplete_by_reason] == [("pagination cycle", 1)]
+
+
+async def test_a_next_page_carries_its_chain_and_a_page_what_it_held(store: Store) -> None:
+    chain = Chain(seen=("http://site/reports/10.1/a",), counted=49, per_page=20, got=20)
+    await store.enqueue([new()])
+    job = await claim_one(store)
+    done = Completion(
+        job=job,
+        result=result(next_url="p2"),
+        follow_ups=(new(page=2, chain=chain),),
+        page_statements=20,
+        page_counted=49,
+    )
+    await store.complete(done)
+    second = await claim_one(store, page=2)
+    assert second.chain == chain
+    await store.enqueue([new(round=1)])  # a refresh: page 1 again, with what it held
+    again = await claim_one(store)
+    assert (again.page_statements, again.page_counted, again.chain) == (20, 49, None)
 
 
 # ---------------------------------------------------------------- completions
@@ -766,3 +814,57 @@ async def test_a_statement_seen_again_is_one_search_match(store: Store) -> None:
         Completion(job, result(statements=(stmt("10.2/x", "unique wombat phrase"),)))
     )
     assert len(await store.search("wombat")) == 1  # seen again: still one row, one match
+
+
+# ---------------------------------------------------------------- retry
+
+
+async def test_requeue_dead_rebuilds_addresses_resets_attempts_and_filters(
+    store: Store, clock: Clock
+) -> None:
+    await store.enqueue([new("10.1/a"), new("10.1/b"), new("10.1/c"), new("10.1/d")])
+    for doi, reason in [
+        ("10.1/a", "gave up after 5 attempts: connection error"),
+        ("10.1/b", "not found (404)"),
+        ("10.1/c", "gave up after 5 attempts: Connection Error"),
+    ]:
+        await store.fail(await claim_one(store, doi), reason, None)
+    seen: list[DeadJob] = []
+
+    def address(job: DeadJob) -> str | None:
+        seen.append(job)
+        return None if job.doi == "10.1/c" else f"http://new/reports/{job.doi}"
+
+    clock.advance(60)
+    done = await store.requeue_dead(address, reason="CONNECTION error")
+    assert done == Requeued(jobs=1, reports=1, kept=1)
+    assert {(j.doi, j.page, j.reason) for j in seen} == {
+        ("10.1/a", 1, "gave up after 5 attempts: connection error"),
+        ("10.1/c", 1, "gave up after 5 attempts: Connection Error"),
+    }
+    row = await job_row(store, "10.1/a")
+    assert (row["state"], row["url"], row["attempts"], row["last_error"]) == (
+        "queued",
+        "http://new/reports/10.1/a",
+        0,
+        None,
+    )
+    assert row["not_before"] == iso(clock.now)  # due at once
+    assert (await job_row(store, "10.1/c"))["state"] == "dead"  # no address: kept dead
+    assert (await job_row(store, "10.1/b"))["state"] == "dead"  # another reason
+    assert (await job_row(store, "10.1/d"))["state"] == "queued"  # never dead: untouched
+
+    assert await store.requeue_dead(address, dois=["10.1/b", "10.1/x"]) == Requeued(1, 1, 0)
+    assert (await job_row(store, "10.1/b"))["url"] == "http://new/reports/10.1/b"
+    claimed = await store.claim("w1", 10, 30)
+    assert {j.doi for j in claimed} == {"10.1/a", "10.1/b", "10.1/d"}
+    assert all(j.attempts == 1 for j in claimed)  # attempts were reset
+
+
+async def test_requeue_dead_of_everything_and_of_nothing(store: Store) -> None:
+    await store.enqueue([new("10.1/a"), new("10.1/a", page=2)])
+    assert await store.requeue_dead(lambda j: j.url) == Requeued(0, 0, 0)
+    for page in (1, 2):
+        await store.fail(await claim_one(store, "10.1/a", page), f"http 50{page}", None)
+    assert await store.requeue_dead(lambda j: j.url) == Requeued(jobs=2, reports=1, kept=0)
+    assert (await store.stats()).jobs_by_state["queued"] == 2

@@ -34,7 +34,7 @@ def test_read_only_commands_list_no_crawl_options(command: str) -> None:
 def test_demo_help_shows_the_defaults_demo_applies_and_no_base_url() -> None:
     text = help_of("demo")
     assert "--base-url" not in text
-    assert "(default data/demo.sqlite)" in text
+    assert "(default data/demo.sqlite, or the db setting when it is set)" in text
     assert (
         "--request-delay REQUEST_DELAY seconds between request starts to one host (default 0.0)"
         in text
@@ -83,3 +83,52 @@ def test_parse_dash_reads_standard_input(
 )
 def test_plural(n: int, word: str, many: str | None, text: str) -> None:
     assert plural(n, word, many) == text
+
+
+@pytest.mark.parametrize(
+    ("argv", "flag"),
+    [
+        (["crawl", "--max-duration=-5m"], "--max-duration"),
+        (["crawl", "--max-duration", "nan"], "--max-duration"),
+        (["crawl", "--max-duration", "inf"], "--max-duration"),
+        (["schedule", "--max-duration", "1e9"], "--max-duration"),
+        (["backfill", "in.txt", "--request-delay", "nan"], "--request-delay"),
+        (["backfill", "in.txt", "--timeout", "inf"], "--timeout"),
+        (["worker", "--request-delay=-1"], "--request-delay"),
+    ],
+)
+def test_bad_numbers_on_the_command_line_exit_2_naming_the_flag(
+    capsys: pytest.CaptureFixture[str], argv: list[str], flag: str
+) -> None:
+    with pytest.raises(SystemExit) as info:
+        cli.main(argv)
+    assert info.value.code == 2
+    err = capsys.readouterr().err
+    assert flag in err and "not a duration" in err
+
+
+@pytest.mark.parametrize(
+    ("env", "name"),
+    [
+        ({"CITEPIPE_REQUEST_DELAY": "nan"}, "request_delay"),
+        ({"CITEPIPE_LEASE_SECONDS": "nan"}, "lease_seconds"),
+        ({"CITEPIPE_TIMEOUT": "inf"}, "timeout"),
+        ({"CITEPIPE_MAX_DURATION": "-5m"}, "max_duration"),
+        ({"CITEPIPE_REQUEST_DELAY": "1e400"}, "request_delay"),
+    ],
+)
+def test_bad_numbers_from_the_environment_exit_2_naming_the_setting(
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    tmp_path: Path,
+    env: dict[str, str],
+    name: str,
+) -> None:
+    monkeypatch.chdir(tmp_path)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    (tmp_path / "in.txt").write_text("10.1000/a\n")
+    assert cli.main(["backfill", "in.txt", "--db", "s.sqlite"]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and f"configuration error: {name}:" in err
+    assert not (tmp_path / "s.sqlite").exists()  # nothing was created

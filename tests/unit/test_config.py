@@ -1,10 +1,11 @@
 from __future__ import annotations
 
+from dataclasses import fields
 from pathlib import Path
 
 import pytest
 
-from pipeline.config import Settings, load_settings
+from pipeline.config import NUMBER_BOUNDS, Settings, load_settings, parse_duration
 from pipeline.errors import ConfigError
 
 
@@ -37,6 +38,101 @@ def test_schedule_must_be_a_cron_expression() -> None:
     assert load_settings(None, env={"CITEPIPE_SCHEDULE": "*/5 * * * *"}).schedule == "*/5 * * * *"
     with pytest.raises(ConfigError, match="schedule"):
         load_settings(None, env={"CITEPIPE_SCHEDULE": "every day"})
+
+
+FLOAT_SETTINGS = [
+    "request_delay",
+    "timeout",
+    "connect_timeout",
+    "retry_base",
+    "retry_cap",
+    "lease_seconds",
+    "refresh_interval",
+    "refresh_min",
+    "refresh_max",
+    "max_duration",
+    "progress_interval",
+]
+
+
+@pytest.mark.parametrize("name", FLOAT_SETTINGS)
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-5", "1e400", "-5m"])
+def test_every_duration_rejects_nan_infinity_and_negatives_from_env(name: str, value: str) -> None:
+    with pytest.raises(ConfigError, match=f"^{name}: "):
+        load_settings(None, env={f"CITEPIPE_{name.upper()}": value})
+
+
+@pytest.mark.parametrize("name", FLOAT_SETTINGS)
+@pytest.mark.parametrize("value", ["nan", "inf", "-inf", "-1.0", "1e300"])
+def test_every_duration_rejects_nan_infinity_and_negatives_from_toml(
+    tmp_path: Path, name: str, value: str
+) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text(f"{name} = {value}\n")
+    with pytest.raises(ConfigError, match=f"^{name}: "):
+        load_settings(cfg, env={})
+
+
+@pytest.mark.parametrize(
+    ("name", "value"),
+    [
+        ("concurrency", 0),
+        ("concurrency", 10**9),
+        ("max_attempts", 10**6),  # 2**attempts would overflow the backoff
+        ("claim_batch", 2**63),  # more than SQLite's integers
+        ("depth", -1),
+        ("max_redirects", -1),
+        ("quick_retries", -2),
+        ("per_host_concurrency", 0),
+    ],
+)
+def test_integers_are_bounded(name: str, value: int) -> None:
+    with pytest.raises(ConfigError, match=f"^{name}: "):
+        load_settings(None, env={}, overrides={name: value})
+
+
+def test_flags_named_nan_or_inf_name_the_setting() -> None:
+    for value in (float("nan"), float("inf")):
+        with pytest.raises(ConfigError, match=r"^request_delay: must be a finite number"):
+            load_settings(None, env={}, overrides={"request_delay": value})
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("90", 90.0), ("90s", 90.0), ("1.5m", 90.0), ("2h", 7200.0), ("1d", 86400.0), (" 5M ", 300)],
+)
+def test_durations_parse(text: str, seconds: float) -> None:
+    assert parse_duration(text) == seconds
+
+
+@pytest.mark.parametrize(
+    "text", ["-5m", "nan", "inf", "-inf", "1e3", "5 minutes", "", "m", "+5", "0x10", "5ms", "٣"]
+)
+def test_durations_are_parsed_strictly(text: str) -> None:
+    with pytest.raises(ValueError, match="not a duration"):
+        parse_duration(text)
+
+
+def test_duration_settings_take_units_from_env_and_toml(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('max_duration = "20m"\nrequest_delay = 0.25\n')
+    s = load_settings(cfg, env={"CITEPIPE_LEASE_SECONDS": "1m"})
+    assert (s.max_duration, s.request_delay, s.lease_seconds) == (1200.0, 0.25, 60.0)
+
+
+def test_credentials_in_base_url_are_dropped() -> None:
+    s = load_settings(None, env={"CITEPIPE_BASE_URL": "https://user:secret@site.test:8443/x"})
+    assert s.base_url == "https://site.test:8443/x"
+    with pytest.raises(ConfigError, match="base_url") as info:
+        load_settings(None, env={"CITEPIPE_BASE_URL": "http://user:secret@site.test:99999/"})
+    assert "secret" not in str(info.value)
+
+
+def test_every_number_setting_has_bounds() -> None:
+    """A new number setting must say what values it may take (NUMBER_BOUNDS)."""
+    numbers = {f.name for f in fields(Settings) if str(f.type) in ("int", "float")}
+    assert numbers == set(NUMBER_BOUNDS)
+    assert set(FLOAT_SETTINGS) == {f.name for f in fields(Settings) if str(f.type) == "float"}
 
 
 def test_keep_pages_is_broken_or_all() -> None:

@@ -26,17 +26,53 @@ def subcommands() -> set[str]:
     return set(action.choices)  # type: ignore[arg-type]
 
 
-def test_services_volume_and_demo_profile() -> None:
+def volumes_of(svc: dict[str, Any]) -> set[str]:
+    return {v.split(":", 1)[0] for v in svc.get("volumes", [])}
+
+
+def test_two_profiles_each_with_its_own_volume() -> None:
+    """demo and crawl never share a store: nothing of one can claim the other's jobs, and
+    no service starts without a profile (a plain `up` crawls nothing, scite.ai least)."""
     c = compose()
     services = c["services"]
-    assert {"worker", "scheduler", "site"} <= set(services)
-    assert "citepipe-data" in c["volumes"]
-    for name in ("worker", "scheduler"):
-        assert any(v.startswith("citepipe-data:") for v in services[name]["volumes"])
-        assert "profiles" not in services[name]
-    assert services["site"]["profiles"] == ["demo"]
+    assert {n: s.get("profiles") for n, s in services.items()} == {
+        "worker": ["crawl"],
+        "scheduler": ["crawl"],
+        "site": ["demo"],
+        "demo-worker": ["demo"],
+    }
+    assert set(c["volumes"]) == {"citepipe-data", "demo-data"}
+    assert volumes_of(services["worker"]) == volumes_of(services["scheduler"]) == {"citepipe-data"}
+    assert volumes_of(services["demo-worker"]) == {"demo-data"}
+    assert volumes_of(services["site"]) == set()
     assert services["scheduler"]["command"][0] == "schedule"
     assert services["worker"]["command"] == ["worker"]
+
+
+def test_the_demo_crawls_only_the_local_site() -> None:
+    services = compose()["services"]
+    demo = services["demo-worker"]
+    assert demo["environment"]["CITEPIPE_BASE_URL"] == "http://site:8080"
+    assert demo["environment"]["CITEPIPE_DB"] == "/data/demo.sqlite"
+    assert demo["depends_on"] == {"site": {"condition": "service_healthy"}}
+    assert "--public-url" not in services["site"]["command"]  # links follow the Host header
+    assert "8080" in " ".join(services["site"]["healthcheck"]["test"])
+
+
+def test_the_one_shot_demo_worker_has_no_healthcheck_and_no_restart() -> None:
+    demo = compose()["services"]["demo-worker"]
+    assert demo["healthcheck"] == {"disable": True}
+    assert demo["restart"] == "no"
+
+
+def test_dockerignore_keeps_local_files_out_of_the_image() -> None:
+    ignored = {
+        line.strip()
+        for line in (ROOT / ".dockerignore").read_text().splitlines()
+        if line.strip() and not line.startswith("#")
+    }
+    assert {".git", ".venv", "data", "config/citepipe.toml", "**/__pycache__"} <= ignored
+    assert not ignored & {"pipeline", "citesite", "config", "pyproject.toml", "README.md"}
 
 
 def test_every_command_exists_and_parses() -> None:

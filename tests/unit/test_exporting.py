@@ -77,3 +77,4 @@ def test_every_exported_column_has_a_type() -> None:
         for c in columns:
             if c.endswith("_at"):
                 assert column_type(c) == "time", c
+    assert column_type("page_statements") == "int" and column_type("chain") == "text"

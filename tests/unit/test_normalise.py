@@ -11,7 +11,7 @@ import pytest
 from hypothesis import assume, example, given
 from hypothesis import strategies as st
 
-from pipeline.errors import BadInputError
+from pipeline.errors import BadInputError, ParseError
 from pipeline.normalise import (
     DOI_RE,
     clean_text,
@@ -19,6 +19,7 @@ from pipeline.normalise import (
     doi_path,
     normalise_doi,
     parse_confidence,
+    parse_count,
     parse_date,
     parse_int,
     parse_statement_type,
@@ -278,3 +279,32 @@ def test_parse_statement_type(text: str | None, expected: str | None) -> None:
 def test_snippet_hash_is_stable() -> None:
     assert snippet_hash("abc") == "a9993e364706816aba3e25717850c26c9cd0d89d"
     assert snippet_hash("abc") != snippet_hash("abd")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        (None, None),
+        ("", None),
+        ("none", None),
+        ("1,234", 1234),
+        ("1234", 1234),
+        ("1.2k", 1200),
+        ("1.2K", 1200),
+        ("12 k", 12_000),
+        ("3.4M", 3_400_000),
+        ("2B", 2_000_000_000),
+        ("Cited by 1.2k publications", 1200),
+        ("12 kinds", 12),  # a word, not a suffix
+        ("v2.0 has 7", 7),  # a version number is not a count
+        (str(2**63), None),
+    ],
+)
+def test_parse_count_reads_suffixes_whole(text: str | None, expected: int | None) -> None:
+    assert parse_count(text) == expected
+
+
+@pytest.mark.parametrize("text", ["1.5", "1.2345k", "0.5", "1,2k", "1,2345", "3.4.5"])
+def test_parse_count_refuses_what_it_cannot_read_whole(text: str) -> None:
+    with pytest.raises(ParseError):
+        parse_count(text)

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.errors import ParseError
+from pipeline.errors import BlockedError, ParseError
 from pipeline.models import Page
 from pipeline.sources.report import (
     ReportSource,
@@ -484,3 +484,55 @@ def test_selector_the_engine_rejects_is_a_parse_error(html: str) -> None:
     broken = replace(base, statements=replace(base.statements, snippet="[[["))
     with pytest.raises(ParseError, match="selector"):
         parse_report(html, URL, broken)
+
+
+# --- data honesty: suffixed counts, walls -----------------------------------------------
+
+
+def test_suffixed_counts_are_read_whole(html: str) -> None:
+    page = edit(
+        html, '<span class="tally-count">49</span>', '<span class="tally-count">1.2k</span>'
+    )
+    page = edit(page, "Cited by 71 publications", "Cited by 3.4M publications")
+    page = edit(page, "(49 citation statements)", "(12k citation statements)")
+    page = edit(page, "References 22 publications", "References 2 K publications")
+    tallies = parse(page)["tallies"]
+    assert tallies["mentioning"] == 1200
+    assert tallies["citing_publications"] == 3_400_000
+    assert tallies["citation_statements"] == 12_000
+    assert tallies["references_count"] == 2000
+
+
+@pytest.mark.parametrize("count", ["1.5", "1.2345k", "2.5 citations"])
+def test_a_count_that_cannot_be_read_whole_is_a_parse_error(html: str, count: str) -> None:
+    page = edit(
+        html, '<span class="tally-count">49</span>', f'<span class="tally-count">{count}</span>'
+    )
+    with pytest.raises(ParseError, match="not a whole number"):
+        parse(page)
+
+
+@pytest.mark.parametrize(
+    ("body", "wall"),
+    [
+        ('<html><body><div class="g-recaptcha" data-sitekey="x"></div></body></html>', "captcha"),
+        ("<html><head><title>Just a moment...</title></head><body>…</body></html>", "captcha"),
+        ("<html><body><p>Please verify you are human</p></body></html>", "captcha"),
+        ('<html><body><form><input type="password" name="p"></form></body></html>', "login"),
+        ("<html><body><h1>Sign in to see this report</h1></body></html>", "login"),
+    ],
+)
+def test_a_captcha_or_login_wall_is_blocked_not_drift(body: str, wall: str) -> None:
+    with pytest.raises(BlockedError) as info:
+        parse_report(body, URL)
+    assert info.value.reason == f"blocked: {wall} wall"
+
+
+def test_a_report_with_a_login_form_in_its_header_is_still_a_report(html: str) -> None:
+    page = edit(html, "<body>", '<body><form action="/login"><input type="password"></form>')
+    assert parse(page)["doi"] == "10.1038/bmt.2012.184"
+
+
+def test_a_page_that_links_to_itself_is_left_for_the_pagination_guard(html: str) -> None:
+    page = edit(html, '<a rel="next" href="?page=2">', f'<a rel="next" href="{URL}">')
+    assert parse(page)["next_page_url"] == URL

@@ -10,9 +10,11 @@ import pytest
 
 from pipeline.errors import PermanentFetchError, StoreError, TransientFetchError
 from pipeline.politeness import (
+    MAX_WAIT,
     LocalHosts,
     Politeness,
     RobotsAnswer,
+    bounded_wait,
     host_key,
     robots_backoff,
     robots_verdict,
@@ -343,3 +345,38 @@ async def test_an_error_inside_the_slot_is_not_taken_for_politeness() -> None:
         async with p.slot(SITE + "/reports/x"):
             raise StoreError("from the request itself")
     assert await request(p, clock) == pytest.approx(0.2)  # its place was given back
+
+
+@pytest.mark.parametrize("delay", [float("inf"), float("nan"), 1e308, -1.0])
+async def test_an_absurd_request_delay_never_crashes_a_request(delay: float) -> None:
+    """Settings refuse these (exit 2); a Politeness built without them must still not
+    divide by zero or overflow the clock."""
+    clock = FakeTime()
+    p = polite(LocalHosts(clock), clock, delay=delay)
+    starts = [await request(p, clock) for _ in range(2)]
+    assert starts[0] == 0.0
+    assert starts[1] in (0.0, MAX_WAIT)
+
+
+@pytest.mark.parametrize("text", ["1e999", "inf", "99999999999999999999999", "nan"])
+async def test_a_hostile_crawl_delay_is_capped(text: str) -> None:
+    clock = FakeTime()
+    robots = Robots(RobotsAnswer(200, f"User-agent: *\nCrawl-delay: {text}\n"))
+    p = polite(LocalHosts(clock), clock, delay=0.5, robots=robots)
+    starts = [await request(p, clock) for _ in range(2)]
+    assert 0.5 <= p.delay_for(SITE + "/") <= MAX_WAIT
+    assert starts[1] - starts[0] == pytest.approx(p.delay_for(SITE + "/"))
+
+
+async def test_a_huge_pause_is_capped() -> None:
+    clock = FakeTime()
+    p = polite(LocalHosts(clock), clock, delay=0)
+    await p.pause(SITE + "/", float("inf"))
+    assert await request(p, clock) == MAX_WAIT
+
+
+def test_bounded_wait() -> None:
+    assert bounded_wait(float("nan")) == 0.0
+    assert bounded_wait(-3) == 0.0
+    assert bounded_wait(float("inf")) == MAX_WAIT
+    assert bounded_wait(2.5) == 2.5

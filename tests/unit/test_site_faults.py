@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from citesite.faults import Fault, FaultSpec, FaultSpecError
+from citesite.server import normalise_dots
 from pipeline.errors import ConfigError
 
 EXAMPLE = "500=0.05,429=0.05,reset=0.03,truncate=0.03,slow=0.02,captcha=0.01,first=1"
@@ -92,3 +93,48 @@ def test_permanent_faults_are_per_doi() -> None:
     assert assigned.permanent_fault("10.1000/abd") is None
     assert assigned.dead(["10.1000/abc", "10.1000/x"]) == {"10.1000/abc": "loop"}
     assert "1 assigned" in str(assigned)
+
+
+def test_hostile_modes_parse_and_print() -> None:
+    spec = FaultSpec.parse("creds=1, dots=1, 500=0.1")
+    assert (spec.creds, spec.dots, spec.active) == (True, True, True)
+    assert FaultSpec.parse(str(spec)) == spec
+    assert FaultSpec.parse("creds=0") == FaultSpec()
+    with pytest.raises(FaultSpecError, match="creds is a mode"):
+        FaultSpec.parse("creds=0.5")
+
+
+@pytest.mark.parametrize(
+    ("path", "routed"),
+    [
+        ("/reports/10.1038/../../private/x", "/private/x"),
+        ("/reports/10.1038/%2E%2E/%2E%2E/private/x?page=2", "/private/x?page=2"),
+        ("/reports/10.1/%252e%252e/x", "/reports/x"),
+        ("/reports/a/..;x/b", "/reports/b"),
+        ("/reports/10.1002/a;2-K", "/reports/10.1002/a;2-K"),  # no dot segment: unchanged
+        ("/reports/10.1000/x%3Cy%3E", "/reports/10.1000/x%3Cy%3E"),
+    ],
+)
+def test_the_dots_mode_routes_as_a_normalising_server(path: str, routed: str) -> None:
+    assert normalise_dots(path) == routed
+
+
+def test_hostile_pagination_kinds_end_incomplete_not_dead() -> None:
+    spec = FaultSpec.parse("cycle=0.5,endless=0.5,seed=3")
+    dois = [f"10.5555/x{i}" for i in range(40)]
+    assert spec.dead(dois) == {}
+    incomplete = spec.incomplete(dois)
+    assert set(incomplete.values()) == {"pagination cycle", "more pages than the report counts"}
+    assert len(incomplete) == 40
+    fixed = FaultSpec(permanent={"10.1/a": "truncated", "10.1/b": "captcha", "10.1/c": "suffixed"})
+    assert fixed.dead(["10.1/a", "10.1/b", "10.1/c"]) == {"10.1/b": "captcha"}
+    assert fixed.incomplete(["10.1/a", "10.1/b", "10.1/c"]) == {
+        "10.1/a": "fewer statements than the report counts"
+    }
+
+
+def test_the_site_command_takes_hostile_modes_by_name() -> None:
+    from citesite.server import build_parser
+
+    args = build_parser().parse_args(["--fault", "cycle-long=1,suffixed=0"])
+    assert args.faults.permanent_fault("10.1/any") == "cycle-long"

@@ -6,9 +6,27 @@ import asyncio
 from collections import Counter
 from dataclasses import dataclass, field
 
-from pipeline.errors import ParseError, PermanentFetchError, TransientFetchError
-from pipeline.models import NewJob, Page, Paper, ParseResult, Statement, Tally, Validators
+import pytest
+
+from pipeline.errors import (
+    ParseError,
+    PermanentFetchError,
+    StoreDataError,
+    StoreError,
+    TransientFetchError,
+)
+from pipeline.models import (
+    Completion,
+    NewJob,
+    Page,
+    Paper,
+    ParseResult,
+    Statement,
+    Tally,
+    Validators,
+)
 from pipeline.retry import RetryPolicy
+from pipeline.sources.report import ReportSource
 from pipeline.store.memory import MemoryStore
 from pipeline.worker import Worker, WorkerOptions
 
@@ -54,6 +72,17 @@ class FakeSource:
     name: str = "fake"
     pages: dict[str, ParseResult] = field(default_factory=dict)
     broken: set[str] = field(default_factory=set)
+
+    addresses: ReportSource = field(default_factory=lambda: ReportSource(base_url=BASE))
+
+    def address(self, doi: str) -> str:
+        return self.addresses.address(doi)
+
+    def in_scope(self, url: str) -> bool:
+        return self.addresses.in_scope(url)
+
+    def relocate(self, url: str) -> str | None:
+        return self.addresses.relocate(url)
 
     def parse(self, page: Page) -> ParseResult:
         if page.url in self.broken:
@@ -121,6 +150,22 @@ async def test_depth_enqueues_citing_papers_once() -> None:
     assert all(n == 1 for n in fetcher.calls.values())
 
 
+async def test_citing_dois_and_links_that_would_leave_reports_are_never_requested() -> None:
+    """A hostile page lists a citing DOI with `..` segments and a next link off
+    `/reports/`: the Source gives no address for either, so nothing is fetched there."""
+    store = MemoryStore()
+    await store.open()
+    url = f"{BASE}/reports/10.1/root"
+    evil = ("10.2/../../admin", "10.2/%2e%2e/%2e%2e/private", "10.2/ok")
+    source = FakeSource(
+        pages={url: result_for(url, next_url=f"{BASE}/reports/%2E%2E/login", citers=evil)}
+    )
+    fetcher = FakeFetcher()
+    await store.enqueue([NewJob(doi="10.1/root", url=url, depth=1)])
+    await asyncio.wait_for(make_worker(store, fetcher, source).run(), 10)
+    assert set(fetcher.calls) == {url, f"{BASE}/reports/10.2/ok"}
+
+
 async def test_unchanged_content_writes_nothing_but_the_visit() -> None:
     store = MemoryStore()
     await store.open()
@@ -163,3 +208,71 @@ async def test_stop_releases_unfinished_jobs() -> None:
     worker.stop()
     await asyncio.wait_for(task, 5)
     assert await states(store) == {"queued": 10}
+
+
+class FlakyStore(MemoryStore):
+    """A store whose `complete` fails with a StoreError (database locked) a few times."""
+
+    def __init__(self, failures: int, error: Exception | None = None) -> None:
+        super().__init__()
+        self.failures = failures
+        self.error = error or StoreError("complete: database is locked")
+
+    async def complete(self, completion: Completion) -> None:
+        if self.failures > 0:
+            self.failures -= 1
+            raise self.error
+        await super().complete(completion)
+
+
+async def test_a_store_error_during_complete_retries_the_job_and_never_kills_it() -> None:
+    store = FlakyStore(failures=5)  # more failures than max_attempts (3)
+    await store.open()
+    url = f"{BASE}/reports/10.1/s"
+    await store.enqueue([NewJob(doi="10.1/s", url=url)])
+    fetcher = FakeFetcher()
+    counters = await asyncio.wait_for(make_worker(store, fetcher, FakeSource()).run(), 20)
+    assert await states(store) == {"done": 1}
+    assert counters.dead.total() == 0 and counters.retries == 5
+    assert fetcher.calls[url] == 6
+
+
+async def test_a_bug_kills_the_job_with_its_type_and_message_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class BuggySource(FakeSource):
+        def parse(self, page: Page) -> ParseResult:
+            raise ZeroDivisionError("division by zero")
+
+    store = MemoryStore()
+    await store.open()
+    url = f"{BASE}/reports/10.1/bug"
+    await store.enqueue([NewJob(doi="10.1/bug", url=url)])
+    counters = await asyncio.wait_for(make_worker(store, FakeFetcher(), BuggySource()).run(), 10)
+    reason = "internal error: ZeroDivisionError: division by zero"
+    assert counters.dead == Counter({reason: 1})
+    assert [(d.reason, d.count) for d in (await store.stats()).dead_by_reason] == [(reason, 1)]
+    assert capsys.readouterr().out.count("Traceback (most recent call last)") == 1
+
+
+async def test_a_row_the_store_refuses_is_a_bug_not_a_retry() -> None:
+    store = FlakyStore(failures=1, error=StoreDataError("CHECK constraint failed"))
+    await store.open()
+    await store.enqueue([NewJob(doi="10.1/c", url=f"{BASE}/reports/10.1/c")])
+    counters = await asyncio.wait_for(make_worker(store, FakeFetcher(), FakeSource()).run(), 10)
+    assert counters.dead == Counter({"internal error: StoreDataError: CHECK constraint failed": 1})
+
+
+async def test_a_cut_pagination_is_done_and_counted_incomplete() -> None:
+    store = MemoryStore()
+    await store.open()
+    p1, p2 = f"{BASE}/reports/10.1/z", f"{BASE}/reports/10.1/z?page=2"
+    source = FakeSource(pages={p1: result_for(p1, next_url=p2), p2: result_for(p2, next_url=p1)})
+    fetcher = FakeFetcher()
+    await store.enqueue([NewJob(doi="10.1/z", url=p1)])
+    counters = await asyncio.wait_for(make_worker(store, fetcher, source).run(), 10)
+    assert fetcher.calls == Counter({p1: 1, p2: 1})
+    assert counters.reports_done == 1 and counters.incomplete == Counter({"pagination cycle": 1})
+    rows = [r async for r in store.export("papers") if r["doi"] == "10.1/z"]
+    assert rows[0]["incomplete"] == 1
+    assert rows[0]["incomplete_reason"] == f"pagination cycle: page 2 links back to {p1}"

@@ -7,14 +7,16 @@
 
 -- name: enqueue
 -- Insert a job, or queue a finished (done/dead) one again for a newer round; validators
--- (etag, last_modified, content_hash, next_url) are kept so the refresh can be conditional.
+-- (etag, last_modified, content_hash, next_url) and what the page held are kept so the
+-- refresh can be conditional. A next page carries its report's chain (page 1: NULL).
 INSERT INTO jobs (doi, url, page, depth, round, state, attempts, not_before,
-                  created_at, updated_at)
-VALUES (:doi, :url, :page, :depth, :round, 'queued', 0, :not_before, :now, :now)
+                  created_at, updated_at, chain)
+VALUES (:doi, :url, :page, :depth, :round, 'queued', 0, :not_before, :now, :now, :chain)
 ON CONFLICT (doi, page) DO UPDATE SET
     state = 'queued', attempts = 0, round = excluded.round, url = excluded.url,
     depth = excluded.depth, not_before = excluded.not_before, lease_until = NULL,
-    worker = NULL, last_error = NULL, updated_at = excluded.updated_at
+    worker = NULL, last_error = NULL, updated_at = excluded.updated_at,
+    chain = excluded.chain
 WHERE jobs.state IN ('done', 'dead') AND excluded.round > jobs.round;
 
 -- name: enqueue_bump_round
@@ -35,7 +37,7 @@ WHERE id IN (
     LIMIT :limit
 )
 RETURNING id, doi, url, page, attempts, depth, round, etag, last_modified, content_hash,
-          next_url, not_before;
+          next_url, not_before, chain, page_statements, page_counted;
 
 -- name: requeue_expired
 UPDATE jobs INDEXED BY jobs_leases
@@ -60,7 +62,9 @@ SET state = CASE WHEN :retry_at IS NULL THEN 'dead' ELSE 'failed' END,
 WHERE id = :id AND round = :round;
 
 -- name: mark_incomplete
-UPDATE papers SET incomplete = 1 WHERE doi = :doi AND incomplete = 0;
+-- The report is stored in part: the first reason of a round is kept.
+UPDATE papers SET incomplete = 1, incomplete_reason = :reason
+WHERE doi = :doi AND incomplete = 0;
 
 -- name: mark_done
 UPDATE jobs
@@ -69,6 +73,8 @@ SET state = 'done', lease_until = NULL, worker = NULL, last_error = NULL,
     etag = coalesce(:etag, etag), last_modified = coalesce(:last_modified, last_modified),
     content_hash = coalesce(:content_hash, content_hash),
     next_url = CASE WHEN :has_result THEN :next_url ELSE next_url END,
+    page_statements = CASE WHEN :has_result THEN :page_statements ELSE page_statements END,
+    page_counted = CASE WHEN :has_result THEN :page_counted ELSE page_counted END,
     updated_at = :now
 WHERE id = :id AND round = :round;
 
@@ -80,6 +86,22 @@ FROM papers AS p
 JOIN jobs AS j ON j.doi = p.doi AND j.page = 1
 WHERE p.last_crawled_at IS NOT NULL AND p.next_refresh_at <= :now
 ORDER BY p.next_refresh_at, p.doi;
+
+-- name: dead_jobs
+-- `retry`: the dead jobs to queue again; :reason (a substring of the reason, any case)
+-- and :dois (a JSON list) narrow it when not NULL.
+SELECT id, doi, page, url, coalesce(last_error, '') AS reason FROM jobs
+WHERE state = 'dead'
+  AND (:reason IS NULL OR instr(lower(coalesce(last_error, '')), lower(:reason)) > 0)
+  AND (:dois IS NULL OR doi IN (SELECT value FROM json_each(:dois)))
+ORDER BY id;
+
+-- name: requeue_dead
+-- A dead job queued again at once, at a rebuilt address, with its attempts reset.
+UPDATE jobs
+SET state = 'queued', url = :url, attempts = 0, not_before = :now, last_error = NULL,
+    lease_until = NULL, worker = NULL, updated_at = :now
+WHERE id = :id AND state = 'dead';
 
 -- name: pending
 SELECT count(*) FROM jobs WHERE state IN ('queued', 'leased', 'failed');
@@ -126,10 +148,11 @@ WHERE (papers.title IS NULL AND excluded.title IS NOT NULL)
    OR (papers.journal IS NULL AND excluded.journal IS NOT NULL);
 
 -- name: record_visit
--- A page-1 visit: crawl time, the report is whole again, the next refresh.
+-- A page-1 visit: crawl time, the report is whole again (until a later page or a cut
+-- says otherwise), the next refresh.
 UPDATE papers
-SET last_crawled_at = :crawled_at, incomplete = 0, refresh_interval = :refresh_interval,
-    next_refresh_at = :next_refresh_at
+SET last_crawled_at = :crawled_at, incomplete = 0, incomplete_reason = NULL,
+    refresh_interval = :refresh_interval, next_refresh_at = :next_refresh_at
 WHERE doi = :doi;
 
 -- name: delete_authors
@@ -212,8 +235,18 @@ UNION ALL SELECT 'facets', count(*) FROM facets
 UNION ALL SELECT 'statements', count(*) FROM statements
 UNION ALL SELECT 'jobs', count(*) FROM jobs;
 
--- name: incomplete_reports
-SELECT count(DISTINCT doi) FROM jobs WHERE state = 'dead';
+-- name: incomplete_by_reason
+-- Papers stored in part, by the kind of reason (the text before its first ':').
+SELECT substr(coalesce(incomplete_reason, ''), 1,
+              instr(coalesce(incomplete_reason, '') || ':', ':') - 1) AS kind,
+       count(*)
+FROM papers INDEXED BY papers_incomplete WHERE incomplete = 1
+GROUP BY 1 ORDER BY 2 DESC, 1;
+
+-- name: not_found_reports
+-- Reports the site does not have: page 1 dead as not found (404/410).
+SELECT count(*) FROM jobs
+WHERE state = 'dead' AND page = 1 AND last_error LIKE 'not found%';
 
 -- name: pages_done_since
 SELECT count(*) FROM jobs WHERE state = 'done' AND updated_at >= :since;
@@ -241,12 +274,12 @@ ORDER BY id;
 -- for the next ones (row values compare as tuples). :limit rows a page.
 
 -- name: export_papers
-SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at
+SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason
 FROM papers
 ORDER BY doi LIMIT :limit;
 
 -- name: export_papers_after
-SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at
+SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason
 FROM papers
 WHERE doi > :after_doi
 ORDER BY doi LIMIT :limit;
@@ -307,12 +340,12 @@ WHERE id > :after_id
 ORDER BY id LIMIT :limit;
 
 -- name: export_jobs
-SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url
+SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted
 FROM jobs
 ORDER BY id LIMIT :limit;
 
 -- name: export_jobs_after
-SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url
+SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted
 FROM jobs
 WHERE id > :after_id
 ORDER BY id LIMIT :limit;
@@ -373,7 +406,7 @@ DELETE FROM pages WHERE doi = :doi AND page = :page AND broken = 1;
 -- array, or NULL for every DOI; :broken_only 1 or 0.
 SELECT p.doi, p.page, p.url AS page_url, p.fetched_at, p.broken, p.error, p.body,
        j.id, j.url, j.attempts, j.depth, j.round, j.etag, j.last_modified, j.content_hash,
-       j.next_url, j.state
+       j.next_url, j.chain, j.page_statements, j.page_counted, j.state
 FROM pages AS p
 JOIN jobs AS j ON j.doi = p.doi AND j.page = p.page
 WHERE (p.doi, p.page) > (:after_doi, :after_page)
@@ -383,9 +416,12 @@ ORDER BY p.doi, p.page
 LIMIT :limit;
 
 -- name: settle_reparsed
--- Reports whose dead pages a reparse completed: whole again once no job of theirs is dead.
-UPDATE papers SET incomplete = 0
+-- Reports whose dead pages a reparse completed: whole again once no job of theirs is dead,
+-- when a dead page was what made them incomplete (a cut pagination or a short report
+-- stays as it was: the next crawl of page 1 decides).
+UPDATE papers SET incomplete = 0, incomplete_reason = NULL
 WHERE doi IN (SELECT value FROM json_each(:dois)) AND incomplete = 1
+  AND incomplete_reason LIKE 'dead page:%'
   AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.doi = papers.doi AND jobs.state = 'dead');
 
 -- ---------------------------------------------------------------- show and search
