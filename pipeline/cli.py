@@ -570,7 +570,11 @@ def _add_reparse(sub: Any) -> None:
     )
     p.add_argument("--broken", action="store_true", help="only the broken pages")
     p.add_argument(
-        "--doi", action="append", metavar="DOI", help="only this DOI's pages (repeatable)"
+        "--doi",
+        nargs="+",
+        action="extend",
+        metavar="DOI",
+        help="only the pages of these DOIs (any spelling; repeatable)",
     )
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
     _settings_flags(p, ("db", "base_url", "selectors", "keep_pages", *_LOG_FLAGS))
