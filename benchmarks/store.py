@@ -14,10 +14,11 @@ import argparse
 import asyncio
 import tempfile
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from pipeline.models import Completion, Facet, Job, NewJob, Paper, ParseResult, Statement, Tally
-from pipeline.store import SQLiteStore
+from pipeline.store import SQLiteStore, Store
 
 STATEMENTS = 25
 PAGES_PER_REPORT = 4
@@ -57,9 +58,9 @@ def rows_written(page: int) -> int:
     return 2 * STATEMENTS + (8 if page == 1 else 1)
 
 
-async def completions(path: Path, pages: int, writer_batch: int) -> tuple[float, float]:
-    """Pages/s and rows/s for `pages` completions offered concurrently."""
-    async with SQLiteStore(path, writer_batch=writer_batch) as store:
+async def completions(make: Callable[[], Store], pages: int) -> tuple[float, float]:
+    """Pages/s and rows/s for `pages` completions offered concurrently to `make()`."""
+    async with make() as store:
         reports = pages // PAGES_PER_REPORT
         await store.enqueue(
             NewJob(f"10.1/{r}", f"u/{r}", p)
@@ -75,9 +76,11 @@ async def completions(path: Path, pages: int, writer_batch: int) -> tuple[float,
     return len(jobs) / elapsed, rows / elapsed
 
 
-async def claim_complete_cost(path: Path, queued: int, rounds: int) -> tuple[float, float, float]:
+async def claim_complete_cost(
+    make: Callable[[], Store], queued: int, rounds: int
+) -> tuple[float, float, float]:
     """(enqueue jobs/s, µs per claim, µs per claim+complete) with `queued` jobs waiting."""
-    async with SQLiteStore(path) as store:
+    async with make() as store:
         start = time.perf_counter()
         await store.enqueue(NewJob(f"10.2/{i}", f"u/{i}") for i in range(queued))
         fill_rate = queued / (time.perf_counter() - start)
@@ -109,12 +112,16 @@ async def main() -> None:
         base = Path(tmp)
         print(f"completions of {STATEMENTS}-statement pages ({args.pages} pages)")
         for batch in (100, 1):
-            pps, rps = await completions(base / f"c{batch}.sqlite", args.pages, batch)
+            path = base / f"c{batch}.sqlite"
+            pps, rps = await completions(
+                lambda path=path, batch=batch: SQLiteStore(path, writer_batch=batch), args.pages
+            )
             print(f"  writer_batch={batch:<4} {pps:9,.0f} pages/s {rps:11,.0f} rows/s")
         print(f"claim(1) + complete(1 statement), mean of {args.rounds}")
         for queued in (1000, args.big):
+            path = base / f"q{queued}.sqlite"
             fill, claim_us, both_us = await claim_complete_cost(
-                base / f"q{queued}.sqlite", queued, args.rounds
+                lambda path=path: SQLiteStore(path), queued, args.rounds
             )
             print(
                 f"  {queued:>9,} queued: claim {claim_us:6.0f} µs, claim+complete "

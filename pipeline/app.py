@@ -20,7 +20,7 @@ import sys
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
@@ -58,6 +58,8 @@ from pipeline.sources.base import Source
 from pipeline.sources.report import ReportSource, load_selectors
 from pipeline.store import open_store
 from pipeline.store.base import Store
+from pipeline.store.copy import CopyReport, TableCopy
+from pipeline.store.copy import copy_store as copy_tables
 from pipeline.store.sqlite import check_writable
 from pipeline.summary import InputTally, RunSummary, RunTimes
 from pipeline.urls import has_userinfo, strip_userinfo
@@ -200,9 +202,9 @@ def make_store(settings: Settings, *, create: bool = True, clock: Clock | None =
 
     A location no store can serve is a configuration error naming `db` (exit code 2).
     """
-    opts: dict[str, Any] = {}
-    if clock is not None:
-        opts["clock"] = clock.now
+    opts: dict[str, Any] = {"pool_min": settings.pg_pool_min, "pool_max": settings.pg_pool_max}
+    if clock is not None and not isinstance(clock, SystemClock):
+        opts["clock"] = clock.now  # a real clock stays the store's own (PostgreSQL: the db's)
     try:
         return open_store(
             settings.db,
@@ -271,6 +273,49 @@ async def open_pipeline(
         finally:
             if own_store:
                 await the_store.close()
+
+
+async def prune_done(settings: Settings, older_than: float, *, clock: Clock | None = None) -> int:
+    """`citepipe prune`: retention of done later-page jobs (`Store.purge_done`)."""
+    clock = clock or SystemClock()
+    async with open_pipeline(settings, create=False, clock=clock) as p:
+        return await p.store.purge_done(clock.now() - timedelta(seconds=older_than))
+
+
+async def copy_store(
+    settings: Settings,
+    source: str,
+    target: str,
+    *,
+    chunk: int,
+    on_table: Callable[[TableCopy], None] | None = None,
+) -> CopyReport:
+    """`citepipe copy-store`: every exported table of the store at `source` into the
+    store at `target` (made if missing), resumable and checked by counts
+    (`store/copy.py`). A location no store can serve is a configuration error (exit 2)."""
+    if source == target:
+        raise ConfigError("copy-store: the source and the target are the same store")
+    src_settings = dataclasses.replace(settings, db=source)
+    dst_settings = dataclasses.replace(settings, db=target)
+    check_store_location(src_settings, create=False)
+    check_store_location(dst_settings, create=True)
+    src = make_store(src_settings, create=False)
+    dst = make_store(dst_settings, create=True)
+    try:
+        await src.open()
+    except StoreError as exc:
+        raise ConfigError(f"copy-store source: {exc}") from None
+    try:
+        try:
+            await dst.open()
+        except StoreError as exc:
+            raise ConfigError(f"copy-store target: {exc}") from None
+        try:
+            return await copy_tables(src, dst, chunk=chunk, on_table=on_table)
+        finally:
+            await dst.close()
+    finally:
+        await src.close()
 
 
 # ---------------------------------------------------------------------------- the runs

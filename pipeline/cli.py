@@ -35,6 +35,8 @@ from pipeline.normalise import doi_or_none
 from pipeline.progress import LiveStderr, Progress
 from pipeline.runs import RunUI, Stop, open_input
 from pipeline.store.base import EXPORT_TABLES
+from pipeline.store.copy import DEFAULT_CHUNK as DEFAULT_COPY_CHUNK
+from pipeline.store.copy import TableCopy
 from pipeline.summary import (
     EXIT_INCOMPLETE,
     EXIT_OK,
@@ -60,7 +62,7 @@ def duration_arg(text: str) -> float:
 # Flags that map one-to-one onto settings (dest == setting name): flag, type, help.
 _SETTING_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "base_url": (str, "the citation site's base URL"),
-    "db": (str, "the store: a SQLite file path or sqlite:///path"),
+    "db": (str, "the store: a SQLite file path, sqlite:///path or postgresql://user@host/db"),
     "concurrency": (int, "pages in flight in this process"),
     "per_host_concurrency": (int, "pages in flight per host"),
     "request_delay": (duration_arg, "seconds between request starts to one host"),
@@ -472,6 +474,75 @@ def _write_metadata(settings: Settings, output: str | None) -> int:
     return EXIT_OK
 
 
+def _add_copy_store(sub: Any) -> None:
+    p = sub.add_parser(
+        "copy-store",
+        help="copy a store's results and queue into another store",
+        description="Copy every table of the store SRC (results and queue) into the store "
+        "DST, for example a SQLite file into a PostgreSQL database: "
+        "citepipe copy-store data/citepipe.sqlite postgresql://user@host/db. "
+        "Run again to resume a copy that stopped; the row counts of every table are "
+        "checked at the end. Stop the workers on SRC first.",
+    )
+    p.add_argument("source", metavar="SRC", help="a SQLite path, sqlite:///path or postgresql://")
+    p.add_argument("target", metavar="DST", help="the same forms; made if missing")
+    p.add_argument(
+        "--chunk",
+        type=int,
+        default=DEFAULT_COPY_CHUNK,
+        help="rows per transaction (default %(default)s)",
+    )
+    _settings_flags(p, _LOG_FLAGS)
+    p.set_defaults(handler=cmd_copy_store)
+
+
+def cmd_copy_store(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    configure_logging(settings.log_level, settings.log_format)
+    if args.chunk < 1:
+        raise ConfigError(f"--chunk: must be >= 1, got {args.chunk}")
+
+    def show(t: TableCopy) -> None:
+        how = "resumed, " if t.resumed else ""
+        print(
+            f"{t.table:<14} {t.copied:>10} copied ({how}{t.target_rows} in the target, "
+            f"{t.source_rows} in the source)"
+        )
+
+    report = asyncio.run(
+        app.copy_store(settings, args.source, args.target, chunk=args.chunk, on_table=show)
+    )
+    print(f"copied {report.copied} rows; every table's count matches")
+    return EXIT_OK
+
+
+def _add_prune(sub: Any) -> None:
+    p = sub.add_parser(
+        "prune",
+        help="delete old finished later-page jobs (retention)",
+        description="Retention for a large store: delete done jobs of pages after the first "
+        "that were not touched for --done-older-than. Page-1 jobs and every result row stay; "
+        "a refresh queues the later pages again. It never creates a store.",
+    )
+    p.add_argument(
+        "--done-older-than",
+        type=parse_duration,
+        required=True,
+        metavar="DURATION",
+        help="e.g. 30d",
+    )
+    _settings_flags(p, ("db", *_LOG_FLAGS))
+    p.set_defaults(handler=cmd_prune)
+
+
+def cmd_prune(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    configure_logging(settings.log_level, settings.log_format)
+    n = asyncio.run(app.prune_done(settings, args.done_older_than))
+    print(f"deleted {n} done job{'s' if n != 1 else ''} of later pages")
+    return EXIT_OK
+
+
 def _add_retry(sub: Any) -> None:
     p = sub.add_parser(
         "retry",
@@ -752,7 +823,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="citepipe",
-        description="Harvest citation report pages into a queue-backed SQLite store.",
+        description="Harvest citation report pages into a queue-backed SQLite or PostgreSQL store.",
         epilog="Exit codes: 0 done; 1 a job of the input ended dead or bad input lines; "
         "2 usage/config error or a store that cannot be opened; 3 time budget spent, work "
         "left queued; 130/143 stopped by SIGINT/SIGTERM.",
@@ -765,6 +836,8 @@ def build_parser() -> argparse.ArgumentParser:
         _add_worker,
         _add_status,
         _add_export,
+        _add_copy_store,
+        _add_prune,
         _add_retry,
         _add_parse,
         _add_reparse,

@@ -59,6 +59,8 @@ class Settings:
     lease_seconds: float = 30.0
     claim_batch: int = 64
     writer_batch: int = rules.DEFAULT_WRITER_BATCH
+    pg_pool_min: int = rules.DEFAULT_PG_POOL_MIN  # PostgreSQL: connections kept open
+    pg_pool_max: int = rules.DEFAULT_PG_POOL_MAX  # PostgreSQL: most connections per process
     refresh_interval: float = rules.DEFAULT_REFRESH_INTERVAL
     refresh_min: float = rules.DEFAULT_REFRESH_MIN
     refresh_max: float = rules.DEFAULT_REFRESH_MAX
@@ -91,6 +93,8 @@ class Settings:
             raise ConfigError(
                 f"keep_pages: must be one of {', '.join(KEEP_PAGES)}, got {self.keep_pages!r}"
             )
+        if self.pg_pool_min > self.pg_pool_max:
+            raise ConfigError("pg_pool_min: must not exceed pg_pool_max")
         if self.log_level not in LOG_LEVELS:
             raise ConfigError(f"log_level: must be one of {', '.join(LOG_LEVELS)}")
         if self.log_format not in LOG_FORMATS:
@@ -135,6 +139,8 @@ NUMBER_BOUNDS: dict[str, tuple[float, bool, float]] = {
     "lease_seconds": (0, True, DAY),
     "claim_batch": (1, False, 100_000),
     "writer_batch": (1, False, 100_000),
+    "pg_pool_min": (1, False, 1_000),
+    "pg_pool_max": (1, False, 1_000),
     "refresh_interval": (0, True, 10 * YEAR),
     "refresh_min": (0, True, 10 * YEAR),
     "refresh_max": (0, True, 10 * YEAR),

@@ -13,23 +13,25 @@ from typing import Any
 from pipeline.errors import StoreError
 from pipeline.store.base import EXPORT_TABLES, Store
 from pipeline.store.memory import MemoryStore
+from pipeline.store.postgres import PostgresStore
 from pipeline.store.sqlite import SQLiteStore
 
-__all__ = ["EXPORT_TABLES", "MemoryStore", "SQLiteStore", "Store", "open_store"]
+__all__ = ["EXPORT_TABLES", "MemoryStore", "PostgresStore", "SQLiteStore", "Store", "open_store"]
+
+POSTGRES_SCHEMES = ("postgresql", "postgres")
 
 
 def open_store(url_or_path: str | os.PathLike[str], *, create: bool = True, **opts: Any) -> Store:
     """The store for a location: a file path or `sqlite:///path` (SQLAlchemy style:
     `sqlite:////abs/path` is absolute), `memory://` for SQLite's `:memory:` (tests);
-    `postgresql://` is not available yet. `opts` go to the constructor; `create=False`
-    refuses a SQLite file that does not exist yet."""
+    `postgresql://user:pass@host:port/dbname` (or `postgres://`) for PostgreSQL. `opts` go
+    to the constructor (`pool_min`/`pool_max` only to PostgreSQL); `create=False` refuses a
+    store that does not exist yet."""
     target = os.fspath(url_or_path)
     scheme = target.split("://", 1)[0].lower() if "://" in target else ""
-    if scheme in ("postgresql", "postgres"):
-        raise StoreError(
-            "a PostgreSQL store is not available in this version; "
-            "use a SQLite file path or sqlite:///path"
-        )
+    pool = {k: opts.pop(k) for k in ("pool_min", "pool_max") if k in opts}
+    if scheme in POSTGRES_SCHEMES:
+        return PostgresStore(target, create=create, **opts, **pool)
     if scheme == "memory":
         return MemoryStore(**opts)
     if scheme == "sqlite":
@@ -38,5 +40,8 @@ def open_store(url_or_path: str | os.PathLike[str], *, create: bool = True, **op
             raise StoreError(f"bad SQLite URL {target!r}: expected sqlite:///path")
         return SQLiteStore(path, create=create, **opts)
     if scheme:
-        raise StoreError(f"unknown store URL scheme {scheme!r}")
+        raise StoreError(
+            f"unknown store URL scheme {scheme!r}: use a SQLite file path, sqlite:///path "
+            "or postgresql://user@host:port/dbname"
+        )
     return SQLiteStore(target, create=create, **opts)

@@ -8,9 +8,11 @@
 - `HostLedger`: shared politeness: request bookings, 429/503 pauses, robots.txt records.
 - `PageArchive`: fetched pages kept (compressed) for `citepipe reparse`.
 - `ResultReader`: one paper at a glance (`citepipe show`) and full-text search.
+- `StoreTransfer`: the last key and bulk import that `copy-store` moves a store with.
 
 `Store` is their union plus `open`/`close`. Implementations: `sqlite.SQLiteStore` (a file,
-or `":memory:"`, which also serves as the in-memory store for tests), PostgreSQL next. Times
+or `":memory:"`, which also serves as the in-memory store for tests) and
+`postgres.PostgresStore` (one database for many machines). Times
 cross this interface as aware UTC `datetime`s; no caller may depend on a dialect detail.
 """
 
@@ -107,6 +109,11 @@ class JobQueue(Protocol):
     async def next_due(self) -> datetime | None:
         """The earliest `not_before` among queued/failed jobs, or None if none wait."""
 
+    async def purge_done(self, before: datetime, *, chunk: int = 10_000) -> int:
+        """Retention: delete `done` jobs of pages after the first not updated since
+        `before`; return how many. Page-1 jobs stay: they recognise a DOI already crawled
+        and start its refresh (which queues the later pages again)."""
+
 
 class ResultSink(Protocol):
     """Where finished pages go."""
@@ -134,10 +141,24 @@ class StoreStats(Protocol):
         makes its exit code 1, and dead jobs of other inputs in the same store do not.
         """
 
-    def export(self, table: str) -> AsyncIterator[dict[str, Any]]:
+    def export(
+        self, table: str, *, after: Sequence[Any] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         """Stream a table's rows as dicts, columns in `rules.COLUMNS` order, in primary-key
-        order (any size). Timestamps are ISO 8601 UTC text, `YYYY-MM-DDTHH:MM:SS.ffffffZ`,
-        whatever the driver stores: an export is the same from every driver."""
+        order (any size), from just past the key `after` if given. Timestamps are ISO 8601
+        UTC text, `YYYY-MM-DDTHH:MM:SS.ffffffZ`, and flags 0/1, whatever the driver
+        stores: an export is the same from every driver."""
+
+
+class StoreTransfer(Protocol):
+    """Moving a store to another engine (`citepipe copy-store`, `store/copy.py`)."""
+
+    async def last_key(self, table: str) -> tuple[Any, ...] | None:
+        """The highest key of an exported table (where a resumed copy goes on), or None."""
+
+    async def import_rows(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert rows in `export`'s shape, ids kept, in one transaction; a row whose key
+        is already there is left alone (so a copy can be resumed). Returns len(rows)."""
 
 
 class RunRegistry(Protocol):
@@ -225,6 +246,7 @@ class Store(
     JobQueue,
     ResultSink,
     StoreStats,
+    StoreTransfer,
     RunRegistry,
     HostLedger,
     PageArchive,

@@ -113,6 +113,10 @@ RESULT_TABLES = ("papers", "authors", "tallies", "tally_history", "facets", "sta
 
 # The store's defaults (Settings takes them from here, so each lives in one place).
 DEFAULT_WRITER_BATCH = 100  # completions committed per transaction, at most
+# PostgreSQL connections per process: one is the completion writer's, the others serve
+# claims, heartbeats and politeness bookings (docs/store-postgres.md, "Pool").
+DEFAULT_PG_POOL_MIN = 1
+DEFAULT_PG_POOL_MAX = 8
 DEFAULT_REFRESH_INTERVAL = 7 * 86400.0
 DEFAULT_REFRESH_MIN = 86400.0
 DEFAULT_REFRESH_MAX = 30 * 86400.0
@@ -124,6 +128,20 @@ DEFAULT_REFRESH_MAX = 30 * 86400.0
 def utcnow() -> datetime:
     """The default clock of every store: aware UTC datetimes (drivers convert them)."""
     return datetime.now(UTC)
+
+
+def iso(dt: datetime) -> str:
+    """One fixed shape (microseconds, `Z`): SQLite stores times so (text order is time
+    order there), and every driver's `export` writes them so."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(UTC).replace(tzinfo=None).isoformat(timespec="microseconds") + "Z"
+
+
+def from_iso(text: str) -> datetime:
+    """Read back a stored or exported time (any ISO shape; naive means UTC)."""
+    dt = datetime.fromisoformat(text)
+    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 # ---------------------------------------------------------------- refresh

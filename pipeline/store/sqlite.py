@@ -34,7 +34,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
@@ -60,6 +60,7 @@ from pipeline.models import (
 from pipeline.store import rules
 from pipeline.store.base import EXPORT_TABLES
 from pipeline.store.queries import Migration, migrations, queries
+from pipeline.store.rules import from_iso, iso
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
@@ -82,19 +83,6 @@ _LOCK_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
 # ---------------------------------------------------------------- times
-
-
-def iso(dt: datetime) -> str:
-    """One fixed shape (microseconds, `Z`) so that text order is time order in SQL."""
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return dt.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
-
-
-def from_iso(text: str) -> datetime:
-    """Read back a stored time (any ISO shape; naive means UTC)."""
-    dt = datetime.fromisoformat(text)
-    return dt if dt.tzinfo else dt.replace(tzinfo=UTC)
 
 
 def _encode(params: rules.Params) -> rules.Params:
@@ -683,15 +671,20 @@ class SQLiteStore:
     async def _done_since(self, since: datetime) -> int:
         return int(await self._read_one("pages_done_since", {"since": since}))
 
-    async def export(self, table: str) -> AsyncIterator[dict[str, Any]]:
+    async def export(
+        self, table: str, *, after: Sequence[Any] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
         """Keyset pages in key order (named queries `export_<table>[_after]`): no read
         transaction is held between pages, so a slow consumer never pins the WAL. Times
-        are stored as the export's ISO text already."""
+        are stored as the export's ISO text already. `after`: start past this key."""
         if table not in EXPORT_TABLES:
             raise StoreError(f"unknown table {table!r}; one of {', '.join(EXPORT_TABLES)}")
         keys = rules.KEYS[table]
         params: rules.Params = {"limit": EXPORT_CHUNK}
         name = f"export_{table}"
+        if after is not None:
+            name = f"export_{table}_after"
+            params.update({f"after_{k}": v for k, v in zip(keys, after, strict=True)})
         while True:
             rows = await self._read_all(name, params)
             for row in rows:
@@ -700,6 +693,31 @@ class SQLiteStore:
                 return
             name = f"export_{table}_after"
             params = {"limit": EXPORT_CHUNK, **{f"after_{k}": rows[-1][k] for k in keys}}
+
+    # ------------------------------------------------------------ copy-store
+
+    async def last_key(self, table: str) -> tuple[Any, ...] | None:
+        """The highest key of an exported table, None when it is empty."""
+        rows = await self._read_all(f"last_{table}")
+        return tuple(rows[0]) if rows else None
+
+    async def import_rows(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert exported rows as they are (ids kept; export's ISO text is this store's
+        own time format) in one transaction; rows already there are left alone."""
+        body = self._executemany(f"import_{table}", list(rows))
+        await self._transaction(f"import {table}", body)
+        return len(rows)
+
+    async def purge_done(self, before: datetime, *, chunk: int = 10_000) -> int:
+        """Retention: delete done jobs of later pages (page > 1) not touched since
+        `before`, in chunks. Page-1 jobs stay (see docs/store.md)."""
+        total = 0
+        while True:
+            params = [{"before": before, "limit": chunk}]
+            n = await self._transaction("purge done jobs", self._executemany("purge_done", params))
+            total += n
+            if n < chunk:
+                return total
 
     # ------------------------------------------------------------ runs
 

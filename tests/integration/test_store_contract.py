@@ -1,5 +1,6 @@
 """The Store contract (docs/store.md), one test per rule, run against every store: a SQLite
-file, and MemoryStore (SQLite `:memory:`, which must work with its one shared connection).
+file, MemoryStore (SQLite `:memory:`, which must work with its one shared connection), and
+PostgreSQL (a fresh schema per test, tests/conftest.py).
 Exported timestamps are ISO text in every driver, hence `iso` here."""
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ from pipeline.models import (
     Tally,
 )
 from pipeline.normalise import snippet_hash
-from pipeline.store import MemoryStore, SQLiteStore, Store
+from pipeline.store import MemoryStore, PostgresStore, SQLiteStore, Store
 from pipeline.store.rules import COLUMNS
 from pipeline.store.sqlite import iso
 
@@ -54,7 +55,7 @@ def clock() -> Clock:
     return Clock()
 
 
-@pytest.fixture(params=["memory", "sqlite"])
+@pytest.fixture(params=["memory", "sqlite", "postgres"])
 async def store(
     request: pytest.FixtureRequest, tmp_path: Path, clock: Clock
 ) -> AsyncIterator[Store]:
@@ -64,11 +65,13 @@ async def store(
         "refresh_min": DAY,
         "refresh_max": 16 * DAY,
     }
-    s: Store = (
-        MemoryStore(**opts)
-        if request.param == "memory"
-        else SQLiteStore(tmp_path / "store.sqlite", **opts)
-    )
+    s: Store
+    if request.param == "memory":
+        s = MemoryStore(**opts)
+    elif request.param == "sqlite":
+        s = SQLiteStore(tmp_path / "store.sqlite", **opts)
+    else:  # a fresh schema of its own (tests/conftest.py)
+        s = PostgresStore(request.getfixturevalue("pg_url"), **opts)
     await s.open()
     yield s
     await s.close()
@@ -814,6 +817,36 @@ async def test_a_statement_seen_again_is_one_search_match(store: Store) -> None:
         Completion(job, result(statements=(stmt("10.2/x", "unique wombat phrase"),)))
     )
     assert len(await store.search("wombat")) == 1  # seen again: still one row, one match
+
+
+# ---------------------------------------------------------------- retention and transfer
+
+
+async def test_purge_done_drops_old_later_pages_only(store: Store, clock: Clock) -> None:
+    await crawl(store, result(next_url="p2"), follow_ups=(new(page=2),))
+    await store.complete(Completion(job=await claim_one(store, page=2), result=result()))
+    await store.enqueue([new("10.1/b", page=2)])  # queued: never purged
+    clock.advance(DAY)
+    assert await store.purge_done(T0 - timedelta(seconds=1)) == 0  # nothing that old
+    assert await store.purge_done(T0 + timedelta(seconds=1), chunk=1) == 1
+    left = {(r["doi"], r["page"], r["state"]) for r in await rows(store, "jobs")}
+    assert left == {("10.1/a", 1, "done"), ("10.1/b", 2, "queued")}
+    assert await store.enqueue([new()]) == 0  # page 1 still recognises the report
+    assert len(await rows(store, "papers")) == 1
+
+
+async def test_import_keeps_ids_and_resumes_from_the_last_key(store: Store) -> None:
+    assert await store.last_key("jobs") is None
+    await store.enqueue(new(f"10.4/{i}") for i in range(5))
+    exported = await rows(store, "jobs")
+    assert await store.last_key("jobs") == (5,)
+    assert [r["id"] for r in [row async for row in store.export("jobs", after=(3,))]] == [4, 5]
+    copy = {**exported[0], "id": 10, "doi": "10.4/copied"}
+    assert await store.import_rows("jobs", [copy, exported[1]]) == 2  # a known key: kept
+    assert await store.last_key("jobs") == (10,)
+    assert (await job_row(store, "10.4/copied")) == copy
+    await store.enqueue([new("10.4/next")])
+    assert (await job_row(store, "10.4/next"))["id"] > 10  # new ids after the copied ones
 
 
 # ---------------------------------------------------------------- retry

@@ -13,7 +13,7 @@ import pytest
 
 from pipeline.errors import StoreError
 from pipeline.models import Completion, Job, NewJob, Paper, ParseResult, Statement, Tally
-from pipeline.store import MemoryStore, SQLiteStore, open_store
+from pipeline.store import MemoryStore, PostgresStore, SQLiteStore, open_store
 from pipeline.store.queries import Migration, migrations, parse_migration, parse_queries, queries
 from pipeline.store.rules import COLUMNS, KEYS
 from pipeline.store.sqlite import Connection, _is_lock_error, migrate
@@ -250,6 +250,7 @@ def test_every_named_query_is_used_by_the_store() -> None:
     store_dir = Path(__file__).resolve().parents[2] / "pipeline" / "store"
     source = (store_dir / "sqlite.py").read_text() + (store_dir / "rules.py").read_text()
     exported = {f"export_{t}" for t in COLUMNS} | {f"export_{t}_after" for t in COLUMNS}
+    exported |= {f"last_{t}" for t in COLUMNS} | {f"import_{t}" for t in COLUMNS}  # f-strings
     unused = [name for name in queries() if f'"{name}"' not in source and name not in exported]
     assert unused == []
     assert exported <= set(queries())
@@ -448,7 +449,9 @@ async def test_open_store_sqlite(tmp_path: Path, form: str) -> None:
 
 def test_open_store_other_schemes() -> None:
     assert isinstance(open_store("memory://"), MemoryStore)
-    for url in ("postgresql://db/citepipe", "postgres://x", "mysql://x", "sqlite://rel"):
+    for url in ("postgresql://db/citepipe", "postgres://x", "POSTGRESQL://u:p@h:5/d"):
+        assert isinstance(open_store(url, pool_max=3), PostgresStore)  # nothing opened yet
+    for url in ("mysql://x", "sqlite://rel", "mariadb://h/d"):
         with pytest.raises(StoreError):
             open_store(url)
 

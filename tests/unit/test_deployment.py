@@ -40,8 +40,11 @@ def test_two_profiles_each_with_its_own_volume() -> None:
         "scheduler": ["crawl"],
         "site": ["demo"],
         "demo-worker": ["demo"],
+        "postgres": ["postgres"],
+        "pg-worker": ["postgres"],
+        "pg-scheduler": ["postgres"],
     }
-    assert set(c["volumes"]) == {"citepipe-data", "demo-data"}
+    assert set(c["volumes"]) == {"citepipe-data", "demo-data", "citepipe-pg"}
     assert volumes_of(services["worker"]) == volumes_of(services["scheduler"]) == {"citepipe-data"}
     assert volumes_of(services["demo-worker"]) == {"demo-data"}
     assert volumes_of(services["site"]) == set()
@@ -75,10 +78,33 @@ def test_dockerignore_keeps_local_files_out_of_the_image() -> None:
     assert not ignored & {"pipeline", "citesite", "config", "pyproject.toml", "README.md"}
 
 
+def citepipe_services() -> dict[str, Any]:
+    """The services that run citepipe (not the database of the `postgres` profile)."""
+    return {
+        n: s
+        for n, s in compose()["services"].items()
+        if "image" not in s or "citepipe" in s["image"]
+    }
+
+
+def test_postgres_profile_scales_workers_on_one_database() -> None:
+    services = compose()["services"]
+    assert services["postgres"]["profiles"] == ["postgres"]
+    assert services["postgres"]["image"].startswith("postgres:")
+    assert "citepipe-pg" in compose()["volumes"]
+    for name in ("pg-worker", "pg-scheduler"):
+        svc = services[name]
+        assert svc["profiles"] == ["postgres"]
+        assert svc["environment"]["CITEPIPE_DB"].startswith("postgresql://")
+        assert svc["depends_on"]["postgres"]["condition"] == "service_healthy"
+        assert "container_name" not in svc and "ports" not in svc  # --scale works
+    assert services["pg-worker"]["command"] == ["worker"]
+
+
 def test_every_command_exists_and_parses() -> None:
     parser = build_parser()
     known = subcommands()
-    for name, svc in compose()["services"].items():
+    for name, svc in citepipe_services().items():
         cmd = svc.get("command", ["worker"])
         assert cmd[0] in known, f"{name}: {cmd[0]} is not a citepipe command"
         parser.parse_args(cmd)  # raises SystemExit on a bad flag
@@ -90,7 +116,7 @@ def test_every_command_exists_and_parses() -> None:
 def test_every_env_name_is_a_setting() -> None:
     names = set(setting_names())
     found = 0
-    for svc in compose()["services"].values():
+    for svc in citepipe_services().values():
         for key in svc.get("environment") or {}:
             assert key.startswith(ENV_PREFIX), key
             assert key[len(ENV_PREFIX) :].lower() in names, f"{key} is not a setting"

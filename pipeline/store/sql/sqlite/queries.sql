@@ -109,6 +109,17 @@ SELECT count(*) FROM jobs WHERE state IN ('queued', 'leased', 'failed');
 -- name: next_due
 SELECT min(not_before) FROM jobs INDEXED BY jobs_due WHERE state IN ('queued', 'failed');
 
+-- name: purge_done
+-- Retention: done jobs of later pages (page > 1) untouched since :before. Page 1 stays,
+-- so a backfill of the same DOI is still recognised and refresh still finds the report;
+-- a refresh re-creates the later pages (without their validators).
+DELETE FROM jobs
+WHERE id IN (
+    SELECT id FROM jobs INDEXED BY jobs_by_state
+    WHERE state = 'done' AND page > 1 AND updated_at < :before
+    LIMIT :limit
+);
+
 -- ---------------------------------------------------------------- completion
 
 -- name: page_one_state
@@ -472,3 +483,64 @@ WHERE statements_fts MATCH :query
   AND (:type IS NULL OR s.type = :type)
 ORDER BY statements_fts.rank, s.id
 LIMIT :limit;
+
+-- ---------------------------------------------------------------- copy-store
+-- `last_<table>`: the highest key (where a resumed copy goes on from);
+-- `import_<table>`: one exported row (export's shape: ISO text times, 0/1 flags), kept
+-- as it is, ids included; a row already there is left alone, so a copy can resume.
+
+-- name: last_papers
+SELECT doi FROM papers ORDER BY doi DESC LIMIT 1;
+
+-- name: import_papers
+INSERT INTO papers (doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason)
+VALUES (:doi, :title, :year, :publication_date, :journal, :abstract, :abstract_truncated, :report_url, :first_seen_at, :last_crawled_at, :incomplete, :refresh_interval, :next_refresh_at, :incomplete_reason)
+ON CONFLICT DO NOTHING;
+
+-- name: last_authors
+SELECT doi, position FROM authors ORDER BY doi DESC, position DESC LIMIT 1;
+
+-- name: import_authors
+INSERT INTO authors (doi, position, name)
+VALUES (:doi, :position, :name)
+ON CONFLICT DO NOTHING;
+
+-- name: last_tallies
+SELECT doi FROM tallies ORDER BY doi DESC LIMIT 1;
+
+-- name: import_tallies
+INSERT INTO tallies (doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at)
+VALUES (:doi, :supporting, :mentioning, :contrasting, :citing_publications, :citation_statements, :references_count, :observed_at)
+ON CONFLICT DO NOTHING;
+
+-- name: last_tally_history
+SELECT id FROM tally_history ORDER BY id DESC LIMIT 1;
+
+-- name: import_tally_history
+INSERT INTO tally_history (id, doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at)
+VALUES (:id, :doi, :supporting, :mentioning, :contrasting, :citing_publications, :citation_statements, :references_count, :observed_at)
+ON CONFLICT DO NOTHING;
+
+-- name: last_facets
+SELECT doi, facet, label FROM facets ORDER BY doi DESC, facet DESC, label DESC LIMIT 1;
+
+-- name: import_facets
+INSERT INTO facets (doi, facet, label, count)
+VALUES (:doi, :facet, :label, :count)
+ON CONFLICT DO NOTHING;
+
+-- name: last_statements
+SELECT id FROM statements ORDER BY id DESC LIMIT 1;
+
+-- name: import_statements
+INSERT INTO statements (id, cited_doi, citing_doi, snippet, snippet_hash, section, type, confidence, first_seen_at, last_seen_at)
+VALUES (:id, :cited_doi, :citing_doi, :snippet, :snippet_hash, :section, :type, :confidence, :first_seen_at, :last_seen_at)
+ON CONFLICT DO NOTHING;
+
+-- name: last_jobs
+SELECT id FROM jobs ORDER BY id DESC LIMIT 1;
+
+-- name: import_jobs
+INSERT INTO jobs (id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted)
+VALUES (:id, :doi, :url, :page, :state, :attempts, :not_before, :lease_until, :last_error, :depth, :created_at, :updated_at, :round, :worker, :etag, :last_modified, :content_hash, :next_url, :chain, :page_statements, :page_counted)
+ON CONFLICT DO NOTHING;

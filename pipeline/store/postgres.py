@@ -1,0 +1,901 @@
+"""The PostgreSQL store: many workers on many machines, one database (asyncpg).
+
+Why asyncpg: it speaks PostgreSQL's binary protocol from asyncio with prepared statements
+and pipelined `executemany`; pgqueuer's harness measured 14.1 k jobs/s on it against
+8.35 k on psycopg 3.
+
+Connections: one `asyncpg` pool per store (`pool_min`..`pool_max` connections, the
+`pg_pool_min`/`pg_pool_max` settings). A transaction is taken from the pool, run whole and
+given back. Deadlocks and serialization failures (rows locked in a different order by two
+machines' batches) roll back and the whole transaction runs again, a few times.
+
+Claims: one statement (`claim` in `sql/postgres/queries.sql`): a CTE picks due jobs from
+the partial index `jobs_due` with `FOR UPDATE SKIP LOCKED LIMIT n`, the `UPDATE ...
+RETURNING` leases them. Expired leases are taken back by whoever claims next (same
+transaction, SKIP LOCKED too).
+
+Waking up: workers poll (claim, and when nothing is due sleep until `next_due` or a short
+interval), as with SQLite; there is no LISTEN/NOTIFY. A crawl's queue is never empty for
+long and a worker is busy with its own in-flight pages, so a notification would save at
+most one poll interval on an idle queue, while costing a dedicated connection per process
+(which a pgbouncer in transaction mode cannot even carry) and a NOTIFY in every enqueue
+transaction (a global lock at commit, what limits Oban and graphile at high rates).
+
+Completions: a `CompletionWriter` batches up to `writer_batch` pages per transaction; the
+citers and statements of the whole batch go in one statement each (arrays through
+`unnest`), the other rows through pipelined `executemany` (one network round trip per
+statement kind, not per row). Batches of all processes write one at a time
+(`lock_writes`, an advisory lock given back just before COMMIT, so commits still
+overlap): their rows overlap (citing papers), and unordered upserts of them deadlocked
+under load, each deadlock costing a second (`deadlock_timeout`).
+
+Politeness: `book_request` is one atomic `INSERT ... ON CONFLICT DO UPDATE ... RETURNING`
+on the host's row, whose row lock serialises every process on every machine. With the
+default clock the booking takes the database's clock, and the start comes back in the
+caller's clock, so machines whose clocks differ still keep the spacing.
+
+Times are `timestamptz` (aware datetimes both ways); `export` writes them as the same ISO
+text as SQLite. asyncpg errors become `StoreError` here, and only here. See
+docs/store-postgres.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import random
+import re
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import cache, partial
+from typing import Any, TypeVar, cast
+
+import asyncpg
+
+from pipeline.errors import StoreDataError, StoreError
+from pipeline.logs import redact_text
+from pipeline.models import (
+    JOB_STATES,
+    RUN_STALE_AFTER,
+    Completion,
+    DeadJob,
+    DeadReason,
+    Job,
+    KeptPage,
+    NewJob,
+    PaperView,
+    Requeued,
+    RobotsRecord,
+    RunInfo,
+    SearchHit,
+    StatementType,
+    Stats,
+    StoredPage,
+)
+from pipeline.store import rules
+from pipeline.store.base import EXPORT_TABLES
+from pipeline.store.batching import CompletionWriter
+from pipeline.store.queries import migrations, queries
+
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+Conn = Any  # asyncpg.Connection (asyncpg ships no type hints)
+Body = Callable[[Conn], Awaitable[T]]
+
+DIALECT = "postgres"
+DEFAULT_QUEUE_SIZE = 1000
+ENQUEUE_CHUNK = 5000  # jobs per transaction when streaming a backfill
+EXPORT_CHUNK = 1000  # rows per keyset page when exporting
+PAGES_CHUNK = 100  # kept pages per keyset page when reading them back (bodies are big)
+REQUEUE_EVERY = timedelta(seconds=1)  # a claim takes back expired leases this often
+TX_RETRIES = 8  # a deadlocked or serialization-failed transaction runs again this often
+CONNECT_TIMEOUT = 10.0  # seconds to connect before the store gives up
+COMMAND_TIMEOUT = 60.0  # seconds one statement may take before the store gives up
+# pg_advisory_lock key for migrations: "citepipe" in ASCII (`lock_writes` in queries.sql
+# has a key of its own). Advisory locks are per database.
+MIGRATION_LOCK = 0x63697465706970
+_RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
+_PARAM_RE = re.compile(r"(?<![:\w]):(\w+)")
+
+# The keys each write is sorted by, so that rows are locked in one order: completion
+# batches are serialised by `lock_writes` anyway, but a page's rows also meet `fail`,
+# `release` and enqueues of other transactions. Python's sort is stable: two rows of one
+# key keep their order, so the later one still wins.
+_LOCK_ORDER: dict[str, tuple[str, ...]] = {
+    "upsert_paper": ("doi",),
+    "upsert_partial_paper": ("doi",),
+    "delete_authors": ("doi",),
+    "insert_author": ("doi", "position"),
+    "insert_tally_history": ("doi",),
+    "upsert_tallies": ("doi",),
+    "delete_facets": ("doi",),
+    "insert_facet": ("doi", "facet", "label"),
+    "upsert_statement": ("cited_doi", "citing_doi", "snippet_hash"),
+    "record_visit": ("doi",),
+    "keep_page": ("doi", "page"),
+    "forget_broken_page": ("doi", "page"),
+    "mark_done": ("id",),
+}
+
+
+def _columns(rows: list[rules.Params], names: Sequence[str]) -> rules.Params:
+    """Rows as one array per column (for `unnest`)."""
+    return {name: [r[name] for r in rows] for name in names}
+
+
+def merge_partial_papers(rows: Sequence[rules.Params]) -> rules.Params:
+    """`upsert_partial_paper` rows of a batch as one row per DOI, as if applied one by one:
+    each column the first non-NULL value, `now` of the first row; in DOI order."""
+    merged: dict[str, rules.Params] = {}
+    for row in rows:
+        kept = merged.setdefault(row["doi"], dict(row))
+        for column in ("title", "year", "journal"):
+            if kept[column] is None:
+                kept[column] = row[column]
+    ordered = [merged[doi] for doi in sorted(merged)]
+    return _columns(ordered, ("doi", "title", "year", "journal", "now"))
+
+
+def merge_statements(rows: Sequence[rules.Params]) -> rules.Params:
+    """`upsert_statement` rows of a batch as one row per identity, as if applied one by
+    one: first_seen_at of the first, last_seen_at and non-NULL details of the latest."""
+    merged: dict[tuple[str, str, str], rules.Params] = {}
+    for row in rows:
+        key = (row["cited_doi"], row["citing_doi"], row["snippet_hash"])
+        kept = merged.get(key)
+        if kept is None:
+            merged[key] = {**row, "first_seen_at": row["now"], "last_seen_at": row["now"]}
+            continue
+        kept["last_seen_at"] = row["now"]
+        kept["snippet"] = row["snippet"]
+        for column in ("section", "type", "confidence"):
+            if row[column] is not None:
+                kept[column] = row[column]
+    ordered = [merged[key] for key in sorted(merged)]
+    names = (
+        "cited_doi",
+        "citing_doi",
+        "snippet",
+        "snippet_hash",
+        "section",
+        "type",
+        "confidence",
+        "first_seen_at",
+        "last_seen_at",
+    )
+    return _columns(ordered, names)
+
+
+# Writes done for the whole batch in one statement (`<name>_set`, arrays through unnest):
+# a page's citers and statements are most of its rows, and one statement instead of one
+# execution per row is what makes a batch cheap.
+_SET_WRITES: dict[str, Callable[[Sequence[rules.Params]], rules.Params]] = {
+    "upsert_partial_paper": merge_partial_papers,
+    "upsert_statement": merge_statements,
+}
+
+
+@dataclass(frozen=True, slots=True)
+class Statement:
+    """A named query in asyncpg's form: `$n` placeholders, and the names they stand for."""
+
+    sql: str
+    names: tuple[str, ...]
+
+    def args(self, params: rules.Params) -> tuple[Any, ...]:
+        return tuple(params[name] for name in self.names)
+
+
+def positional(sql: str) -> Statement:
+    """`:name` placeholders to `$1, $2...` in order of first use (a repeated name is one
+    parameter); `::type` casts and comment lines are left alone."""
+    code = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
+    names: list[str] = []
+
+    def number(m: re.Match[str]) -> str:
+        if m.group(1) not in names:
+            names.append(m.group(1))
+        return f"${names.index(m.group(1)) + 1}"
+
+    return Statement(_PARAM_RE.sub(number, code), tuple(names))
+
+
+@cache
+def statements() -> dict[str, Statement]:
+    """The named queries of `sql/postgres/queries.sql`, ready for asyncpg."""
+    return {name: positional(sql) for name, sql in queries(DIALECT).items()}
+
+
+def _status_count(status: str) -> int:
+    """The row count of a command tag such as `UPDATE 3`."""
+    tail = status.rsplit(" ", 1)[-1]
+    return int(tail) if tail.isdigit() else 0
+
+
+def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
+
+
+def _export_value(value: Any) -> Any:
+    return rules.iso(value) if isinstance(value, datetime) else value
+
+
+@contextlib.contextmanager
+def _db_errors(what: str) -> Iterator[None]:
+    """Translate driver errors into StoreError: the one place it is done."""
+    try:
+        yield
+    except StoreError:
+        raise
+    except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
+        raise StoreDataError(redact_text(f"{what}: {exc}")) from exc
+    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+        raise StoreError(redact_text(f"{what}: {exc}")) from exc
+    except TimeoutError as exc:
+        raise StoreError(f"{what}: the database did not answer in time") from exc
+
+
+class PostgresStore:
+    """The Store protocol on one PostgreSQL database (see the module docstring)."""
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        writer_batch: int = rules.DEFAULT_WRITER_BATCH,
+        queue_size: int = DEFAULT_QUEUE_SIZE,
+        refresh_interval: float = rules.DEFAULT_REFRESH_INTERVAL,
+        refresh_min: float = rules.DEFAULT_REFRESH_MIN,
+        refresh_max: float = rules.DEFAULT_REFRESH_MAX,
+        clock: Clock | None = None,
+        create: bool = True,
+        pool_min: int = rules.DEFAULT_PG_POOL_MIN,
+        pool_max: int = rules.DEFAULT_PG_POOL_MAX,
+    ) -> None:
+        """`create=False` refuses a database without a citepipe schema (status, export);
+        `clock` None: bookings take the database's clock (several machines)."""
+        if writer_batch < 1 or queue_size < 1:
+            raise StoreError("writer_batch and queue_size must be >= 1")
+        if not 1 <= pool_min <= pool_max:
+            raise StoreError("pool sizes: need 1 <= pg_pool_min <= pg_pool_max")
+        self.dsn = dsn
+        self.create = create
+        self.writer_batch = writer_batch
+        self._queue_size = queue_size
+        self._pool_min, self._pool_max = pool_min, pool_max
+        self._policy = rules.RefreshPolicy(refresh_interval, refresh_min, refresh_max)
+        self._db_clock = clock is None
+        self._clock = clock or rules.utcnow
+        self._sql = statements()
+        self._pool: Any = None  # asyncpg.Pool
+        self._writer: CompletionWriter | None = None
+        self._last_requeue: datetime | None = None
+
+    # ------------------------------------------------------------ lifecycle
+
+    async def open(self) -> None:
+        """Connect, create or migrate the schema (under an advisory lock), start the
+        writer task."""
+        if self._pool is not None:
+            return
+        where = f"cannot open the PostgreSQL store {redact_text(self.dsn)}"
+        with _db_errors(where):
+            pool = await asyncpg.create_pool(
+                self.dsn,
+                min_size=self._pool_min,
+                max_size=self._pool_max,
+                command_timeout=COMMAND_TIMEOUT,
+                timeout=CONNECT_TIMEOUT,
+                server_settings={"application_name": "citepipe", "synchronous_commit": "off"},
+            )
+        try:
+            with _db_errors(where):
+                async with pool.acquire() as conn:
+                    await self._migrate(conn)
+        except BaseException:
+            await pool.close()
+            raise
+        self._pool = pool
+        self._writer = CompletionWriter(
+            self._commit_pages, batch=self.writer_batch, queue_size=self._queue_size
+        )
+        self._writer.start()
+
+    async def _migrate(self, conn: Conn) -> int:
+        """Apply the migrations the database lacks, each in its own transaction, holding a
+        session advisory lock: processes starting together take turns, and each sees the
+        version the previous one left."""
+        if not self.create:
+            found = await conn.fetchval("SELECT to_regclass('schema_version') IS NOT NULL")
+            if not found:
+                raise StoreError(
+                    f"no store in {redact_text(self.dsn)}: nothing has been crawled into it yet "
+                    "(`citepipe backfill` or `citepipe crawl` creates it)"
+                )
+        await conn.execute("SELECT pg_advisory_lock($1)", MIGRATION_LOCK)
+        try:
+            await conn.execute(
+                "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, "
+                "name text NOT NULL, applied_at timestamptz NOT NULL)"
+            )
+            applied = {int(v) for (v,) in await conn.fetch("SELECT version FROM schema_version")}
+            found_migrations = migrations(DIALECT)
+            latest = found_migrations[-1].version if found_migrations else 0
+            if applied and max(applied) > latest:
+                raise StoreError(
+                    f"database schema version {max(applied)} is newer than this citepipe"
+                )
+            for migration in found_migrations:
+                if migration.version in applied:  # by number: a 0003 merged after a 0004
+                    continue
+                async with conn.transaction():
+                    for statement in migration.statements:
+                        await conn.execute(statement)
+                    await conn.execute(
+                        "INSERT INTO schema_version (version, name, applied_at) "
+                        "VALUES ($1, $2, $3)",
+                        migration.version,
+                        migration.name,
+                        self._clock(),
+                    )
+                applied.add(migration.version)
+            version = max(applied, default=0)
+            return version
+        finally:
+            await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
+
+    async def close(self) -> None:
+        """Commit what is queued, stop the writer, close the pool."""
+        if self._writer is not None:
+            await self._writer.stop()
+            self._writer = None
+        pool, self._pool = self._pool, None
+        if pool is not None:
+            with _db_errors("close"):
+                await pool.close()
+
+    async def __aenter__(self) -> PostgresStore:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
+    def _now(self) -> datetime:
+        return self._clock()
+
+    def _require_pool(self) -> Any:
+        if self._pool is None:
+            raise StoreError("store is not open")
+        return self._pool
+
+    async def _transaction(
+        self,
+        what: str,
+        body: Body[T],
+        *,
+        durable: bool = False,
+        atomic: bool = True,
+        after_rollback: Body[None] | None = None,
+    ) -> T:
+        """Run `body` on a pooled connection, in one transaction when `atomic` (a single
+        statement, or one `executemany`, is atomic by itself and spares BEGIN and COMMIT);
+        run it again after a deadlock or serialization failure (rolled back whole).
+
+        `durable`: the commit waits for the WAL flush (`synchronous_commit = on`). Only
+        what is acknowledged to a caller as stored needs it: completions, enqueues,
+        imports. A claim, lease, failure, booking or run row lost in a crash of the
+        database server itself (never of a client) is harmless: the lease runs out and the
+        job comes back. So connections run with `synchronous_commit = off`, and a claim
+        costs no disk flush. `after_rollback` runs on the connection after a failed
+        transaction rolled back."""
+        pool = self._require_pool()
+        with _db_errors(what):
+            for attempt in range(TX_RETRIES):
+                try:
+                    async with pool.acquire() as conn:
+                        if not atomic:
+                            return await body(conn)
+                        try:
+                            async with conn.transaction():
+                                if durable:
+                                    await conn.execute("SET LOCAL synchronous_commit = on")
+                                return await body(conn)
+                        except BaseException:
+                            if after_rollback is not None:
+                                await after_rollback(conn)
+                            raise
+                except _RETRYABLE:
+                    if attempt == TX_RETRIES - 1:
+                        raise
+                    await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))
+        raise AssertionError("unreachable")  # pragma: no cover
+
+    def _executemany(self, name: str, rows: Sequence[rules.Params]) -> Body[None]:
+        stmt = self._sql[name]
+        order = _LOCK_ORDER.get(name)
+        if order:
+            rows = sorted(rows, key=lambda r: tuple(r[k] for k in order))
+        args = [stmt.args(r) for r in rows]
+
+        async def body(conn: Conn) -> None:
+            if args:
+                await conn.executemany(stmt.sql, args)
+
+        return body
+
+    async def _fetch(self, name: str, params: rules.Params | None = None) -> list[Any]:
+        stmt = self._sql[name]
+        pool = self._require_pool()
+        with _db_errors(name):
+            return cast(list[Any], await pool.fetch(stmt.sql, *stmt.args(params or {})))
+
+    async def _fetchval(self, name: str, params: rules.Params | None = None) -> Any:
+        rows = await self._fetch(name, params)
+        return rows[0][0] if rows else None
+
+    # ------------------------------------------------------------ queue
+
+    async def enqueue(self, jobs: Iterable[NewJob]) -> int:
+        """Stream jobs in chunks, one transaction per chunk (a backfill may be huge)."""
+        total = 0
+        for chunk in _chunks(jobs, ENQUEUE_CHUNK):
+            total += await self._transaction(
+                "enqueue", partial(self._enqueue_rows, jobs=chunk), durable=True
+            )
+        return total
+
+    async def _enqueue_rows(self, conn: Conn, jobs: Sequence[NewJob]) -> int:
+        now = self._now()
+        rows = [rules.enqueue_params(job, now) for job in jobs]  # input order: queue order
+        if any(job.round > 0 for job in jobs):  # round 0 can never bump a stored round
+            await self._executemany("enqueue_bump_round", rows)(conn)
+        stmt = self._sql["enqueue"]
+        added = await conn.fetchmany(stmt.sql, [stmt.args(r) for r in rows])
+        return len(added)
+
+    async def claim(self, worker: str, limit: int, lease_seconds: float) -> list[Job]:
+        """Lease due jobs in one statement; expired leases are taken back first."""
+        if limit < 1:
+            return []
+        now = self._now()
+        params: rules.Params = {
+            "now": now,
+            "worker": worker,
+            "limit": limit,
+            "lease_until": now + timedelta(seconds=lease_seconds),
+        }
+        if self._last_requeue is None or now - self._last_requeue >= REQUEUE_EVERY:
+            await self.requeue_expired()  # its own statement: it need not be atomic with
+            self._last_requeue = now  # the claim, and runs at most once a second
+        claim = self._sql["claim"]
+
+        async def body(conn: Conn) -> list[Any]:
+            return cast(list[Any], await conn.fetch(claim.sql, *claim.args(params)))
+
+        rows = await self._transaction("claim", body, atomic=False)
+        rows.sort(key=lambda r: (r["not_before"], r["id"]))
+        return [rules.job_from_row(row) for row in rows]
+
+    async def extend_leases(
+        self, worker: str, job_ids: Sequence[int], lease_seconds: float
+    ) -> None:
+        if not job_ids:
+            return
+        now = self._now()
+        until = now + timedelta(seconds=lease_seconds)
+        rows = [{"id": i, "worker": worker, "lease_until": until, "now": now} for i in job_ids]
+        await self._transaction(
+            "extend leases", self._executemany("extend_lease", rows), atomic=False
+        )
+
+    async def release(self, jobs: Sequence[Job]) -> None:
+        if not jobs:
+            return
+        now = self._now()
+        rows = [{"id": j.id, "round": j.round, "now": now} for j in jobs]
+        await self._transaction("release", self._executemany("release", rows), atomic=False)
+
+    async def fail(self, job: Job, error: str, retry_at: datetime | None) -> None:
+        """`failed` until `retry_at`, or `dead` (and, for a page after the first, its
+        report marked incomplete with the reason: `rules.dead_page_reason`)."""
+        reason = rules.dead_page_reason(job, error) if retry_at is None else None
+        params: rules.Params = {
+            "id": job.id,
+            "round": job.round,
+            "error": error,
+            "doi": job.doi,
+            "reason": reason,
+            "retry_at": retry_at,
+            "now": self._now(),
+        }
+        fail, mark = self._sql["fail"], self._sql["mark_incomplete"]
+
+        async def body(conn: Conn) -> None:
+            hit = await conn.fetch(fail.sql, *fail.args(params))
+            if reason is not None and hit:
+                await conn.execute(mark.sql, *mark.args(params))
+
+        await self._transaction("fail", body)
+
+    async def requeue_expired(self) -> int:
+        stmt = self._sql["requeue_expired"]
+        args = stmt.args({"now": self._now()})
+
+        async def body(conn: Conn) -> int:
+            return _status_count(await conn.execute(stmt.sql, *args))
+
+        return await self._transaction("requeue expired", body, atomic=False)
+
+    async def enqueue_stale(self, now: datetime) -> int:
+        """Page 1 of every report due for a refresh, with round = its max round + 1."""
+        stmt = self._sql["stale_page_one"]
+
+        async def body(conn: Conn) -> int:
+            rows = await conn.fetch(stmt.sql, *stmt.args({"now": now}))
+            jobs = [NewJob(r["doi"], r["url"], 1, r["depth"], r["round"]) for r in rows]
+            return await self._enqueue_rows(conn, jobs) if jobs else 0
+
+        return await self._transaction("enqueue stale", body, durable=True)
+
+    async def requeue_dead(
+        self,
+        address: Callable[[DeadJob], str | None],
+        *,
+        reason: str | None = None,
+        dois: Sequence[str] | None = None,
+    ) -> Requeued:
+        """Dead jobs queued again at their rebuilt addresses, in one transaction."""
+        select, update = self._sql["dead_jobs"], self._sql["requeue_dead"]
+        params = {"reason": reason, "dois": None if dois is None else list(dois)}
+
+        async def body(conn: Conn) -> Requeued:
+            now = self._now()
+            rows, kept, reports = [], 0, set()
+            for r in await conn.fetch(select.sql, *select.args(params)):
+                url = address(DeadJob(r["doi"], r["page"], r["url"], r["reason"]))
+                if url is None:
+                    kept += 1
+                    continue
+                rows.append(update.args({"id": r["id"], "url": url, "now": now}))
+                reports.add(r["doi"])
+            done = len(await conn.fetchmany(update.sql, rows)) if rows else 0
+            return Requeued(jobs=done, reports=len(reports), kept=kept)
+
+        return await self._transaction("requeue dead jobs", body, durable=True)
+
+    async def pending(self) -> int:
+        return int(await self._fetchval("pending"))
+
+    async def next_due(self) -> datetime | None:
+        return cast(datetime | None, await self._fetchval("next_due"))
+
+    async def purge_done(self, before: datetime, *, chunk: int = 10_000) -> int:
+        """Retention: delete done jobs of later pages (page > 1) not touched since `before`,
+        in chunks (short transactions). Page-1 jobs stay: they are what recognises a DOI
+        already queued and what refresh starts from. Returns how many were deleted."""
+        stmt = self._sql["purge_done"]
+        total = 0
+        while True:
+            args = stmt.args({"before": before, "limit": chunk})
+
+            async def body(conn: Conn, args: tuple[Any, ...] = args) -> int:
+                return len(await conn.fetch(stmt.sql, *args))
+
+            n = await self._transaction("purge done jobs", body, atomic=False)
+            total += n
+            if n < chunk:
+                return total
+
+    # ------------------------------------------------------------ completions
+
+    async def complete(self, completion: Completion) -> None:
+        """Hand the page to the writer; return once it is committed (or raise StoreError)."""
+        if self._writer is None:
+            raise StoreError("store is closed")
+        await self._writer.submit(completion)
+
+    async def _commit_pages(self, items: list[Completion]) -> None:
+        """The batch's writes under the writers' lock (`lock_writes` in queries.sql), a
+        session lock given back just before COMMIT. A rollback keeps a session lock, so
+        after a failed write it is given back once the transaction has rolled back (or the
+        connection is closed, which ends it with the session)."""
+        lock, unlock = self._sql["lock_writes"].sql, self._sql["unlock_writes"].sql
+        held = False
+
+        async def body(conn: Conn) -> None:
+            nonlocal held
+            await conn.execute(lock)
+            held = True
+            await self._write_pages(conn, items)
+            await conn.execute(unlock)
+            held = False
+
+        async def after_rollback(conn: Conn) -> None:
+            nonlocal held
+            if held:
+                held = False
+                try:
+                    await conn.execute(unlock)
+                except Exception:
+                    conn.terminate()
+
+        await self._transaction("complete", body, durable=True, after_rollback=after_rollback)
+
+    async def _write_pages(self, conn: Conn, items: list[Completion]) -> None:
+        states = await self._report_states(conn, rules.page_one_dois(items))
+        plan = rules.plan_completions(items, states, self._now(), self._policy)
+        for name, rows in plan.steps():
+            if not rows:
+                continue
+            if name in _SET_WRITES:  # the many rows of a batch: one statement, arrays
+                stmt = self._sql[f"{name}_set"]
+                await conn.execute(stmt.sql, *stmt.args(_SET_WRITES[name](rows)))
+            else:
+                await self._executemany(name, rows)(conn)
+        if plan.follow_ups:  # in key order, as the other writes (lock order)
+            follow_ups = sorted(plan.follow_ups, key=lambda j: (j.doi, j.page))
+            await self._enqueue_rows(conn, follow_ups)
+        await self._executemany("mark_done", plan.mark_done)(conn)
+
+    async def _report_states(self, conn: Conn, dois: list[str]) -> dict[str, rules.ReportState]:
+        if not dois:
+            return {}
+        stmt = self._sql["page_one_state"]
+        rows = await conn.fetch(stmt.sql, *stmt.args({"dois": dois}))
+        return {
+            r["doi"]: rules.ReportState(
+                r["refresh_interval"],
+                tuple(r[f] for f in rules.TALLY_FIELDS) if r["has_tallies"] else None,
+            )
+            for r in rows
+        }
+
+    # ------------------------------------------------------------ reads
+
+    async def dead_among(self, dois: Sequence[str]) -> dict[str, int]:
+        rows = await self._fetch("dead_among", {"dois": list(dois)})
+        return {r[0]: r[1] for r in rows}
+
+    async def stats(self) -> Stats:
+        now = self._now()
+        by_state: dict[str, int] = dict.fromkeys(JOB_STATES, 0)
+        by_state.update({r[0]: r[1] for r in await self._fetch("jobs_by_state")})
+        dead = tuple(DeadReason(r[0], r[1]) for r in await self._fetch("dead_by_reason"))
+        counts = {r[0]: int(r[1]) for r in await self._fetch("rows_by_table")}
+        incomplete = tuple(
+            DeadReason(r[0], r[1]) for r in await self._fetch("incomplete_by_reason")
+        )
+        return Stats(
+            jobs_by_state=by_state,
+            dead_by_reason=dead,
+            incomplete_reports=sum(d.count for d in incomplete),
+            incomplete_by_reason=incomplete,
+            not_found=int(await self._fetchval("not_found_reports")),
+            rows_by_table={t: counts[t] for t in EXPORT_TABLES},
+            pages_last_minute=await self._done_since(now - timedelta(minutes=1)),
+            pages_last_hour=await self._done_since(now - timedelta(hours=1)),
+            active_runs=tuple(await self.active_runs(RUN_STALE_AFTER)),
+        )
+
+    async def _done_since(self, since: datetime) -> int:
+        return int(await self._fetchval("pages_done_since", {"since": since}))
+
+    async def export(
+        self, table: str, *, after: Sequence[Any] | None = None
+    ) -> AsyncIterator[dict[str, Any]]:
+        """Keyset pages in key order (`export_<table>[_after]`), each its own query, so no
+        transaction stays open while a slow consumer reads. `after`: start past this key
+        (a resumed copy)."""
+        if table not in EXPORT_TABLES:
+            raise StoreError(f"unknown table {table!r}; one of {', '.join(EXPORT_TABLES)}")
+        keys = rules.KEYS[table]
+        params: rules.Params = {"limit": EXPORT_CHUNK}
+        name = f"export_{table}"
+        if after is not None:
+            name = f"export_{table}_after"
+            params.update({f"after_{k}": v for k, v in zip(keys, after, strict=True)})
+        while True:
+            rows = await self._fetch(name, params)
+            for row in rows:
+                yield {k: _export_value(v) for k, v in row.items()}
+            if len(rows) < EXPORT_CHUNK:
+                return
+            name = f"export_{table}_after"
+            params = {"limit": EXPORT_CHUNK, **{f"after_{k}": rows[-1][k] for k in keys}}
+
+    # ------------------------------------------------------------ copy-store
+
+    async def last_key(self, table: str) -> tuple[Any, ...] | None:
+        """The highest key of an exported table, None when it is empty."""
+        rows = await self._fetch(f"last_{table}")
+        return tuple(rows[0]) if rows else None
+
+    async def import_rows(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
+        """Insert exported rows as they are (ids kept) in one transaction; rows already
+        there are left alone. Moves the id sequences past the copied ids."""
+        stmt = self._sql[f"import_{table}"]
+        args = [stmt.args(r) for r in rows]
+        sync = self._sql["sync_ids"]
+
+        async def body(conn: Conn) -> int:
+            if args:
+                await conn.executemany(stmt.sql, args)
+            if "id" in rules.KEYS[table]:
+                await conn.execute(sync.sql)
+            return len(args)
+
+        return await self._transaction(f"import {table}", body, durable=True)
+
+    # ------------------------------------------------------------ kept pages
+
+    async def keep_page(self, page: KeptPage) -> None:
+        rows = [rules.page_params(page)]
+        await self._transaction("keep page", self._executemany("keep_page", rows), durable=True)
+
+    async def kept_pages(
+        self, *, broken_only: bool = False, dois: Sequence[str] | None = None
+    ) -> AsyncIterator[StoredPage]:
+        """Keyset pages of `PAGES_CHUNK`, each its own query."""
+        params: rules.Params = {
+            "broken_only": broken_only,
+            "dois": None if dois is None else list(dois),
+            "after_doi": "",
+            "after_page": 0,
+            "limit": PAGES_CHUNK,
+        }
+        while True:
+            rows = await self._fetch("kept_pages", params)
+            for row in rows:
+                yield rules.stored_page_from_row(row, row["fetched_at"])
+            if len(rows) < PAGES_CHUNK:
+                return
+            params = {**params, "after_doi": rows[-1]["doi"], "after_page": rows[-1]["page"]}
+
+    # ------------------------------------------------------------ show and search
+
+    def _shown(self, row: Any) -> dict[str, Any]:
+        return {k: _export_value(v) for k, v in row.items()}
+
+    async def paper_view(self, doi: str, *, statements: int = 1000) -> PaperView | None:
+        key = {"doi": doi}
+        papers = await self._fetch("show_paper", key)
+        if not papers:
+            return None
+        tallies = await self._fetch("show_tallies", key)
+        return PaperView(
+            paper=self._shown(papers[0]),
+            authors=tuple(r[0] for r in await self._fetch("show_authors", key)),
+            tallies=self._shown(tallies[0]) if tallies else None,
+            history=tuple(self._shown(r) for r in await self._fetch("show_history", key)),
+            facets=tuple(self._shown(r) for r in await self._fetch("show_facets", key)),
+            statements=tuple(
+                self._shown(r)
+                for r in await self._fetch("show_statements", {**key, "limit": statements})
+            ),
+            citing_statements=int(await self._fetchval("show_citing_count", key)),
+        )
+
+    async def search(
+        self, query: str, *, type: StatementType | None = None, limit: int = 20
+    ) -> list[SearchHit]:
+        params = {"query": query, "type": type, "limit": limit}
+        rows = await self._fetch("search_statements", params)
+        return [
+            SearchHit(
+                id=r["id"],
+                cited_doi=r["cited_doi"],
+                citing_doi=r["citing_doi"],
+                type=r["type"],
+                section=r["section"],
+                snippet=r["snippet"],
+                highlighted=r["highlighted"],
+                excerpt=r["excerpt"],
+                rank=float(r["rank"]),
+            )
+            for r in rows
+        ]
+
+    async def settle_reparsed(self, dois: Sequence[str]) -> int:
+        stmt = self._sql["settle_reparsed"]
+        args = stmt.args({"dois": sorted(set(dois))})
+
+        async def body(conn: Conn) -> int:
+            return _status_count(await conn.execute(stmt.sql, *args))
+
+        return await self._transaction("settle reparsed", body, durable=True)
+
+    # ------------------------------------------------------------ runs
+
+    async def start_run(self, kind: str, host: str, pid: int) -> int:
+        stmt = self._sql["start_run"]
+        args = stmt.args({"kind": kind, "host": host, "pid": pid, "now": self._now()})
+
+        async def body(conn: Conn) -> int:
+            return int(await conn.fetchval(stmt.sql, *args))
+
+        return await self._transaction("start run", body, atomic=False)
+
+    async def heartbeat_run(self, run_id: int) -> None:
+        rows = [{"id": run_id, "now": self._now()}]
+        await self._transaction(
+            "heartbeat run", self._executemany("heartbeat_run", rows), atomic=False
+        )
+
+    async def finish_run(self, run_id: int, summary: dict[str, Any]) -> None:
+        rows = [
+            {
+                "id": run_id,
+                "now": self._now(),
+                "summary": json.dumps(summary, default=str, sort_keys=True),
+            }
+        ]
+        await self._transaction("finish run", self._executemany("finish_run", rows), atomic=False)
+
+    async def active_runs(self, stale_after: float) -> list[RunInfo]:
+        since = self._now() - timedelta(seconds=stale_after)
+        rows = await self._fetch("active_runs", {"since": since})
+        return [
+            RunInfo(r["id"], r["kind"], r["host"], r["pid"], r["started_at"], r["heartbeat_at"])
+            for r in rows
+        ]
+
+    # ------------------------------------------------------------ politeness (hosts)
+
+    async def book_request(self, host: str, delay: float) -> datetime:
+        """`rules.book_request` in one statement on the host's row (see `host_book`).
+        With the database's clock, `start` is turned into this process's clock."""
+        stmt = self._sql["host_book"]
+        now = None if self._db_clock else self._now()
+        args = stmt.args({"host": host, "now": now, "delay": float(max(0.0, delay))})
+
+        async def body(conn: Conn) -> Any:
+            return await conn.fetchrow(stmt.sql, *args)
+
+        row = await self._transaction("book request", body, atomic=False)
+        start, db_now = row["start"], row["db_now"]
+        if now is None:
+            return cast(datetime, self._now() + (start - db_now))
+        return cast(datetime, start)
+
+    async def pause_host(self, host: str, until: datetime) -> None:
+        rows = [{"host": host, "now": self._now(), "until": until}]
+        await self._transaction("pause host", self._executemany("host_pause", rows), atomic=False)
+
+    async def paused_until(self, host: str) -> datetime | None:
+        return cast(datetime | None, await self._fetchval("host_paused_until", {"host": host}))
+
+    async def load_robots(self, host: str) -> RobotsRecord | None:
+        rows = await self._fetch("robots_load", {"host": host})
+        if not rows:
+            return None
+        r = rows[0]
+        return RobotsRecord(
+            status=r["robots_status"],
+            text=r["robots_text"],
+            fetched_at=r["robots_fetched_at"],
+            expires_at=r["robots_expires_at"],
+            failures=r["robots_failures"],
+        )
+
+    async def save_robots(self, host: str, record: RobotsRecord) -> None:
+        rows = [
+            {
+                "host": host,
+                "status": record.status,
+                "text": record.text,
+                "fetched_at": record.fetched_at,
+                "expires_at": record.expires_at,
+                "failures": record.failures,
+            }
+        ]
+        await self._transaction("save robots", self._executemany("robots_save", rows), atomic=False)
