@@ -63,6 +63,34 @@ def test_demo_profile_stores_the_whole_demo_data_set(compose: Any, tmp_path: Pat
     urls = {u for (u,) in query(db, "select report_url from papers where report_url is not null")}
     assert urls == {f"http://site:{port}/reports/{r.slug}" for r in truth.values()}
     assert query(db, "select kind from runs") == [("backfill",)]
+    # nothing cut short; the demo's reports are samples of real ones, so some hold fewer
+    # statements than their tallies count, which is flagged (and is all that is)
+    reasons = {r.split(":")[0] for (r,) in query(db, INCOMPLETE)}
+    assert reasons <= {"fewer statements than the report counts"}
+
+
+def test_demo_links_to_another_address_are_recorded_not_silent(
+    compose: Any, tmp_path: Path
+) -> None:
+    """The issue's old failure, now loud: a site whose links name an address the crawl
+    was not given (here `--public-url`; before the Host fix, its bound 0.0.0.0) stores
+    page 1 of each report and marks every longer report incomplete with the reason."""
+    port = free_port()
+    elsewhere = f"http://elsewhere.invalid:{port}"
+    site = {"command": site_command(port, "--public-url", elsewhere)}
+    c = compose(host_network_override(port, {"site": site}))
+    c("up", "--no-build", "--exit-code-from", "demo-worker", profiles=("demo",), timeout=300)
+    db = copy_store(c.container("demo-worker"), tmp_path / "data") / "demo.sqlite"
+    truth = load_dataset(demo_dataset_path())
+    longer = {d for d, r in truth.items() if page_count(r) > 1}
+    assert longer and query(db, "select count(*) from jobs") == [(len(truth),)]  # page 1s
+    off_site = query(db, f"{INCOMPLETE} and incomplete_reason like 'next page off the site%'")
+    assert len(off_site) == len(longer)
+    assert {d for (d,) in query(db, "select doi from papers where incomplete = 1 and "
+            "incomplete_reason like 'next page off the site%'")} == longer  # fmt: skip
+
+
+INCOMPLETE = "select incomplete_reason from papers where incomplete = 1"
 
 
 def site_stats(port: int) -> dict[str, Any]:

@@ -30,7 +30,7 @@ def volumes_of(svc: dict[str, Any]) -> set[str]:
     return {v.split(":", 1)[0] for v in svc.get("volumes", [])}
 
 
-def test_two_profiles_each_with_its_own_volume() -> None:
+def test_three_profiles_each_with_its_own_store() -> None:
     """demo and crawl never share a store: nothing of one can claim the other's jobs, and
     no service starts without a profile (a plain `up` crawls nothing, scite.ai least)."""
     c = compose()
