@@ -133,3 +133,10 @@ def test_every_number_setting_has_bounds() -> None:
     numbers = {f.name for f in fields(Settings) if str(f.type) in ("int", "float")}
     assert numbers == set(NUMBER_BOUNDS)
     assert set(FLOAT_SETTINGS) == {f.name for f in fields(Settings) if str(f.type) == "float"}
+
+
+def test_keep_pages_is_broken_or_all() -> None:
+    assert Settings().keep_pages == "broken"
+    assert load_settings(env={"CITEPIPE_KEEP_PAGES": "all"}).keep_pages == "all"
+    with pytest.raises(ConfigError, match="keep_pages: must be one of broken, all"):
+        load_settings(env={"CITEPIPE_KEEP_PAGES": "some"})
