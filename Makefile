@@ -55,6 +55,7 @@ bench: $(STAMP)
 	$(BIN)/python benchmarks/store.py
 	$(BIN)/python benchmarks/e2e.py
 	$(BIN)/python benchmarks/bare.py
+	$(BIN)/python benchmarks/reparse.py
 	$(BIN)/python benchmarks/addresses.py
 	$(BIN)/python benchmarks/enqueue.py
 

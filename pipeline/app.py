@@ -29,12 +29,22 @@ from croniter import croniter
 
 from pipeline.clock import Clock, SystemClock
 from pipeline.config import Settings
-from pipeline.errors import BadInputError, ConfigError, PipelineError, StoreError
+from pipeline.errors import BadInputError, ConfigError, NotFoundError, PipelineError, StoreError
 from pipeline.fetcher import AiohttpFetcher, Fetcher
 from pipeline.inputs import InputDois
-from pipeline.models import RUN_STALE_AFTER, DeadJob, Page, Requeued
+from pipeline.models import (
+    RUN_STALE_AFTER,
+    DeadJob,
+    Page,
+    PaperView,
+    Requeued,
+    SearchHit,
+    StatementType,
+)
 from pipeline.normalise import normalise_doi
 from pipeline.processes import check_shareable
+from pipeline.reparse import ReparseSummary
+from pipeline.reparse import reparse as reparse_pages
 from pipeline.retry import RetryPolicy
 from pipeline.runs import (
     RunUI,
@@ -67,15 +77,12 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "per_host_concurrency": 8,
     "retry_base": 0.2,
 }
+BROKEN_PAGE = "broken page"  # the dead reason of a page that did not parse (worker.py)
+REPARSE_HINT = (
+    "broken pages are kept in the store: after a selector fix, "
+    "`citepipe reparse --broken` reads them again without a request"
+)
 STOP_GRACE = 1.0  # seconds in-flight pages get after a stop request (Ctrl-C, SIGTERM)
-
-
-def broken_dir(settings: Settings) -> Path | None:
-    """Broken pages are kept beside the database file, in `broken/`."""
-    if "://" in settings.db and not settings.db.startswith("sqlite:"):
-        return Path("broken-pages")
-    db = settings.db.removeprefix("sqlite:///")
-    return Path(db).resolve().parent / "broken"
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +106,7 @@ def worker_options(s: Settings, *, burst: bool) -> WorkerOptions:
         base_url=s.base_url,
         burst=burst,
         grace=s.timeout,
-        broken_dir=broken_dir(s),
+        keep_pages=s.keep_pages,
         max_pages_per_report=s.max_pages_per_report,
     )
 
@@ -349,6 +356,8 @@ async def _summarise(
     stats = await p.store.stats()
     survey = await survey_input(p, seen, sum(stats.jobs_by_state.values()))
     seen.close()
+    if any(reason.startswith(BROKEN_PAGE) for reason in survey.dead):
+        notes.append(REPARSE_HINT)
     return RunSummary(
         command,
         outcome.worker.counters,
@@ -663,3 +672,56 @@ def parse_page(
     result = source.parse(Page(url=where, final_url=where, status=200, body=body))
     parsed: dict[str, Any] = result_to_dict(result)
     return parsed
+
+
+# ---------------------------------------------------------------------------- after the crawl
+
+
+async def reparse(
+    p: Pipeline, *, broken_only: bool = False, dois: Sequence[str] | None = None
+) -> ReparseSummary:
+    """`citepipe reparse`: rows derived again from the kept pages with the current
+    selectors, no request (`pipeline.reparse`)."""
+    keys = None if dois is None else [_doi_argument(d) for d in dois]
+    return await reparse_pages(
+        p.worker(burst=True),
+        keep_all=p.settings.keep_pages == "all",
+        broken_only=broken_only,
+        dois=keys,
+    )
+
+
+async def show(p: Pipeline, doi: str, *, statements: int = 1000) -> PaperView:
+    """`citepipe show`: one paper at a glance; an unknown DOI is a clear error."""
+    if statements < 0:
+        raise ConfigError(f"--statements: must be 0 or more, got {statements}")
+    key = _doi_argument(doi)
+    view = await p.store.paper_view(key, statements=statements)
+    if view is None:
+        raise NotFoundError(f"{key}: no such paper in {p.settings.db}")
+    return view
+
+
+async def search(
+    p: Pipeline, query: str, *, type: StatementType | None = None, limit: int = 20
+) -> list[SearchHit]:
+    """`citepipe search`: statements whose snippet matches (FTS5 query syntax)."""
+    if not query.strip():
+        raise ConfigError("search: the query is empty")
+    if limit < 1:
+        raise ConfigError(f"--limit: must be at least 1, got {limit}")
+    try:
+        return await p.store.search(query, type=type, limit=limit)
+    except StoreError as exc:
+        raise ConfigError(
+            f'{exc} (FTS5 syntax: words, "a phrase", OR, NOT, prefix*; put words with '
+            "punctuation in double quotes)"
+        ) from None
+
+
+def _doi_argument(text: str) -> str:
+    """A DOI named on the command line, normalised; not a DOI is a usage error (exit 2)."""
+    try:
+        return normalise_doi(text)
+    except BadInputError as exc:
+        raise ConfigError(str(exc)) from None

@@ -22,7 +22,8 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from dataclasses import asdict, is_dataclass
-from datetime import datetime
+from datetime import UTC, datetime
+from pathlib import Path
 from typing import IO, Any
 
 from pipeline import app
@@ -70,6 +71,7 @@ _SETTING_FLAGS: dict[str, tuple[Callable[[str], Any], str]] = {
     "max_attempts": (int, "attempts before a page is given up (dead)"),
     "user_agent": (str, "User-Agent header: name the tool and a contact"),
     "selectors": (str, "a TOML file overriding the report page selectors"),
+    "keep_pages": (str, "fetched pages kept in the store for `reparse`: broken or all"),
     "log_level": (str, "debug, info, warning or error"),
     "log_format": (str, "auto (console on a TTY, else JSON), json or console"),
 }
@@ -83,6 +85,7 @@ _CRAWL_FLAGS = (
     "max_attempts",
     "user_agent",
     "selectors",
+    "keep_pages",
     "log_level",
     "log_format",
 )
@@ -370,12 +373,38 @@ def _json_value(obj: Any) -> Any:
 def _add_export(sub: Any) -> None:
     p = sub.add_parser(
         "export",
-        help="stream a table as CSV or JSON lines",
-        description="Stream a table of the store, any size. It never creates a store.",
+        help="stream a table as CSV, JSON lines or Parquet; or write Datasette metadata",
+        description="Stream a table of the store, any size, optionally filtered. It never "
+        "creates a store.",
     )
-    p.add_argument("--table", required=True, choices=EXPORT_TABLES)
-    p.add_argument("--format", choices=("csv", "jsonl"), default="csv", help="(default csv)")
+    p.add_argument(
+        "--table", choices=EXPORT_TABLES, help="the table (required unless --datasette-metadata)"
+    )
+    p.add_argument(
+        "--format",
+        choices=("csv", "jsonl", "parquet"),
+        default="csv",
+        help="(default csv; parquet needs -o and the `parquet` extra)",
+    )
     p.add_argument("--output", "-o", help="file to write (default standard output)")
+    p.add_argument(
+        "--where",
+        action="append",
+        metavar="COLUMN=VALUE",
+        help="keep rows where the column has this value (also != < <= > >=; repeatable, "
+        "all must hold), e.g. --where type=contrasting --where 'year>=2015'",
+    )
+    p.add_argument(
+        "--since",
+        metavar="TIME",
+        help="keep rows new or changed since a date/time (UTC) or an age (36h, 7d)",
+    )
+    p.add_argument(
+        "--datasette-metadata",
+        action="store_true",
+        help="write Datasette's metadata.json for this store (table and column "
+        "descriptions, search) instead of rows",
+    )
     _settings_flags(p, ("db", *_LOG_FLAGS))
     p.set_defaults(handler=cmd_export)
 
@@ -396,21 +425,54 @@ async def _write_rows(rows: AsyncIterator[dict[str, Any]], fmt: str, out: IO[str
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    from pipeline.exporting import RowFilter, filtered, write_parquet
+
     settings = _settings(args)
     configure_logging(settings.log_level, settings.log_format)
+    if args.datasette_metadata:
+        return _write_metadata(settings, args.output)
+    if not args.table:
+        raise ConfigError("export: --table is required (or --datasette-metadata)")
+    if args.format == "parquet" and not args.output:
+        raise ConfigError("--format parquet: needs --output FILE (Parquet is binary)")
+    keep = RowFilter.build(args.table, args.where or (), args.since, now=datetime.now(UTC))
 
     async def body() -> int:
         async with app.open_pipeline(settings, create=False) as p:  # first: a bad store
-            if not args.output:  # leaves no output file behind
-                return await _write_rows(p.store.export(args.table), args.format, sys.stdout)
+            rows = p.store.export(args.table)  # leaves no output file behind
+            if keep.conditions or keep.since is not None:
+                rows = filtered(rows, keep)
+            if not args.output:
+                return await _write_rows(rows, args.format, sys.stdout)
             try:
+                if args.format == "parquet":
+                    return await write_parquet(rows, args.table, Path(args.output))
                 with open(args.output, "w", encoding="utf-8", newline="") as out:  # noqa: ASYNC230
-                    return await _write_rows(p.store.export(args.table), args.format, out)
+                    return await _write_rows(rows, args.format, out)
             except OSError as exc:
                 raise ConfigError(f"--output {args.output}: {exc.strerror or exc}") from None
 
     n = asyncio.run(body())
     print(f"exported {n} row{'s' if n != 1 else ''} from {args.table}", file=sys.stderr)
+    return EXIT_OK
+
+
+def _write_metadata(settings: Settings, output: str | None) -> int:
+    """`export --datasette-metadata`: the store's metadata.json, to a file or stdout."""
+    from pipeline.metadata import datasette_metadata
+
+    path = app.sqlite_path(settings.db)
+    if path is None:
+        raise ConfigError("--datasette-metadata: Datasette reads SQLite stores only")
+    text = json.dumps(datasette_metadata(path), indent=1, ensure_ascii=False) + "\n"
+    if not output:
+        sys.stdout.write(text)
+        return EXIT_OK
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--output {output}: {exc.strerror or exc}") from None
+    print(f"Datasette metadata written to {output}", file=sys.stderr)
     return EXIT_OK
 
 
@@ -569,6 +631,125 @@ def cmd_parse(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def _add_reparse(sub: Any) -> None:
+    p = sub.add_parser(
+        "reparse",
+        help="derive rows again from the kept pages, no request (after a selector fix)",
+        description="Read the pages kept in the store (keep_pages: broken ones always, every "
+        "page with 'all') with the current parser and selectors. Broken jobs that parse now "
+        "are done and their reports' next pages are queued (`worker --burst` or `crawl` "
+        "fetches them); rows are written exactly as a crawl writes them. Exit 1 if some "
+        "pages are still broken.",
+    )
+    p.add_argument("--broken", action="store_true", help="only the broken pages")
+    p.add_argument(
+        "--doi",
+        nargs="+",
+        action="extend",
+        metavar="DOI",
+        help="only the pages of these DOIs (any spelling; repeatable)",
+    )
+    p.add_argument("--json", action="store_true", help="print the summary as JSON")
+    _settings_flags(p, ("db", "base_url", "selectors", "keep_pages", *_LOG_FLAGS))
+    p.set_defaults(handler=cmd_reparse)
+
+
+def cmd_reparse(args: argparse.Namespace) -> int:
+    settings = _settings(args)
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def body() -> Any:
+        async with app.open_pipeline(settings, create=False) as p:
+            return await app.reparse(p, broken_only=args.broken, dois=args.doi)
+
+    summary = asyncio.run(body())
+    print(json.dumps(summary.as_dict(), sort_keys=True) if args.json else summary.render())
+    code: int = summary.exit_code
+    return code
+
+
+def _add_show(sub: Any) -> None:
+    p = sub.add_parser(
+        "show",
+        help="one paper at a glance: metadata, tallies and their history, facets, statements",
+        description="Show one stored paper. It never creates a store.",
+    )
+    p.add_argument("doi", help="the paper's DOI (any form backfill accepts)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    p.add_argument(
+        "--statements", type=int, default=1000, help="statements shown at most (default 1000)"
+    )
+    p.add_argument(
+        "--plot",
+        metavar="FILE.png",
+        help="also draw the tally history to a PNG file (needs the `plot` extra)",
+    )
+    _settings_flags(p, ("db", *_LOG_FLAGS))
+    p.set_defaults(handler=cmd_show)
+
+
+def cmd_show(args: argparse.Namespace) -> int:
+    from pipeline import views
+
+    settings = _settings(args)
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def body() -> Any:
+        async with app.open_pipeline(settings, create=False) as p:
+            return await app.show(p, args.doi, statements=args.statements)
+
+    view = asyncio.run(body())
+    if args.plot:
+        written = views.plot_history(view, args.plot)
+        print(f"tally history drawn to {written}", file=sys.stderr)
+    if args.json:
+        print(json.dumps(views.paper_json(view), indent=1, ensure_ascii=False))
+    else:
+        _print_rich(views.paper_renderable(view))
+    return EXIT_OK
+
+
+def _add_search(sub: Any) -> None:
+    p = sub.add_parser(
+        "search",
+        help="full-text search over statement snippets",
+        description="Find statements whose snippet matches QUERY, best first. QUERY is "
+        'SQLite FTS5 syntax: words (all must match; stemmed), "a phrase", OR, NOT, '
+        "prefix*, NEAR(a b). It never creates a store.",
+    )
+    p.add_argument("query", help='e.g. graft survival, "bone marrow", transplant*')
+    p.add_argument("--type", choices=("supporting", "mentioning", "contrasting"))
+    p.add_argument("--limit", type=int, default=20, help="hits at most (default 20)")
+    p.add_argument("--json", action="store_true", help="print JSON")
+    _settings_flags(p, ("db", *_LOG_FLAGS))
+    p.set_defaults(handler=cmd_search)
+
+
+def cmd_search(args: argparse.Namespace) -> int:
+    from pipeline import views
+
+    settings = _settings(args)
+    configure_logging(settings.log_level, settings.log_format)
+
+    async def body() -> Any:
+        async with app.open_pipeline(settings, create=False) as p:
+            return await app.search(p, args.query, type=args.type, limit=args.limit)
+
+    hits = asyncio.run(body())
+    if args.json:
+        print(json.dumps(views.hits_json(hits), indent=1, ensure_ascii=False))
+    else:
+        _print_rich(views.hits_renderable(args.query, hits))
+    return EXIT_OK
+
+
+def _print_rich(renderable: Any) -> None:
+    """A table on a terminal (colours, its width); plain text in a pipe."""
+    from rich.console import Console
+
+    Console(highlight=False).print(renderable)
+
+
 def _add_site(sub: Any) -> None:
     from citesite.server import add_arguments as add_site_arguments
 
@@ -661,6 +842,9 @@ def build_parser() -> argparse.ArgumentParser:
         _add_prune,
         _add_retry,
         _add_parse,
+        _add_reparse,
+        _add_show,
+        _add_search,
         _add_site,
         _add_demo,
     ):

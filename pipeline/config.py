@@ -23,6 +23,7 @@ from croniter import croniter
 
 from pipeline.errors import ConfigError
 from pipeline.logs import redact_text
+from pipeline.models import KEEP_PAGES
 from pipeline.store import rules
 from pipeline.urls import has_userinfo, strip_userinfo
 
@@ -68,6 +69,7 @@ class Settings:
     timezone: str = "UTC"  # the zone `schedule` is read in (IANA name, e.g. Europe/Paris)
     max_duration: float = 0.0
     selectors: str = ""
+    keep_pages: str = "broken"  # fetched pages kept in the store for `reparse`: broken | all
     log_level: str = "info"
     log_format: str = "auto"
     progress: bool = True
@@ -88,6 +90,10 @@ class Settings:
             _check_number(name, getattr(self, name), low, strict, high)
         if self.refresh_min > self.refresh_max:
             raise ConfigError("refresh_min: must not exceed refresh_max")
+        if self.keep_pages not in KEEP_PAGES:
+            raise ConfigError(
+                f"keep_pages: must be one of {', '.join(KEEP_PAGES)}, got {self.keep_pages!r}"
+            )
         if self.pg_pool_min > self.pg_pool_max:
             raise ConfigError("pg_pool_min: must not exceed pg_pool_max")
         if self.log_level not in LOG_LEVELS:

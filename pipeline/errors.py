@@ -9,8 +9,9 @@
     │                             off-site redirect, redirect loop
     ├── ParseError             a 200 page is not a report (layout drift)
     │   └── BlockedError          ... but a login or captcha wall: the site refuses us
-    └── StoreError             the store failed (driver errors are translated to this)
-        └── StoreDataError        the store refused a row (a constraint): not worth retrying
+    ├── StoreError             the store failed (driver errors are translated to this)
+    │   └── StoreDataError        the store refused a row (a constraint): not worth retrying
+    └── NotFoundError          the store holds no such thing (`show` of an unknown DOI)
 
 Driver exceptions (aiohttp, asyncio timeouts, sqlite3, asyncpg) are translated into this tree
 at exactly one place each: `fetcher.py` for HTTP, the store implementation for databases.
@@ -105,3 +106,7 @@ class StoreError(PipelineError):
 class StoreDataError(StoreError):
     """The store refused the data (a constraint failed): retrying the same rows cannot
     help, so a job that meets it dies as an internal error (the rows come from our code)."""
+
+
+class NotFoundError(PipelineError):
+    """The store holds no such thing."""

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 StatementType = Literal["supporting", "mentioning", "contrasting"]
 JobState = Literal["queued", "leased", "done", "failed", "dead"]
@@ -187,6 +187,7 @@ class Completion:
     content_hash: str | None = None
     fetched_at: datetime | None = None
     final_url: str | None = None  # where a redirect led (on the site): fetch it there next time
+    kept: KeptPage | None = None  # keep_pages = "all": the page, kept with its rows
     # the report's crawl ends here short of whole: the reason kept on the paper
     incomplete: str | None = None
     page_statements: int | None = None  # statements the page held (None: not read)
@@ -269,3 +270,68 @@ class RobotsRecord:
     fetched_at: datetime
     expires_at: datetime
     failures: int = 0
+
+
+KEEP_PAGES = ("broken", "all")  # the `keep_pages` setting: which fetched pages are kept
+
+
+@dataclass(frozen=True, slots=True)
+class KeptPage:
+    """A fetched page kept in the store (uncompressed here; the store compresses it), so
+    that `citepipe reparse` can read it again with the current selectors, no request.
+
+    `broken` pages failed to parse (`error` says why); with `keep_pages = "all"` every
+    fetched page is kept. One per job: `(doi, page)`. `url` is where the body came from
+    (after redirects): its relative links are read against it. `packed` is the body
+    already compressed (`rules.pack_page`), when the caller did it: the worker does, on
+    its own thread, so that the store's writer thread does not hand Python's GIL back and
+    forth once a page.
+    """
+
+    doi: str
+    page: int
+    url: str
+    fetched_at: datetime
+    body: bytes
+    broken: bool = False
+    error: str | None = None
+    packed: bytes | None = field(default=None, compare=False, repr=False)  # body, zlib'd
+
+
+@dataclass(frozen=True, slots=True)
+class StoredPage:
+    """A kept page as the store gives it back, with its job and the job's state."""
+
+    kept: KeptPage
+    job: Job
+    state: JobState
+
+
+@dataclass(frozen=True, slots=True)
+class PaperView:
+    """One paper at a glance (`citepipe show`): rows as the export gives them (times as
+    ISO 8601 UTC text), so every driver shows the same thing."""
+
+    paper: dict[str, Any]
+    authors: tuple[str, ...]
+    tallies: dict[str, Any] | None
+    history: tuple[dict[str, Any], ...]
+    facets: tuple[dict[str, Any], ...]
+    statements: tuple[dict[str, Any], ...]
+    citing_statements: int  # statements in which this paper cites others (their reports)
+
+
+@dataclass(frozen=True, slots=True)
+class SearchHit:
+    """A statement matching a full-text query: `highlighted` is the whole snippet with the
+    matches marked [like so], `excerpt` the part around them (about 32 words)."""
+
+    id: int
+    cited_doi: str
+    citing_doi: str
+    type: str | None
+    section: str | None
+    snippet: str
+    highlighted: str
+    excerpt: str
+    rank: float

@@ -210,6 +210,11 @@ def render_status(stats: Stats) -> str:
     out += [f"  {state:<8} {count}" for state, count in stats.jobs_by_state.items()]
     out.append("dead by reason:" if stats.dead_by_reason else "dead by reason: none")
     out += [f"  {d.count:>6}  {d.reason}" for d in stats.dead_by_reason]
+    if any(d.reason.startswith("broken page") for d in stats.dead_by_reason):
+        out.append(
+            "  (broken pages are kept in the store: after a selector fix, `citepipe "
+            "reparse --broken` reads them again without a request)"
+        )
     out.append(f"incomplete reports: {stats.incomplete_reports}")
     out += [f"  {d.count:>6}  {d.reason}" for d in stats.incomplete_by_reason]
     out.append(f"not found: {stats.not_found}")

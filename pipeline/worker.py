@@ -20,7 +20,6 @@ from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import structlog
@@ -37,12 +36,13 @@ from pipeline.errors import (
     TransientFetchError,
 )
 from pipeline.fetcher import Fetcher
-from pipeline.models import Completion, Job, NewJob, Page, ParseResult, Validators
+from pipeline.models import Completion, Job, KeptPage, NewJob, Page, ParseResult, Validators
 from pipeline.pagination import FEWER, Step, next_step, reason_kind
 from pipeline.politeness import host_key
 from pipeline.retry import RetryPolicy
 from pipeline.sources.base import Source
 from pipeline.store.base import Store
+from pipeline.store.rules import pack_page
 
 log = structlog.get_logger("citepipe.worker")
 
@@ -87,7 +87,7 @@ class WorkerOptions:
     burst: bool = True
     grace: float = _DEFAULTS.timeout  # after a stop: seconds in-flight pages may finish in
     max_pages_per_report: int = _DEFAULTS.max_pages_per_report
-    broken_dir: Path | None = None  # where broken pages are kept for inspection
+    keep_pages: str = _DEFAULTS.keep_pages  # "broken": broken pages only; "all": every page
 
 
 class Worker:
@@ -284,8 +284,8 @@ class Worker:
             await self._fail_dead(job, exc.reason, str(exc))
             return
         except ParseError as exc:
-            kept = self._keep_broken(job, page)
-            await self._fail_dead(job, f"broken page: {exc}", f"{exc} (kept: {kept})")
+            kept = await self._keep_broken(job, page, exc)
+            await self._fail_dead(job, f"broken page: {exc}", f"{exc} ({kept})")
             return
         await self.store.complete(completion)
         self.counters.pages_done += 1
@@ -308,6 +308,12 @@ class Worker:
         )
         if self._on_page is not None:
             self._on_page(self.counters)
+
+    def completion(self, job: Job, page: Page) -> Completion:
+        """What a fetched page completes: its parse and follow-ups, exactly as a crawl
+        builds them (`citepipe reparse` builds completions from kept pages with this).
+        Raises ParseError for a broken page."""
+        return self._completion(job, page)
 
     def _completion(self, job: Job, page: Page) -> Completion:
         """Parse the page (unless unchanged) and build the completion with follow-ups."""
@@ -332,6 +338,10 @@ class Worker:
         if not step.keep:  # another report's page: nothing of it is stored under this one
             result, stored_hash = None, job.content_hash
         follow: tuple[NewJob, ...] = (step.follow,) if step.follow else ()
+        kept = None
+        if result is not None and self.options.keep_pages == "all":
+            packed = pack_page(page.body)  # here, not on the store's writer thread
+            kept = KeptPage(job.doi, job.page, page.final_url, now, page.body, packed=packed)
         if result is not None and job.depth > 0 and job.page == 1:
             follow += self._citing(job, result)
         return Completion(
@@ -346,6 +356,7 @@ class Worker:
             incomplete=step.incomplete,
             page_statements=len(result.statements) if result is not None else None,
             page_counted=result.tallies.citation_statements if result is not None else None,
+            kept=kept,
         )
 
     def _step(self, job: Job, page: Page, result: ParseResult | None) -> Step:
@@ -400,15 +411,11 @@ class Worker:
         log.warning("job dead", reason=reason, detail=detail)
         await self.store.fail(job, reason, None)
 
-    def _keep_broken(self, job: Job, page: Page) -> str:
-        """Save a broken page for inspection; return where (or why not)."""
-        folder = self.options.broken_dir
-        if folder is None:
-            return "not kept"
+    async def _keep_broken(self, job: Job, page: Page, error: ParseError) -> str:
+        """Keep a broken page in the store (for `citepipe reparse`); say whether it was."""
+        kept = KeptPage(job.doi, job.page, page.final_url, self._now(), page.body, True, str(error))
         try:
-            folder.mkdir(parents=True, exist_ok=True)
-            path = folder / f"job-{job.id}-page-{job.page}.html"
-            path.write_bytes(page.body)
-            return str(path)
-        except OSError as exc:
-            return f"not kept: {exc}"
+            await self.store.keep_page(kept)
+        except PipelineError as exc:
+            return f"page not kept: {exc}"
+        return "page kept in the store"

@@ -6,6 +6,8 @@
 - `StoreStats`: counts for `status`, dead jobs by reason, `export`.
 - `RunRegistry`: the citepipe processes working on the store.
 - `HostLedger`: shared politeness: request bookings, 429/503 pauses, robots.txt records.
+- `PageArchive`: fetched pages kept (compressed) for `citepipe reparse`.
+- `ResultReader`: one paper at a glance (`citepipe show`) and full-text search.
 - `StoreTransfer`: the last key and bulk import that `copy-store` moves a store with.
 
 `Store` is their union plus `open`/`close`. Implementations: `sqlite.SQLiteStore` (a file,
@@ -24,11 +26,16 @@ from pipeline.models import (
     Completion,
     DeadJob,
     Job,
+    KeptPage,
     NewJob,
+    PaperView,
     Requeued,
     RobotsRecord,
     RunInfo,
+    SearchHit,
+    StatementType,
     Stats,
+    StoredPage,
 )
 
 # Tables a user may export (the public interface of docs/store.md, plus the queue).
@@ -197,7 +204,55 @@ class HostLedger(Protocol):
         newer one)."""
 
 
-class Store(JobQueue, ResultSink, StoreStats, StoreTransfer, RunRegistry, HostLedger, Protocol):
+class PageArchive(Protocol):
+    """Fetched pages kept in the store, zlib-compressed, one per job `(doi, page)`.
+
+    Broken pages are kept always; with `keep_pages = "all"` every page comes with its
+    completion (`Completion.kept`, written in the same transaction), and a completion
+    without one forgets the job's broken page (it parsed now). See docs/store.md.
+    """
+
+    async def keep_page(self, page: KeptPage) -> None:
+        """Keep (or replace) the page of job `(page.doi, page.page)`; the job must exist."""
+
+    def kept_pages(
+        self, *, broken_only: bool = False, dois: Sequence[str] | None = None
+    ) -> AsyncIterator[StoredPage]:
+        """Stream kept pages with their jobs, in `(doi, page)` order (any number): only
+        broken ones with `broken_only`, only these DOIs' with `dois`."""
+
+    async def settle_reparsed(self, dois: Sequence[str]) -> int:
+        """After a reparse completed dead jobs of these reports: a report none of whose
+        jobs is dead any more is whole again (`incomplete` back to 0), as a fresh crawl
+        would have left it. Returns how many papers changed."""
+
+
+class ResultReader(Protocol):
+    """Reading results for people: one paper, and full-text search over statements."""
+
+    async def paper_view(self, doi: str, *, statements: int = 1000) -> PaperView | None:
+        """One paper's metadata, authors, tallies with their history (oldest first),
+        facets and up to `statements` statements citing it; None if the store has no
+        such paper."""
+
+    async def search(
+        self, query: str, *, type: StatementType | None = None, limit: int = 20
+    ) -> list[SearchHit]:
+        """Statements whose snippet matches `query` (SQLite FTS5 query syntax: words,
+        "phrases", OR, NOT, prefix*), best first; a bad query raises StoreError."""
+
+
+class Store(
+    JobQueue,
+    ResultSink,
+    StoreStats,
+    StoreTransfer,
+    RunRegistry,
+    HostLedger,
+    PageArchive,
+    ResultReader,
+    Protocol,
+):
     """The whole store: every role. All methods are coroutines; `open` before, `close`
     after (or `async with`)."""
 

@@ -63,11 +63,16 @@ from pipeline.models import (
     DeadJob,
     DeadReason,
     Job,
+    KeptPage,
     NewJob,
+    PaperView,
     Requeued,
     RobotsRecord,
     RunInfo,
+    SearchHit,
+    StatementType,
     Stats,
+    StoredPage,
 )
 from pipeline.store import rules
 from pipeline.store.base import EXPORT_TABLES
@@ -83,6 +88,7 @@ DIALECT = "postgres"
 DEFAULT_QUEUE_SIZE = 1000
 ENQUEUE_CHUNK = 5000  # jobs per transaction when streaming a backfill
 EXPORT_CHUNK = 1000  # rows per keyset page when exporting
+PAGES_CHUNK = 100  # kept pages per keyset page when reading them back (bodies are big)
 REQUEUE_EVERY = timedelta(seconds=1)  # a claim takes back expired leases this often
 TX_RETRIES = 8  # a deadlocked or serialization-failed transaction runs again this often
 CONNECT_TIMEOUT = 10.0  # seconds to connect before the store gives up
@@ -108,6 +114,8 @@ _LOCK_ORDER: dict[str, tuple[str, ...]] = {
     "insert_facet": ("doi", "facet", "label"),
     "upsert_statement": ("cited_doi", "citing_doi", "snippet_hash"),
     "record_visit": ("doi",),
+    "keep_page": ("doi", "page"),
+    "forget_broken_page": ("doi", "page"),
     "mark_done": ("id",),
 }
 
@@ -319,15 +327,15 @@ class PostgresStore:
                 "CREATE TABLE IF NOT EXISTS schema_version (version integer PRIMARY KEY, "
                 "name text NOT NULL, applied_at timestamptz NOT NULL)"
             )
-            version = int(
-                await conn.fetchval("SELECT coalesce(max(version), 0) FROM schema_version")
-            )
+            applied = {int(v) for (v,) in await conn.fetch("SELECT version FROM schema_version")}
             found_migrations = migrations(DIALECT)
             latest = found_migrations[-1].version if found_migrations else 0
-            if version > latest:
-                raise StoreError(f"database schema version {version} is newer than this citepipe")
+            if applied and max(applied) > latest:
+                raise StoreError(
+                    f"database schema version {max(applied)} is newer than this citepipe"
+                )
             for migration in found_migrations:
-                if migration.version <= version:
+                if migration.version in applied:  # by number: a 0003 merged after a 0004
                     continue
                 async with conn.transaction():
                     for statement in migration.statements:
@@ -339,7 +347,8 @@ class PostgresStore:
                         migration.name,
                         self._clock(),
                     )
-                version = migration.version
+                applied.add(migration.version)
+            version = max(applied, default=0)
             return version
         finally:
             await conn.execute("SELECT pg_advisory_unlock($1)", MIGRATION_LOCK)
@@ -726,6 +735,84 @@ class PostgresStore:
             return len(args)
 
         return await self._transaction(f"import {table}", body, durable=True)
+
+    # ------------------------------------------------------------ kept pages
+
+    async def keep_page(self, page: KeptPage) -> None:
+        rows = [rules.page_params(page)]
+        await self._transaction("keep page", self._executemany("keep_page", rows), durable=True)
+
+    async def kept_pages(
+        self, *, broken_only: bool = False, dois: Sequence[str] | None = None
+    ) -> AsyncIterator[StoredPage]:
+        """Keyset pages of `PAGES_CHUNK`, each its own query."""
+        params: rules.Params = {
+            "broken_only": broken_only,
+            "dois": None if dois is None else list(dois),
+            "after_doi": "",
+            "after_page": 0,
+            "limit": PAGES_CHUNK,
+        }
+        while True:
+            rows = await self._fetch("kept_pages", params)
+            for row in rows:
+                yield rules.stored_page_from_row(row, row["fetched_at"])
+            if len(rows) < PAGES_CHUNK:
+                return
+            params = {**params, "after_doi": rows[-1]["doi"], "after_page": rows[-1]["page"]}
+
+    # ------------------------------------------------------------ show and search
+
+    def _shown(self, row: Any) -> dict[str, Any]:
+        return {k: _export_value(v) for k, v in row.items()}
+
+    async def paper_view(self, doi: str, *, statements: int = 1000) -> PaperView | None:
+        key = {"doi": doi}
+        papers = await self._fetch("show_paper", key)
+        if not papers:
+            return None
+        tallies = await self._fetch("show_tallies", key)
+        return PaperView(
+            paper=self._shown(papers[0]),
+            authors=tuple(r[0] for r in await self._fetch("show_authors", key)),
+            tallies=self._shown(tallies[0]) if tallies else None,
+            history=tuple(self._shown(r) for r in await self._fetch("show_history", key)),
+            facets=tuple(self._shown(r) for r in await self._fetch("show_facets", key)),
+            statements=tuple(
+                self._shown(r)
+                for r in await self._fetch("show_statements", {**key, "limit": statements})
+            ),
+            citing_statements=int(await self._fetchval("show_citing_count", key)),
+        )
+
+    async def search(
+        self, query: str, *, type: StatementType | None = None, limit: int = 20
+    ) -> list[SearchHit]:
+        params = {"query": query, "type": type, "limit": limit}
+        rows = await self._fetch("search_statements", params)
+        return [
+            SearchHit(
+                id=r["id"],
+                cited_doi=r["cited_doi"],
+                citing_doi=r["citing_doi"],
+                type=r["type"],
+                section=r["section"],
+                snippet=r["snippet"],
+                highlighted=r["highlighted"],
+                excerpt=r["excerpt"],
+                rank=float(r["rank"]),
+            )
+            for r in rows
+        ]
+
+    async def settle_reparsed(self, dois: Sequence[str]) -> int:
+        stmt = self._sql["settle_reparsed"]
+        args = stmt.args({"dois": sorted(set(dois))})
+
+        async def body(conn: Conn) -> int:
+            return _status_count(await conn.execute(stmt.sql, *args))
+
+        return await self._transaction("settle reparsed", body, durable=True)
 
     # ------------------------------------------------------------ runs
 

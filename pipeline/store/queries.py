@@ -73,7 +73,11 @@ def parse_migration(version: int, name: str, text: str) -> Migration:
 
 @cache
 def migrations(dialect: str = DEFAULT_DIALECT) -> tuple[Migration, ...]:
-    """The packaged migrations of a dialect, in version order (numbered 1..n, no gaps)."""
+    """The packaged migrations of a dialect, in version order (each number once).
+
+    Numbers may have gaps while parallel changes are merged (a 0004 may land before its
+    0003): a store applies every migration it lacks, by number, not only those above its
+    highest (`sqlite.migrate`)."""
     found: list[Migration] = []
     for entry in _dialect_dir(dialect).iterdir():
         m = _MIGRATION_RE.match(entry.name)
@@ -82,6 +86,6 @@ def migrations(dialect: str = DEFAULT_DIALECT) -> tuple[Migration, ...]:
             found.append(parse_migration(int(m.group(1)), m.group(2), text))
     found.sort(key=lambda mig: mig.version)
     versions = [mig.version for mig in found]
-    if versions != list(range(1, len(found) + 1)):
-        raise StoreError(f"migrations must be numbered 1..n without gaps, found {versions}")
+    if len(set(versions)) != len(versions) or (versions and versions[0] != 1):
+        raise StoreError(f"migrations must start at 1 and use each number once, found {versions}")
     return tuple(found)

@@ -47,11 +47,16 @@ from pipeline.models import (
     DeadJob,
     DeadReason,
     Job,
+    KeptPage,
     NewJob,
+    PaperView,
     Requeued,
     RobotsRecord,
     RunInfo,
+    SearchHit,
+    StatementType,
     Stats,
+    StoredPage,
 )
 from pipeline.store import rules
 from pipeline.store.base import EXPORT_TABLES
@@ -68,6 +73,7 @@ BUSY_TIMEOUT = 10.0  # seconds another process may hold the write lock before we
 ENQUEUE_CHUNK = 5000  # jobs per transaction when streaming a backfill
 WRITER_LINGER = 0.005  # seconds the writer waits for more pages to commit with the first
 EXPORT_CHUNK = 1000  # rows per keyset page when exporting
+PAGES_CHUNK = 100  # kept pages per keyset page when reading them back (bodies are big)
 PRAGMAS = (
     "PRAGMA journal_mode = WAL",  # readers do not block the writer; persistent
     "PRAGMA synchronous = NORMAL",  # safe in WAL against process crashes; fast
@@ -256,10 +262,12 @@ async def migrate(
     found: Sequence[Migration] | None = None,
     clock: Clock = rules.utcnow,
 ) -> int:
-    """Apply the migrations the file lacks, in order, each in its own transaction.
+    """Apply the migrations the file lacks, in number order, each in its own transaction.
 
-    Safe when several processes open the file at once: each migration re-checks the
-    version under the write lock. Returns the schema version.
+    "Lacks" is by number, not "above the highest applied": a migration merged later with
+    a lower number (parallel changes) is still applied. Safe when several processes open
+    the file at once: each migration re-checks under the write lock. Returns the schema
+    version (the highest applied).
     """
     found = migrations() if found is None else found
     await conn.run(
@@ -268,12 +276,12 @@ async def migrate(
             "name TEXT NOT NULL, applied_at TEXT NOT NULL)"
         )
     )
-    version = await conn.run(_schema_version)
+    applied = await conn.run(_applied_versions)
     latest = found[-1].version if found else 0
-    if version > latest:
-        raise StoreError(f"database schema version {version} is newer than this citepipe")
+    if applied and max(applied) > latest:
+        raise StoreError(f"database schema version {max(applied)} is newer than this citepipe")
     for migration in found:
-        if migration.version > version:
+        if migration.version not in applied:
             body = partial(_apply, migration=migration, applied_at=iso(clock()))
             await conn.run(partial(_run_transaction, body=body))
     return await conn.run(_schema_version)
@@ -284,9 +292,13 @@ def _schema_version(raw: sqlite3.Connection) -> int:
     return int(row[0]) if row else 0
 
 
+def _applied_versions(raw: sqlite3.Connection) -> set[int]:
+    return {int(v) for (v,) in raw.execute("SELECT version FROM schema_version")}
+
+
 def _apply(raw: sqlite3.Connection, migration: Migration, applied_at: str) -> None:
     """One migration, unless another process applied it first (checked under the lock)."""
-    if _schema_version(raw) < migration.version:
+    if migration.version not in _applied_versions(raw):
         for statement in migration.statements:
             raw.execute(statement)
         raw.execute(
@@ -633,9 +645,16 @@ class SQLiteStore:
     def _write_pages(self, conn: sqlite3.Connection, items: list[Completion]) -> None:
         states = self._report_states(conn, rules.page_one_dois(items))
         plan = rules.plan_completions(items, states, self._now(), self._policy)
+        bulk = bool(plan.upsert_statement)
+        if bulk:  # the batch's new statements are indexed below, in one statement
+            conn.execute(self._sql["search_bulk_begin"])
+            top = conn.execute(self._sql["statements_top"]).fetchone()[0]
         for name, rows in plan.steps():
             if rows:
                 conn.executemany(self._sql[name], _encode_rows(rows))
+        if bulk:
+            conn.execute(self._sql["search_index_new"], {"after_id": top})
+            conn.execute(self._sql["search_bulk_end"])
         if plan.follow_ups:
             self._enqueue_rows(conn, plan.follow_ups)
         conn.executemany(self._sql["mark_done"], _encode_rows(plan.mark_done))
@@ -843,6 +862,81 @@ class SQLiteStore:
             }
         ]
         await self._transaction("save robots", self._executemany("robots_save", rows))
+
+    # ------------------------------------------------------------ kept pages
+
+    async def keep_page(self, page: KeptPage) -> None:
+        rows = [rules.page_params(page)]
+        await self._transaction("keep page", self._executemany("keep_page", rows))
+
+    async def kept_pages(
+        self, *, broken_only: bool = False, dois: Sequence[str] | None = None
+    ) -> AsyncIterator[StoredPage]:
+        """Keyset pages of `PAGES_CHUNK`: no read transaction is held between them."""
+        params: rules.Params = {
+            "broken_only": int(broken_only),
+            "dois": None if dois is None else json.dumps(list(dois)),
+            "after_doi": "",
+            "after_page": 0,
+            "limit": PAGES_CHUNK,
+        }
+        while True:
+            rows = await self._read_all("kept_pages", params)
+            for row in rows:
+                yield rules.stored_page_from_row(row, from_iso(row["fetched_at"]))
+            if len(rows) < PAGES_CHUNK:
+                return
+            params = {**params, "after_doi": rows[-1]["doi"], "after_page": rows[-1]["page"]}
+
+    async def settle_reparsed(self, dois: Sequence[str]) -> int:
+        rows = [{"dois": json.dumps(sorted(set(dois)))}]
+        return await self._transaction(
+            "settle reparsed", self._executemany("settle_reparsed", rows)
+        )
+
+    # ------------------------------------------------------------ show and search
+
+    async def paper_view(self, doi: str, *, statements: int = 1000) -> PaperView | None:
+        key = {"doi": doi}
+        papers = await self._read_all("show_paper", key)
+        if not papers:
+            return None
+        tallies = await self._read_all("show_tallies", key)
+        return PaperView(
+            paper=dict(papers[0]),
+            authors=tuple(r[0] for r in await self._read_all("show_authors", key)),
+            tallies=dict(tallies[0]) if tallies else None,
+            history=tuple(dict(r) for r in await self._read_all("show_history", key)),
+            facets=tuple(dict(r) for r in await self._read_all("show_facets", key)),
+            statements=tuple(
+                dict(r)
+                for r in await self._read_all("show_statements", {**key, "limit": statements})
+            ),
+            citing_statements=int(await self._read_one("show_citing_count", key)),
+        )
+
+    async def search(
+        self, query: str, *, type: StatementType | None = None, limit: int = 20
+    ) -> list[SearchHit]:
+        params = {"query": query, "type": type, "limit": limit}
+        try:
+            rows = await self._read_all("search_statements", params)
+        except StoreError as exc:
+            raise StoreError(f"bad search query {query!r}: {exc.__cause__ or exc}") from None
+        return [
+            SearchHit(
+                id=r["id"],
+                cited_doi=r["cited_doi"],
+                citing_doi=r["citing_doi"],
+                type=r["type"],
+                section=r["section"],
+                snippet=r["snippet"],
+                highlighted=r["highlighted"],
+                excerpt=r["excerpt"],
+                rank=float(r["rank"]),
+            )
+            for r in rows
+        ]
 
 
 def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:

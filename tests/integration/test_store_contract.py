@@ -19,6 +19,7 @@ from pipeline.models import (
     DeadJob,
     Facet,
     Job,
+    KeptPage,
     NewJob,
     Paper,
     ParseResult,
@@ -681,6 +682,141 @@ async def test_robots_records_round_trip_and_a_newer_one_wins(store: Store) -> N
     await store.save_robots(HOST, newer)
     assert await store.load_robots(HOST) == newer
     assert await store.book_request(HOST, 1) == T0 + timedelta(seconds=1)  # spacing kept
+
+
+# ---------------------------------------------------------------- kept pages (PageArchive)
+
+
+def kept(
+    doi: str = "10.1/a", page: int = 1, body: bytes = b"<html>x</html>", **kw: Any
+) -> KeptPage:
+    return KeptPage(doi, page, f"http://site/reports/{doi}?page={page}", T0, body, **kw)
+
+
+async def test_a_broken_page_is_kept_compressed_and_read_back(store: Store) -> None:
+    body = b"<html>" + b"statement " * 2000 + b"</html>"
+    await store.enqueue([new("10.1/a"), new("10.1/b")])
+    job = await claim_one(store, "10.1/a")
+    await store.keep_page(kept("10.1/a", body=body, broken=True, error="no title"))
+    await store.fail(job, "broken page: no title", None)
+    got = [p async for p in store.kept_pages()]
+    assert len(got) == 1
+    assert got[0].kept == kept("10.1/a", body=body, broken=True, error="no title")
+    assert (got[0].job.id, got[0].state) == (job.id, "dead")
+    assert [p async for p in store.kept_pages(dois=["10.1/b"])] == []
+
+
+async def test_a_page_is_kept_for_its_job_only(store: Store) -> None:
+    with pytest.raises(StoreError):  # no job (doi, page): nothing to reparse it for
+        await store.keep_page(kept("10.9/none"))
+
+
+async def test_all_pages_kept_with_their_completion_and_filtered(store: Store) -> None:
+    for i, doi in enumerate(("10.1/a", "10.1/b", "10.1/c")):
+        await store.enqueue([new(doi)])
+        job = await claim_one(store, doi)
+        if i == 1:
+            await store.keep_page(kept(doi, broken=True, error="e"))
+            await store.fail(job, "broken page: e", None)
+        else:
+            await store.complete(Completion(job=job, result=result(doi), kept=kept(doi)))
+    every = [(p.kept.doi, p.kept.broken, p.state) async for p in store.kept_pages()]
+    assert every == [("10.1/a", False, "done"), ("10.1/b", True, "dead"), ("10.1/c", False, "done")]
+    broken = [p.kept.doi async for p in store.kept_pages(broken_only=True)]
+    assert broken == ["10.1/b"]
+    some = [p.kept.doi async for p in store.kept_pages(dois=["10.1/c", "10.1/b"])]
+    assert some == ["10.1/b", "10.1/c"]
+
+
+async def test_a_completion_forgets_the_broken_page_of_its_job(store: Store, clock: Clock) -> None:
+    await store.enqueue([new("10.1/a")])
+    job = await claim_one(store)
+    await store.keep_page(kept(broken=True, error="e"))
+    await store.fail(job, "broken page: e", None)
+    await store.enqueue([new("10.1/a", round=1)])
+    job = await claim_one(store)
+    await store.complete(Completion(job=job, result=result()))
+    assert [p async for p in store.kept_pages()] == []
+
+
+async def test_a_report_whose_dead_pages_completed_is_whole_again(store: Store) -> None:
+    await crawl(store, result())
+    await store.enqueue([new("10.1/a", 2)])
+    job = await claim_one(store, "10.1/a", 2)
+    await store.fail(job, "broken page: e", None)
+    await store.enqueue([new("10.1/b")])
+    await store.fail(await claim_one(store, "10.1/b"), "not found (404)", None)
+    assert (await paper(store, "10.1/a"))["incomplete"] == 1
+    assert await store.settle_reparsed(["10.1/a"]) == 0  # page 2 still dead
+    await store.complete(Completion(job=job, result=result()))  # reparsed: done
+    assert await store.settle_reparsed(["10.1/a", "10.1/b"]) == 1
+    assert (await paper(store, "10.1/a"))["incomplete"] == 0
+
+
+async def test_kept_pages_stream_past_one_chunk(store: Store) -> None:
+    dois = [f"10.1/{i:04d}" for i in range(250)]
+    await store.enqueue([new(d) for d in dois])
+    for d in dois:
+        await store.keep_page(kept(d, broken=True, error="e"))
+    assert [p.kept.doi async for p in store.kept_pages(broken_only=True)] == dois
+
+
+# ---------------------------------------------------------------- show and search
+
+
+async def test_paper_view_gathers_one_paper(store: Store, clock: Clock) -> None:
+    statements = (
+        stmt("10.2/x", "Results agree with the earlier cohort", type="supporting"),
+        stmt("10.2/y", "In contrast, the effect vanished", type="contrasting"),
+    )
+    await crawl(store, result(statements=statements, tally=Tally(1, 2, 0)))
+    clock.advance(DAY)
+    await store.enqueue([new("10.1/a", round=1)])
+    job = await claim_one(store)
+    await store.complete(Completion(job, result(statements=statements, tally=Tally(2, 2, 1))))
+    view = await store.paper_view("10.1/a")
+    assert view is not None
+    assert view.paper["title"] == "Full title" and view.authors == ("Ada", "Bob")
+    assert view.tallies is not None and view.tallies["supporting"] == 2
+    assert [h["supporting"] for h in view.history] == [1, 2]
+    assert view.facets == ({"facet": "section", "label": "Intro", "count": 2},)
+    assert [s["citing_doi"] for s in view.statements] == ["10.2/x", "10.2/y"]
+    assert view.citing_statements == 0
+    assert await store.paper_view("10.9/none") is None
+
+
+async def test_search_finds_statements_by_words_and_type(store: Store) -> None:
+    await crawl(
+        store,
+        result(
+            statements=(
+                stmt("10.2/x", "Graft survival improved after transplantation", type="supporting"),
+                stmt("10.2/y", "Transplanted grafts failed early", type="contrasting"),
+                stmt("10.2/z", "Unrelated remark on methods", type="mentioning"),
+            )
+        ),
+    )
+    hits = await store.search("graft")  # porter stemming: grafts, graft
+    assert {h.citing_doi for h in hits} == {"10.2/x", "10.2/y"}
+    assert all("[" in h.highlighted and "[" in h.excerpt for h in hits)
+    only = await store.search("graft", type="contrasting")
+    assert [h.citing_doi for h in only] == ["10.2/y"]
+    assert [h.citing_doi for h in await store.search('"survival improved"')] == ["10.2/x"]
+    assert len(await store.search("graft", limit=1)) == 1
+    if isinstance(store, SQLiteStore):  # FTS5 syntax; PostgreSQL's websearch reads any text
+        with pytest.raises(StoreError, match="bad search query"):
+            await store.search('"unbalanced')
+
+
+async def test_a_statement_seen_again_is_one_search_match(store: Store) -> None:
+    await crawl(store, result(statements=(stmt("10.2/x", "unique wombat phrase"),)))
+    assert len(await store.search("wombat")) == 1
+    await store.enqueue([new("10.1/a", round=1)])
+    job = await claim_one(store)
+    await store.complete(
+        Completion(job, result(statements=(stmt("10.2/x", "unique wombat phrase"),)))
+    )
+    assert len(await store.search("wombat")) == 1  # seen again: still one row, one match
 
 
 # ---------------------------------------------------------------- retention and transfer

@@ -126,16 +126,20 @@ async def test_migrations_run_once_at_open(tmp_path: Path) -> None:
             await store.enqueue([NewJob("10.1/a", "u")])
     with db(path) as conn:
         assert conn.execute("SELECT version, name FROM schema_version").fetchall() == [
+            (m.version, m.name) for m in migrations()
+        ]
+        assert conn.execute("SELECT version, name FROM schema_version").fetchall() == [
             (1, "schema"),
             (2, "hosts"),
             (3, "incomplete_reason"),
+            (4, "after_crawl"),
         ]
         assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (1,)
 
 
 async def test_later_migrations_apply_in_order_and_fail_atomically(tmp_path: Path) -> None:
     path = str(tmp_path / "s.sqlite")
-    n = len(migrations())
+    n = migrations()[-1].version
     extra = (
         parse_migration(
             n + 1,
@@ -165,6 +169,51 @@ async def test_later_migrations_apply_in_order_and_fail_atomically(tmp_path: Pat
             await migrate(conn, migrations())
     finally:
         await conn.close()
+
+
+async def test_a_migration_merged_later_with_a_lower_number_is_still_applied(
+    tmp_path: Path,
+) -> None:
+    path = str(tmp_path / "s.sqlite")
+    top = migrations()[-1].version
+    late = parse_migration(
+        top + 1, "late", "-- name: add\nALTER TABLE papers ADD COLUMN late TEXT;"
+    )
+    later = parse_migration(top + 2, "later", "-- name: add\nALTER TABLE papers ADD COLUMN b TEXT;")
+    conn = await Connection.open(path)
+    try:
+        assert await migrate(conn, (*migrations(), later)) == top + 2  # top + 1 not there yet
+        assert await migrate(conn, (*migrations(), late, later)) == top + 2
+        names = await conn.run(
+            lambda c: [r[0] for r in c.execute("SELECT name FROM schema_version")]
+        )
+        assert {"late", "later"} <= set(names)
+        columns = await conn.run(lambda c: [r[1] for r in c.execute("PRAGMA table_info(papers)")])
+        assert {"late", "b"} <= set(columns)
+    finally:
+        await conn.close()
+
+
+def test_migration_numbers_are_unique_and_start_at_1() -> None:
+    assert migrations()[0].version == 1
+    versions = [m.version for m in migrations()]
+    assert versions == sorted(set(versions))
+
+
+async def test_schema_has_the_after_crawl_objects(tmp_path: Path) -> None:
+    """Datasette finds the FTS table by `content="statements"` (double quotes) and links
+    the foreign keys the schema declares."""
+    path = tmp_path / "s.sqlite"
+    async with SQLiteStore(path):
+        pass
+    with db(path) as conn:
+        fts = conn.execute("SELECT sql FROM sqlite_master WHERE name = 'statements_fts'").fetchone()
+        assert 'content="statements"' in fts[0] and "USING fts5" in fts[0]
+        assert conn.execute(
+            "SELECT type FROM sqlite_master WHERE name = 'citations'"
+        ).fetchone() == ("view",)
+        fks = {(r[2], r[3]) for r in conn.execute("PRAGMA foreign_key_list(statements)")}
+        assert fks == {("papers", "cited_doi"), ("papers", "citing_doi")}
 
 
 def test_migration_blocks_keep_triggers_whole() -> None:
@@ -491,3 +540,51 @@ async def test_bookings_from_two_connections_never_overlap(tmp_path: Path) -> No
     gaps = [(y - x).total_seconds() for x, y in pairwise(ordered)]
     assert len(set(starts)) == 40
     assert min(gaps) >= 0.25 - 1e-6, gaps
+
+
+async def test_datasette_metadata_describes_only_real_tables_and_columns(tmp_path: Path) -> None:
+    from pipeline.metadata import HIDDEN, datasette_metadata
+
+    path = tmp_path / "store.sqlite"
+    async with SQLiteStore(path):
+        pass
+    meta = datasette_metadata(path)
+    tables = meta["databases"]["store"]["tables"]
+    with db(path) as conn:
+        for table, spec in tables.items():
+            columns = {r[1] for r in conn.execute(f"PRAGMA table_info({table})")}
+            assert columns, table
+            assert set(spec.get("columns", {})) <= columns, table
+    assert set(HIDDEN) <= set(tables)
+    assert set(COLUMNS) <= set(tables)
+    assert all(set(tables[t]["columns"]) == set(COLUMNS[t]) for t in COLUMNS if t != "jobs")
+
+
+async def test_the_search_index_follows_every_writer(tmp_path: Path) -> None:
+    """citepipe's writer indexes a batch's new statements in one statement; any other
+    writer (sqlite3, Datasette) is indexed by the triggers: inserts, edits, deletes."""
+    path = tmp_path / "s.sqlite"
+    paper = Paper(doi="10.1234/a", title="A")
+    async with SQLiteStore(path) as store:
+        await store.enqueue([NewJob("10.1234/a", "http://site/r/a")])
+        (job,) = await store.claim("w", 1, 30)
+        said = (Statement("10.1234/b", "wombats dig burrows"), Statement("10.1234/c", "otters"))
+        await store.complete(Completion(job, ParseResult(paper, Tally(), statements=said)))
+        assert {h.citing_doi for h in await store.search("wombat*")} == {"10.1234/b"}
+    with db(path) as conn:
+        assert conn.execute("SELECT bulk FROM search_bulk").fetchall() == [(0,)]
+        conn.execute(
+            "INSERT INTO statements (cited_doi, citing_doi, snippet, snippet_hash, "
+            "first_seen_at, last_seen_at) VALUES ('10.1234/a', '10.1234/c', "
+            "'wombats again', 'h', 'x', 'x')"
+        )
+        conn.execute("UPDATE statements SET snippet = 'badgers now' WHERE snippet = 'otters'")
+        conn.execute("DELETE FROM statements WHERE snippet = 'wombats dig burrows'")
+        conn.commit()
+        matches = conn.execute(
+            "SELECT s.snippet FROM statements_fts JOIN statements s ON s.id = statements_fts.rowid "
+            "WHERE statements_fts MATCH ? ORDER BY 1",
+            ("wombats OR badgers OR otters",),
+        ).fetchall()
+        assert matches == [("badgers now",), ("wombats again",)]
+        conn.execute("INSERT INTO statements_fts (statements_fts) VALUES ('integrity-check')")

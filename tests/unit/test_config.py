@@ -135,6 +135,13 @@ def test_every_number_setting_has_bounds() -> None:
     assert set(FLOAT_SETTINGS) == {f.name for f in fields(Settings) if str(f.type) == "float"}
 
 
+def test_keep_pages_is_broken_or_all() -> None:
+    assert Settings().keep_pages == "broken"
+    assert load_settings(env={"CITEPIPE_KEEP_PAGES": "all"}).keep_pages == "all"
+    with pytest.raises(ConfigError, match="keep_pages: must be one of broken, all"):
+        load_settings(env={"CITEPIPE_KEEP_PAGES": "some"})
+
+
 def test_processes_auto_means_one_per_core() -> None:
     from pipeline.processes import process_count
 

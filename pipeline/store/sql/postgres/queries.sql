@@ -501,3 +501,82 @@ SELECT setval(pg_get_serial_sequence('tally_history', 'id'),
               coalesce((SELECT max(id) FROM statements), 0) + 1, false),
        setval(pg_get_serial_sequence('jobs', 'id'),
               coalesce((SELECT max(id) FROM jobs), 0) + 1, false);
+
+-- ---------------------------------------------------------------- kept pages
+
+-- name: keep_page
+INSERT INTO pages (doi, page, url, fetched_at, broken, error, size, body)
+VALUES (:doi, :page, :url, :fetched_at, :broken, :error, :size, :body)
+ON CONFLICT (doi, page) DO UPDATE SET
+    url = excluded.url, fetched_at = excluded.fetched_at, broken = excluded.broken,
+    error = excluded.error, size = excluded.size, body = excluded.body;
+
+-- name: forget_broken_page
+DELETE FROM pages WHERE doi = :doi AND page = :page AND broken;
+
+-- name: kept_pages
+SELECT p.doi, p.page, p.url AS page_url, p.fetched_at, p.broken, p.error, p.body,
+       j.id, j.url, j.attempts, j.depth, j.round, j.etag, j.last_modified, j.content_hash,
+       j.next_url, j.chain, j.page_statements, j.page_counted, j.state
+FROM pages AS p
+JOIN jobs AS j ON j.doi = p.doi AND j.page = p.page
+WHERE (p.doi, p.page) > (:after_doi::text, :after_page::integer)
+  AND (NOT :broken_only::boolean OR p.broken)
+  AND (:dois::text[] IS NULL OR p.doi = ANY(:dois::text[]))
+ORDER BY p.doi, p.page
+LIMIT :limit;
+
+-- ---------------------------------------------------------------- show and search
+
+-- name: show_paper
+SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated,
+       report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval,
+       next_refresh_at
+FROM papers WHERE doi = :doi;
+
+-- name: show_authors
+SELECT name FROM authors WHERE doi = :doi ORDER BY position;
+
+-- name: show_tallies
+SELECT supporting, mentioning, contrasting, citing_publications, citation_statements,
+       references_count, observed_at
+FROM tallies WHERE doi = :doi;
+
+-- name: show_history
+SELECT supporting, mentioning, contrasting, citing_publications, citation_statements,
+       references_count, observed_at
+FROM tally_history WHERE doi = :doi ORDER BY observed_at, id;
+
+-- name: show_facets
+SELECT facet, label, count FROM facets WHERE doi = :doi ORDER BY facet, count DESC, label;
+
+-- name: show_statements
+SELECT s.id, s.citing_doi, c.title AS citing_title, c.year AS citing_year, s.type,
+       s.section, s.confidence, s.snippet, s.first_seen_at, s.last_seen_at
+FROM statements AS s LEFT JOIN papers AS c ON c.doi = s.citing_doi
+WHERE s.cited_doi = :doi
+ORDER BY s.id
+LIMIT :limit;
+
+-- name: show_citing_count
+SELECT count(*) FROM statements WHERE citing_doi = :doi;
+
+-- name: search_statements
+-- websearch_to_tsquery: words, "phrases", OR, -word; best first (ts_rank, higher better).
+WITH q AS (SELECT websearch_to_tsquery('english'::regconfig, :query::text) AS query)
+SELECT s.id, s.cited_doi, s.citing_doi, s.type, s.section, s.snippet,
+       ts_headline('english'::regconfig, s.snippet, q.query,
+                   'StartSel=[, StopSel=], HighlightAll=true') AS highlighted,
+       ts_headline('english'::regconfig, s.snippet, q.query,
+                   'StartSel=[, StopSel=], MaxWords=32, MinWords=16') AS excerpt,
+       -ts_rank(to_tsvector('english'::regconfig, s.snippet), q.query) AS rank
+FROM statements AS s, q
+WHERE to_tsvector('english'::regconfig, s.snippet) @@ q.query
+  AND (:type::text IS NULL OR s.type = :type::text)
+ORDER BY rank, s.id
+LIMIT :limit;
+
+-- name: settle_reparsed
+UPDATE papers SET incomplete = false, incomplete_reason = NULL
+WHERE doi = ANY(:dois::text[]) AND incomplete AND incomplete_reason LIKE 'dead page:%'
+  AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.doi = papers.doi AND jobs.state = 'dead');

@@ -213,6 +213,21 @@ ON CONFLICT (cited_doi, citing_doi, snippet_hash) DO UPDATE SET
     type = coalesce(excluded.type, statements.type),
     confidence = coalesce(excluded.confidence, statements.confidence);
 
+-- name: search_bulk_begin
+-- The writer's batch indexes its new statements itself (migration 4, `search_bulk`).
+UPDATE search_bulk SET bulk = 1;
+
+-- name: statements_top
+SELECT coalesce(max(id), 0) FROM statements;
+
+-- name: search_index_new
+-- The statements this transaction added (ids above :after_id), indexed in one statement.
+INSERT INTO statements_fts (rowid, snippet)
+SELECT id, snippet FROM statements WHERE id > :after_id;
+
+-- name: search_bulk_end
+UPDATE search_bulk SET bulk = 0;
+
 -- ---------------------------------------------------------------- status
 
 -- name: jobs_by_state
@@ -388,6 +403,91 @@ ON CONFLICT (host) DO UPDATE SET
     robots_expires_at = excluded.robots_expires_at,
     robots_failures = excluded.robots_failures
 WHERE hosts.robots_fetched_at IS NULL OR hosts.robots_fetched_at <= excluded.robots_fetched_at;
+
+-- ---------------------------------------------------------------- kept pages
+
+-- name: keep_page
+INSERT INTO pages (doi, page, url, fetched_at, broken, error, size, body)
+VALUES (:doi, :page, :url, :fetched_at, :broken, :error, :size, :body)
+ON CONFLICT (doi, page) DO UPDATE SET
+    url = excluded.url, fetched_at = excluded.fetched_at, broken = excluded.broken,
+    error = excluded.error, size = excluded.size, body = excluded.body;
+
+-- name: forget_broken_page
+-- A job completed: a broken page kept for it is stale (served by pages_broken).
+DELETE FROM pages WHERE doi = :doi AND page = :page AND broken = 1;
+
+-- name: kept_pages
+-- Keyset pages of kept pages with their jobs, in (doi, page) order. :dois is a JSON
+-- array, or NULL for every DOI; :broken_only 1 or 0.
+SELECT p.doi, p.page, p.url AS page_url, p.fetched_at, p.broken, p.error, p.body,
+       j.id, j.url, j.attempts, j.depth, j.round, j.etag, j.last_modified, j.content_hash,
+       j.next_url, j.chain, j.page_statements, j.page_counted, j.state
+FROM pages AS p
+JOIN jobs AS j ON j.doi = p.doi AND j.page = p.page
+WHERE (p.doi, p.page) > (:after_doi, :after_page)
+  AND (:broken_only = 0 OR p.broken = 1)
+  AND (:dois IS NULL OR p.doi IN (SELECT value FROM json_each(:dois)))
+ORDER BY p.doi, p.page
+LIMIT :limit;
+
+-- name: settle_reparsed
+-- Reports whose dead pages a reparse completed: whole again once no job of theirs is dead,
+-- when a dead page was what made them incomplete (a cut pagination or a short report
+-- stays as it was: the next crawl of page 1 decides).
+UPDATE papers SET incomplete = 0, incomplete_reason = NULL
+WHERE doi IN (SELECT value FROM json_each(:dois)) AND incomplete = 1
+  AND incomplete_reason LIKE 'dead page:%'
+  AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.doi = papers.doi AND jobs.state = 'dead');
+
+-- ---------------------------------------------------------------- show and search
+
+-- name: show_paper
+SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated,
+       report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval,
+       next_refresh_at
+FROM papers WHERE doi = :doi;
+
+-- name: show_authors
+SELECT name FROM authors WHERE doi = :doi ORDER BY position;
+
+-- name: show_tallies
+SELECT supporting, mentioning, contrasting, citing_publications, citation_statements,
+       references_count, observed_at
+FROM tallies WHERE doi = :doi;
+
+-- name: show_history
+SELECT supporting, mentioning, contrasting, citing_publications, citation_statements,
+       references_count, observed_at
+FROM tally_history WHERE doi = :doi ORDER BY observed_at, id;
+
+-- name: show_facets
+SELECT facet, label, count FROM facets WHERE doi = :doi ORDER BY facet, count DESC, label;
+
+-- name: show_statements
+-- Statements citing the paper (its report), with the citer's title where known.
+SELECT s.id, s.citing_doi, c.title AS citing_title, c.year AS citing_year, s.type,
+       s.section, s.confidence, s.snippet, s.first_seen_at, s.last_seen_at
+FROM statements AS s LEFT JOIN papers AS c ON c.doi = s.citing_doi
+WHERE s.cited_doi = :doi
+ORDER BY s.id
+LIMIT :limit;
+
+-- name: show_citing_count
+SELECT count(*) FROM statements WHERE citing_doi = :doi;
+
+-- name: search_statements
+-- Full-text search (FTS5 query syntax), best match first (bm25); :type NULL for any.
+SELECT s.id, s.cited_doi, s.citing_doi, s.type, s.section, s.snippet,
+       highlight(statements_fts, 0, '[', ']') AS highlighted,
+       snippet(statements_fts, 0, '[', ']', '…', 32) AS excerpt,
+       statements_fts.rank AS rank
+FROM statements_fts
+JOIN statements AS s ON s.id = statements_fts.rowid
+WHERE statements_fts MATCH :query
+  AND (:type IS NULL OR s.type = :type)
+ORDER BY statements_fts.rank, s.id
+LIMIT :limit;
 
 -- ---------------------------------------------------------------- copy-store
 -- `last_<table>`: the highest key (where a resumed copy goes on from);
