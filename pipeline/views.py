@@ -19,6 +19,7 @@ from rich.text import Text
 
 from pipeline.errors import ConfigError
 from pipeline.models import PaperView, SearchHit
+from pipeline.summary import plural
 
 TALLY_TYPES = ("supporting", "mentioning", "contrasting")
 SNIPPET_WIDTH = 200  # characters of a snippet shown in a table (JSON has it whole)
@@ -132,7 +133,8 @@ def hits_renderable(query: str, hits: Sequence[SearchHit]) -> RenderableType:
     """`search` on a terminal: the matches highlighted."""
     if not hits:
         return Text(f"no statement matches {query!r}")
-    table = Table(title=f"{len(hits)} statement(s) matching {query!r}", title_justify="left")
+    title = f"{plural(len(hits), 'statement')} matching {query!r}"
+    table = Table(title=title, title_justify="left")
     table.add_column("cited", max_width=20)
     table.add_column("citing", max_width=18)
     table.add_column("type", no_wrap=True)

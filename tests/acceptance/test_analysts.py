@@ -126,7 +126,7 @@ def test_search_finds_the_matching_statements(
     assert all("[" in h["highlighted"] for h in hits)
 
     code, out, _ = run_main(capsys, "search", word, "--db", str(demo_db), "--limit", "3")
-    assert code == 0 and "matching" in out
+    assert code == 0 and "3 statements matching" in out and "(s)" not in out
 
 
 def test_a_bad_search_query_is_one_line_exit_2(
