@@ -8,6 +8,8 @@ import signal
 from collections import Counter
 from pathlib import Path
 
+import pytest
+
 from citesite.server import CitationSite
 
 from .conftest import (
@@ -106,6 +108,7 @@ async def _wait_for_progress(db: Path, at_least: int, timeout: float = 60) -> No
     raise AssertionError("the backfill made no progress")
 
 
+@pytest.mark.slow  # many seconds of real faults and waits: make test-all
 async def test_sigkill_mid_run_then_rerun_gives_the_same_rows(tmp_path: Path) -> None:
     reps = reports(40, seed=9)
     async with CitationSite(reps, faults="slow=0.3,delay=0.2,seed=1") as site:

@@ -15,6 +15,7 @@ from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
 
+import pytest
 from aiohttp import web
 
 from citesite.dataset import SiteStatement
@@ -77,6 +78,7 @@ async def run_crawl(
 # ---------------------------------------------------------------- backfill
 
 
+@pytest.mark.slow  # many seconds of real faults and waits: make test-all
 async def test_faults_every_doi_ends_done_or_dead_and_data_is_exact(tmp_path: Path) -> None:
     reps = reports(40, seed=5)
     dois = list(reps)
