@@ -57,11 +57,9 @@ import asyncpg
 from pipeline.errors import StoreDataError, StoreError
 from pipeline.logs import redact_text
 from pipeline.models import (
-    JOB_STATES,
     RUN_STALE_AFTER,
     Completion,
     DeadJob,
-    DeadReason,
     Job,
     KeptPage,
     NewJob,
@@ -74,7 +72,7 @@ from pipeline.models import (
     Stats,
     StoredPage,
 )
-from pipeline.store import rules
+from pipeline.store import reads, rules
 from pipeline.store.base import EXPORT_TABLES
 from pipeline.store.batching import CompletionWriter
 from pipeline.store.queries import migrations, queries
@@ -667,28 +665,8 @@ class PostgresStore:
         return {r[0]: r[1] for r in rows}
 
     async def stats(self) -> Stats:
-        now = self._now()
-        by_state: dict[str, int] = dict.fromkeys(JOB_STATES, 0)
-        by_state.update({r[0]: r[1] for r in await self._fetch("jobs_by_state")})
-        dead = tuple(DeadReason(r[0], r[1]) for r in await self._fetch("dead_by_reason"))
-        counts = {r[0]: int(r[1]) for r in await self._fetch("rows_by_table")}
-        incomplete = tuple(
-            DeadReason(r[0], r[1]) for r in await self._fetch("incomplete_by_reason")
-        )
-        return Stats(
-            jobs_by_state=by_state,
-            dead_by_reason=dead,
-            incomplete_reports=sum(d.count for d in incomplete),
-            incomplete_by_reason=incomplete,
-            not_found=int(await self._fetchval("not_found_reports")),
-            rows_by_table={t: counts[t] for t in EXPORT_TABLES},
-            pages_last_minute=await self._done_since(now - timedelta(minutes=1)),
-            pages_last_hour=await self._done_since(now - timedelta(hours=1)),
-            active_runs=tuple(await self.active_runs(RUN_STALE_AFTER)),
-        )
-
-    async def _done_since(self, since: datetime) -> int:
-        return int(await self._fetchval("pages_done_since", {"since": since}))
+        runs = await self.active_runs(RUN_STALE_AFTER)
+        return await reads.read_stats(self._fetch, self._now(), runs)
 
     async def export(
         self, table: str, *, after: Sequence[Any] | None = None

@@ -41,11 +41,9 @@ from typing import Any, TypeVar
 
 from pipeline.errors import StoreDataError, StoreError
 from pipeline.models import (
-    JOB_STATES,
     RUN_STALE_AFTER,
     Completion,
     DeadJob,
-    DeadReason,
     Job,
     KeptPage,
     NewJob,
@@ -58,7 +56,7 @@ from pipeline.models import (
     Stats,
     StoredPage,
 )
-from pipeline.store import rules
+from pipeline.store import reads, rules
 from pipeline.store.base import EXPORT_TABLES
 from pipeline.store.queries import Migration, migrations, queries
 from pipeline.store.rules import from_iso, iso
@@ -697,28 +695,8 @@ class SQLiteStore:
         return {r[0]: r[1] for r in rows}
 
     async def stats(self) -> Stats:
-        now = self._now()
-        by_state: dict[str, int] = dict.fromkeys(JOB_STATES, 0)
-        by_state.update({r[0]: r[1] for r in await self._read_all("jobs_by_state")})
-        dead = tuple(DeadReason(r[0], r[1]) for r in await self._read_all("dead_by_reason"))
-        counts = {r[0]: int(r[1]) for r in await self._read_all("rows_by_table")}
-        incomplete = tuple(
-            DeadReason(r[0], r[1]) for r in await self._read_all("incomplete_by_reason")
-        )
-        return Stats(
-            jobs_by_state=by_state,
-            dead_by_reason=dead,
-            incomplete_reports=sum(d.count for d in incomplete),
-            incomplete_by_reason=incomplete,
-            not_found=int(await self._read_one("not_found_reports")),
-            rows_by_table={t: counts[t] for t in EXPORT_TABLES},
-            pages_last_minute=await self._done_since(now - timedelta(minutes=1)),
-            pages_last_hour=await self._done_since(now - timedelta(hours=1)),
-            active_runs=tuple(await self.active_runs(RUN_STALE_AFTER)),
-        )
-
-    async def _done_since(self, since: datetime) -> int:
-        return int(await self._read_one("pages_done_since", {"since": since}))
+        runs = await self.active_runs(RUN_STALE_AFTER)
+        return await reads.read_stats(self._read_all, self._now(), runs)
 
     async def export(
         self, table: str, *, after: Sequence[Any] | None = None
