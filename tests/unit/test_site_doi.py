@@ -7,8 +7,12 @@ disagreement instead of being made the same way on both sides.
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import pytest
 
+import citesite
 from citesite.dataset import generate
 from citesite.doi import quote_doi, report_url, site_doi
 from citesite.text import clean_text as site_clean_text
@@ -96,3 +100,19 @@ def test_generated_dois_agree() -> None:
 )
 def test_the_site_cleans_text_as_the_crawler_does(text: str | None) -> None:
     assert site_clean_text(text) == clean_text(text)
+
+
+def test_the_site_package_imports_nothing_from_the_crawler() -> None:
+    found = []
+    for path in sorted(Path(citesite.__file__).parent.glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            names = (
+                [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else []
+            )
+            found += [(path.name, n) for n in names if n.split(".")[0] == "pipeline"]
+    assert len(list(Path(citesite.__file__).parent.glob("*.py"))) >= 8
+    assert found == []
