@@ -1,8 +1,10 @@
 """The local citation site: serves contract report pages from a data set, with faults.
 
 `dataset` holds the records, the generator, JSONL I/O and the ground truth
-(`expected_page`); `render` writes the HTML; `faults` decides which request gets which
-fault; `server` runs it (`CitationSite`, `serve_forever`, `citepipe site`).
+(`expected_page`, plain data of the site's own); `render` writes the HTML; `faults` decides
+which request gets which fault; `server` runs it (`CitationSite`, `serve_forever`,
+`citepipe site`); `doi` and `text` are its own DOI, address and text rules. The package
+imports nothing from the crawler's package, so a mistake there is not repeated here.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from functools import cache
 from pathlib import Path
 from typing import Any
 
-from pipeline.normalise import clean_text
+from citesite.text import clean_text
 
 DATA_DIR = Path(__file__).with_name("data")
 REAL_REPORTS_PATH = DATA_DIR / "real-reports.jsonl"

@@ -45,7 +45,6 @@ from citesite.corpus import (
     real_reports,
 )
 from citesite.style import report_style, stable_hash
-from pipeline.models import Facet, Paper, ParseResult, Statement, Tally
 
 SiteType = Literal["supporting", "mentioning", "contrasting"]
 TEST_PREFIX = "10.5555"
@@ -75,6 +74,27 @@ _ODD_SUFFIXES: tuple[str, ...] = (
 
 
 @dataclass(frozen=True, slots=True)
+class SiteTally:
+    """A report's counts as the site shows them. None means the page does not say one."""
+
+    supporting: int | None = None
+    mentioning: int | None = None
+    contrasting: int | None = None
+    citing_publications: int | None = None
+    citation_statements: int | None = None
+    references_count: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SiteFacet:
+    """One facet count in a report's sidebar (`facet` is its group, `label` its entry)."""
+
+    facet: str
+    label: str
+    count: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class SiteStatement:
     """A citation statement as the site holds it; `snippet` is the normalised text."""
 
@@ -101,8 +121,8 @@ class SiteReport:
     year: int | None
     abstract: str | None
     abstract_truncated: bool | None
-    tallies: Tally
-    facets: tuple[Facet, ...]
+    tallies: SiteTally
+    facets: tuple[SiteFacet, ...]
     statements: tuple[SiteStatement, ...]
     updated_at: str
 
@@ -143,7 +163,7 @@ def report_from_dict(d: Mapping[str, Any]) -> SiteReport:
             year=d.get("year"),
             abstract=d.get("abstract"),
             abstract_truncated=d.get("abstract_truncated"),
-            tallies=Tally(
+            tallies=SiteTally(
                 supporting=t.get("supporting"),
                 mentioning=t.get("mentioning"),
                 contrasting=t.get("contrasting"),
@@ -151,7 +171,7 @@ def report_from_dict(d: Mapping[str, Any]) -> SiteReport:
                 citation_statements=t.get("citation_statements"),
                 references_count=t.get("references_count"),
             ),
-            facets=tuple(Facet(str(f), str(lbl), c) for f, lbl, c in d.get("facets") or ()),
+            facets=tuple(SiteFacet(str(f), str(lbl), c) for f, lbl, c in d.get("facets") or ()),
             statements=tuple(
                 SiteStatement(
                     citing_doi=str(s["citing_doi"]).lower(),
@@ -232,9 +252,39 @@ def page_url(base_url: str, report: SiteReport, page: int) -> str:
     return url if page == 1 else f"{url}?page={page}"
 
 
+@dataclass(frozen=True, slots=True)
+class ExpectedPaper:
+    """The cited paper as a correct parser reads it off one page of its report."""
+
+    doi: str
+    title: str | None
+    year: int | None
+    publication_date: str | None
+    journal: str | None
+    abstract: str | None
+    abstract_truncated: bool | None
+    report_url: str
+    authors: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ExpectedPage:
+    """What a correct parser must read off one page of a report, in the site's own terms.
+
+    Plain data on purpose: the site knows nothing of the crawler's models; the tests turn
+    it into the crawler's `ParseResult` (`tests/truth.py`) to compare.
+    """
+
+    paper: ExpectedPaper
+    tallies: SiteTally
+    facets: tuple[SiteFacet, ...]
+    statements: tuple[SiteStatement, ...]
+    next_page_url: str | None
+
+
 def expected_page(
     report: SiteReport, page: int, base_url: str, per_page: int = DEFAULT_PER_PAGE
-) -> ParseResult:
+) -> ExpectedPage:
     """What a correct parser must return for page `page` of `report` served at `base_url`."""
     pages = page_count(report, per_page)
     if not 1 <= page <= pages:
@@ -242,7 +292,7 @@ def expected_page(
     style = report_style(report.doi)
     date_known = style.meta_date and style.date_format != "year"
     url = canonical_url(base_url, report)
-    paper = Paper(
+    paper = ExpectedPaper(
         doi=report.doi,
         title=report.title,
         year=report.year,
@@ -253,25 +303,11 @@ def expected_page(
         report_url=url,
         authors=report.authors,
     )
-    chunk = report.statements[(page - 1) * per_page : page * per_page]
-    statements = tuple(
-        Statement(
-            citing_doi=s.citing_doi,
-            snippet=s.snippet,
-            citing_title=s.citing_title,
-            citing_year=s.citing_year,
-            citing_journal=s.citing_journal,
-            section=s.section,
-            type=s.type,
-            confidence=s.confidence,
-        )
-        for s in chunk
-    )
-    return ParseResult(
+    return ExpectedPage(
         paper=paper,
         tallies=report.tallies,
         facets=report.facets,
-        statements=statements,
+        statements=report.statements[(page - 1) * per_page : page * per_page],
         next_page_url=f"{url}?page={page + 1}" if page < pages else None,
     )
 
@@ -522,50 +558,50 @@ def _abstract(rng: random.Random) -> tuple[str | None, bool | None]:
     return text, text.endswith("…")
 
 
-def _tallies(rng: random.Random, total: int) -> Tally:
+def _tallies(rng: random.Random, total: int) -> SiteTally:
     refs = None if rng.random() < 0.08 else rng.randint(0, 120)
     pubs = max(0, round(total * rng.uniform(0.5, 1.4)))
     if total == 0:
         pubs = 0
     if rng.random() < 0.04 or (total == 0 and rng.random() < 0.5):
-        return Tally(None, None, None, pubs, total, refs)
+        return SiteTally(None, None, None, pubs, total, refs)
     sup = round(total * rng.uniform(0.0, 0.12))
     con = round(total * rng.uniform(0.0, 0.04))
     men = max(0, total - sup - con + rng.randint(-3, 3))
-    return Tally(sup, men, con, pubs, total, refs)
+    return SiteTally(sup, men, con, pubs, total, refs)
 
 
 def _facets(
-    rng: random.Random, tallies: Tally, statements: tuple[SiteStatement, ...], year: int | None
-) -> tuple[Facet, ...]:
+    rng: random.Random, tallies: SiteTally, statements: tuple[SiteStatement, ...], year: int | None
+) -> tuple[SiteFacet, ...]:
     total = tallies.citation_statements or 0
-    out: list[Facet] = []
+    out: list[SiteFacet] = []
     sections = Counter(s.section for s in statements if s.section)
     for label, c in sections.most_common(rng.randint(2, 5)):
-        out.append(Facet("section", label, c * max(1, total // max(1, len(statements)))))
+        out.append(SiteFacet("section", label, c * max(1, total // max(1, len(statements)))))
     if tallies.supporting is not None:
         out += [
-            Facet("citation-type", "supporting", tallies.supporting),
-            Facet("citation-type", "mentioning", tallies.mentioning),
-            Facet("citation-type", "contrasting", tallies.contrasting),
+            SiteFacet("citation-type", "supporting", tallies.supporting),
+            SiteFacet("citation-type", "mentioning", tallies.mentioning),
+            SiteFacet("citation-type", "contrasting", tallies.contrasting),
         ]
     if total:
         first = (year or 2015) + 1
         years = sorted(rng.sample(range(first, first + 10), rng.randint(1, 5)))
-        out += [Facet("year", str(y), rng.randint(1, max(1, total // 3))) for y in years]
+        out += [SiteFacet("year", str(y), rng.randint(1, max(1, total // 3))) for y in years]
         out += [
-            Facet("publication-type", "Article", round(total * 0.7)),
-            Facet("publication-type", "Review", round(total * 0.2)),
+            SiteFacet("publication-type", "Article", round(total * 0.7)),
+            SiteFacet("publication-type", "Review", round(total * 0.2)),
         ]
         if rng.random() < 0.3:
-            out.append(Facet("publication-type", "Preprint", rng.randint(0, 9)))
+            out.append(SiteFacet("publication-type", "Preprint", rng.randint(0, 9)))
         self_c = rng.randint(0, 5)
         out += [
-            Facet("relationship", "Self-citations", self_c),
-            Facet("relationship", "Independent", max(0, total - self_c)),
+            SiteFacet("relationship", "Self-citations", self_c),
+            SiteFacet("relationship", "Independent", max(0, total - self_c)),
         ]
         if rng.random() < 0.06:
-            out.append(Facet("funder", "National Natural Science Foundation of China", 3))
+            out.append(SiteFacet("funder", "National Natural Science Foundation of China", 3))
     return tuple(out)
 
 
@@ -683,19 +719,19 @@ class GeneratedReports(Mapping[str, SiteReport]):
 
 # --------------------------------------------------------------------------- demo data set
 
-_SEED_FACETS: tuple[Facet, ...] = (
-    Facet("section", "Discussion", 2),
-    Facet("section", "Introduction", 1),
-    Facet("section", "Methods", 1),
-    Facet("citation-type", "supporting", 0),
-    Facet("citation-type", "mentioning", 49),
-    Facet("citation-type", "contrasting", 0),
-    Facet("year", "2014", 6),
-    Facet("year", "2020", 3),
-    Facet("publication-type", "Article", 7),
-    Facet("publication-type", "Review", 2),
-    Facet("relationship", "Self-citations", 0),
-    Facet("relationship", "Independent", 9),
+_SEED_FACETS: tuple[SiteFacet, ...] = (
+    SiteFacet("section", "Discussion", 2),
+    SiteFacet("section", "Introduction", 1),
+    SiteFacet("section", "Methods", 1),
+    SiteFacet("citation-type", "supporting", 0),
+    SiteFacet("citation-type", "mentioning", 49),
+    SiteFacet("citation-type", "contrasting", 0),
+    SiteFacet("year", "2014", 6),
+    SiteFacet("year", "2020", 3),
+    SiteFacet("publication-type", "Article", 7),
+    SiteFacet("publication-type", "Review", 2),
+    SiteFacet("relationship", "Self-citations", 0),
+    SiteFacet("relationship", "Independent", 9),
 )
 
 
@@ -755,7 +791,7 @@ def _demo_report(real: RealReport, headers: list[_Header]) -> SiteReport:
 
     t = real.tallies
     total = real.citation_statements or 0
-    tallies = Tally(
+    tallies = SiteTally(
         t["supporting"] if t else None,
         t["mentioning"] if t else None,
         t["contrasting"] if t else None,
@@ -809,7 +845,7 @@ def build_demo_dataset() -> list[SiteReport]:
     for k, doi in enumerate(_DEMO_EXTRA_DOIS):
         g = report_at(7, 100 + k)
         if k == 2:  # a paper nobody cites: no tallies, no statements
-            g = replace(g, statements=(), tallies=Tally(None, None, None, 0, 0, 12), facets=())
+            g = replace(g, statements=(), tallies=SiteTally(None, None, None, 0, 0, 12), facets=())
         out.append(replace(g, doi=doi, slug=make_slug(g.title, _base62(stable_hash(doi), 6))))
     return out
 

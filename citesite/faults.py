@@ -63,9 +63,8 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from types import MappingProxyType
 
+from citesite.doi import site_doi
 from citesite.style import stable_hash
-from pipeline.errors import ConfigError
-from pipeline.normalise import doi_or_none
 
 TRANSIENT_KINDS = ("500", "502", "503", "429", "429-date", "503-date", "reset", "truncate", "slow")
 DEAD_KINDS = ("captcha", "login", "json", "image", "offsite", "loop")
@@ -88,8 +87,9 @@ CREDENTIALS = "user:secret"  # what the `creds` mode puts in every link
 _SCALE = float(1 << 64)
 
 
-class FaultSpecError(ConfigError, ValueError):
-    """A fault spec is not valid."""
+class FaultSpecError(ValueError):
+    """A fault spec is not valid. The site's own error (it knows nothing of the crawler's
+    error tree); `citepipe site` reports it as a configuration error (exit 2)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -151,7 +151,7 @@ class FaultSpec:
                     f"{doi}: {kind!r} is not a permanent fault kind "
                     f"(known: {', '.join(PERMANENT_KINDS)})"
                 )
-            fixed[doi_or_none(doi) or doi.strip().lower()] = kind
+            fixed[site_doi(doi) or doi.strip().lower()] = kind
         object.__setattr__(self, "permanent", MappingProxyType(fixed))
 
     # ------------------------------------------------------------------ parsing

@@ -30,8 +30,8 @@ from citesite.dataset import (
     canonical_url,
     page_count,
 )
+from citesite.doi import quote_doi
 from citesite.style import ReportStyle, page_seed, report_style
-from pipeline.normalise import doi_path
 
 RENDER_VERSION: Final = "1"
 CONTENT_TYPE: Final = "text/html; charset=utf-8"
@@ -405,7 +405,7 @@ def _header(p: _Page, report: SiteReport, style: ReportStyle, ind: str) -> list[
     out.append(
         f"{ind}  {p.tag('a', [('class', 'report-doi'), ('href', 'https://doi.org/' + doi)])}"
         f"DOI: {_esc(shown)}</a>\n"
-        f'{ind}  <span class="actions"><a href="https://doi.org/{_attr(doi_path(doi))}">View '
+        f'{ind}  <span class="actions"><a href="https://doi.org/{_attr(quote_doi(doi))}">View '
         'full text</a> | <button>Cite</button> | <a href="/alerts">Sign up to set email '
         "alerts</a></span>\n"
     )
@@ -566,7 +566,7 @@ def _statement(p: _Page, s: SiteStatement, ind: str, report_doi: str) -> str:
     if p.extra:
         attrs.append(("data-cited-doi", report_doi))
     parts = [f"{ind}{p.tag('li', attrs)}\n"]
-    href = "/reports/" + doi_path(s.citing_doi)
+    href = "/reports/" + quote_doi(s.citing_doi)
     if rng.random() < 0.3:
         href = p.base + href
     cite = []

@@ -56,6 +56,7 @@ from aiohttp import web
 
 from citesite.dataset import (
     DEFAULT_PER_PAGE,
+    ExpectedPage,
     GeneratedReports,
     SiteReport,
     canonical_url,
@@ -65,6 +66,7 @@ from citesite.dataset import (
     page_count,
     report_to_dict,
 )
+from citesite.doi import quote_doi, report_url, site_doi
 from citesite.faults import CREDENTIALS, PAGE_KINDS, FaultSpec, FaultSpecError
 from citesite.render import (
     CAPTCHA_PAGE,
@@ -78,8 +80,6 @@ from citesite.render import (
     render_page,
 )
 from citesite.style import report_style
-from pipeline.models import ParseResult
-from pipeline.normalise import doi_or_none, doi_path, report_address
 
 OFFSITE_URL = "http://127.0.0.2:9/elsewhere"
 _PNG = bytes.fromhex(
@@ -408,14 +408,14 @@ class CitationSite:
 
     def url_for(self, doi: str) -> str:
         """`{base}/reports/{doi}`, the address a client starts from."""
-        return report_address(self.base_url, doi)
+        return report_url(self.base_url, doi)
 
     def pages(self, doi: str) -> int:
         """How many pages the report for `doi` has."""
         return page_count(self._reports[doi], self.per_page)
 
-    def expected(self, doi: str, page: int = 1, base_url: str | None = None) -> ParseResult:
-        """`expected_page` for a report of this site (a `ParseResult`), as served to a
+    def expected(self, doi: str, page: int = 1, base_url: str | None = None) -> ExpectedPage:
+        """`expected_page` for a report of this site (an `ExpectedPage`), as served to a
         client that reached it at `base_url` (default `public_base`)."""
         return expected_page(self._reports[doi], page, base_url or self.public_base, self.per_page)
 
@@ -440,7 +440,7 @@ class CitationSite:
 
     def remove_report(self, doi: str) -> bool:
         """Stop serving a report (404 from now on); False if it was not there."""
-        return self._reports.remove(doi_or_none(doi) or doi)
+        return self._reports.remove(site_doi(doi) or doi)
 
     def warm(self, dois: Iterable[str] | None = None) -> int:
         """Render every page of these reports (default: all) into the page cache, growing
@@ -586,7 +586,7 @@ class CitationSite:
                 return self._not_found()
         by_doi = "/" in tail
         if by_doi:
-            report = self._reports.get_report(doi_or_none(tail) or tail.lower())
+            report = self._reports.get_report(site_doi(tail) or tail.lower())
         else:
             report = self._reports.by_slug(tail)
         if report is None:
@@ -668,7 +668,7 @@ class CitationSite:
         # loop: the DOI address sends to the slug address, which sends back
         if by_doi:
             return self._redirect(302, slug_path, kind)
-        return self._redirect(302, f"{_REPORTS}{doi_path(report.doi)}{query_part}", kind)
+        return self._redirect(302, f"{_REPORTS}{quote_doi(report.doi)}{query_part}", kind)
 
     def _not_found(self) -> _Answer:
         return _Answer(404, NOT_FOUND_PAGE, {"Content-Type": CONTENT_TYPE})
@@ -778,7 +778,7 @@ class CitationSite:
         return resp
 
     async def _admin_expected(self, request: web.Request) -> web.Response:
-        doi = doi_or_none(request.query.get("doi", "")) or ""
+        doi = site_doi(request.query.get("doi", "")) or ""
         try:
             page = int(request.query.get("page", "1"))
             result = self.expected(doi, page, self.link_base(request.headers.get("Host")))

@@ -772,6 +772,7 @@ def _faults_help() -> str:
 
 
 def cmd_site(args: argparse.Namespace) -> int:
+    from citesite.faults import FaultSpecError
     from citesite.server import run as run_site
 
     if not 0 <= args.port <= 65535:
@@ -786,7 +787,10 @@ def cmd_site(args: argparse.Namespace) -> int:
         raise ConfigError(f"--generate: must be >= 0, got {args.generate}")
     if args.seed < 0:
         raise ConfigError(f"--seed: must be >= 0, got {args.seed}")
-    return run_site(args)
+    try:
+        return run_site(args)
+    except FaultSpecError as exc:  # the site has its own errors: a bad spec is bad config
+        raise ConfigError(str(exc)) from None
 
 
 def _add_demo(sub: Any) -> None:

@@ -1,7 +1,8 @@
 """Pure normalisers for what a report page says: DOIs, text, numbers, dates, types.
 
 Every rule here is the contract's (`shared/spec/report-page.md`, Normalisation); the
-parser, the input reader and the local site all go through these functions. None of them
+parser and the input reader go through these functions. The local site has its own,
+written apart (`citesite.doi`, `citesite.text`), and a test checks both agree. None of them
 raises on odd input except `normalise_doi`, whose job is to reject what is not a DOI, and
 `parse_count`, which refuses a count it cannot read whole rather than truncate it.
 """

@@ -1,8 +1,9 @@
 """Round trip: every page the site serves parses to exactly its ground truth.
 
 The parser is `pipeline.sources.report.parse_report`; the truth is
-`citesite.dataset.expected_page`. Served over real sockets (redirects, rel=next,
-faults with a retrying client) and rendered offline for thousands of generated reports.
+`citesite.dataset.expected_page` (as a `ParseResult`: `tests/truth.py`). Served over real
+sockets (redirects, rel=next, faults with a retrying client) and rendered offline for
+thousands of generated reports.
 """
 
 from __future__ import annotations
@@ -15,12 +16,12 @@ from urllib.parse import urljoin
 
 import aiohttp
 import pytest
+from truth import expected, expected_page
 from yarl import URL
 
 from citesite.dataset import (
     SiteReport,
     demo_dataset_path,
-    expected_page,
     generate,
     load_dataset,
     page_count,
@@ -113,7 +114,7 @@ def assert_all_pages(
     want = {(d, p) for d, r in reports.items() for p in range(1, page_count(r) + 1)}
     assert set(pages) == want
     for (doi, page), result in pages.items():
-        assert result == site.expected(doi, page), (doi, page)
+        assert result == expected(site, doi, page), (doi, page)
 
 
 async def test_served_pages_parse_to_their_ground_truth() -> None:

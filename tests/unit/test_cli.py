@@ -11,6 +11,7 @@ from types import SimpleNamespace
 import pytest
 
 from pipeline import cli
+from pipeline.errors import ConfigError
 from pipeline.summary import plural
 
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "samples"
@@ -59,6 +60,15 @@ def test_site_help_lists_every_fault_kind() -> None:
     text = help_of("site")
     for kind in (*TRANSIENT_KINDS, *PERMANENT_KINDS, *OPTIONS):
         assert kind in text, kind
+
+
+def test_site_reports_a_bad_fault_spec_as_a_configuration_error() -> None:
+    # The site raises its own FaultSpecError (a ValueError: it knows nothing of the
+    # crawler's errors); `citepipe site` turns it into a ConfigError, so main() exits 2.
+    args = cli.build_parser().parse_args(["site", "--port", "0"])
+    args.faults = "500=2"  # past argparse's own check, as a programmatic caller may pass
+    with pytest.raises(ConfigError, match=r"500=2.*not between 0 and 1"):
+        cli.cmd_site(args)
 
 
 def test_parse_dash_reads_standard_input(
