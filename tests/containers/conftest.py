@@ -57,12 +57,12 @@ def compose_command() -> list[str]:
 @pytest.fixture(scope="session")
 def engine() -> None:
     if shutil.which("docker") is None:
-        pytest.fail("no `docker` command: install an engine (../shared/tools/container-engine up)")
+        pytest.fail("no `docker` command: install and start a Docker engine (.ci/run starts one)")
     info = subprocess.run(["docker", "info"], capture_output=True, text=True, timeout=60)
     if info.returncode != 0:
         pytest.fail(
             "no Docker engine answers `docker info`; start one "
-            f"(../shared/tools/container-engine up): {info.stderr.strip()[-500:]}"
+            f"(.ci/run starts one): {info.stderr.strip()[-500:]}"
         )
 
 
