@@ -2,16 +2,16 @@
 
 `complete()` hands a page to one writer task through a bounded queue (back-pressure when
 the database is behind) and waits for its future. The writer takes what is queued, up to
-`batch` pages and never waiting for more, and commits them in one transaction: a commit
-costs about as much as a page's rows, so batching is the speed-up. If a batch fails, its
+`batch` pages, waiting up to `linger` seconds after the first for more, and commits them in
+one transaction: a commit costs about as much as a page's rows, so batching is the
+speed-up. If a batch fails, its
 pages are retried one per transaction, so one bad page (a broken CHECK) does not sink the
 others; an error the driver calls fatal for the whole batch (a lock timeout) is not.
 Each caller gets the error as the commit raised it: a `StoreError` (the driver translates
 its own errors), or a bug in our code as it is, so that it kills the job as an internal
 error instead of being retried for ever.
 
-The PostgreSQL driver uses this; the SQLite driver has the same loop inline (it was first).
-See docs/store.md, "Completions".
+Both drivers use it (SQLite with a 5 ms linger). See docs/store.md, "Completions".
 """
 
 from __future__ import annotations
@@ -42,12 +42,14 @@ class CompletionWriter:
         batch: int,
         queue_size: int,
         fatal: Callable[[Exception], bool] = lambda _: False,
+        linger: float = 0.0,
     ) -> None:
         if batch < 1 or queue_size < 1:
             raise StoreError("writer_batch and queue_size must be >= 1")
         self._commit = commit
         self._batch = batch
         self._fatal = fatal
+        self._linger = linger
         self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(maxsize=queue_size)
         self._task: asyncio.Task[None] | None = None
         self._closing = False
@@ -73,14 +75,27 @@ class CompletionWriter:
         await future
 
     async def _loop(self) -> None:
+        """Take what is queued, up to a batch, and what comes within `linger` of the first
+        page; commit it; until `stop`."""
+        loop = asyncio.get_running_loop()
         stop = False
         while not stop:
             first = await self._queue.get()
             if first is None:
                 break
             batch = [first]
-            while len(batch) < self._batch and not self._queue.empty():
-                item = self._queue.get_nowait()
+            until = loop.time() + self._linger
+            while len(batch) < self._batch:
+                if self._queue.empty():
+                    wait = until - loop.time()
+                    if wait <= 0 or self._closing:
+                        break
+                    try:
+                        item = await asyncio.wait_for(self._queue.get(), wait)
+                    except TimeoutError:
+                        break
+                else:
+                    item = self._queue.get_nowait()
                 if item is None:
                     stop = True
                     break

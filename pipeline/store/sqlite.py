@@ -9,12 +9,10 @@ await can leave a transaction half done: the thread finishes it, commit or rollb
 
 Writes: SQLite has one writer, so every write goes through the writer connection, one
 transaction at a time, and `BEGIN IMMEDIATE` makes other processes on the same file wait
-their turn (busy_timeout) instead of failing late. Completions go through a bounded queue
-to one writer task that commits many pages per transaction (a commit costs about as much as
-a page's rows, so batching is the speed-up; the writer waits `WRITER_LINGER` for more
-pages after the first); `complete()` returns once its page is
-committed. If a batch fails, its pages are retried one per transaction so that one bad page
-does not sink the others.
+their turn (busy_timeout) instead of failing late. Completions go through the shared
+group-commit writer (`batching.CompletionWriter`): many pages per transaction, waiting
+`WRITER_LINGER` for more after the first; `complete()` returns once its page is committed,
+and a failed batch is retried page by page so that one bad page does not sink the others.
 
 Reads (status, export, counts) use a second connection: WAL readers never block the
 writer. `SQLiteStore(":memory:")` has one database, so it reads on the writer connection.
@@ -34,7 +32,6 @@ import sqlite3
 import time
 from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
@@ -58,6 +55,7 @@ from pipeline.models import (
 )
 from pipeline.store import reads, rules
 from pipeline.store.base import EXPORT_TABLES
+from pipeline.store.batching import CompletionWriter
 from pipeline.store.queries import Migration, migrations, queries
 from pipeline.store.rules import from_iso, iso
 
@@ -177,12 +175,6 @@ def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
             chunk = []
     if chunk:
         yield chunk
-
-
-@dataclass(slots=True)
-class _Pending:
-    completion: Completion
-    future: asyncio.Future[None]
 
 
 # ---------------------------------------------------------------- connections
@@ -337,19 +329,21 @@ class SQLiteStore:
     ) -> None:
         """`create=False` opens only a file that exists (for status and export, which
         should say there is nothing rather than leave an empty store behind)."""
-        if writer_batch < 1 or queue_size < 1:
-            raise StoreError("writer_batch and queue_size must be >= 1")
         self.path = os.fspath(path)
         self.create = create
         self.writer_batch = writer_batch
         self._policy = rules.RefreshPolicy(refresh_interval, refresh_min, refresh_max)
         self._clock = clock or rules.utcnow
         self._sql = queries()
-        self._queue: asyncio.Queue[_Pending | None] = asyncio.Queue(maxsize=queue_size)
+        self._completions = CompletionWriter(
+            self._commit_translated,
+            batch=writer_batch,
+            queue_size=queue_size,
+            fatal=_is_busy,
+            linger=WRITER_LINGER,
+        )
         self._writer: Connection | None = None
         self._reader: Connection | None = None
-        self._writer_task: asyncio.Task[None] | None = None
-        self._closing = False
 
     # ------------------------------------------------------------ lifecycle
 
@@ -370,8 +364,7 @@ class SQLiteStore:
                 await writer.close()
                 raise
         self._writer = writer
-        self._closing = False
-        self._writer_task = asyncio.create_task(self._write_loop(), name="store-writer")
+        self._completions.start()
 
     def _check_path(self) -> None:
         """Make the file's folder when creating; refuse a missing file when not, and a
@@ -390,11 +383,7 @@ class SQLiteStore:
 
     async def close(self) -> None:
         """Commit what is queued, stop the writer, close the connections."""
-        self._closing = True
-        if self._writer_task is not None:
-            await self._queue.put(None)
-            await self._writer_task
-            self._writer_task = None
+        await self._completions.stop()
         reader, writer = self._reader, self._writer
         self._reader = self._writer = None
         for conn in (reader, writer) if reader is not writer else (writer,):
@@ -575,67 +564,17 @@ class SQLiteStore:
 
     async def complete(self, completion: Completion) -> None:
         """Hand the page to the writer; return once it is committed (or raise StoreError)."""
-        if self._closing or self._writer_task is None:
-            raise StoreError("store is closed")
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        await self._queue.put(_Pending(completion, future))  # blocks when behind
-        await future
+        await self._completions.submit(completion)
 
-    async def _write_loop(self) -> None:
-        """The one writer: take what is queued, up to a batch, and what comes within
-        `WRITER_LINGER` of the first page (a commit costs about what ten pages' rows do:
-        batches of ~10 pages at a few hundred pages/s were a fifth of the writer's time)."""
-        loop = asyncio.get_running_loop()
-        stop = False
-        while not stop:
-            first = await self._queue.get()
-            if first is None:
-                break
-            batch = [first]
-            until = loop.time() + WRITER_LINGER
-            while len(batch) < self.writer_batch:
-                if self._queue.empty():
-                    wait = until - loop.time()
-                    if wait <= 0 or self._closing:
-                        break
-                    try:
-                        item = await asyncio.wait_for(self._queue.get(), wait)
-                    except TimeoutError:
-                        break
-                else:
-                    item = self._queue.get_nowait()
-                if item is None:
-                    stop = True
-                    break
-                batch.append(item)
-            await self._commit_batch(batch)
-        self._fail_leftovers()
-
-    def _fail_leftovers(self) -> None:
-        while not self._queue.empty():
-            item = self._queue.get_nowait()
-            if item is not None:
-                _settle(item.future, StoreError("store closed before the page was written"))
-
-    async def _commit_batch(self, batch: list[_Pending]) -> None:
+    async def _commit_translated(self, items: list[Completion]) -> None:
+        """One batch's transaction, its sqlite3 errors as StoreError (bugs as they are)."""
         try:
-            await self._commit_pages([p.completion for p in batch])
+            await self._commit_pages(items)
         except Exception as exc:
             error = _as_store_error(exc)
-            if len(batch) == 1 or _is_busy(error):
-                for pending in batch:
-                    _settle(pending.future, error)
-                return
-            for pending in batch:  # isolate the bad page(s)
-                try:
-                    await self._commit_pages([pending.completion])
-                except Exception as one:
-                    _settle(pending.future, _as_store_error(one))
-                else:
-                    _settle(pending.future, None)
-            return
-        for pending in batch:
-            _settle(pending.future, None)
+            if error is exc:
+                raise
+            raise error from exc
 
     async def _commit_pages(self, items: list[Completion]) -> None:
         await self._transaction("complete", partial(self._write_pages, items=items))
@@ -915,16 +854,6 @@ class SQLiteStore:
             )
             for r in rows
         ]
-
-
-def _settle(future: asyncio.Future[None], error: BaseException | None) -> None:
-    """Resolve a completion's future unless its caller gave up waiting."""
-    if future.done():
-        return
-    if error is None:
-        future.set_result(None)
-    else:
-        future.set_exception(error)
 
 
 def _as_store_error(exc: Exception) -> Exception:
