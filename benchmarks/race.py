@@ -12,7 +12,9 @@ tool. The table gives medians over the rounds of:
 
 - pages/s: pages stored / wall time of the crawl (process start-up excluded);
 - CPU-ms/page: user + system CPU of the tool's process and its children, per page;
-- peak RSS: the largest resident set of the tool's process (or of any of its children).
+- peak RSS: the largest resident set of the tool's process (or of any of its children);
+- the site's CPU-ms/page: what serving the tool cost the site's process, per page. The
+  site shares the machine's cores with the tool, so a tool's pages/s is bounded by both.
 
 Every tool must have stored the same pages and the same statements (cited DOI, citing
 DOI, snippet): the race says so, or names the tool that differs, and exits 1.
@@ -46,7 +48,7 @@ from typing import Any
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from e2e import start_site  # noqa: E402
+from e2e import site_cpu, start_site  # noqa: E402
 
 from citesite.dataset import generate  # noqa: E402
 
@@ -167,13 +169,17 @@ def race(args: argparse.Namespace) -> int:
                         *("--reports", str(args.reports), "--seed", str(args.seed)),
                         *("--concurrency", str(args.concurrency), "--out", str(out)),
                     ]
+                    site_before = site_cpu(site.pid)
                     subprocess.run(cmd, check=True)
                     figures = json.loads(out.read_text())
+                    site_ms = (site_cpu(site.pid) - site_before) * 1000
+                    figures["site_ms_per_page"] = site_ms / max(figures["pages"], 1)
                     results[tool].append(figures)
                     print(
                         f"round {rnd + 1} {tool:>16}: {figures['pages_per_s']:6.0f} pages/s "
                         f"{figures['cpu_ms_per_page']:6.2f} CPU-ms/page "
-                        f"{figures['rss_mb']:5.0f} MB  ({figures['pages']} pages, "
+                        f"{figures['rss_mb']:5.0f} MB  site {figures['site_ms_per_page']:.2f} "
+                        f"CPU-ms/page  ({figures['pages']} pages, "
                         f"{figures['statements']} statements)",
                         flush=True,
                     )
@@ -187,7 +193,7 @@ def report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) -
     med = {
         tool: {
             k: statistics.median(r[k] for r in runs)
-            for k in ("pages_per_s", "cpu_ms_per_page", "rss_mb")
+            for k in ("pages_per_s", "cpu_ms_per_page", "rss_mb", "site_ms_per_page")
         }
         for tool, runs in results.items()
     }
@@ -195,11 +201,14 @@ def report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) -
         f"\n{args.reports} reports, {args.concurrency} in flight, politeness off, "
         f"{args.rounds} rounds alternating; medians\n"
     )
-    print("| tool | pages/s | CPU-ms/page | peak RSS |\n| --- | --- | --- | --- |")
+    print(
+        "| tool | pages/s | CPU-ms/page | peak RSS | the site's CPU-ms/page |\n"
+        "| --- | --- | --- | --- | --- |"
+    )
     for tool, m in med.items():
         print(
             f"| {tool} | {m['pages_per_s']:.0f} | {m['cpu_ms_per_page']:.2f} "
-            f"| {m['rss_mb']:.0f} MB |"
+            f"| {m['rss_mb']:.0f} MB | {m['site_ms_per_page']:.2f} |"
         )
     print()
     for lead in ("citepipe", "citepipe-p2"):
@@ -209,6 +218,11 @@ def report(args: argparse.Namespace, results: dict[str, list[dict[str, Any]]]) -
             if other in med and other != lead:
                 ratio = med[lead]["pages_per_s"] / med[other]["pages_per_s"]
                 print(f"{lead} / {other}: {ratio:.2f}x pages/s")
+    if "bare" in med:  # the floor: what the same stack does with no crawler around it
+        for other in ("scrapy-parsel", "scrapy-citepipe"):
+            if other in med:
+                ratio = med["bare"]["pages_per_s"] / med[other]["pages_per_s"]
+                print(f"bare / {other}: {ratio:.2f}x pages/s (the floor's own ratio)")
     stored = {(r["pages"], r["statements"], r["digest"]) for runs in results.values() for r in runs}
     if len(stored) == 1:
         pages, statements, digest = stored.pop()
