@@ -62,14 +62,17 @@ def check_shareable(settings: Settings) -> None:
         raise ConfigError("processes: a memory store cannot be shared; name a store file (db)")
 
 
+# What a helper reports: every count of its `RunCounters` (all but the start time), so a
+# count added there reaches the one summary without a change here.
+_COUNTS = tuple(f.name for f in dataclasses.fields(RunCounters) if f.name != "started")
+
+
 def _snapshot(counters: RunCounters) -> dict[str, Any]:
+    """A helper's counters as plain data for the pipe (Counters as dicts)."""
     return {
-        "pages_done": counters.pages_done,
-        "reports_done": counters.reports_done,
-        "pages_unchanged": counters.pages_unchanged,
-        "statements": counters.statements,
-        "retries": counters.retries,
-        "dead": dict(counters.dead),
+        name: dict(value) if isinstance(value, Counter) else value
+        for name in _COUNTS
+        for value in (getattr(counters, name),)
     }
 
 
@@ -120,22 +123,14 @@ class Helpers:
 
     def combined(self, own: RunCounters) -> RunCounters:
         """This process's counters plus every helper's last report (same start time)."""
-        total = RunCounters(
-            started=own.started,
-            pages_done=own.pages_done,
-            reports_done=own.reports_done,
-            pages_unchanged=own.pages_unchanged,
-            statements=own.statements,
-            retries=own.retries,
-            dead=Counter(own.dead),
-        )
-        for r in self.reported.values():
-            total.pages_done += r["pages_done"]
-            total.reports_done += r["reports_done"]
-            total.pages_unchanged += r["pages_unchanged"]
-            total.statements += r["statements"]
-            total.retries += r["retries"]
-            total.dead.update(r["dead"])
+        total = RunCounters(started=own.started)
+        for counts in (_snapshot(own), *self.reported.values()):
+            for name in _COUNTS:
+                value = counts.get(name)
+                if isinstance(value, dict):
+                    getattr(total, name).update(value)
+                elif value is not None:
+                    setattr(total, name, getattr(total, name) + value)
         return total
 
     def share_note(self, own: RunCounters) -> str:

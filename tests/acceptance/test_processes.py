@@ -53,6 +53,10 @@ async def test_backfill_with_two_processes_stores_every_page_once(tmp_path: Path
     done = query(db, "select count(*) from jobs where state = 'done'")[0][0]
     assert query(db, "select count(*) from jobs where state <> 'done'")[0][0] == 0
     assert summary["pages"] == done  # one summary counts the pages of both processes
+    incomplete = query(db, "select count(*) from papers where incomplete = 1")[0][0]
+    assert incomplete > 0  # the data set has short reports: both processes meet some
+    this_run = summary["reports_incomplete_this_run"]
+    assert isinstance(this_run, dict) and sum(this_run.values()) == incomplete  # all counted
     assert sorted(stored_statements(db), key=repr) == sorted(expected_statements(reps), key=repr)
     share = re.search(r"2 worker processes: ([0-9,]+) \+ ([0-9,]+) pages", result.out)
     assert share is not None, result.out
