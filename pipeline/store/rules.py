@@ -381,10 +381,13 @@ def _plan_rows(
         plan.upsert_partial_paper.append(
             _partial(doi, paper.title, paper.year, paper.journal, seen)
         )
-    for citer in result.citing_papers:
-        plan.upsert_partial_paper.append(
-            _partial(citer.doi, citer.title, citer.year, citer.journal, seen)
-        )
+    citers: set[str] = set()  # each citer once, first mention wins (`citing_papers`)
+    for s in result.statements:
+        if s.citing_doi not in citers:
+            citers.add(s.citing_doi)
+            plan.upsert_partial_paper.append(
+                _partial(s.citing_doi, s.citing_title, s.citing_year, s.citing_journal, seen)
+            )
     plan.upsert_statement.extend(
         {
             "cited_doi": doi,

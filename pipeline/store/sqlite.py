@@ -90,17 +90,18 @@ def _encode(params: rules.Params) -> rules.Params:
 
 
 def _encode_rows(rows: list[rules.Params]) -> list[rules.Params]:
-    """`_encode` for a batch's rows: the rows of a batch share a few datetimes (one a
-    page), so each is formatted once (`iso` costs more than the rest of the row)."""
+    """`_encode` for a batch's rows, in place (the rows are the write plan's own, made for
+    this one transaction): the rows of a batch share a few datetimes (one a page), so each
+    is formatted once (`iso` costs more than the rest of the row), and no row is copied."""
     texts: dict[datetime, str] = {}
-
-    def text(v: datetime) -> str:
-        found = texts.get(v)
-        if found is None:
-            found = texts[v] = iso(v)
-        return found
-
-    return [{k: text(v) if isinstance(v, datetime) else v for k, v in row.items()} for row in rows]
+    for row in rows:
+        for k, v in row.items():
+            if isinstance(v, datetime):
+                found = texts.get(v)
+                if found is None:
+                    found = texts[v] = iso(v)
+                row[k] = found
+    return rows
 
 
 # ---------------------------------------------------------------- errors
