@@ -289,6 +289,7 @@ class CitationSite:
         max_log: int | None = 1_000_000,
         robots_status: int | None = 200,
         public_url: str | None = None,
+        hold_until_waiting: int | None = None,
     ) -> None:
         if per_page < 1:
             raise ValueError("per_page must be >= 1")
@@ -304,6 +305,12 @@ class CitationSite:
         # Settable while serving.
         self.robots_status = robots_status
         self.offsite_url = offsite_url
+        # Report requests wait until this many wait at once, then all go on (and the site
+        # holds nothing more): a test sees several crawler processes each with work in
+        # flight, by their requests, not by timing.
+        self.hold_until_waiting = hold_until_waiting
+        self._holding = 0
+        self._released = asyncio.Event()
         self._cache: OrderedDict[tuple[str, int, int, str], tuple[bytes, str]] = OrderedDict()
         self._cache_size = cache_size
         self._fingerprints: OrderedDict[tuple[str, int], str] = OrderedDict()
@@ -314,6 +321,11 @@ class CitationSite:
         self._total = 0
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+
+    @property
+    def holding(self) -> int:
+        """How many report requests `hold_until_waiting` has held so far."""
+        return self._holding
 
     # ------------------------------------------------------------------ lifecycle
 
@@ -531,6 +543,11 @@ class CitationSite:
     # ------------------------------------------------------------------ handlers
 
     async def _report(self, request: web.Request) -> web.StreamResponse:
+        if self.hold_until_waiting is not None and not self._released.is_set():
+            self._holding += 1
+            if self._holding >= self.hold_until_waiting:
+                self._released.set()
+            await self._released.wait()
         path_qs = request.raw_path
         self._attempts[path_qs] += 1
         attempt = self._attempts[path_qs]

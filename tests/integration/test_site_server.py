@@ -512,3 +512,22 @@ def test_citepipe_site_rejects_a_bad_public_url() -> None:
         "citepipe site: --public-url: 'ftp://site' is not an http(s) address such as "
         "http://site:8080"
     )
+
+
+async def test_held_reports_wait_until_enough_requests_wait(http: aiohttp.ClientSession) -> None:
+    """`hold_until_waiting`: report requests wait, unanswered, until that many wait at
+    once; then they and every later one are answered (tests of several crawler processes
+    see each process's work in flight this way, not by timing)."""
+    async with CitationSite(DEMO, hold_until_waiting=3) as held:
+        url = report_address(held.base_url, DIRECT)
+        first = [asyncio.create_task(get(http, url, follow=True)) for _ in range(2)]
+        for _ in range(1000):  # until both requests have reached the site
+            if held.holding == 2:
+                break
+            await asyncio.sleep(0.01)
+        assert held.holding == 2
+        assert not any(task.done() for task in first)  # held, with no answer yet
+        answers = await asyncio.gather(*first, get(http, url, follow=True))
+        assert [status for status, _, _ in answers] == [200, 200, 200]
+        status, _, _ = await get(http, url, follow=True)  # nothing is held any more
+        assert status == 200
