@@ -109,6 +109,31 @@ def write_dois(path: Path, dois: list[str]) -> Path:
     return path
 
 
+def messy_input(dois: list[str]) -> str:
+    """Five DOIs as people hand them over: a BOM, CRLF line ends, an upper-case DOI, a
+    blank line, `doi:` and `https://doi.org/` prefixes, a repeated DOI, and two bad lines
+    (line 2 `not-a-doi`, line 5 `10.12/short`): 6 DOIs read, 2 bad lines."""
+    return (
+        "\ufeff"
+        + dois[0].upper()
+        + "\r\n"
+        + "not-a-doi\r\n\r\n"
+        + "doi:"
+        + dois[1]
+        + "\r\n"
+        + "10.12/short\r\n"
+        + "https://doi.org/"
+        + dois[2]
+        + "\r\n"
+        + dois[3]
+        + "\n"
+        + dois[3]
+        + "\n"
+        + dois[4]
+        + "\n"
+    )
+
+
 def crawl_input(tmp_path: Path, n: int, seed: int) -> tuple[dict[str, SiteReport], Path, Path]:
     """`n` generated reports (`seed`), their DOIs written to `dois.txt` and the path of the
     store `store.sqlite`, all in `tmp_path`: what a backfill of the local site starts from."""
