@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from pipeline.errors import ConfigError
-from pipeline.store.rules import COLUMNS
+from pipeline.store.rules import COLUMNS, TALLY_FIELDS
 
 # The time columns `--since` looks at (any of them at or after the time): when a row was
 # written or last changed.
@@ -41,12 +41,7 @@ INTEGER_COLUMNS = frozenset(
         "abstract_truncated",
         "incomplete",
         "position",
-        "supporting",
-        "mentioning",
-        "contrasting",
-        "citing_publications",
-        "citation_statements",
-        "references_count",
+        *TALLY_FIELDS,  # the tallies are counts
         "count",
         "page",
         "attempts",

@@ -46,7 +46,7 @@ import contextlib
 import json
 import random
 import re
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache, partial
@@ -57,23 +57,15 @@ import asyncpg
 from pipeline.errors import StoreDataError, StoreError
 from pipeline.logs import redact_text
 from pipeline.models import (
-    RUN_STALE_AFTER,
     Completion,
     DeadJob,
     Job,
     KeptPage,
     NewJob,
-    PaperView,
     Requeued,
     RobotsRecord,
-    RunInfo,
-    SearchHit,
-    StatementType,
-    Stats,
-    StoredPage,
 )
 from pipeline.store import reads, rules
-from pipeline.store.base import EXPORT_TABLES
 from pipeline.store.batching import CompletionWriter
 from pipeline.store.queries import migrations, queries
 
@@ -85,8 +77,6 @@ Body = Callable[[Conn], Awaitable[T]]
 DIALECT = "postgres"
 DEFAULT_QUEUE_SIZE = 1000
 ENQUEUE_CHUNK = 5000  # jobs per transaction when streaming a backfill
-EXPORT_CHUNK = 1000  # rows per keyset page when exporting
-PAGES_CHUNK = 100  # kept pages per keyset page when reading them back (bodies are big)
 REQUEUE_EVERY = timedelta(seconds=1)  # a claim takes back expired leases this often
 TX_RETRIES = 8  # a deadlocked or serialization-failed transaction runs again this often
 CONNECT_TIMEOUT = 10.0  # seconds to connect before the store gives up
@@ -242,7 +232,7 @@ def _db_errors(what: str) -> Iterator[None]:
         raise StoreError(f"{what}: the database did not answer in time") from exc
 
 
-class PostgresStore:
+class PostgresStore(reads.SQLReads):
     """The Store protocol on one PostgreSQL database (see the module docstring)."""
 
     def __init__(
@@ -431,15 +421,20 @@ class PostgresStore:
 
         return body
 
-    async def _fetch(self, name: str, params: rules.Params | None = None) -> list[Any]:
+    async def _read_all(self, name: str, params: rules.Params | None = None) -> list[Any]:
+        """Run a named query on a pooled connection (lists go in as arrays)."""
         stmt = self._sql[name]
         pool = self._require_pool()
         with _db_errors(name):
             return cast(list[Any], await pool.fetch(stmt.sql, *stmt.args(params or {})))
 
-    async def _fetchval(self, name: str, params: rules.Params | None = None) -> Any:
-        rows = await self._fetch(name, params)
-        return rows[0][0] if rows else None
+    def _time(self, value: Any) -> datetime:
+        """Times are `timestamptz`: asyncpg gives aware datetimes already."""
+        return cast(datetime, value)
+
+    def _text_row(self, row: Any) -> dict[str, Any]:
+        """A row with its `timestamptz` values as the export's ISO text."""
+        return {k: _export_value(v) for k, v in row.items()}
 
     # ------------------------------------------------------------ queue
 
@@ -571,12 +566,6 @@ class PostgresStore:
 
         return await self._transaction("requeue dead jobs", body, durable=True)
 
-    async def pending(self) -> int:
-        return int(await self._fetchval("pending"))
-
-    async def next_due(self) -> datetime | None:
-        return cast(datetime | None, await self._fetchval("next_due"))
-
     async def purge_done(self, before: datetime, *, chunk: int = 10_000) -> int:
         """Retention: delete done jobs of later pages (page > 1) not touched since `before`,
         in chunks (short transactions). Page-1 jobs stay: they are what recognises a DOI
@@ -658,45 +647,7 @@ class PostgresStore:
             for r in rows
         }
 
-    # ------------------------------------------------------------ reads
-
-    async def dead_among(self, dois: Sequence[str]) -> dict[str, int]:
-        rows = await self._fetch("dead_among", {"dois": list(dois)})
-        return {r[0]: r[1] for r in rows}
-
-    async def stats(self) -> Stats:
-        runs = await self.active_runs(RUN_STALE_AFTER)
-        return await reads.read_stats(self._fetch, self._now(), runs)
-
-    async def export(
-        self, table: str, *, after: Sequence[Any] | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Keyset pages in key order (`export_<table>[_after]`), each its own query, so no
-        transaction stays open while a slow consumer reads. `after`: start past this key
-        (a resumed copy)."""
-        if table not in EXPORT_TABLES:
-            raise StoreError(f"unknown table {table!r}; one of {', '.join(EXPORT_TABLES)}")
-        keys = rules.KEYS[table]
-        params: rules.Params = {"limit": EXPORT_CHUNK}
-        name = f"export_{table}"
-        if after is not None:
-            name = f"export_{table}_after"
-            params.update({f"after_{k}": v for k, v in zip(keys, after, strict=True)})
-        while True:
-            rows = await self._fetch(name, params)
-            for row in rows:
-                yield {k: _export_value(v) for k, v in row.items()}
-            if len(rows) < EXPORT_CHUNK:
-                return
-            name = f"export_{table}_after"
-            params = {"limit": EXPORT_CHUNK, **{f"after_{k}": rows[-1][k] for k in keys}}
-
     # ------------------------------------------------------------ copy-store
-
-    async def last_key(self, table: str) -> tuple[Any, ...] | None:
-        """The highest key of an exported table, None when it is empty."""
-        rows = await self._fetch(f"last_{table}")
-        return tuple(rows[0]) if rows else None
 
     async def import_rows(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
         """Insert exported rows as they are (ids kept) in one transaction; rows already
@@ -719,69 +670,6 @@ class PostgresStore:
     async def keep_page(self, page: KeptPage) -> None:
         rows = [rules.page_params(page)]
         await self._transaction("keep page", self._executemany("keep_page", rows), durable=True)
-
-    async def kept_pages(
-        self, *, broken_only: bool = False, dois: Sequence[str] | None = None
-    ) -> AsyncIterator[StoredPage]:
-        """Keyset pages of `PAGES_CHUNK`, each its own query."""
-        params: rules.Params = {
-            "broken_only": broken_only,
-            "dois": None if dois is None else list(dois),
-            "after_doi": "",
-            "after_page": 0,
-            "limit": PAGES_CHUNK,
-        }
-        while True:
-            rows = await self._fetch("kept_pages", params)
-            for row in rows:
-                yield rules.stored_page_from_row(row, row["fetched_at"])
-            if len(rows) < PAGES_CHUNK:
-                return
-            params = {**params, "after_doi": rows[-1]["doi"], "after_page": rows[-1]["page"]}
-
-    # ------------------------------------------------------------ show and search
-
-    def _shown(self, row: Any) -> dict[str, Any]:
-        return {k: _export_value(v) for k, v in row.items()}
-
-    async def paper_view(self, doi: str, *, statements: int = 1000) -> PaperView | None:
-        key = {"doi": doi}
-        papers = await self._fetch("show_paper", key)
-        if not papers:
-            return None
-        tallies = await self._fetch("show_tallies", key)
-        return PaperView(
-            paper=self._shown(papers[0]),
-            authors=tuple(r[0] for r in await self._fetch("show_authors", key)),
-            tallies=self._shown(tallies[0]) if tallies else None,
-            history=tuple(self._shown(r) for r in await self._fetch("show_history", key)),
-            facets=tuple(self._shown(r) for r in await self._fetch("show_facets", key)),
-            statements=tuple(
-                self._shown(r)
-                for r in await self._fetch("show_statements", {**key, "limit": statements})
-            ),
-            citing_statements=int(await self._fetchval("show_citing_count", key)),
-        )
-
-    async def search(
-        self, query: str, *, type: StatementType | None = None, limit: int = 20
-    ) -> list[SearchHit]:
-        params = {"query": query, "type": type, "limit": limit}
-        rows = await self._fetch("search_statements", params)
-        return [
-            SearchHit(
-                id=r["id"],
-                cited_doi=r["cited_doi"],
-                citing_doi=r["citing_doi"],
-                type=r["type"],
-                section=r["section"],
-                snippet=r["snippet"],
-                highlighted=r["highlighted"],
-                excerpt=r["excerpt"],
-                rank=float(r["rank"]),
-            )
-            for r in rows
-        ]
 
     async def settle_reparsed(self, dois: Sequence[str]) -> int:
         stmt = self._sql["settle_reparsed"]
@@ -819,14 +707,6 @@ class PostgresStore:
         ]
         await self._transaction("finish run", self._executemany("finish_run", rows), atomic=False)
 
-    async def active_runs(self, stale_after: float) -> list[RunInfo]:
-        since = self._now() - timedelta(seconds=stale_after)
-        rows = await self._fetch("active_runs", {"since": since})
-        return [
-            RunInfo(r["id"], r["kind"], r["host"], r["pid"], r["started_at"], r["heartbeat_at"])
-            for r in rows
-        ]
-
     # ------------------------------------------------------------ politeness (hosts)
 
     async def book_request(self, host: str, delay: float) -> datetime:
@@ -848,22 +728,6 @@ class PostgresStore:
     async def pause_host(self, host: str, until: datetime) -> None:
         rows = [{"host": host, "now": self._now(), "until": until}]
         await self._transaction("pause host", self._executemany("host_pause", rows), atomic=False)
-
-    async def paused_until(self, host: str) -> datetime | None:
-        return cast(datetime | None, await self._fetchval("host_paused_until", {"host": host}))
-
-    async def load_robots(self, host: str) -> RobotsRecord | None:
-        rows = await self._fetch("robots_load", {"host": host})
-        if not rows:
-            return None
-        r = rows[0]
-        return RobotsRecord(
-            status=r["robots_status"],
-            text=r["robots_text"],
-            fetched_at=r["robots_fetched_at"],
-            expires_at=r["robots_expires_at"],
-            failures=r["robots_failures"],
-        )
 
     async def save_robots(self, host: str, record: RobotsRecord) -> None:
         rows = [

@@ -30,7 +30,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import AsyncIterator, Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from functools import partial
@@ -38,23 +38,15 @@ from typing import Any, TypeVar
 
 from pipeline.errors import StoreDataError, StoreError
 from pipeline.models import (
-    RUN_STALE_AFTER,
     Completion,
     DeadJob,
     Job,
     KeptPage,
     NewJob,
-    PaperView,
     Requeued,
     RobotsRecord,
-    RunInfo,
-    SearchHit,
-    StatementType,
-    Stats,
-    StoredPage,
 )
 from pipeline.store import reads, rules
-from pipeline.store.base import EXPORT_TABLES
 from pipeline.store.batching import CompletionWriter
 from pipeline.store.queries import Migration, migrations, queries
 from pipeline.store.rules import from_iso, iso
@@ -68,8 +60,6 @@ DEFAULT_QUEUE_SIZE = 1000
 BUSY_TIMEOUT = 10.0  # seconds another process may hold the write lock before we give up
 ENQUEUE_CHUNK = 5000  # jobs per transaction when streaming a backfill
 WRITER_LINGER = 0.005  # seconds the writer waits for more pages to commit with the first
-EXPORT_CHUNK = 1000  # rows per keyset page when exporting
-PAGES_CHUNK = 100  # kept pages per keyset page when reading them back (bodies are big)
 PRAGMAS = (
     "PRAGMA journal_mode = WAL",  # readers do not block the writer; persistent
     "PRAGMA synchronous = NORMAL",  # safe in WAL against process crashes; fast
@@ -102,6 +92,12 @@ def _encode_rows(rows: list[rules.Params]) -> list[rules.Params]:
                     found = texts[v] = iso(v)
                 row[k] = found
     return rows
+
+
+def _encode_read(params: rules.Params) -> rules.Params:
+    """A read's parameters as SQLite takes them: datetimes as the stored text, lists as
+    JSON text (the queries unpack them with `json_each`)."""
+    return {k: json.dumps(v) if isinstance(v, list) else v for k, v in _encode(params).items()}
 
 
 # ---------------------------------------------------------------- errors
@@ -312,7 +308,7 @@ def _run_transaction(raw: sqlite3.Connection, body: Body[T]) -> T:
     return result
 
 
-class SQLiteStore:
+class SQLiteStore(reads.SQLReads):
     """The Store protocol on one SQLite file, or on `":memory:"` (a private in-memory
     database, gone at `close`). See the module docstring for the design."""
 
@@ -614,59 +610,29 @@ class SQLiteStore:
     # ------------------------------------------------------------ reads
 
     async def _read_all(self, name: str, params: rules.Params | None = None) -> list[Any]:
-        sql, encoded = self._sql[name], _encode(params or {})
+        """Run a named query on the read connection; datetimes go in as the stored ISO
+        text and lists as JSON text (the queries read them with `json_each`)."""
+        sql, encoded = self._sql[name], _encode_read(params or {})
         conn = self._read_conn()
         with _db_errors(name):
             return await conn.run(lambda raw: raw.execute(sql, encoded).fetchall())
 
-    async def _read_one(self, name: str, params: rules.Params | None = None) -> Any:
-        rows = await self._read_all(name, params)
-        return rows[0][0] if rows else None
+    def _time(self, value: Any) -> datetime:
+        """Times are stored as ISO text (`iso`)."""
+        return from_iso(value)
 
-    async def pending(self) -> int:
-        return int(await self._read_one("pending"))
+    def _text_row(self, row: Any) -> dict[str, Any]:
+        """Times are stored as the export's ISO text already: the row as it is."""
+        return dict(zip(row.keys(), row, strict=True))
 
-    async def next_due(self) -> datetime | None:
-        value = await self._read_one("next_due")
-        return from_iso(value) if value else None
-
-    async def dead_among(self, dois: Sequence[str]) -> dict[str, int]:
-        rows = await self._read_all("dead_among", {"dois": json.dumps(list(dois))})
-        return {r[0]: r[1] for r in rows}
-
-    async def stats(self) -> Stats:
-        runs = await self.active_runs(RUN_STALE_AFTER)
-        return await reads.read_stats(self._read_all, self._now(), runs)
-
-    async def export(
-        self, table: str, *, after: Sequence[Any] | None = None
-    ) -> AsyncIterator[dict[str, Any]]:
-        """Keyset pages in key order (named queries `export_<table>[_after]`): no read
-        transaction is held between pages, so a slow consumer never pins the WAL. Times
-        are stored as the export's ISO text already. `after`: start past this key."""
-        if table not in EXPORT_TABLES:
-            raise StoreError(f"unknown table {table!r}; one of {', '.join(EXPORT_TABLES)}")
-        keys = rules.KEYS[table]
-        params: rules.Params = {"limit": EXPORT_CHUNK}
-        name = f"export_{table}"
-        if after is not None:
-            name = f"export_{table}_after"
-            params.update({f"after_{k}": v for k, v in zip(keys, after, strict=True)})
-        while True:
-            rows = await self._read_all(name, params)
-            for row in rows:
-                yield dict(zip(row.keys(), row, strict=True))
-            if len(rows) < EXPORT_CHUNK:
-                return
-            name = f"export_{table}_after"
-            params = {"limit": EXPORT_CHUNK, **{f"after_{k}": rows[-1][k] for k in keys}}
+    async def _search_rows(self, query: str, params: rules.Params) -> list[Any]:
+        """FTS5 rejects a malformed query (`"unbalanced`): say which query was bad."""
+        try:
+            return await self._read_all("search_statements", params)
+        except StoreError as exc:
+            raise StoreError(f"bad search query {query!r}: {exc.__cause__ or exc}") from None
 
     # ------------------------------------------------------------ copy-store
-
-    async def last_key(self, table: str) -> tuple[Any, ...] | None:
-        """The highest key of an exported table, None when it is empty."""
-        rows = await self._read_all(f"last_{table}")
-        return tuple(rows[0]) if rows else None
 
     async def import_rows(self, table: str, rows: Sequence[dict[str, Any]]) -> int:
         """Insert exported rows as they are (ids kept; export's ISO text is this store's
@@ -713,21 +679,6 @@ class SQLiteStore:
         ]
         await self._transaction("finish run", self._executemany("finish_run", rows))
 
-    async def active_runs(self, stale_after: float) -> list[RunInfo]:
-        since = self._now() - timedelta(seconds=stale_after)
-        rows = await self._read_all("active_runs", {"since": since})
-        return [
-            RunInfo(
-                r["id"],
-                r["kind"],
-                r["host"],
-                r["pid"],
-                from_iso(r["started_at"]),
-                from_iso(r["heartbeat_at"]),
-            )
-            for r in rows
-        ]
-
     # ------------------------------------------------------------ politeness (hosts)
 
     async def book_request(self, host: str, delay: float) -> datetime:
@@ -751,23 +702,6 @@ class SQLiteStore:
         rows = [{"host": host, "now": self._now(), "until": until}]
         await self._transaction("pause host", self._executemany("host_pause", rows))
 
-    async def paused_until(self, host: str) -> datetime | None:
-        value = await self._read_one("host_paused_until", {"host": host})
-        return from_iso(value) if value else None
-
-    async def load_robots(self, host: str) -> RobotsRecord | None:
-        rows = await self._read_all("robots_load", {"host": host})
-        if not rows:
-            return None
-        r = rows[0]
-        return RobotsRecord(
-            status=r["robots_status"],
-            text=r["robots_text"],
-            fetched_at=from_iso(r["robots_fetched_at"]),
-            expires_at=from_iso(r["robots_expires_at"]),
-            failures=r["robots_failures"],
-        )
-
     async def save_robots(self, host: str, record: RobotsRecord) -> None:
         rows = [
             {
@@ -787,74 +721,11 @@ class SQLiteStore:
         rows = [rules.page_params(page)]
         await self._transaction("keep page", self._executemany("keep_page", rows))
 
-    async def kept_pages(
-        self, *, broken_only: bool = False, dois: Sequence[str] | None = None
-    ) -> AsyncIterator[StoredPage]:
-        """Keyset pages of `PAGES_CHUNK`: no read transaction is held between them."""
-        params: rules.Params = {
-            "broken_only": int(broken_only),
-            "dois": None if dois is None else json.dumps(list(dois)),
-            "after_doi": "",
-            "after_page": 0,
-            "limit": PAGES_CHUNK,
-        }
-        while True:
-            rows = await self._read_all("kept_pages", params)
-            for row in rows:
-                yield rules.stored_page_from_row(row, from_iso(row["fetched_at"]))
-            if len(rows) < PAGES_CHUNK:
-                return
-            params = {**params, "after_doi": rows[-1]["doi"], "after_page": rows[-1]["page"]}
-
     async def settle_reparsed(self, dois: Sequence[str]) -> int:
         rows = [{"dois": json.dumps(sorted(set(dois)))}]
         return await self._transaction(
             "settle reparsed", self._executemany("settle_reparsed", rows)
         )
-
-    # ------------------------------------------------------------ show and search
-
-    async def paper_view(self, doi: str, *, statements: int = 1000) -> PaperView | None:
-        key = {"doi": doi}
-        papers = await self._read_all("show_paper", key)
-        if not papers:
-            return None
-        tallies = await self._read_all("show_tallies", key)
-        return PaperView(
-            paper=dict(papers[0]),
-            authors=tuple(r[0] for r in await self._read_all("show_authors", key)),
-            tallies=dict(tallies[0]) if tallies else None,
-            history=tuple(dict(r) for r in await self._read_all("show_history", key)),
-            facets=tuple(dict(r) for r in await self._read_all("show_facets", key)),
-            statements=tuple(
-                dict(r)
-                for r in await self._read_all("show_statements", {**key, "limit": statements})
-            ),
-            citing_statements=int(await self._read_one("show_citing_count", key)),
-        )
-
-    async def search(
-        self, query: str, *, type: StatementType | None = None, limit: int = 20
-    ) -> list[SearchHit]:
-        params = {"query": query, "type": type, "limit": limit}
-        try:
-            rows = await self._read_all("search_statements", params)
-        except StoreError as exc:
-            raise StoreError(f"bad search query {query!r}: {exc.__cause__ or exc}") from None
-        return [
-            SearchHit(
-                id=r["id"],
-                cited_doi=r["cited_doi"],
-                citing_doi=r["citing_doi"],
-                type=r["type"],
-                section=r["section"],
-                snippet=r["snippet"],
-                highlighted=r["highlighted"],
-                excerpt=r["excerpt"],
-                rank=float(r["rank"]),
-            )
-            for r in rows
-        ]
 
 
 def _as_store_error(exc: Exception) -> Exception:

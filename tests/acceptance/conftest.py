@@ -6,6 +6,7 @@ import asyncio
 import contextlib
 import dataclasses
 import io
+import json
 import os
 import signal
 import sqlite3
@@ -106,6 +107,53 @@ def reports(n: int, seed: int) -> dict[str, SiteReport]:
 def write_dois(path: Path, dois: list[str]) -> Path:
     path.write_text("".join(d + "\n" for d in dois), encoding="utf-8")
     return path
+
+
+def messy_input(dois: list[str]) -> str:
+    """Five DOIs as people hand them over: a BOM, CRLF line ends, an upper-case DOI, a
+    blank line, `doi:` and `https://doi.org/` prefixes, a repeated DOI, and two bad lines
+    (line 2 `not-a-doi`, line 5 `10.12/short`): 6 DOIs read, 2 bad lines."""
+    return (
+        "\ufeff"
+        + dois[0].upper()
+        + "\r\n"
+        + "not-a-doi\r\n\r\n"
+        + "doi:"
+        + dois[1]
+        + "\r\n"
+        + "10.12/short\r\n"
+        + "https://doi.org/"
+        + dois[2]
+        + "\r\n"
+        + dois[3]
+        + "\n"
+        + dois[3]
+        + "\n"
+        + dois[4]
+        + "\n"
+    )
+
+
+def crawl_input(tmp_path: Path, n: int, seed: int) -> tuple[dict[str, SiteReport], Path, Path]:
+    """`n` generated reports (`seed`), their DOIs written to `dois.txt` and the path of the
+    store `store.sqlite`, all in `tmp_path`: what a backfill of the local site starts from."""
+    reps = reports(n, seed)
+    return reps, write_dois(tmp_path / "dois.txt", list(reps)), tmp_path / "store.sqlite"
+
+
+def shared_env(base_url: str, db: Path, delay: float, **extra: Any) -> dict[str, str]:
+    """`fast_env` for several processes on one store: politeness on (`request_delay`
+    `delay`, which they must keep together) and claims of 2 jobs, so every process gets
+    work."""
+    return fast_env(base_url, db, request_delay=delay, claim_batch=2, **extra)
+
+
+def summary_of(out: str) -> dict[str, object]:
+    """The JSON summary a citepipe command prints on its `citepipe-summary` line."""
+    line = next(x for x in out.splitlines() if x.startswith("citepipe-summary "))
+    data = json.loads(line.removeprefix("citepipe-summary "))
+    assert isinstance(data, dict)
+    return data
 
 
 def query(db: Path, sql: str, *params: Any) -> list[tuple[Any, ...]]:

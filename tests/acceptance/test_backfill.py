@@ -15,12 +15,14 @@ from citesite.server import CitationSite
 from .conftest import (
     expected_statements,
     fast_env,
+    messy_input,
     query,
     reports,
     run_cli,
     snapshot,
     start_cli,
     stored_statements,
+    summary_of,
     write_dois,
 )
 
@@ -30,35 +32,9 @@ TRANSIENT = (
 )
 
 
-def summary_of(out: str) -> dict[str, object]:
-    line = next(x for x in out.splitlines() if x.startswith("citepipe-summary "))
-    data = json.loads(line.removeprefix("citepipe-summary "))
-    assert isinstance(data, dict)
-    return data
-
-
 async def test_bad_lines_are_reported_with_numbers_and_the_rest_stored(tmp_path: Path) -> None:
     reps = reports(5, seed=8)
-    dois = list(reps)
-    text = (
-        "\ufeff"
-        + dois[0].upper()
-        + "\r\n"
-        + "not-a-doi\r\n\r\n"
-        + "doi:"
-        + dois[1]
-        + "\r\n"
-        + "10.12/short\r\n"
-        + "https://doi.org/"
-        + dois[2]
-        + "\r\n"
-        + dois[3]
-        + "\n"
-        + dois[3]
-        + "\n"
-        + dois[4]
-        + "\n"
-    )
+    text = messy_input(list(reps))
     async with CitationSite(reps) as site:
         db = tmp_path / "c.sqlite"
         res = await run_cli("backfill", "-", env=fast_env(site.base_url, db), stdin=text.encode())

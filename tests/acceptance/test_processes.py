@@ -13,39 +13,26 @@ from citesite.server import CitationSite
 from pipeline.cli import main as citepipe
 
 from .conftest import (
+    crawl_input,
     expected_statements,
     fast_env,
     query,
     reports,
     run_cli,
+    shared_env,
     stored_statements,
+    summary_of,
     write_dois,
 )
 
 DELAY = 0.02  # politeness on: both processes must keep it together
 
 
-def summary_of(out: str) -> dict[str, object]:
-    line = next(x for x in out.splitlines() if x.startswith("citepipe-summary "))
-    data = json.loads(line.removeprefix("citepipe-summary "))
-    assert isinstance(data, dict)
-    return data
-
-
 @pytest.mark.slow
 async def test_backfill_with_two_processes_stores_every_page_once(tmp_path: Path) -> None:
-    reps = reports(60, seed=21)
-    dois = write_dois(tmp_path / "dois.txt", list(reps))
-    db = tmp_path / "store.sqlite"
+    reps, dois, db = crawl_input(tmp_path, 60, seed=21)
     async with CitationSite(reps) as site:
-        env = fast_env(
-            site.base_url,
-            db,
-            request_delay=DELAY,
-            concurrency=4,
-            claim_batch=2,
-            progress_interval=0.3,
-        )
+        env = shared_env(site.base_url, db, DELAY, concurrency=4, progress_interval=0.3)
         result = await run_cli("backfill", str(dois), "--processes", "2", env=env, timeout=240)
         log = [r for r in site.requests if r.path_qs.startswith("/reports/")]
     assert result.code == 0, result.err[-3000:]
@@ -104,11 +91,9 @@ async def test_a_stop_ends_every_process_and_leaves_no_lease(tmp_path: Path) -> 
 
     from .conftest import start_cli
 
-    reps = reports(40, seed=22)
-    dois = write_dois(tmp_path / "dois.txt", list(reps))
-    db = tmp_path / "store.sqlite"
+    reps, dois, db = crawl_input(tmp_path, 40, seed=22)
     async with CitationSite(reps) as site:
-        env = fast_env(site.base_url, db, request_delay=0.1, concurrency=2, claim_batch=2)
+        env = shared_env(site.base_url, db, 0.1, concurrency=2)
         proc = await start_cli("backfill", str(dois), "--processes", "2", env=env)
         helpers: list[psutil.Process] = []
         for _ in range(300):  # the helper is up and both have fetched pages
@@ -129,11 +114,9 @@ async def test_a_stop_ends_every_process_and_leaves_no_lease(tmp_path: Path) -> 
 
 @pytest.mark.slow
 async def test_a_crawl_budget_ends_every_process(tmp_path: Path) -> None:
-    reps = reports(40, seed=23)
-    dois = write_dois(tmp_path / "dois.txt", list(reps))
-    db = tmp_path / "store.sqlite"
+    reps, dois, db = crawl_input(tmp_path, 40, seed=23)
     async with CitationSite(reps) as site:
-        env = fast_env(site.base_url, db, request_delay=0.1, concurrency=2, claim_batch=2)
+        env = shared_env(site.base_url, db, 0.1, concurrency=2)
         result = await run_cli(
             "crawl", "--seeds", str(dois), "--processes", "2", "--max-duration", "2s", env=env
         )

@@ -36,6 +36,7 @@ from .conftest import (
     expected_statements,
     fast_env,
     fast_settings,
+    messy_input,
     query,
     quiet_ui,
     reports,
@@ -146,26 +147,7 @@ async def test_faults_every_doi_ends_done_or_dead_and_data_is_exact(tmp_path: Pa
 
 async def test_bad_lines_are_reported_with_numbers_and_the_rest_stored(tmp_path: Path) -> None:
     reps = reports(5, seed=8)
-    dois = list(reps)
-    text = (
-        "\ufeff"
-        + dois[0].upper()
-        + "\r\n"
-        + "not-a-doi\r\n\r\n"
-        + "doi:"
-        + dois[1]
-        + "\r\n"
-        + "10.12/short\r\n"
-        + "https://doi.org/"
-        + dois[2]
-        + "\r\n"
-        + dois[3]
-        + "\n"
-        + dois[3]
-        + "\n"
-        + dois[4]
-        + "\n"
-    )
+    text = messy_input(list(reps))
     db = tmp_path / "c.sqlite"
     ui = quiet_ui()
     async with CitationSite(reps) as site:

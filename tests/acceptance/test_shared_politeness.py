@@ -6,7 +6,6 @@ the exact figure is printed for the notes, not asserted."""
 from __future__ import annotations
 
 import asyncio
-import json
 from itertools import pairwise
 from pathlib import Path
 
@@ -14,31 +13,21 @@ import pytest
 
 from citesite.server import CitationSite
 
-from .conftest import fast_env, reports, run_cli, write_dois
+from .conftest import crawl_input, run_cli, shared_env, summary_of
 
 DELAY = 0.2
 
 
-def summary_of(out: str) -> dict[str, object]:
-    line = next(x for x in out.splitlines() if x.startswith("citepipe-summary "))
-    data = json.loads(line.removeprefix("citepipe-summary "))
-    assert isinstance(data, dict)
-    return data
-
-
 @pytest.mark.slow
 async def test_two_processes_together_keep_the_request_delay(tmp_path: Path) -> None:
-    reps = reports(16, seed=13)
-    dois = write_dois(tmp_path / "dois.txt", list(reps))
-    db = tmp_path / "store.sqlite"
+    reps, dois, db = crawl_input(tmp_path, 16, seed=13)
     async with CitationSite(reps) as site:
-        env = fast_env(
+        env = shared_env(
             site.base_url,
             db,
-            request_delay=DELAY,
+            DELAY,
             per_host_concurrency=2,
             concurrency=2,  # each process holds few jobs, so both work all along
-            claim_batch=2,
             respect_robots="true",
             lease_seconds=30,
         )
