@@ -150,6 +150,41 @@ def test_clean_text_folds_exactly_what_regex_whitespace_matches(text: str) -> No
     assert clean_text(text) == reference
 
 
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "word",
+                "Wörd",
+                "\u201c",
+                "\u2026",
+                " ",
+                "  ",
+                "\n",
+                "\u00a0",
+                "\u2003",
+                "e\u0301",
+                "\x1c",
+                "\u00ad",
+            ]
+        ),
+        min_size=20,
+        max_size=60,
+    )
+)
+def test_clean_text_long_texts_take_the_quick_check_and_agree(parts: list[str]) -> None:
+    # Texts of 64 characters and more are first checked for being folded already.
+    text = "".join(parts)
+    reference = re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)).strip() or None
+    assert clean_text(text) == reference
+
+
+def test_only_the_ascii_space_is_both_whitespace_and_printable() -> None:
+    # What the quick check of `clean_text` relies on, on this Python's Unicode database.
+    both = [c for c in map(chr, range(0x110000)) if c.isspace() and c.isprintable()]
+    assert both == [" "]
+
+
 def test_clean_text_examples() -> None:
     assert clean_text(None) is None
     assert clean_text(" \n\t ") is None
