@@ -15,8 +15,10 @@ is given to its statement by walking up a level or two (see `_firsts`).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from functools import lru_cache
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
@@ -68,6 +70,43 @@ _ELLIPSES = ("…", "...")
 _REQUIRED = ("doi", "title", "tallies", "statement list")
 
 Node = LexborNode
+_R = TypeVar("_R")
+
+# Texts up to this many characters have their readings remembered (see `_memo`).
+_MEMO_MAX_LEN = 64
+_MEMO_SIZE = 4096
+
+
+def _memo(read: Callable[[str | None], _R]) -> Callable[[str | None], _R]:
+    """`read` (a pure normaliser) with its results for short texts remembered.
+
+    A statement's year, section, confidence and the facet and tally counts take a few
+    hundred values across a whole crawl, and each reading costs regex work (~0.3-1 µs)
+    that a cache hit saves. The cache is bounded (LRU), and texts longer than
+    `_MEMO_MAX_LEN`, which a hostile page could make huge, are read without it. A reading
+    that raises (`parse_count`'s `ParseError`) is not remembered: it raises again.
+    """
+    cached = lru_cache(maxsize=_MEMO_SIZE)(read)
+
+    def memo(text: str | None) -> _R:
+        if text is not None and len(text) <= _MEMO_MAX_LEN:
+            return cached(text)
+        return read(text)
+
+    return memo
+
+
+_count = _memo(parse_count)
+_confidence = _memo(parse_confidence)
+_year = _memo(parse_year)
+_label_memo = lru_cache(maxsize=_MEMO_SIZE)(strip_label)
+
+
+def _strip_label(text: str | None, label: str) -> str | None:
+    """`strip_label`, remembered for short texts as in `_memo` (section labels repeat)."""
+    if text is not None and len(text) <= _MEMO_MAX_LEN:
+        return _label_memo(text, label)
+    return strip_label(text, label)
 
 
 REPORTS = "/reports/"
@@ -398,7 +437,7 @@ def _tallies(node: Node, sel: TallySelectors) -> Tally:
     for i, tally in enumerate(tallies):
         kind = parse_statement_type(_attr(tally, sel.type_attr))
         if kind is not None and kind not in counts:
-            counts[kind] = parse_count(_raw(found.get(i)))
+            counts[kind] = _count(_raw(found.get(i)))
     publications, statements = _cited_by(_text(_first(node, sel.cited_by)))
     return Tally(
         supporting=counts.get("supporting"),
@@ -406,7 +445,7 @@ def _tallies(node: Node, sel: TallySelectors) -> Tally:
         contrasting=counts.get("contrasting"),
         citing_publications=publications,
         citation_statements=statements,
-        references_count=parse_count(_raw(_first(node, sel.references))),
+        references_count=_count(_raw(_first(node, sel.references))),
     )
 
 
@@ -446,7 +485,7 @@ def _facets(node: Node | None, sel: FacetSelectors) -> tuple[Facet, ...]:
     for k in range(len(items)):
         name, label = names[owner[k]], _text(labels.get(k))
         if name and label:
-            out.append(Facet(name, label, parse_count(_raw(counts.get(k)))))
+            out.append(Facet(name, label, _count(_raw(counts.get(k)))))
     return tuple(out)
 
 
@@ -486,11 +525,11 @@ def _statements(node: Node, sel: StatementSelectors) -> tuple[Statement, ...]:
                 citing_doi=citing_doi,
                 snippet=snippet,
                 citing_title=_text(titles.get(i)),
-                citing_year=parse_year(_raw(years.get(i))),
+                citing_year=_year(_raw(years.get(i))),
                 citing_journal=_text(journals.get(i)),
-                section=strip_label(_raw(sections.get(i)), sel.section_label),
+                section=_strip_label(_raw(sections.get(i)), sel.section_label),
                 type=parse_statement_type(_raw(types.get(i))),
-                confidence=parse_confidence(_raw(confidences.get(i))),
+                confidence=_confidence(_raw(confidences.get(i))),
             )
         )
     if items and not out:
