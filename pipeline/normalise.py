@@ -54,7 +54,11 @@ _FOLD_CHECK_MIN = 64
 
 def doi_or_none(raw: str) -> str | None:
     """The normalised DOI, or None when `raw` is not one."""
-    s = _DOI_PREFIX_RE.sub("", raw.strip(), count=1).strip()
+    s = raw.strip()
+    # No prefix starts with `10.`, and most DOIs come bare (a statement's citing DOI):
+    # the prefix regex is skipped for them, the same result for less work.
+    if not s.startswith("10."):
+        s = _DOI_PREFIX_RE.sub("", s, count=1).strip()
     s = unquote(s).lower()
     return s if DOI_RE.match(s) else None
 

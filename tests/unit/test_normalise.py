@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from pipeline.errors import BadInputError, ParseError
 from pipeline.normalise import (
+    _DOI_PREFIX_RE,
     DOI_RE,
     clean_text,
     doi_or_none,
@@ -113,6 +114,20 @@ def test_anything_returned_is_a_valid_doi(raw: str) -> None:
         assert DOI_RE.match(doi)
         assert not any(c.isspace() for c in doi)
         assert doi == doi.lower()
+
+
+@given(
+    st.sampled_from(["", " ", "\t", "10.", "10.1234/", "doi:", "DOI: ", "https://doi.org/"]),
+    st.text(max_size=30),
+)
+@example("", "10.1234/doi.org/x")
+@example(" ", "10.1234/%41 ")
+def test_doi_or_none_is_the_prefix_rule_for_every_text(head: str, tail: str) -> None:
+    # `doi_or_none` skips the prefix regex for texts starting with `10.`: the same result.
+    raw = head + tail
+    s = _DOI_PREFIX_RE.sub("", raw.strip(), count=1).strip()
+    s = unquote(s).lower()
+    assert doi_or_none(raw) == (s if DOI_RE.match(s) else None)
 
 
 @pytest.mark.parametrize(
