@@ -277,12 +277,23 @@ def _group(scope: Node, selector: str, owners: dict[int, int]) -> dict[int, list
 
 
 def _firsts(scope: Node, selector: str, owners: dict[int, int]) -> dict[int, Node]:
-    """The first match of `selector` inside each owner, keyed by the owner's index."""
+    """The first match of `selector` inside each owner, keyed by the owner's index.
+
+    `_owner`'s walk is written out here: this loop runs for every statement field
+    (~175 matches a page), and a call per match cost as much as the walk it made.
+    """
     found: dict[int, Node] = {}
     if owners and selector:
-        stop = scope.mem_id
+        get, stop = owners.get, scope.mem_id
         for node in scope.css(selector):
-            index = _owner(node, owners, stop)
+            up: Node | None = node
+            key: int = node.mem_id
+            index = get(key)
+            while index is None and key != stop and up is not None:
+                up = up.parent
+                if up is not None:
+                    key = up.mem_id
+                    index = get(key)
             if index is not None and index not in found:
                 found[index] = node
     return found
@@ -512,24 +523,42 @@ def _statements(node: Node, sel: StatementSelectors) -> tuple[Statement, ...]:
     sections = _firsts(node, sel.section, owners)
     types = _firsts(node, sel.type, owners)
     confidences = _firsts(node, sel.confidence, owners)
+    doi_attr, section_label = sel.citing_doi_attr, sel.section_label
     out: list[Statement] = []
+    # `_attr`, `_text` and `_raw` are written out in this loop, which runs for ~8 fields
+    # of ~25 statements a page: the calls cost as much as the work they wrapped.
     for i, item in enumerate(items):
-        raw_doi = _attr(item, sel.citing_doi_attr)
+        raw_doi: str | None = item.attributes.get(doi_attr)
         citing_doi = doi_or_none(raw_doi) if raw_doi else None
-        snippet = _text(snippets.get(i))
-        snippet = strip_snippet_quotes(snippet) if snippet else None
-        if not citing_doi or not snippet:
+        if not citing_doi:
             continue
+        n = snippets.get(i)
+        snippet = clean_text(n.text()) if n is not None else None
+        snippet = strip_snippet_quotes(snippet) if snippet else None
+        if not snippet:
+            continue
+        n = titles.get(i)
+        title = clean_text(n.text()) if n is not None else None
+        n = years.get(i)
+        year = _year(n.text()) if n is not None else None
+        n = journals.get(i)
+        journal = clean_text(n.text()) if n is not None else None
+        n = sections.get(i)
+        section = _strip_label(n.text(), section_label) if n is not None else None
+        n = types.get(i)
+        kind = parse_statement_type(n.text()) if n is not None else None
+        n = confidences.get(i)
+        confidence = _confidence(n.text()) if n is not None else None
         out.append(
             Statement(
                 citing_doi=citing_doi,
                 snippet=snippet,
-                citing_title=_text(titles.get(i)),
-                citing_year=_year(_raw(years.get(i))),
-                citing_journal=_text(journals.get(i)),
-                section=_strip_label(_raw(sections.get(i)), sel.section_label),
-                type=parse_statement_type(_raw(types.get(i))),
-                confidence=_confidence(_raw(confidences.get(i))),
+                citing_title=title,
+                citing_year=year,
+                citing_journal=journal,
+                section=section,
+                type=kind,
+                confidence=confidence,
             )
         )
     if items and not out:
