@@ -319,14 +319,14 @@ def _text(node: Node | None) -> str | None:
     """The contract's text of an element: DOM text content, NFC, whitespace folded."""
     if node is None:
         return None
-    return clean_text(node.text())
+    return clean_text(node.text_lexbor())
 
 
 def _raw(node: Node | None) -> str | None:
     """An element's text content as is, for normalisers that clean up after themselves."""
     if node is None:
         return None
-    text: str = node.text()
+    text: str = node.text_lexbor()
     return text
 
 
@@ -533,22 +533,22 @@ def _statements(node: Node, sel: StatementSelectors) -> tuple[Statement, ...]:
         if not citing_doi:
             continue
         n = snippets.get(i)
-        snippet = clean_text(n.text()) if n is not None else None
+        snippet = clean_text(n.text_lexbor()) if n is not None else None
         snippet = strip_snippet_quotes(snippet) if snippet else None
         if not snippet:
             continue
         n = titles.get(i)
-        title = clean_text(n.text()) if n is not None else None
+        title = clean_text(n.text_lexbor()) if n is not None else None
         n = years.get(i)
-        year = _year(n.text()) if n is not None else None
+        year = _year(n.text_lexbor()) if n is not None else None
         n = journals.get(i)
-        journal = clean_text(n.text()) if n is not None else None
+        journal = clean_text(n.text_lexbor()) if n is not None else None
         n = sections.get(i)
-        section = _strip_label(n.text(), section_label) if n is not None else None
+        section = _strip_label(n.text_lexbor(), section_label) if n is not None else None
         n = types.get(i)
-        kind = parse_statement_type(n.text()) if n is not None else None
+        kind = parse_statement_type(n.text_lexbor()) if n is not None else None
         n = confidences.get(i)
-        confidence = _confidence(n.text()) if n is not None else None
+        confidence = _confidence(n.text_lexbor()) if n is not None else None
         out.append(
             Statement(
                 citing_doi=citing_doi,
