@@ -15,8 +15,10 @@ is given to its statement by walking up a level or two (see `_firsts`).
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from dataclasses import asdict
-from typing import Any
+from functools import lru_cache
+from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
@@ -68,6 +70,43 @@ _ELLIPSES = ("…", "...")
 _REQUIRED = ("doi", "title", "tallies", "statement list")
 
 Node = LexborNode
+_R = TypeVar("_R")
+
+# Texts up to this many characters have their readings remembered (see `_memo`).
+_MEMO_MAX_LEN = 64
+_MEMO_SIZE = 4096
+
+
+def _memo(read: Callable[[str | None], _R]) -> Callable[[str | None], _R]:
+    """`read` (a pure normaliser) with its results for short texts remembered.
+
+    A statement's year, section, confidence and the facet and tally counts take a few
+    hundred values across a whole crawl, and each reading costs regex work (~0.3-1 µs)
+    that a cache hit saves. The cache is bounded (LRU), and texts longer than
+    `_MEMO_MAX_LEN`, which a hostile page could make huge, are read without it. A reading
+    that raises (`parse_count`'s `ParseError`) is not remembered: it raises again.
+    """
+    cached = lru_cache(maxsize=_MEMO_SIZE)(read)
+
+    def memo(text: str | None) -> _R:
+        if text is not None and len(text) <= _MEMO_MAX_LEN:
+            return cached(text)
+        return read(text)
+
+    return memo
+
+
+_count = _memo(parse_count)
+_confidence = _memo(parse_confidence)
+_year = _memo(parse_year)
+_label_memo = lru_cache(maxsize=_MEMO_SIZE)(strip_label)
+
+
+def _strip_label(text: str | None, label: str) -> str | None:
+    """`strip_label`, remembered for short texts as in `_memo` (section labels repeat)."""
+    if text is not None and len(text) <= _MEMO_MAX_LEN:
+        return _label_memo(text, label)
+    return strip_label(text, label)
 
 
 REPORTS = "/reports/"
@@ -238,12 +277,23 @@ def _group(scope: Node, selector: str, owners: dict[int, int]) -> dict[int, list
 
 
 def _firsts(scope: Node, selector: str, owners: dict[int, int]) -> dict[int, Node]:
-    """The first match of `selector` inside each owner, keyed by the owner's index."""
+    """The first match of `selector` inside each owner, keyed by the owner's index.
+
+    `_owner`'s walk is written out here: this loop runs for every statement field
+    (~175 matches a page), and a call per match cost as much as the walk it made.
+    """
     found: dict[int, Node] = {}
     if owners and selector:
-        stop = scope.mem_id
+        get, stop = owners.get, scope.mem_id
         for node in scope.css(selector):
-            index = _owner(node, owners, stop)
+            up: Node | None = node
+            key: int = node.mem_id
+            index = get(key)
+            while index is None and key != stop and up is not None:
+                up = up.parent
+                if up is not None:
+                    key = up.mem_id
+                    index = get(key)
             if index is not None and index not in found:
                 found[index] = node
     return found
@@ -269,14 +319,14 @@ def _text(node: Node | None) -> str | None:
     """The contract's text of an element: DOM text content, NFC, whitespace folded."""
     if node is None:
         return None
-    return clean_text(node.text())
+    return clean_text(node.text_lexbor())
 
 
 def _raw(node: Node | None) -> str | None:
     """An element's text content as is, for normalisers that clean up after themselves."""
     if node is None:
         return None
-    text: str = node.text()
+    text: str = node.text_lexbor()
     return text
 
 
@@ -398,7 +448,7 @@ def _tallies(node: Node, sel: TallySelectors) -> Tally:
     for i, tally in enumerate(tallies):
         kind = parse_statement_type(_attr(tally, sel.type_attr))
         if kind is not None and kind not in counts:
-            counts[kind] = parse_count(_raw(found.get(i)))
+            counts[kind] = _count(_raw(found.get(i)))
     publications, statements = _cited_by(_text(_first(node, sel.cited_by)))
     return Tally(
         supporting=counts.get("supporting"),
@@ -406,7 +456,7 @@ def _tallies(node: Node, sel: TallySelectors) -> Tally:
         contrasting=counts.get("contrasting"),
         citing_publications=publications,
         citation_statements=statements,
-        references_count=parse_count(_raw(_first(node, sel.references))),
+        references_count=_count(_raw(_first(node, sel.references))),
     )
 
 
@@ -446,7 +496,7 @@ def _facets(node: Node | None, sel: FacetSelectors) -> tuple[Facet, ...]:
     for k in range(len(items)):
         name, label = names[owner[k]], _text(labels.get(k))
         if name and label:
-            out.append(Facet(name, label, parse_count(_raw(counts.get(k)))))
+            out.append(Facet(name, label, _count(_raw(counts.get(k)))))
     return tuple(out)
 
 
@@ -473,24 +523,42 @@ def _statements(node: Node, sel: StatementSelectors) -> tuple[Statement, ...]:
     sections = _firsts(node, sel.section, owners)
     types = _firsts(node, sel.type, owners)
     confidences = _firsts(node, sel.confidence, owners)
+    doi_attr, section_label = sel.citing_doi_attr, sel.section_label
     out: list[Statement] = []
+    # `_attr`, `_text` and `_raw` are written out in this loop, which runs for ~8 fields
+    # of ~25 statements a page: the calls cost as much as the work they wrapped.
     for i, item in enumerate(items):
-        raw_doi = _attr(item, sel.citing_doi_attr)
+        raw_doi: str | None = item.attributes.get(doi_attr)
         citing_doi = doi_or_none(raw_doi) if raw_doi else None
-        snippet = _text(snippets.get(i))
-        snippet = strip_snippet_quotes(snippet) if snippet else None
-        if not citing_doi or not snippet:
+        if not citing_doi:
             continue
+        n = snippets.get(i)
+        snippet = clean_text(n.text_lexbor()) if n is not None else None
+        snippet = strip_snippet_quotes(snippet) if snippet else None
+        if not snippet:
+            continue
+        n = titles.get(i)
+        title = clean_text(n.text_lexbor()) if n is not None else None
+        n = years.get(i)
+        year = _year(n.text_lexbor()) if n is not None else None
+        n = journals.get(i)
+        journal = clean_text(n.text_lexbor()) if n is not None else None
+        n = sections.get(i)
+        section = _strip_label(n.text_lexbor(), section_label) if n is not None else None
+        n = types.get(i)
+        kind = parse_statement_type(n.text_lexbor()) if n is not None else None
+        n = confidences.get(i)
+        confidence = _confidence(n.text_lexbor()) if n is not None else None
         out.append(
             Statement(
                 citing_doi=citing_doi,
                 snippet=snippet,
-                citing_title=_text(titles.get(i)),
-                citing_year=parse_year(_raw(years.get(i))),
-                citing_journal=_text(journals.get(i)),
-                section=strip_label(_raw(sections.get(i)), sel.section_label),
-                type=parse_statement_type(_raw(types.get(i))),
-                confidence=parse_confidence(_raw(confidences.get(i))),
+                citing_title=title,
+                citing_year=year,
+                citing_journal=journal,
+                section=section,
+                type=kind,
+                confidence=confidence,
             )
         )
     if items and not out:

@@ -13,6 +13,7 @@ from hypothesis import strategies as st
 
 from pipeline.errors import BadInputError, ParseError
 from pipeline.normalise import (
+    _DOI_PREFIX_RE,
     DOI_RE,
     clean_text,
     doi_or_none,
@@ -115,6 +116,20 @@ def test_anything_returned_is_a_valid_doi(raw: str) -> None:
         assert doi == doi.lower()
 
 
+@given(
+    st.sampled_from(["", " ", "\t", "10.", "10.1234/", "doi:", "DOI: ", "https://doi.org/"]),
+    st.text(max_size=30),
+)
+@example("", "10.1234/doi.org/x")
+@example(" ", "10.1234/%41 ")
+def test_doi_or_none_is_the_prefix_rule_for_every_text(head: str, tail: str) -> None:
+    # `doi_or_none` skips the prefix regex for texts starting with `10.`: the same result.
+    raw = head + tail
+    s = _DOI_PREFIX_RE.sub("", raw.strip(), count=1).strip()
+    s = unquote(s).lower()
+    assert doi_or_none(raw) == (s if DOI_RE.match(s) else None)
+
+
 @pytest.mark.parametrize(
     "raw", ["", "10.12/x", "11.1234/x", "10.1234/", "10.1234/a b", "doi:", "https://doi.org/"]
 )
@@ -148,6 +163,41 @@ def test_clean_text_is_idempotent_and_folded(text: str) -> None:
 def test_clean_text_folds_exactly_what_regex_whitespace_matches(text: str) -> None:
     reference = re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)).strip() or None
     assert clean_text(text) == reference
+
+
+@given(
+    st.lists(
+        st.sampled_from(
+            [
+                "word",
+                "Wörd",
+                "\u201c",
+                "\u2026",
+                " ",
+                "  ",
+                "\n",
+                "\u00a0",
+                "\u2003",
+                "e\u0301",
+                "\x1c",
+                "\u00ad",
+            ]
+        ),
+        min_size=20,
+        max_size=60,
+    )
+)
+def test_clean_text_long_texts_take_the_quick_check_and_agree(parts: list[str]) -> None:
+    # Texts of 64 characters and more are first checked for being folded already.
+    text = "".join(parts)
+    reference = re.sub(r"\s+", " ", unicodedata.normalize("NFC", text)).strip() or None
+    assert clean_text(text) == reference
+
+
+def test_only_the_ascii_space_is_both_whitespace_and_printable() -> None:
+    # What the quick check of `clean_text` relies on, on this Python's Unicode database.
+    both = [c for c in map(chr, range(0x110000)) if c.isspace() and c.isprintable()]
+    assert both == [" "]
 
 
 def test_clean_text_examples() -> None:
