@@ -21,6 +21,7 @@ EXIT_INCOMPLETE = 1  # a job of this run's input ended dead, or bad input lines
 EXIT_USAGE = 2  # usage or configuration error, or a store that cannot be opened
 EXIT_BUDGET = 3  # time budget spent, work left queued for the next run
 EXIT_SIGNAL_BASE = 128  # stopped by a signal: 128 + its number (130 SIGINT, 143 SIGTERM)
+DEAD_REASONS_SHOWN = 5  # the summary's `dead:` line; `citepipe status` lists them all
 
 
 def plural(n: int, word: str, many: str | None = None) -> str:
@@ -167,8 +168,13 @@ class RunSummary:
         lines.append(f"  statements: {c.statements} stored this run")
         lines.append("  queue:      " + ", ".join(f"{k} {v}" for k, v in s.jobs_by_state.items()))
         if s.dead_by_reason:
+            shown = s.dead_by_reason[:DEAD_REASONS_SHOWN]  # the commonest first
+            more = len(s.dead_by_reason) - len(shown)
+            rest = f"; {plural(more, 'more reason')} (`citepipe status` lists them)"
             lines.append(
-                "  dead:       " + "; ".join(f"{d.reason}: {d.count}" for d in s.dead_by_reason)
+                "  dead:       "
+                + "; ".join(f"{d.reason}: {d.count}" for d in shown)
+                + (rest if more else "")
             )
         if s.not_found:
             lines.append(f"  not found:  {plural(s.not_found, 'report')} the site does not have")

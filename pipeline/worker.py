@@ -75,6 +75,15 @@ class RunCounters:
         return self.pages_done / self.elapsed if self.elapsed > 0 else 0.0
 
 
+def crash_site(exc: BaseException) -> str:
+    """`Type at file:line`: the exception's type and the innermost frame it came from."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
+    return f"{type(exc).__name__} at {where}"
+
+
 _DEFAULTS = Settings()  # the one place defaults live; app builds options from Settings
 
 
@@ -124,6 +133,7 @@ class Worker:
         # claim in batches: one claim transaction per few pages, not one per page
         self._claim_threshold = max(1, min(options.claim_batch, options.concurrency // 4))
         self._grace: float | None = None
+        self._crash_sites: set[str] = set()  # where bugs struck: each traceback logged once
 
     def stop(self, grace: float | None = None) -> None:
         """Stop claiming; in-flight pages finish (or are released after `grace` seconds,
@@ -247,9 +257,15 @@ class Worker:
 
     async def _crashed(self, job: Job, exc: Exception) -> None:
         """A bug in our code kills the job with `internal error: Type: message`, counted
-        like any dead job (summary, exit code); its traceback is logged here, once."""
+        like any dead job (summary, exit code). Its traceback is logged once per place it
+        struck: a bug that hits every page logs one traceback, then a line per job."""
         reason = f"internal error: {type(exc).__name__}: {exc}"[:500]
-        log.error("job crashed", reason=reason, exc_info=exc)
+        site = crash_site(exc)
+        if site in self._crash_sites:
+            log.error("job crashed", reason=reason, traceback=f"as logged before, at {site}")
+        else:
+            self._crash_sites.add(site)
+            log.error("job crashed", reason=reason, exc_info=exc)
         self.counters.dead[reason] += 1
         with contextlib.suppress(PipelineError):
             await self.store.fail(job, reason, None)

@@ -66,3 +66,18 @@ def test_dead_before_and_dead_this_run_are_told_apart() -> None:
     assert data["already_dead"] == {"not found (404)": 1}
     assert data["dead_this_run"] == {"broken page: no title": 1}
     assert data["dead_total"] == {"not found (404)": 1, "broken page: no title": 1}
+
+
+def test_many_dead_reasons_show_the_commonest_and_how_many_more() -> None:
+    """A bug whose message names each page makes a reason per job: the summary's `dead:`
+    line shows the commonest few, says how many more, and the JSON line keeps them all."""
+    dead = {f"internal error: KeyError: 'page {i}'": 1 for i in range(8)}
+    dead = {"not found (404)": 3, **dead}
+    text = RunSummary("backfill", counters(dead=dead), stats(dead)).render()
+    [line] = [x for x in text.splitlines() if x.startswith("  dead:")]
+    assert line.startswith(
+        "  dead:       not found (404): 3; internal error: KeyError: 'page 0': 1"
+    )
+    assert line.count("internal error") == 4
+    assert line.endswith("; 4 more reasons (`citepipe status` lists them)")
+    assert len(machine_line(text)["dead_total"]) == 9  # type: ignore[arg-type]

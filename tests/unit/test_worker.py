@@ -255,6 +255,26 @@ async def test_a_bug_kills_the_job_with_its_type_and_message_once(
     assert capsys.readouterr().out.count("Traceback (most recent call last)") == 1
 
 
+async def test_a_bug_on_every_page_logs_its_traceback_once(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    class BuggySource(FakeSource):
+        def parse(self, page: Page) -> ParseResult:
+            raise KeyError(page.url)  # one place, a different message each page
+
+    store = MemoryStore()
+    await store.open()
+    await store.enqueue(
+        [NewJob(doi=f"10.1/b{i}", url=f"{BASE}/reports/10.1/b{i}") for i in range(4)]
+    )
+    counters = await asyncio.wait_for(make_worker(store, FakeFetcher(), BuggySource()).run(), 10)
+    assert counters.dead.total() == 4 and len(counters.dead) == 4  # each job, its own message
+    out = capsys.readouterr().out
+    assert out.count("job crashed") == 4
+    assert out.count("Traceback (most recent call last)") == 1
+    assert out.count("as logged before, at KeyError at ") == 3
+
+
 async def test_a_row_the_store_refuses_is_a_bug_not_a_retry() -> None:
     store = FlakyStore(failures=1, error=StoreDataError("CHECK constraint failed"))
     await store.open()
