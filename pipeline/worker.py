@@ -310,8 +310,10 @@ class Worker:
             if completion.incomplete is not None:
                 kind = reason_kind(completion.incomplete)
                 self.counters.incomplete[kind] += 1
-                # a cut is the site misbehaving; fewer statements than counted is common
-                say = log.info if kind == FEWER else log.warning
+                # a cut is the site misbehaving: a warning. Fewer statements than counted
+                # is common (scite lists fewer than it counts) and the summary counts it:
+                # a line each would bury the warnings, so only at debug.
+                say = log.debug if kind == FEWER else log.warning
                 say("report incomplete", reason=completion.incomplete)
         if completion.result is None:
             self.counters.pages_unchanged += 1

@@ -75,6 +75,32 @@ async def backfill(site: CitationSite, db: Path, dois: list[str], **extra: objec
 MODES = tuple(INCOMPLETE_KINDS)
 
 
+async def test_short_reports_are_summed_up_and_a_cut_is_a_warning(
+    tmp_path: Path, json_logs: io.StringIO
+) -> None:
+    """A report that lists fewer statements than it counts is common (scite does it): the
+    summary counts it, with no log line each to bury the warnings; a cut pagination (the
+    site misbehaving) is a warning naming its reason."""
+    cut, *rest = multi_page(4, seed=33)
+    short = [
+        dataclasses.replace(
+            r, tallies=dataclasses.replace(r.tallies, citation_statements=len(r.statements) + 50)
+        )
+        for r in rest
+    ]
+    spec = FaultSpec(permanent={cut.doi: "cycle"})
+    async with CitationSite([cut, *short], faults=spec, per_page=PER_PAGE) as site:
+        summary = await backfill(site, tmp_path / "s.sqlite", [r.doi for r in (cut, *short)])
+    assert summary.counters.incomplete == {
+        "fewer statements than the report counts": 3,
+        "pagination cycle": 1,
+    }
+    lines = [json.loads(x) for x in json_logs.getvalue().splitlines() if "report incomplete" in x]
+    assert [(x["level"], x["doi"], x["reason"].split(":")[0]) for x in lines] == [
+        ("warning", cut.doi, "pagination cycle")
+    ]
+
+
 async def test_every_hostile_pagination_ends_bounded_and_incomplete_with_its_reason(
     tmp_path: Path,
 ) -> None:
