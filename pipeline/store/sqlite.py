@@ -60,14 +60,18 @@ DEFAULT_QUEUE_SIZE = 1000
 BUSY_TIMEOUT = 10.0  # seconds another process may hold the write lock before we give up
 ENQUEUE_CHUNK = 5000  # jobs per transaction when streaming a backfill
 WRITER_LINGER = 0.005  # seconds the writer waits for more pages to commit with the first
+WRITER_CACHE_KIB = 8000  # the writing connection's page cache (see PRAGMAS)
 PRAGMAS = (
     "PRAGMA journal_mode = WAL",  # readers do not block the writer; persistent
     "PRAGMA synchronous = NORMAL",  # safe in WAL against process crashes; fast
     "PRAGMA foreign_keys = ON",
     "PRAGMA temp_store = MEMORY",
-    "PRAGMA cache_size = -32000",  # 32 MB page cache
+    # 8 MB page cache: a backfill of 9,452 pages ran as fast as with 32 MB (1.93-2.08 vs
+    # 1.94-2.20 CPU-ms/page) and peaked at 96 MB instead of 121 MB (the cache fills as
+    # the store grows); with 2 MB it was ~5% slower. The OS caches the file besides.
+    f"PRAGMA cache_size = -{WRITER_CACHE_KIB}",
 )
-READER_CACHE_KIB = 8000  # the read connection's page cache (the writer's: PRAGMAS)
+READER_CACHE_KIB = 8000  # the read connection's page cache
 _LOCK_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
 
 
@@ -236,7 +240,7 @@ def _connect(path: str, read_only: bool) -> sqlite3.Connection:
         if read_only:
             raw.execute("PRAGMA query_only = ON")
             # short reads and keyset pages: a small cache keeps a long export or a survey
-            # of millions of jobs from growing the process by another 32 MB
+            # of millions of jobs from growing the process
             raw.execute(f"PRAGMA cache_size = -{READER_CACHE_KIB}")
     except BaseException:
         raw.close()
