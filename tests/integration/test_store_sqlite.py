@@ -133,8 +133,13 @@ async def test_migrations_run_once_at_open(tmp_path: Path) -> None:
             (2, "hosts"),
             (3, "incomplete_reason"),
             (4, "after_crawl"),
+            (5, "search_merges"),
         ]
         assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (1,)
+        # migration 5: the search index merges its segments 8 at a time
+        assert conn.execute(
+            "SELECT v FROM statements_fts_config WHERE k = 'automerge'"
+        ).fetchone() == (8,)
 
 
 async def test_later_migrations_apply_in_order_and_fail_atomically(tmp_path: Path) -> None:
