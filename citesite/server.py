@@ -289,7 +289,7 @@ class CitationSite:
         max_log: int | None = 1_000_000,
         robots_status: int | None = 200,
         public_url: str | None = None,
-        hold_until_waiting: int | None = None,
+        hold_until_arrived: int | None = None,
     ) -> None:
         if per_page < 1:
             raise ValueError("per_page must be >= 1")
@@ -305,10 +305,12 @@ class CitationSite:
         # Settable while serving.
         self.robots_status = robots_status
         self.offsite_url = offsite_url
-        # Report requests wait until this many wait at once, then all go on (and the site
-        # holds nothing more): a test sees several crawler processes each with work in
-        # flight, by their requests, not by timing.
-        self.hold_until_waiting = hold_until_waiting
+        # Report requests are held, unanswered, until this many have arrived; then all go
+        # on and nothing more is held. Arrivals are counted, not current waiters (a client
+        # that gives up while held still counts): a test that keeps its clients' timeouts
+        # longer than the hold sees several crawler processes each with work in flight, by
+        # their requests, not by timing.
+        self.hold_until_arrived = hold_until_arrived
         self._holding = 0
         self._released = asyncio.Event()
         self._cache: OrderedDict[tuple[str, int, int, str], tuple[bytes, str]] = OrderedDict()
@@ -324,7 +326,7 @@ class CitationSite:
 
     @property
     def holding(self) -> int:
-        """How many report requests `hold_until_waiting` has held so far."""
+        """How many report requests have arrived while `hold_until_arrived` held them."""
         return self._holding
 
     # ------------------------------------------------------------------ lifecycle
@@ -543,9 +545,9 @@ class CitationSite:
     # ------------------------------------------------------------------ handlers
 
     async def _report(self, request: web.Request) -> web.StreamResponse:
-        if self.hold_until_waiting is not None and not self._released.is_set():
+        if self.hold_until_arrived is not None and not self._released.is_set():
             self._holding += 1
-            if self._holding >= self.hold_until_waiting:
+            if self._holding >= self.hold_until_arrived:
                 self._released.set()
             await self._released.wait()
         path_qs = request.raw_path

@@ -16,6 +16,7 @@ import hashlib
 import os
 import socket
 import time
+import traceback
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -76,12 +77,13 @@ class RunCounters:
 
 
 def crash_site(exc: BaseException) -> str:
-    """`Type at file:line`: the exception's type and the innermost frame it came from."""
-    tb = exc.__traceback__
-    while tb is not None and tb.tb_next is not None:
-        tb = tb.tb_next
-    where = f"{tb.tb_frame.f_code.co_filename}:{tb.tb_lineno}" if tb is not None else "?"
-    return f"{type(exc).__name__} at {where}"
+    """`Type at file:line (path …)`: the exception's type and the whole path it took,
+    named by its innermost frame. Two bugs that fail in one shared line (a `json.loads`
+    reached from two places) took two paths, so each gets its own traceback."""
+    frames = [(f.f_code.co_filename, line) for f, line in traceback.walk_tb(exc.__traceback__)]
+    where = f"{frames[-1][0]}:{frames[-1][1]}" if frames else "?"
+    path = hashlib.sha1(repr(frames).encode()).hexdigest()[:8]
+    return f"{type(exc).__name__} at {where} (path {path})"
 
 
 _DEFAULTS = Settings()  # the one place defaults live; app builds options from Settings

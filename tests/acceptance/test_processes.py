@@ -32,9 +32,10 @@ IN_FLIGHT = 4  # pages one process works at once (`concurrency`)
 @pytest.mark.slow
 async def test_backfill_with_two_processes_stores_every_page_once(tmp_path: Path) -> None:
     reps, dois, db = crawl_input(tmp_path, 60, seed=21)
-    # The site answers no report until more requests wait than one process sends at once:
-    # the helper has work in flight however late it starts (no race against its start-up).
-    async with CitationSite(reps, hold_until_waiting=IN_FLIGHT + 1) as site:
+    # The site answers no report until more requests have arrived than one process sends
+    # at once (its clients wait 60 s, longer than any start-up): the helper has work in
+    # flight however late it starts (no race against its start-up).
+    async with CitationSite(reps, hold_until_arrived=IN_FLIGHT + 1) as site:
         env = shared_env(
             site.base_url,
             db,

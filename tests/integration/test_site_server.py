@@ -515,10 +515,10 @@ def test_citepipe_site_rejects_a_bad_public_url() -> None:
 
 
 async def test_held_reports_wait_until_enough_requests_wait(http: aiohttp.ClientSession) -> None:
-    """`hold_until_waiting`: report requests wait, unanswered, until that many wait at
-    once; then they and every later one are answered (tests of several crawler processes
-    see each process's work in flight this way, not by timing)."""
-    async with CitationSite(DEMO, hold_until_waiting=3) as held:
+    """`hold_until_arrived`: report requests wait, unanswered, until that many have
+    arrived; then they and every later one are answered (tests of several crawler
+    processes see each process's work in flight this way, not by timing)."""
+    async with CitationSite(DEMO, hold_until_arrived=3) as held:
         url = report_address(held.base_url, DIRECT)
         first = [asyncio.create_task(get(http, url, follow=True)) for _ in range(2)]
         for _ in range(1000):  # until both requests have reached the site

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from collections import Counter
 from dataclasses import dataclass, field
 
@@ -28,7 +29,7 @@ from pipeline.models import (
 from pipeline.retry import RetryPolicy
 from pipeline.sources.report import ReportSource
 from pipeline.store.memory import MemoryStore
-from pipeline.worker import Worker, WorkerOptions
+from pipeline.worker import Worker, WorkerOptions, crash_site
 
 BASE = "http://site.test"
 
@@ -273,6 +274,26 @@ async def test_a_bug_on_every_page_logs_its_traceback_once(
     assert out.count("job crashed") == 4
     assert out.count("Traceback (most recent call last)") == 1
     assert out.count("as logged before, at KeyError at ") == 3
+
+
+def test_two_bugs_failing_in_one_shared_line_are_two_crash_sites() -> None:
+    def shared(text: str) -> object:
+        return json.loads(text)
+
+    def first() -> object:
+        return shared("")
+
+    def second() -> object:
+        return shared("<html>")
+
+    sites = []
+    for bug in (first, second, first):
+        try:
+            bug()
+        except ValueError as exc:
+            sites.append(crash_site(exc))
+    assert sites[0] == sites[2] != sites[1]  # same path, same site; another path, another
+    assert all(s.startswith("JSONDecodeError at ") for s in sites)
 
 
 async def test_a_row_the_store_refuses_is_a_bug_not_a_retry() -> None:
