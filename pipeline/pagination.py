@@ -47,7 +47,6 @@ TOO_MANY = "more pages than max_pages_per_report"
 BEYOND_COUNT = "more pages than the report counts"
 FEWER = "fewer statements than the report counts"
 OTHER_REPORT = "next page is another report"
-REASONS = (OFF_SITE, CYCLE, TOO_MANY, BEYOND_COUNT, FEWER, OTHER_REPORT)
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
 _ESCAPE = re.compile(r"%[0-9A-Fa-f]{2}")

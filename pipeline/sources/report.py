@@ -77,8 +77,9 @@ _MEMO_MAX_LEN = 64
 _MEMO_SIZE = 4096
 
 
-def _memo(read: Callable[[str | None], _R]) -> Callable[[str | None], _R]:
-    """`read` (a pure normaliser) with its results for short texts remembered.
+def _memo(read: Callable[..., _R]) -> Callable[..., _R]:
+    """`read` (a pure normaliser of a text, and of any further arguments) with its results
+    for short texts remembered.
 
     A statement's year, section, confidence and the facet and tally counts take a few
     hundred values across a whole crawl, and each reading costs regex work (~0.3-1 µs)
@@ -88,10 +89,10 @@ def _memo(read: Callable[[str | None], _R]) -> Callable[[str | None], _R]:
     """
     cached = lru_cache(maxsize=_MEMO_SIZE)(read)
 
-    def memo(text: str | None) -> _R:
+    def memo(text: str | None, *args: str) -> _R:
         if text is not None and len(text) <= _MEMO_MAX_LEN:
-            return cached(text)
-        return read(text)
+            return cached(text, *args)
+        return read(text, *args)
 
     return memo
 
@@ -99,14 +100,7 @@ def _memo(read: Callable[[str | None], _R]) -> Callable[[str | None], _R]:
 _count = _memo(parse_count)
 _confidence = _memo(parse_confidence)
 _year = _memo(parse_year)
-_label_memo = lru_cache(maxsize=_MEMO_SIZE)(strip_label)
-
-
-def _strip_label(text: str | None, label: str) -> str | None:
-    """`strip_label`, remembered for short texts as in `_memo` (section labels repeat)."""
-    if text is not None and len(text) <= _MEMO_MAX_LEN:
-        return _label_memo(text, label)
-    return strip_label(text, label)
+_strip_label = _memo(strip_label)  # (text, label): section labels repeat too
 
 
 REPORTS = "/reports/"
@@ -277,23 +271,12 @@ def _group(scope: Node, selector: str, owners: dict[int, int]) -> dict[int, list
 
 
 def _firsts(scope: Node, selector: str, owners: dict[int, int]) -> dict[int, Node]:
-    """The first match of `selector` inside each owner, keyed by the owner's index.
-
-    `_owner`'s walk is written out here: this loop runs for every statement field
-    (~175 matches a page), and a call per match cost as much as the walk it made.
-    """
+    """The first match of `selector` inside each owner, keyed by the owner's index."""
     found: dict[int, Node] = {}
     if owners and selector:
-        get, stop = owners.get, scope.mem_id
+        stop = scope.mem_id
         for node in scope.css(selector):
-            up: Node | None = node
-            key: int = node.mem_id
-            index = get(key)
-            while index is None and key != stop and up is not None:
-                up = up.parent
-                if up is not None:
-                    key = up.mem_id
-                    index = get(key)
+            index = _owner(node, owners, stop)
             if index is not None and index not in found:
                 found[index] = node
     return found
@@ -523,42 +506,24 @@ def _statements(node: Node, sel: StatementSelectors) -> tuple[Statement, ...]:
     sections = _firsts(node, sel.section, owners)
     types = _firsts(node, sel.type, owners)
     confidences = _firsts(node, sel.confidence, owners)
-    doi_attr, section_label = sel.citing_doi_attr, sel.section_label
     out: list[Statement] = []
-    # `_attr`, `_text` and `_raw` are written out in this loop, which runs for ~8 fields
-    # of ~25 statements a page: the calls cost as much as the work they wrapped.
     for i, item in enumerate(items):
-        raw_doi: str | None = item.attributes.get(doi_attr)
+        raw_doi = _attr(item, sel.citing_doi_attr)
         citing_doi = doi_or_none(raw_doi) if raw_doi else None
-        if not citing_doi:
-            continue
-        n = snippets.get(i)
-        snippet = clean_text(n.text_lexbor()) if n is not None else None
+        snippet = _text(snippets.get(i))
         snippet = strip_snippet_quotes(snippet) if snippet else None
-        if not snippet:
+        if not citing_doi or not snippet:
             continue
-        n = titles.get(i)
-        title = clean_text(n.text_lexbor()) if n is not None else None
-        n = years.get(i)
-        year = _year(n.text_lexbor()) if n is not None else None
-        n = journals.get(i)
-        journal = clean_text(n.text_lexbor()) if n is not None else None
-        n = sections.get(i)
-        section = _strip_label(n.text_lexbor(), section_label) if n is not None else None
-        n = types.get(i)
-        kind = parse_statement_type(n.text_lexbor()) if n is not None else None
-        n = confidences.get(i)
-        confidence = _confidence(n.text_lexbor()) if n is not None else None
         out.append(
             Statement(
                 citing_doi=citing_doi,
                 snippet=snippet,
-                citing_title=title,
-                citing_year=year,
-                citing_journal=journal,
-                section=section,
-                type=kind,
-                confidence=confidence,
+                citing_title=_text(titles.get(i)),
+                citing_year=_year(_raw(years.get(i))),
+                citing_journal=_text(journals.get(i)),
+                section=_strip_label(_raw(sections.get(i)), sel.section_label),
+                type=parse_statement_type(_raw(types.get(i))),
+                confidence=_confidence(_raw(confidences.get(i))),
             )
         )
     if items and not out:
