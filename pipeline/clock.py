@@ -31,6 +31,12 @@ class Clock(Protocol):
         ...
 
 
+def utcnow() -> datetime:
+    """The current time as an aware UTC datetime: the default clock of every store and
+    of the fetcher's politeness (drivers convert it to their own form)."""
+    return datetime.now(UTC)
+
+
 class SystemClock:
     """The real clock."""
 

@@ -24,7 +24,6 @@ from croniter import croniter
 from pipeline.errors import ConfigError
 from pipeline.logs import redact_text
 from pipeline.models import KEEP_PAGES
-from pipeline.store import rules
 from pipeline.urls import has_userinfo, strip_userinfo
 
 DEFAULT_CONFIG_PATH = Path("config/citepipe.toml")
@@ -33,6 +32,16 @@ YEAR = 365 * DAY
 ENV_PREFIX = "CITEPIPE_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
+
+# The store's defaults (the store's rules and drivers take them from here).
+DEFAULT_WRITER_BATCH = 100  # completions committed per transaction, at most
+# PostgreSQL connections per process: one is the completion writer's, the others serve
+# claims, heartbeats and politeness bookings (docs/store-postgres.md, "Pool").
+DEFAULT_PG_POOL_MIN = 1
+DEFAULT_PG_POOL_MAX = 8
+DEFAULT_REFRESH_INTERVAL = 7 * 86400.0
+DEFAULT_REFRESH_MIN = 86400.0
+DEFAULT_REFRESH_MAX = 30 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -59,12 +68,12 @@ class Settings:
     depth: int = 0
     lease_seconds: float = 30.0
     claim_batch: int = 64
-    writer_batch: int = rules.DEFAULT_WRITER_BATCH
-    pg_pool_min: int = rules.DEFAULT_PG_POOL_MIN  # PostgreSQL: connections kept open
-    pg_pool_max: int = rules.DEFAULT_PG_POOL_MAX  # PostgreSQL: most connections per process
-    refresh_interval: float = rules.DEFAULT_REFRESH_INTERVAL
-    refresh_min: float = rules.DEFAULT_REFRESH_MIN
-    refresh_max: float = rules.DEFAULT_REFRESH_MAX
+    writer_batch: int = DEFAULT_WRITER_BATCH
+    pg_pool_min: int = DEFAULT_PG_POOL_MIN  # PostgreSQL: connections kept open
+    pg_pool_max: int = DEFAULT_PG_POOL_MAX  # PostgreSQL: most connections per process
+    refresh_interval: float = DEFAULT_REFRESH_INTERVAL
+    refresh_min: float = DEFAULT_REFRESH_MIN
+    refresh_max: float = DEFAULT_REFRESH_MAX
     schedule: str = "0 3 * * *"
     timezone: str = "UTC"  # the zone `schedule` is read in (IANA name, e.g. Europe/Paris)
     max_duration: float = 0.0

@@ -21,12 +21,12 @@ from urllib.parse import urljoin
 import aiohttp
 from yarl import URL
 
+from pipeline.clock import utcnow
 from pipeline.config import Settings
 from pipeline.errors import FetchError, PermanentFetchError, TransientFetchError
 from pipeline.models import Page, Validators
 from pipeline.politeness import LocalHosts, Politeness, RobotsAnswer, bounded_wait, host_key
 from pipeline.store.base import HostLedger
-from pipeline.store.rules import utcnow
 from pipeline.urls import strip_userinfo
 
 TRANSIENT_STATUSES = frozenset({408, 425, 429, 500, 502, 503, 504, 520, 521, 522, 523, 524})

@@ -54,6 +54,7 @@ from typing import Any, TypeVar, cast
 
 import asyncpg
 
+from pipeline import config
 from pipeline.errors import StoreDataError, StoreError
 from pipeline.logs import redact_text
 from pipeline.models import (
@@ -239,15 +240,15 @@ class PostgresStore(reads.SQLReads):
         self,
         dsn: str,
         *,
-        writer_batch: int = rules.DEFAULT_WRITER_BATCH,
+        writer_batch: int = config.DEFAULT_WRITER_BATCH,
         queue_size: int = DEFAULT_QUEUE_SIZE,
-        refresh_interval: float = rules.DEFAULT_REFRESH_INTERVAL,
-        refresh_min: float = rules.DEFAULT_REFRESH_MIN,
-        refresh_max: float = rules.DEFAULT_REFRESH_MAX,
+        refresh_interval: float = config.DEFAULT_REFRESH_INTERVAL,
+        refresh_min: float = config.DEFAULT_REFRESH_MIN,
+        refresh_max: float = config.DEFAULT_REFRESH_MAX,
         clock: Clock | None = None,
         create: bool = True,
-        pool_min: int = rules.DEFAULT_PG_POOL_MIN,
-        pool_max: int = rules.DEFAULT_PG_POOL_MAX,
+        pool_min: int = config.DEFAULT_PG_POOL_MIN,
+        pool_max: int = config.DEFAULT_PG_POOL_MAX,
     ) -> None:
         """`create=False` refuses a database without a citepipe schema (status, export);
         `clock` None: bookings take the database's clock (several machines)."""

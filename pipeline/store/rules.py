@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
+from pipeline.clock import utcnow as utcnow  # every store's default clock
+from pipeline.config import DEFAULT_REFRESH_INTERVAL, DEFAULT_REFRESH_MAX, DEFAULT_REFRESH_MIN
 from pipeline.errors import StoreError
 from pipeline.models import (
     Chain,
@@ -111,23 +113,8 @@ KEYS: dict[str, tuple[str, ...]] = {
 }
 RESULT_TABLES = ("papers", "authors", "tallies", "tally_history", "facets", "statements")
 
-# The store's defaults (Settings takes them from here, so each lives in one place).
-DEFAULT_WRITER_BATCH = 100  # completions committed per transaction, at most
-# PostgreSQL connections per process: one is the completion writer's, the others serve
-# claims, heartbeats and politeness bookings (docs/store-postgres.md, "Pool").
-DEFAULT_PG_POOL_MIN = 1
-DEFAULT_PG_POOL_MAX = 8
-DEFAULT_REFRESH_INTERVAL = 7 * 86400.0
-DEFAULT_REFRESH_MIN = 86400.0
-DEFAULT_REFRESH_MAX = 30 * 86400.0
-
 
 # ---------------------------------------------------------------- time
-
-
-def utcnow() -> datetime:
-    """The default clock of every store: aware UTC datetimes (drivers convert them)."""
-    return datetime.now(UTC)
 
 
 def iso(dt: datetime) -> str:

@@ -36,6 +36,7 @@ from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, TypeVar
 
+from pipeline import config
 from pipeline.errors import StoreDataError, StoreError
 from pipeline.models import (
     Completion,
@@ -320,11 +321,11 @@ class SQLiteStore(reads.SQLReads):
         self,
         path: str | os.PathLike[str],
         *,
-        writer_batch: int = rules.DEFAULT_WRITER_BATCH,
+        writer_batch: int = config.DEFAULT_WRITER_BATCH,
         queue_size: int = DEFAULT_QUEUE_SIZE,
-        refresh_interval: float = rules.DEFAULT_REFRESH_INTERVAL,
-        refresh_min: float = rules.DEFAULT_REFRESH_MIN,
-        refresh_max: float = rules.DEFAULT_REFRESH_MAX,
+        refresh_interval: float = config.DEFAULT_REFRESH_INTERVAL,
+        refresh_min: float = config.DEFAULT_REFRESH_MIN,
+        refresh_max: float = config.DEFAULT_REFRESH_MAX,
         clock: Clock | None = None,
         create: bool = True,
     ) -> None:
