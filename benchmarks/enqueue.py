@@ -20,9 +20,9 @@ from pathlib import Path
 
 from pipeline.app import open_pipeline
 from pipeline.config import Settings
-from pipeline.inputs import InputDois
-from pipeline.runs import RunUI, enqueue_lines, survey_input
-from pipeline.summary import InputTally
+from pipeline.runs.inputs import InputDois
+from pipeline.runs.lifecycle import RunUI, enqueue_lines, survey_input
+from pipeline.runs.summary import InputTally
 
 
 def rss_mb() -> float:

@@ -1,4 +1,4 @@
-"""What the pagination guard costs the worker per page (`pipeline.pagination.next_step`),
+"""What the pagination guard costs the worker per page (`pipeline.crawl.pagination.next_step`),
 and what a report's chain costs in the queue. A script that prints figures, never a test.
 
     .venv/bin/python benchmarks/pagination.py [--calls 50000]
@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 import timeit
 
+from pipeline.crawl.pagination import next_step
 from pipeline.models import Chain, Job, Page, Paper, ParseResult, Statement, Tally
-from pipeline.pagination import next_step
 from pipeline.store.rules import chain_from_text, chain_text
 
 SITE = "http://127.0.0.1:8765"

@@ -23,7 +23,9 @@ from citesite.server import CitationSite
 from pipeline import app
 from pipeline.config import Settings
 from pipeline.logs import configure_logging
-from pipeline.runs import RunUI
+from pipeline.ops.reparse import reparse_store
+from pipeline.runs import commands
+from pipeline.runs.lifecycle import RunUI
 
 
 async def run(reports: int, seed: int, folder: Path) -> None:
@@ -43,12 +45,12 @@ async def run(reports: int, seed: int, folder: Path) -> None:
         ).validate()
         started = time.perf_counter()
         async with app.open_pipeline(settings) as p:
-            summary = await app.backfill(p, list(reps), ui=RunUI(err=io.StringIO()))
+            summary = await commands.backfill(p, list(reps), ui=RunUI(err=io.StringIO()))
         crawl = time.perf_counter() - started
         pages = summary.counters.pages_done
     started, cpu = time.perf_counter(), time.process_time()
     async with app.open_pipeline(settings, create=False) as p:
-        done = await app.reparse(p)
+        done = await reparse_store(p)
     wall, cpu = time.perf_counter() - started, time.process_time() - cpu
     print(
         f"crawl (site in this process): {pages} pages in {crawl:.1f} s "

@@ -12,7 +12,7 @@ import os
 import re
 import tomllib
 from collections.abc import Mapping
-from dataclasses import dataclass, fields, replace
+from dataclasses import dataclass, field, fields, replace
 from datetime import UTC, tzinfo
 from pathlib import Path
 from typing import Any
@@ -45,44 +45,146 @@ DEFAULT_REFRESH_MAX = 30 * 86400.0
 
 
 @dataclass(frozen=True, slots=True)
-class Settings:
-    """Everything a citepipe process can be told. Defaults are polite for a real site."""
+class SettingInfo:
+    """What the command line and the docs need to know of one setting."""
 
-    base_url: str = "https://scite.ai"
-    db: str = "data/citepipe.sqlite"
-    concurrency: int = 16  # pages in flight in each process
-    processes: int = 1  # worker processes one command runs on the store; 0 = one per core
-    per_host_concurrency: int = 2
-    request_delay: float = 1.0
-    timeout: float = 30.0
-    connect_timeout: float = 10.0
-    max_attempts: int = 5
-    quick_retries: int = 2
-    retry_base: float = 2.0
-    retry_cap: float = 900.0
-    max_page_bytes: int = 5_000_000
-    max_redirects: int = 5
-    max_pages_per_report: int = 500  # a report's crawl follows at most this many pages
-    respect_robots: bool = True
-    user_agent: str = "citepipe/0.1 (+https://github.com/citepipe/citepipe; citepipe@example.org)"
-    depth: int = 0
-    lease_seconds: float = 30.0
-    claim_batch: int = 64
-    writer_batch: int = DEFAULT_WRITER_BATCH
-    pg_pool_min: int = DEFAULT_PG_POOL_MIN  # PostgreSQL: connections kept open
-    pg_pool_max: int = DEFAULT_PG_POOL_MAX  # PostgreSQL: most connections per process
-    refresh_interval: float = DEFAULT_REFRESH_INTERVAL
-    refresh_min: float = DEFAULT_REFRESH_MIN
-    refresh_max: float = DEFAULT_REFRESH_MAX
-    schedule: str = "0 3 * * *"
-    timezone: str = "UTC"  # the zone `schedule` is read in (IANA name, e.g. Europe/Paris)
-    max_duration: float = 0.0
-    selectors: str = ""
-    keep_pages: str = "broken"  # fetched pages kept in the store for `reparse`: broken | all
-    log_level: str = "info"
-    log_format: str = "auto"
-    progress: bool = True
-    progress_interval: float = 60.0  # seconds between progress log lines; 0 = none
+    name: str
+    default: Any
+    help: str
+    flags: tuple[str, ...]  # the flag groups that carry it (empty: file and env only)
+    flag_type: Any  # the argparse `type` of its flag
+
+
+def setting(
+    default: Any,
+    help: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    strict: bool = False,
+    flags: tuple[str, ...] = (),
+    flag_type: Any = None,
+) -> Any:
+    """One setting's whole declaration: a dataclass field whose metadata carries its help,
+    its bounds (numbers: `low`, excluded when `strict`, to `high`) and its flag groups."""
+    meta: dict[str, Any] = {"help": help, "flags": flags, "flag_type": flag_type}
+    if low is not None and high is not None:
+        meta["bounds"] = (low, strict, high)
+    return field(default=default, metadata=meta)
+
+
+@dataclass(frozen=True, slots=True)
+class Settings:
+    """Everything a citepipe process can be told. Defaults are polite for a real site.
+
+    Each field is declared once, by `setting(...)`: its default, its help text, the
+    bounds a number must keep, and which commands take it as a flag (`flags`: groups the
+    command table names, `cli/_base.py`). docs/settings.md lists them all (a test checks).
+    """
+
+    base_url: str = setting("https://scite.ai", "the citation site's base URL", flags=("site",))
+    db: str = setting(
+        "data/citepipe.sqlite",
+        "the store: a SQLite file path, sqlite:///path or postgresql://user@host/db",
+        flags=("store",),
+    )
+    concurrency: int = setting(
+        16, "pages in flight in each process", low=1, high=10_000, flags=("crawl",)
+    )
+    processes: int = setting(
+        1,
+        "worker processes on the store, or auto (one per CPU core)",
+        low=0,
+        high=1_000,
+        flags=("work",),
+        flag_type=str,  # `auto` is 0
+    )
+    per_host_concurrency: int = setting(
+        2, "pages in flight per host", low=1, high=1_000, flags=("crawl",)
+    )
+    request_delay: float = setting(
+        1.0, "seconds between request starts to one host", low=0, high=DAY, flags=("crawl",)
+    )
+    timeout: float = setting(
+        30.0, "seconds before a request times out", low=0, strict=True, high=DAY, flags=("crawl",)
+    )
+    connect_timeout: float = setting(
+        10.0, "seconds before a connection attempt times out", low=0, strict=True, high=DAY
+    )
+    max_attempts: int = setting(
+        5, "attempts before a page is given up (dead)", low=1, high=1_000, flags=("crawl",)
+    )
+    quick_retries: int = setting(
+        2, "retries of a page within the same claim before it waits", low=0, high=100
+    )
+    retry_base: float = setting(2.0, "first backoff between attempts (seconds)", low=0, high=YEAR)
+    retry_cap: float = setting(
+        900.0, "longest backoff between attempts (seconds)", low=0, high=YEAR
+    )
+    max_page_bytes: int = setting(5_000_000, "largest page body read", low=1, high=2**31)
+    max_redirects: int = setting(5, "redirects followed per request", low=0, high=100)
+    max_pages_per_report: int = setting(
+        500, "a report's crawl follows at most this many pages", low=1, high=1_000_000
+    )
+    respect_robots: bool = setting(True, "obey the site's robots.txt")
+    user_agent: str = setting(
+        "citepipe/0.1 (+https://github.com/citepipe/citepipe; citepipe@example.org)",
+        "User-Agent header: name the tool and a contact",
+        flags=("crawl",),
+    )
+    depth: int = setting(0, "also crawl citing papers, this many levels deep", low=0, high=1_000)
+    lease_seconds: float = setting(
+        30.0,
+        "how long a claimed job is held before others may take it",
+        low=0,
+        strict=True,
+        high=DAY,
+    )
+    claim_batch: int = setting(64, "jobs claimed at once", low=1, high=100_000)
+    writer_batch: int = setting(
+        DEFAULT_WRITER_BATCH,
+        "completions committed per transaction, at most",
+        low=1,
+        high=100_000,
+    )
+    pg_pool_min: int = setting(
+        DEFAULT_PG_POOL_MIN, "PostgreSQL: connections kept open", low=1, high=1_000
+    )
+    pg_pool_max: int = setting(
+        DEFAULT_PG_POOL_MAX, "PostgreSQL: most connections per process", low=1, high=1_000
+    )
+    refresh_interval: float = setting(
+        DEFAULT_REFRESH_INTERVAL,
+        "a report's first refresh after this long",
+        low=0,
+        strict=True,
+        high=10 * YEAR,
+    )
+    refresh_min: float = setting(
+        DEFAULT_REFRESH_MIN, "shortest refresh interval", low=0, strict=True, high=10 * YEAR
+    )
+    refresh_max: float = setting(
+        DEFAULT_REFRESH_MAX, "longest refresh interval", low=0, strict=True, high=10 * YEAR
+    )
+    schedule: str = setting("0 3 * * *", "cron expression of `citepipe schedule`")
+    timezone: str = setting("UTC", "the zone `schedule` is read in (IANA name, e.g. Europe/Paris)")
+    max_duration: float = setting(0.0, "a crawl's time budget; 0 = none", low=0, high=YEAR)
+    selectors: str = setting(
+        "", "a TOML file overriding the report page selectors", flags=("crawl", "selectors")
+    )
+    keep_pages: str = setting(
+        "broken",
+        "fetched pages kept in the store for `reparse`: broken or all",
+        flags=("crawl", "keep"),
+    )
+    log_level: str = setting("info", "debug, info, warning or error", flags=("log",))
+    log_format: str = setting(
+        "auto", "auto (console on a TTY, else JSON), json or console", flags=("log",)
+    )
+    progress: bool = setting(True, "a progress bar on a terminal")
+    progress_interval: float = setting(
+        60.0, "seconds between progress log lines; 0 = none", low=0, high=YEAR
+    )
 
     def validate(self) -> Settings:
         """Raise ConfigError, naming the setting, for a value no run could use; return the
@@ -114,6 +216,7 @@ class Settings:
         schedule_zone(self.timezone)  # raises ConfigError naming `timezone`
         if not self.user_agent.strip():
             raise ConfigError("user_agent: must not be empty")
+        check_shareable(self)
         if has_userinfo(self.base_url):
             return replace(self, base_url=strip_userinfo(self.base_url))
         return self
@@ -129,34 +232,12 @@ class Settings:
         return self.base_url.rstrip("/")
 
 
-# What each number may be: (lowest, lowest excluded?, highest). NaN and infinity never
-# pass. The highest values are far beyond any sensible setting; they keep a typo (or
-# `1e308`) from overflowing time arithmetic or the database's integers mid-run.
+# What each number may be: (lowest, lowest excluded?, highest), from the fields' own
+# declarations. NaN and infinity never pass. The highest values are far beyond any
+# sensible setting; they keep a typo (or `1e308`) from overflowing time arithmetic or the
+# database's integers mid-run.
 NUMBER_BOUNDS: dict[str, tuple[float, bool, float]] = {
-    "concurrency": (1, False, 10_000),
-    "per_host_concurrency": (1, False, 1_000),
-    "request_delay": (0, False, DAY),
-    "timeout": (0, True, DAY),
-    "connect_timeout": (0, True, DAY),
-    "max_attempts": (1, False, 1_000),
-    "max_pages_per_report": (1, False, 1_000_000),
-    "quick_retries": (0, False, 100),
-    "retry_base": (0, False, YEAR),
-    "retry_cap": (0, False, YEAR),
-    "max_page_bytes": (1, False, 2**31),
-    "max_redirects": (0, False, 100),
-    "depth": (0, False, 1_000),
-    "processes": (0, False, 1_000),  # 0 = one per CPU core
-    "lease_seconds": (0, True, DAY),
-    "claim_batch": (1, False, 100_000),
-    "writer_batch": (1, False, 100_000),
-    "pg_pool_min": (1, False, 1_000),
-    "pg_pool_max": (1, False, 1_000),
-    "refresh_interval": (0, True, 10 * YEAR),
-    "refresh_min": (0, True, 10 * YEAR),
-    "refresh_max": (0, True, 10 * YEAR),
-    "max_duration": (0, False, YEAR),
-    "progress_interval": (0, False, YEAR),
+    f.name: f.metadata["bounds"] for f in fields(Settings) if f.metadata.get("bounds")
 }
 
 
@@ -170,6 +251,27 @@ def _check_number(name: str, value: float, low: float, strict: bool, high: float
         raise ConfigError(f"{name}: must be >= {low:g}, got {value!r}")
     if value > high:
         raise ConfigError(f"{name}: must be at most {high:g}, got {value!r}")
+
+
+def process_count(settings: Settings) -> int:
+    """How many worker processes `settings.processes` asks for (0 = one per CPU core)."""
+    if settings.processes > 0:
+        return settings.processes
+    if hasattr(os, "sched_getaffinity"):  # the cores this process may run on
+        return max(1, len(os.sched_getaffinity(0)))
+    return os.cpu_count() or 1
+
+
+def check_shareable(settings: Settings) -> None:
+    """Several processes need a store they can all open: not a private memory store.
+
+    A contradiction between two settings (`processes` and `db`), so it is caught when the
+    settings are validated, before anything is opened."""
+    if process_count(settings) > 1 and (
+        settings.db.removeprefix("sqlite:///") in (":memory:", "")
+        or settings.db.lower().startswith("memory://")
+    ):
+        raise ConfigError("processes: a memory store cannot be shared; name a store file (db)")
 
 
 _DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([smhd]?)", re.IGNORECASE)
@@ -205,6 +307,20 @@ _FIELD_TYPES: dict[str, type] = {
 
 def setting_names() -> tuple[str, ...]:
     return tuple(_FIELD_TYPES)
+
+
+def setting_infos() -> tuple[SettingInfo, ...]:
+    """Every setting's declaration, in field order (for flags and docs)."""
+    return tuple(
+        SettingInfo(
+            f.name,
+            f.default,
+            f.metadata["help"],
+            f.metadata["flags"],
+            f.metadata["flag_type"],
+        )
+        for f in fields(Settings)
+    )
 
 
 def _coerce(name: str, value: Any, source: str) -> Any:

@@ -25,7 +25,7 @@ class Chain:
     statements (page 1's tallies), `per_page` the most statements a page held, `got` the
     statements read so far (None when unknown), `repeats` a digest of each page's
     statements (a page that repeats an earlier one's is a cycle under a new address). See
-    `pipeline.pagination`.
+    `pipeline.crawl.pagination`.
     """
 
     seen: tuple[str, ...] = ()
@@ -259,7 +259,7 @@ class RobotsRecord:
     """A host's last robots.txt fetch, kept in the store so every process obeys one verdict.
 
     `status` is the HTTP status, or None when robots.txt was unreachable (connection error,
-    timeout). What it means (RFC 9309) is `pipeline.politeness.robots_verdict`: 2xx = the
+    timeout). What it means (RFC 9309) is `pipeline.crawl.politeness.robots_verdict`: 2xx = the
     rules in `text`; other 4xx but 429 = allow all; 429, 5xx or unreachable = disallow all.
     `expires_at` is when any process should fetch it again; `failures` counts consecutive
     disallowing fetches, for the backoff.

@@ -124,6 +124,11 @@ class ReportSource:
         self._site = host_key(self.base)
         self._prefix = urlsplit(self.base).path + REPORTS
 
+    @classmethod
+    def from_settings(cls, settings: Settings) -> ReportSource:
+        """The report profile on `base_url`, with the `selectors` file if one is set."""
+        return cls(load_selectors(settings.selectors or None), base_url=settings.base_url)
+
     def address(self, doi: str) -> str:
         """`{base}/reports/{doi}`, the DOI percent-encoded where needed; `BadInputError`
         for a DOI with a `.`/`..` segment (plain or encoded), which a server would
@@ -556,7 +561,7 @@ def _next(node: Node | None, report_url: str) -> str | None:
 
     An `href` that names nothing (empty, `#` of a disabled button, `//`) is no link. A link back to
     this very page is returned as it is: the crawler's pagination guard
-    (`pipeline.pagination`) records it as a cycle instead of it vanishing here unsaid.
+    (`pipeline.crawl.pagination`) records it as a cycle instead of it vanishing here unsaid.
     """
     href = (_attr(node, "href") or "").strip()
     try:

@@ -180,7 +180,7 @@ class RunRegistry(Protocol):
 class HostLedger(Protocol):
     """Politeness shared by every process on the store, one row per host.
 
-    `host` is `scheme://host:port` (`pipeline.politeness.host_key`). See docs/store.md,
+    `host` is `scheme://host:port` (`pipeline.crawl.politeness.host_key`). See docs/store.md,
     "Politeness".
     """
 

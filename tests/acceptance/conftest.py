@@ -22,10 +22,10 @@ import structlog
 from citesite.dataset import SiteReport, generate
 from pipeline.clock import ManualClock, SystemClock
 from pipeline.config import Settings
+from pipeline.crawl.worker import RunCounters
 from pipeline.logs import configure_logging
-from pipeline.progress import Progress
-from pipeline.runs import RunUI
-from pipeline.worker import RunCounters
+from pipeline.runs.lifecycle import RunUI
+from pipeline.runs.progress import Progress
 
 ROOT = Path(__file__).resolve().parents[2]
 _started: list[asyncio.subprocess.Process] = []

@@ -18,7 +18,9 @@ from citesite.server import CitationSite
 from pipeline import app, cli
 from pipeline.config import Settings
 from pipeline.logs import configure_logging
-from pipeline.summary import RunSummary, render_status
+from pipeline.ops.reparse import ReparseSummary, reparse_store
+from pipeline.runs import commands
+from pipeline.runs.summary import RunSummary, render_status
 
 from .conftest import expected_statements, fast_settings, query, quiet_ui, reports, snapshot
 
@@ -48,12 +50,12 @@ async def crawl_into(settings: Settings, dois: list[str]) -> int:
 
 async def backfill(settings: Settings, dois: list[str]) -> RunSummary:
     async with app.open_pipeline(settings) as p:
-        return await app.backfill(p, dois, ui=quiet_ui())
+        return await commands.backfill(p, dois, ui=quiet_ui())
 
 
-async def reparse(settings: Settings, **kw: Any) -> app.ReparseSummary:
+async def reparse(settings: Settings, **kw: Any) -> ReparseSummary:
     async with app.open_pipeline(settings, create=False) as p:
-        return await app.reparse(p, **kw)
+        return await reparse_store(p, **kw)
 
 
 async def test_reparse_after_a_selector_fix_gives_the_rows_of_a_fresh_crawl(
@@ -81,7 +83,7 @@ async def test_reparse_after_a_selector_fix_gives_the_rows_of_a_fresh_crawl(
         assert query(drifted, "select count(*) from pages") == [(0,)]  # they parse now
 
         async with app.open_pipeline(fixed) as p:  # the next pages, fetched
-            assert (await app.worker(p, burst=True, ui=quiet_ui())).exit_code == 0
+            assert (await commands.worker(p, burst=True, ui=quiet_ui())).exit_code == 0
         assert await crawl_into(fast_settings(site.base_url, fresh), dois) == 0
 
     assert snapshot(drifted) == snapshot(fresh)
@@ -100,7 +102,7 @@ async def test_pages_still_broken_stay_dead_and_exit_1(tmp_path: Path) -> None:
     async with CitationSite(reps, per_page=5) as site:
         settings = fast_settings(site.base_url, db, selectors=str(bad))
         summary = await backfill(settings, list(reps))
-        assert app.REPARSE_HINT in summary.render()  # the user is told what to do
+        assert commands.REPARSE_HINT in summary.render()  # the user is told what to do
         async with app.open_pipeline(settings, create=False) as p:
             assert "reparse --broken" in render_status(await p.store.stats())
         again = await reparse(settings, broken_only=True)

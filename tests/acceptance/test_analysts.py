@@ -24,6 +24,8 @@ import structlog
 from pipeline import app, cli
 from pipeline.logs import configure_logging
 from pipeline.models import Completion, NewJob, Paper, ParseResult, Statement, Tally
+from pipeline.ops import read as ops_read
+from pipeline.runs import demo
 from pipeline.store import SQLiteStore
 
 from .conftest import fast_settings, query, quiet_ui
@@ -47,7 +49,7 @@ def demo_db(tmp_path_factory: pytest.TempPathFactory) -> Path:
     settings = fast_settings("http://127.0.0.1:9", db)
     configure_logging("warning", "json", stream=io.StringIO())
     try:
-        summary = asyncio.run(app.demo(settings, ui=quiet_ui()))
+        summary = asyncio.run(demo.demo(settings, ui=quiet_ui()))
     finally:
         structlog.reset_defaults()
     assert summary.exit_code == 0
@@ -233,7 +235,7 @@ def test_where_is_validated_and_never_reaches_sql(
 
 async def test_show_plot_draws_the_tally_history(tmp_path: Path) -> None:
     image = pytest.importorskip("matplotlib.image")  # the `plot` extra, in `test`
-    from pipeline import views
+    from pipeline.cli import views
 
     db = tmp_path / "s.sqlite"
     t0 = datetime(2026, 1, 1, tzinfo=UTC)
@@ -248,7 +250,7 @@ async def test_show_plot_draws_the_tally_history(tmp_path: Path) -> None:
             seen = t0 + timedelta(days=30 * rnd)
             await store.complete(Completion(job, res, fetched_at=seen))
     async with app.open_pipeline(fast_settings("http://127.0.0.1:9", db), create=False) as p:
-        view = await app.show(p, "10.1234/a")
+        view = await ops_read.show(p, "10.1234/a")
     assert [h["mentioning"] for h in view.history] == [5, 9, 12]
     png = views.plot_history(view, tmp_path / "history.png")
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -23,10 +23,12 @@ import structlog
 
 from citesite.server import CitationSite
 from pipeline import app, cli
+from pipeline.cli import _base as cli_base
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
 from pipeline.models import NewJob
-from pipeline.runs import Stop
+from pipeline.runs import demo
+from pipeline.runs.lifecycle import Stop
 
 from .conftest import fast_env, fast_settings, query, reports, run_cli, start_cli, write_dois
 
@@ -261,10 +263,10 @@ def test_demo_refuses_to_overwrite_what_it_did_not_make(tmp_path: Path) -> None:
     store_bytes = store.read_bytes()
     for target in (text, store):
         with pytest.raises(ConfigError, match="not a store made by `citepipe demo`"):
-            app.prepare_demo_db(str(target), force=False)
+            demo.prepare_demo_db(str(target), force=False)
     assert text.read_text(encoding="utf-8") == "precious\n"
     assert store.read_bytes() == store_bytes
-    app.prepare_demo_db(str(text), force=True)  # --force: the user said so
+    demo.prepare_demo_db(str(text), force=True)  # --force: the user said so
     assert not text.exists()
 
 
@@ -273,7 +275,7 @@ async def test_demo_replaces_its_own_store_and_refuses_a_real_one(tmp_path: Path
     env = fast_env("http://unused.invalid", tmp_path / "x.sqlite")
     first = await run_cli("demo", "--db", str(db), env=env)
     assert first.code == 0, first.err[-2000:]
-    assert app.is_demo_store(str(db))
+    assert demo.is_demo_store(str(db))
     again = await run_cli("demo", "--db", str(db), env=env)  # its own store: replaced
     assert again.code == 0, again.err[-2000:]
     assert query(db, "select count(*) from runs") == [(1,)]
@@ -285,8 +287,8 @@ async def test_demo_replaces_its_own_store_and_refuses_a_real_one(tmp_path: Path
 
 
 def test_demo_db_is_its_own_file_unless_db_is_set() -> None:
-    assert app.demo_db(Settings()) == app.DEMO_DB == "data/demo.sqlite"
-    assert app.demo_db(Settings(db="/data/citepipe.sqlite")) == "/data/citepipe.sqlite"
+    assert demo.demo_db(Settings()) == demo.DEMO_DB == "data/demo.sqlite"
+    assert demo.demo_db(Settings(db="/data/citepipe.sqlite")) == "/data/citepipe.sqlite"
 
 
 def test_demo_stores_where_citepipe_db_says(
@@ -303,7 +305,7 @@ def test_demo_stores_where_citepipe_db_says(
     monkeypatch.setenv("CITEPIPE_LOG_LEVEL", "warning")
     code, out, err = run_main(capsys, "demo")
     assert code == 0, err[-2000:]
-    assert app.is_demo_store(str(db))
+    assert demo.is_demo_store(str(db))
     assert query(db, "select count(*) from jobs where state != 'done'") == [(0,)]
     assert f"stored in {db}" in out
     assert sorted(p.name for p in tmp_path.iterdir()) == ["volume"]
@@ -334,11 +336,11 @@ async def test_first_ctrl_c_under_politeness_stops_and_releases_leases(tmp_path:
 async def test_a_second_signal_forces_the_quit_and_handlers_are_restored() -> None:
     """The first signal asks the run to stop; the second forces the quit; on the way out
     the handlers that were there before are back."""
-    before = {sig: signal.getsignal(sig) for sig in cli.STOP_SIGNALS}
+    before = {sig: signal.getsignal(sig) for sig in cli_base.STOP_SIGNALS}
     forced: list[int] = []
     stop = Stop()
     err = io.StringIO()
-    with cli.handle_signals(stop, err, force_quit=forced.append):
+    with cli_base.handle_signals(stop, err, force_quit=forced.append):
         os.kill(os.getpid(), signal.SIGTERM)
         await asyncio.wait_for(stop.wait(), 5)
         assert stop.signum == signal.SIGTERM and forced == []
@@ -349,7 +351,7 @@ async def test_a_second_signal_forces_the_quit_and_handlers_are_restored() -> No
             await asyncio.sleep(0)
     assert forced == [143]  # 128 + the first signal, SIGTERM
     assert "quitting now" in err.getvalue()
-    assert {sig: signal.getsignal(sig) for sig in cli.STOP_SIGNALS} == before
+    assert {sig: signal.getsignal(sig) for sig in cli_base.STOP_SIGNALS} == before
 
 
 async def _wait_for_done(db: Path, at_least: int) -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 from citesite.server import CitationSite
 from citesite.style import report_style
 from pipeline import app
+from pipeline.runs import commands
 
 from .conftest import (
     expected_statements,
@@ -41,7 +42,7 @@ async def test_credentials_in_links_and_base_url_are_never_sent_or_stored(tmp_pa
         settings = fast_settings(base, db)
         assert "hunter2" not in settings.base_url
         async with app.open_pipeline(settings) as p:
-            summary = await app.backfill(p, sorted(reps), ui=quiet_ui())
+            summary = await commands.backfill(p, sorted(reps), ui=quiet_ui())
             exported = [row async for row in p.store.export("jobs")]
             exported += [row async for row in p.store.export("papers")]
         log = site.requests
@@ -70,7 +71,7 @@ async def test_dot_segment_dois_are_bad_lines_and_nothing_leaves_reports(tmp_pat
     ui = quiet_ui()
     async with CitationSite(reps, faults="dots=1") as site:
         async with app.open_pipeline(fast_settings(site.base_url, db)) as p:
-            summary = await app.backfill(p, lines, ui=ui)
+            summary = await commands.backfill(p, lines, ui=ui)
         log = site.requests
     assert summary.inputs.bad_lines == len(hostile)
     assert summary.exit_code == 1  # bad lines: the rest is stored
@@ -109,6 +110,6 @@ async def test_an_infinite_request_delay_never_crashes_a_job(tmp_path: Path) -> 
             fast_settings(site.base_url, db), request_delay=float("inf"), respect_robots=False
         )
         async with app.open_pipeline(settings) as p:
-            summary = await asyncio.wait_for(app.backfill(p, [direct.doi], ui=quiet_ui()), 30)
+            summary = await asyncio.wait_for(commands.backfill(p, [direct.doi], ui=quiet_ui()), 30)
     assert summary.exit_code == 0
     assert summary.counters.dead.total() == 0 and summary.counters.pages_done == 1

@@ -23,8 +23,9 @@ from citesite.server import CitationSite
 from pipeline import app
 from pipeline.models import Page, ParseResult
 from pipeline.normalise import doi_path
+from pipeline.runs import commands
+from pipeline.runs.summary import RunSummary
 from pipeline.sources.report import ReportSource
-from pipeline.summary import RunSummary
 
 from .conftest import OffsetClock, fast_env, fast_settings, query, quiet_ui, run_cli, write_dois
 
@@ -69,7 +70,7 @@ def papers(db: Path) -> dict[str, tuple[int, str | None]]:
 async def backfill(site: CitationSite, db: Path, dois: list[str], **extra: object) -> RunSummary:
     settings = fast_settings(site.base_url, db, **extra)
     async with app.open_pipeline(settings) as p:
-        return await asyncio.wait_for(app.backfill(p, dois, ui=quiet_ui()), 120)
+        return await asyncio.wait_for(commands.backfill(p, dois, ui=quiet_ui()), 120)
 
 
 MODES = tuple(INCOMPLETE_KINDS)
@@ -180,12 +181,12 @@ async def test_a_refresh_of_hostile_reports_stays_bounded_and_keeps_the_reasons(
     async with CitationSite(reps, faults=spec, per_page=PER_PAGE) as site:
         settings = fast_settings(site.base_url, db, **refresh)
         async with app.open_pipeline(settings, clock=clock) as p:
-            await app.backfill(p, [r.doi for r in reps], ui=quiet_ui())
+            await commands.backfill(p, [r.doi for r in reps], ui=quiet_ui())
         first = papers(db)
         since = len(site.requests)
         clock.offset += 10
         async with app.open_pipeline(settings, clock=clock) as p:
-            summary = await asyncio.wait_for(app.crawl(p, None, ui=quiet_ui()), 120)
+            summary = await asyncio.wait_for(commands.crawl(p, None, ui=quiet_ui()), 120)
         again = site.requests[since:]
     assert summary.exit_code == 0
     assert summary.counters.pages_unchanged > 0
@@ -293,7 +294,7 @@ async def test_a_bug_kills_its_job_counted_in_summary_and_exit_code(
     async with CitationSite(reps) as site:
         settings = fast_settings(site.base_url, db)
         async with app.open_pipeline(settings, source=BuggySource(bad, site.base_url)) as p:
-            summary = await app.backfill(p, [r.doi for r in reps], ui=quiet_ui())
+            summary = await commands.backfill(p, [r.doi for r in reps], ui=quiet_ui())
     reason = "internal error: KeyError: 'boom'"
     assert summary.exit_code == 1
     assert summary.counters.dead == {reason: 1} and summary.input_dead == {reason: 1}

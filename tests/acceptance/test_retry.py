@@ -19,6 +19,8 @@ import structlog
 from citesite.server import CitationSite
 from pipeline import app, cli
 from pipeline.models import NewJob, Requeued
+from pipeline.ops import admin
+from pipeline.runs import commands
 
 from .conftest import fast_env, fast_settings, query, quiet_ui, reports, run_cli, write_dois
 
@@ -46,17 +48,17 @@ async def test_retry_after_a_wrong_base_url_finishes_the_input(tmp_path: Path) -
     db = tmp_path / "s.sqlite"
     wrong = f"http://127.0.0.1:{closed_port()}"
     async with app.open_pipeline(fast_settings(wrong, db, max_attempts=1)) as p:
-        first = await app.backfill(p, dois, ui=quiet_ui())
+        first = await commands.backfill(p, dois, ui=quiet_ui())
     assert first.exit_code == 1 and first.input_dead.total() == len(dois)
 
     async with CitationSite(reps) as site:
         right = fast_settings(site.base_url, db)
         async with app.open_pipeline(right) as p:
-            done = await app.retry(p, reason="unavailable")
+            done = await admin.retry(p, reason="unavailable")
             assert done == Requeued(jobs=len(dois), reports=len(dois), kept=0)
             urls = {u for (u,) in query(db, "select url from jobs")}
             assert urls == {p.source.address(d) for d in dois}  # the right host now
-            again = await app.backfill(p, dois, ui=quiet_ui())
+            again = await commands.backfill(p, dois, ui=quiet_ui())
     assert again.exit_code == 0
     assert again.input_dead.total() == 0
     assert query(db, "select state, count(*) from jobs group by state") == [
@@ -79,7 +81,7 @@ async def test_later_pages_keep_their_path_on_the_new_site(tmp_path: Path) -> No
         for job in await p.store.claim("w", 10, 30):
             await p.store.fail(job, "http 500", None)
     async with app.open_pipeline(fast_settings(new, db)) as p:
-        assert await app.retry(p, dois=["10.1000/a", "10.1000/b"]) == Requeued(2, 1, 1)
+        assert await admin.retry(p, dois=["10.1000/a", "10.1000/b"]) == Requeued(2, 1, 1)
     assert query(db, "select doi, page, state, url from jobs order by id") == [
         ("10.1000/a", 1, "queued", f"{new}/reports/10.1000/a"),
         ("10.1000/a", 2, "queued", f"{new}/reports/slug-a?page=2"),

@@ -23,11 +23,12 @@ from citesite.faults import FaultSpec
 from citesite.server import CitationSite
 from pipeline import app
 from pipeline.clock import ManualClock
-from pipeline.fetcher import AiohttpFetcher
+from pipeline.crawl.fetcher import AiohttpFetcher
 from pipeline.models import NewJob, Page, ParseResult, Validators
-from pipeline.runs import RunUI, Stop
+from pipeline.runs import commands
+from pipeline.runs.lifecycle import RunUI, Stop
+from pipeline.runs.summary import RunSummary
 from pipeline.sources.report import ReportSource
-from pipeline.summary import RunSummary
 
 from .conftest import (
     FirstPage,
@@ -61,7 +62,7 @@ async def run_backfill(
     settings: object, lines: list[str], ui: RunUI | None = None, **parts: object
 ) -> RunSummary:
     async with app.open_pipeline(settings, **parts) as p:  # type: ignore[arg-type]
-        return await app.backfill(p, lines, ui=ui or quiet_ui())
+        return await commands.backfill(p, lines, ui=ui or quiet_ui())
 
 
 async def run_crawl(
@@ -73,7 +74,7 @@ async def run_crawl(
     clock = kw.pop("clock", None)
     fetcher = kw.pop("fetcher", None)
     async with app.open_pipeline(settings, clock=clock, fetcher=fetcher) as p:  # type: ignore[arg-type]
-        return await app.crawl(p, seeds, ui=ui or quiet_ui(), **kw)  # type: ignore[arg-type]
+        return await commands.crawl(p, seeds, ui=ui or quiet_ui(), **kw)  # type: ignore[arg-type]
 
 
 # ---------------------------------------------------------------- backfill
@@ -500,7 +501,7 @@ async def test_a_stop_request_releases_leases_and_the_rest_stays_queued(tmp_path
 
         stopper = asyncio.create_task(stop_when_fetching())
         async with app.open_pipeline(settings) as p:
-            summary = await app.backfill(p, list(reps), stop=stop, ui=ui)
+            summary = await commands.backfill(p, list(reps), stop=stop, ui=ui)
         await stopper
         assert summary.exit_code == 130
         assert "stopped by signal" in summary.render()
@@ -533,7 +534,9 @@ async def test_schedule_runs_crawls_on_its_cron_expression(tmp_path: Path) -> No
     async with CitationSite(reps) as site:
         settings = fast_settings(site.base_url, db, schedule="0 3 * * *")
         async with app.open_pipeline(settings, clock=clock) as p:
-            result = await app.schedule(p, str(seeds), stop=stop, ui=quiet_ui(), on_crawl=on_crawl)
+            result = await commands.schedule(
+                p, str(seeds), stop=stop, ui=quiet_ui(), on_crawl=on_crawl
+            )
     assert len(crawls) == 2 and all(c.exit_code == 0 for c in crawls)
     assert result.exit_code == 0
     assert query(db, "select count(*) from runs where kind = 'crawl'") == [(2,)]
@@ -613,7 +616,9 @@ async def test_schedule_reads_its_cron_expression_in_the_timezone_setting(tmp_pa
             site.base_url, db, schedule="0 3 * * *", timezone="America/New_York"
         )
         async with app.open_pipeline(settings, clock=clock) as p:
-            await app.schedule(p, None, stop=stop, ui=quiet_ui(), on_crawl=lambda _: stop.request())
+            await commands.schedule(
+                p, None, stop=stop, ui=quiet_ui(), on_crawl=lambda _: stop.request()
+            )
     [(started,)] = query(db, "select started_at from runs")
     assert started.startswith("2026-01-01T08:00:00")
 
@@ -639,10 +644,10 @@ async def test_worker_burst_follows_the_rule_and_a_long_running_worker_ends_at_0
         async with app.open_pipeline(settings) as p:
             urls = [*reps, "10.5555/missing"]
             await p.store.enqueue([NewJob(doi=d, url=f"{site.base_url}/reports/{d}") for d in urls])
-            burst = await app.worker(p, burst=True, ui=quiet_ui())
+            burst = await commands.worker(p, burst=True, ui=quiet_ui())
             stop = Stop()
             stop.request(15)  # SIGTERM: the normal end of a long-running worker
-            long_running = await app.worker(p, burst=False, stop=stop, ui=quiet_ui())
+            long_running = await commands.worker(p, burst=False, stop=stop, ui=quiet_ui())
     assert burst.exit_code == 1 and dict(burst.counters.dead) == {"not found (404)": 1}
     assert long_running.exit_code == 0
 
@@ -658,7 +663,7 @@ async def test_a_stop_while_reading_the_input_ends_the_reading(tmp_path: Path) -
 
     db = tmp_path / "c.sqlite"
     async with app.open_pipeline(fast_settings("http://127.0.0.1:9", db)) as p:
-        summary = await app.backfill(p, lines(), stop=stop, ui=quiet_ui())
+        summary = await commands.backfill(p, lines(), stop=stop, ui=quiet_ui())
     assert summary.exit_code == 130
     assert summary.inputs.lines == 1500  # read up to the stop, not to the end
     assert query(db, "select count(*) from jobs where state = 'queued'") == [(1500,)]

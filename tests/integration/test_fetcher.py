@@ -13,10 +13,10 @@ import pytest
 from aiohttp import web
 
 from pipeline.config import Settings
+from pipeline.crawl.fetcher import AiohttpFetcher, parse_retry_after
+from pipeline.crawl.politeness import MAX_WAIT
 from pipeline.errors import PermanentFetchError, TransientFetchError
-from pipeline.fetcher import AiohttpFetcher, parse_retry_after
 from pipeline.models import Validators
-from pipeline.politeness import MAX_WAIT
 from pipeline.sources.report import ReportSource
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]

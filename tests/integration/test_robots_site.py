@@ -14,9 +14,9 @@ import pytest
 from citesite.dataset import SiteReport, generate
 from citesite.server import CitationSite
 from pipeline.config import Settings
+from pipeline.crawl.fetcher import AiohttpFetcher
+from pipeline.crawl.politeness import host_key
 from pipeline.errors import PermanentFetchError, TransientFetchError
-from pipeline.fetcher import AiohttpFetcher
-from pipeline.politeness import host_key
 from pipeline.store import SQLiteStore
 
 REPORTS: dict[str, SiteReport] = {r.doi: r for r in generate(3, 7)}

@@ -548,7 +548,7 @@ async def test_bookings_from_two_connections_never_overlap(tmp_path: Path) -> No
 
 
 async def test_datasette_metadata_describes_only_real_tables_and_columns(tmp_path: Path) -> None:
-    from pipeline.metadata import HIDDEN, datasette_metadata
+    from pipeline.ops.datasette import HIDDEN, datasette_metadata
 
     path = tmp_path / "store.sqlite"
     async with SQLiteStore(path):

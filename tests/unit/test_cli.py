@@ -11,8 +11,11 @@ from types import SimpleNamespace
 import pytest
 
 from pipeline import cli
+from pipeline.cli import tools
+from pipeline.cli._base import Invocation
+from pipeline.config import Settings
 from pipeline.errors import ConfigError
-from pipeline.summary import plural
+from pipeline.runs.summary import plural
 
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "samples"
 CRAWL_ONLY = ("--concurrency", "--request-delay", "--base-url", "--max-attempts", "--timeout")
@@ -68,7 +71,7 @@ def test_site_reports_a_bad_fault_spec_as_a_configuration_error() -> None:
     args = cli.build_parser().parse_args(["site", "--port", "0"])
     args.faults = "500=2"  # past argparse's own check, as a programmatic caller may pass
     with pytest.raises(ConfigError, match=r"500=2.*not between 0 and 1"):
-        cli.cmd_site(args)
+        tools.site(Invocation(args, Settings()))
 
 
 def test_parse_dash_reads_standard_input(

@@ -143,7 +143,7 @@ def test_keep_pages_is_broken_or_all() -> None:
 
 
 def test_processes_auto_means_one_per_core() -> None:
-    from pipeline.processes import process_count
+    from pipeline.config import process_count
 
     settings = load_settings(env={"CITEPIPE_PROCESSES": "auto"})
     assert settings.processes == 0
@@ -152,8 +152,12 @@ def test_processes_auto_means_one_per_core() -> None:
 
 
 def test_processes_need_a_store_file() -> None:
-    from pipeline.processes import check_shareable
+    """A contradiction between two settings, refused when they are loaded."""
+    from pipeline.config import check_shareable
 
-    settings = load_settings(env={"CITEPIPE_PROCESSES": "2", "CITEPIPE_DB": ":memory:"})
-    with pytest.raises(ConfigError, match="memory store"):
-        check_shareable(settings)
+    for db in (":memory:", "memory://", "sqlite:///:memory:"):
+        with pytest.raises(ConfigError, match="processes: a memory store cannot be shared"):
+            load_settings(env={"CITEPIPE_PROCESSES": "2", "CITEPIPE_DB": db})
+        with pytest.raises(ConfigError, match="memory store"):
+            check_shareable(Settings(processes=2, db=db))
+    check_shareable(Settings(processes=2, db="a.sqlite"))  # a file is shared

@@ -7,7 +7,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.exporting import RowFilter, column_type, parse_since, parse_where
+from pipeline.ops.export import RowFilter, column_type, parse_since, parse_where
 from pipeline.store.rules import COLUMNS
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)

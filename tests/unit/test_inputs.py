@@ -7,8 +7,8 @@ from pathlib import Path
 import pytest
 
 from pipeline.errors import ConfigError
-from pipeline.inputs import read_doi_lines
-from pipeline.runs import open_input
+from pipeline.runs.inputs import read_doi_lines
+from pipeline.runs.lifecycle import open_input
 
 
 def test_spellings_bom_crlf_blank_and_bad_lines() -> None:
@@ -165,7 +165,7 @@ def test_dense_or_non_utf8_nuls_are_binary(tmp_path: Path, data: bytes) -> None:
 
 
 def test_input_dois_keep_each_doi_once_out_of_memory() -> None:
-    from pipeline.inputs import InputDois
+    from pipeline.runs.inputs import InputDois
 
     with InputDois() as dois:
         assert not dois and len(dois) == 0

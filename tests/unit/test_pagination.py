@@ -4,8 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from pipeline.models import Chain, Job, Page, Paper, ParseResult, Statement, Tally
-from pipeline.pagination import (
+from pipeline.crawl.pagination import (
     BEYOND_COUNT,
     CYCLE,
     FEWER,
@@ -16,6 +15,7 @@ from pipeline.pagination import (
     pages_justified,
     reason_kind,
 )
+from pipeline.models import Chain, Job, Page, Paper, ParseResult, Statement, Tally
 from pipeline.store.rules import chain_from_text, chain_text
 
 SITE = "http://site.test:80"

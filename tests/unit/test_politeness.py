@@ -8,8 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from pipeline.errors import PermanentFetchError, StoreError, TransientFetchError
-from pipeline.politeness import (
+from pipeline.crawl.politeness import (
     MAX_WAIT,
     LocalHosts,
     Politeness,
@@ -19,6 +18,7 @@ from pipeline.politeness import (
     robots_backoff,
     robots_verdict,
 )
+from pipeline.errors import PermanentFetchError, StoreError, TransientFetchError
 from pipeline.store import MemoryStore
 from pipeline.store.base import HostLedger
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 
-from pipeline.processes import Helpers, _snapshot
-from pipeline.worker import RunCounters
+from pipeline.crawl.worker import RunCounters
+from pipeline.runs.processes import Helpers, _snapshot
 
 
 def counters(seed: int) -> RunCounters:

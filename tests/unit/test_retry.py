@@ -5,8 +5,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from pipeline.crawl.retry import RetryPolicy
 from pipeline.errors import PermanentFetchError, TransientFetchError
-from pipeline.retry import RetryPolicy
 
 NOW = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -5,9 +5,9 @@ from __future__ import annotations
 import json
 from collections import Counter
 
+from pipeline.crawl.worker import RunCounters
 from pipeline.models import DeadReason, Stats
-from pipeline.summary import EXIT_INCOMPLETE, InputTally, RunSummary
-from pipeline.worker import RunCounters
+from pipeline.runs.summary import EXIT_INCOMPLETE, InputTally, RunSummary
 
 
 def stats(dead: dict[str, int] | None = None) -> Stats:

@@ -9,6 +9,8 @@ from dataclasses import dataclass, field
 
 import pytest
 
+from pipeline.crawl.retry import RetryPolicy
+from pipeline.crawl.worker import Worker, WorkerOptions, crash_site
 from pipeline.errors import (
     ParseError,
     PermanentFetchError,
@@ -26,10 +28,8 @@ from pipeline.models import (
     Tally,
     Validators,
 )
-from pipeline.retry import RetryPolicy
 from pipeline.sources.report import ReportSource
 from pipeline.store.memory import MemoryStore
-from pipeline.worker import Worker, WorkerOptions, crash_site
 
 BASE = "http://site.test"
 

@@ -23,9 +23,9 @@ from yarl import URL
 
 from pipeline.clock import utcnow
 from pipeline.config import Settings
+from pipeline.crawl.politeness import LocalHosts, Politeness, RobotsAnswer, bounded_wait, host_key
 from pipeline.errors import FetchError, PermanentFetchError, TransientFetchError
 from pipeline.models import Page, Validators
-from pipeline.politeness import LocalHosts, Politeness, RobotsAnswer, bounded_wait, host_key
 from pipeline.store.base import HostLedger
 from pipeline.urls import strip_userinfo
 

@@ -11,8 +11,8 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.crawl.worker import RunCounters
 from pipeline.models import Stats
-from pipeline.worker import RunCounters
 
 # Exit codes that cron (and people) can act on. One rule for backfill, crawl, demo and
 # `worker --burst`: see `exit_code`.
@@ -21,6 +21,11 @@ EXIT_INCOMPLETE = 1  # a job of this run's input ended dead, or bad input lines
 EXIT_USAGE = 2  # usage or configuration error, or a store that cannot be opened
 EXIT_BUDGET = 3  # time budget spent, work left queued for the next run
 EXIT_SIGNAL_BASE = 128  # stopped by a signal: 128 + its number (130 SIGINT, 143 SIGTERM)
+EXIT_CODES_HELP = (  # the one text of the exit codes (`citepipe --help`, docs/commands.md)
+    "Exit codes: 0 done; 1 a job of the input ended dead or bad input lines; "
+    "2 usage/config error or a store that cannot be opened; 3 time budget spent, work "
+    "left queued; 130/143 stopped by SIGINT/SIGTERM."
+)
 DEAD_REASONS_SHOWN = 5  # the summary's `dead:` line; `citepipe status` lists them all
 
 

@@ -26,6 +26,10 @@ from typing import Any
 import structlog
 
 from pipeline.config import Settings
+from pipeline.crawl.fetcher import Fetcher
+from pipeline.crawl.pagination import FEWER, Step, next_step, reason_kind
+from pipeline.crawl.politeness import host_key
+from pipeline.crawl.retry import RetryPolicy
 from pipeline.errors import (
     BadInputError,
     BlockedError,
@@ -36,11 +40,7 @@ from pipeline.errors import (
     StoreError,
     TransientFetchError,
 )
-from pipeline.fetcher import Fetcher
 from pipeline.models import Completion, Job, KeptPage, NewJob, Page, ParseResult, Validators
-from pipeline.pagination import FEWER, Step, next_step, reason_kind
-from pipeline.politeness import host_key
-from pipeline.retry import RetryPolicy
 from pipeline.sources.base import Source
 from pipeline.store.base import Store
 from pipeline.store.rules import pack_page
@@ -86,7 +86,7 @@ def crash_site(exc: BaseException) -> str:
     return f"{type(exc).__name__} at {where} (path {path})"
 
 
-_DEFAULTS = Settings()  # the one place defaults live; app builds options from Settings
+_DEFAULTS = Settings()  # the one place defaults live; from_settings builds the real ones
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,6 +99,20 @@ class WorkerOptions:
     grace: float = _DEFAULTS.timeout  # after a stop: seconds in-flight pages may finish in
     max_pages_per_report: int = _DEFAULTS.max_pages_per_report
     keep_pages: str = _DEFAULTS.keep_pages  # "broken": broken pages only; "all": every page
+
+    @classmethod
+    def from_settings(cls, s: Settings, *, burst: bool) -> WorkerOptions:
+        """The worker's options, from Settings (the one place their defaults live)."""
+        return cls(
+            concurrency=s.concurrency,
+            claim_batch=s.claim_batch,
+            lease_seconds=s.lease_seconds,
+            base_url=s.base_url,
+            burst=burst,
+            grace=s.timeout,
+            keep_pages=s.keep_pages,
+            max_pages_per_report=s.max_pages_per_report,
+        )
 
 
 class Worker:
@@ -129,7 +143,7 @@ class Worker:
         self._stopping = asyncio.Event()
         self._in_flight: dict[int, Job] = {}
         # seconds between looks at the queue while nothing is due; shorter when other
-        # processes of the same command hold the last jobs (pipeline.processes)
+        # processes of the same command hold the last jobs (pipeline.runs.processes)
         self.idle_poll = IDLE_POLL
         self._tasks: set[asyncio.Task[None]] = set()
         # claim in batches: one claim transaction per few pages, not one per page
@@ -380,7 +394,7 @@ class Worker:
         )
 
     def _step(self, job: Job, page: Page, result: ParseResult | None) -> Step:
-        """The report's next page, or why its crawl ends here (`pipeline.pagination`)."""
+        """The report's next page, or why its crawl ends here (`pipeline.crawl.pagination`)."""
         return next_step(
             job,
             page,

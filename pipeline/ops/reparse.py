@@ -23,10 +23,12 @@ from typing import Any
 
 import structlog
 
+from pipeline.app import Pipeline
+from pipeline.crawl.politeness import host_key
+from pipeline.crawl.worker import Worker
 from pipeline.errors import ParseError, PipelineError
 from pipeline.models import Completion, Page, StoredPage
-from pipeline.politeness import host_key
-from pipeline.worker import Worker
+from pipeline.ops.read import doi_argument
 
 log = structlog.get_logger("citepipe.reparse")
 
@@ -164,4 +166,18 @@ def _completion(worker: Worker, stored: StoredPage, keep_all: bool) -> Completio
         completion,
         fetched_at=kept.fetched_at,
         kept=dataclasses.replace(kept, broken=False, error=None) if keep else None,
+    )
+
+
+async def reparse_store(
+    p: Pipeline, *, broken_only: bool = False, dois: Sequence[str] | None = None
+) -> ReparseSummary:
+    """`citepipe reparse`: rows derived again from the kept pages with the current
+    selectors, no request (`pipeline.ops.reparse`)."""
+    keys = None if dois is None else [doi_argument(d, "--doi") for d in dois]
+    return await reparse(
+        p.worker(burst=True),
+        keep_all=p.settings.keep_pages == "all",
+        broken_only=broken_only,
+        dois=keys,
     )

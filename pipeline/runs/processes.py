@@ -33,33 +33,16 @@ from typing import Any
 
 import structlog
 
+from pipeline.app import open_pipeline
 from pipeline.config import Settings
-from pipeline.errors import ConfigError
-from pipeline.fetcher import Fetcher
-from pipeline.worker import RunCounters
+from pipeline.crawl.fetcher import Fetcher
+from pipeline.crawl.worker import RunCounters
+from pipeline.logs import configure_logging
 
 log = structlog.get_logger("citepipe.processes")
 
 REPORT_EVERY = 0.2  # seconds between a helper's counter reports
-IDLE_POLL = 0.1  # seconds between looks at the queue when the others hold the last jobs
-
-
-def process_count(settings: Settings) -> int:
-    """How many worker processes `settings.processes` asks for (0 = one per CPU core)."""
-    if settings.processes > 0:
-        return settings.processes
-    if hasattr(os, "sched_getaffinity"):  # the cores this process may run on
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
-
-
-def check_shareable(settings: Settings) -> None:
-    """Several processes need a store they can all open: not a private memory store."""
-    if process_count(settings) > 1 and settings.db.removeprefix("sqlite:///") in (
-        ":memory:",
-        "",
-    ):
-        raise ConfigError("processes: a memory store cannot be shared; name a store file (db)")
+HELPER_POLL = 0.1  # seconds between looks at the queue when the others hold the last jobs
 
 
 # What a helper reports: every count of its `RunCounters` (all but the start time), so a
@@ -176,8 +159,6 @@ class Helpers:
 
 def helper_main(settings: Settings, pipe: Connection, burst: bool, max_duration: float) -> None:
     """A helper process: work the store until drained (burst), stopped or out of time."""
-    from pipeline.logs import configure_logging
-
     configure_logging(settings.log_level, settings.log_format)
     try:
         asyncio.run(_help(settings, pipe, burst, max_duration))
@@ -188,8 +169,6 @@ def helper_main(settings: Settings, pipe: Connection, burst: bool, max_duration:
 
 
 async def _help(settings: Settings, pipe: Connection, burst: bool, max_duration: float) -> None:
-    from pipeline.app import open_pipeline
-
     async with open_pipeline(dataclasses.replace(settings, processes=1)) as p:
         last = 0.0
 
@@ -203,7 +182,7 @@ async def _help(settings: Settings, pipe: Connection, burst: bool, max_duration:
 
         worker = p.worker(burst=burst, on_page=report)
         if burst:  # a long-running worker need not poll an empty queue ten times a second
-            worker.idle_poll = IDLE_POLL
+            worker.idle_poll = HELPER_POLL
         loop = asyncio.get_running_loop()
         grace = p.options.stop_grace  # as the starting process's, from the same settings
         for sig in (signal.SIGTERM, signal.SIGINT):

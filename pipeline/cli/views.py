@@ -19,7 +19,7 @@ from rich.text import Text
 
 from pipeline.errors import ConfigError
 from pipeline.models import PaperView, SearchHit
-from pipeline.summary import plural
+from pipeline.runs.summary import plural
 
 TALLY_TYPES = ("supporting", "mentioning", "contrasting")
 SNIPPET_WIDTH = 200  # characters of a snippet shown in a table (JSON has it whole)

@@ -38,8 +38,8 @@ from hashlib import blake2b
 from unicodedata import normalize
 from urllib.parse import urlsplit, urlunsplit
 
+from pipeline.crawl.politeness import host_key
 from pipeline.models import Chain, Job, NewJob, Page, ParseResult
-from pipeline.politeness import host_key
 
 OFF_SITE = "next page off the site"
 CYCLE = "pagination cycle"

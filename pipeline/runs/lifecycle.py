@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import io
 import os
 import signal
 import socket
@@ -19,21 +18,19 @@ from collections import Counter
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import IO, TYPE_CHECKING, TextIO
+from typing import TextIO
 
 import structlog
 
-from pipeline.errors import BadInputError, ConfigError, PipelineError
-from pipeline.inputs import InputDois, read_doi_lines
+from pipeline.app import Pipeline
+from pipeline.config import process_count
+from pipeline.crawl.worker import RunCounters, Worker
+from pipeline.errors import BadInputError, PipelineError
 from pipeline.models import RUN_HEARTBEAT, RUN_STALE_AFTER, Job, NewJob, RunInfo
-from pipeline.processes import IDLE_POLL as HELPER_IDLE_POLL
-from pipeline.processes import Helpers, check_shareable, process_count
-from pipeline.progress import Progress
-from pipeline.summary import InputTally, plural
-from pipeline.worker import RunCounters, Worker
-
-if TYPE_CHECKING:  # app imports this module
-    from pipeline.app import Pipeline
+from pipeline.runs.inputs import InputDois, open_input, read_doi_lines
+from pipeline.runs.processes import HELPER_POLL, Helpers
+from pipeline.runs.progress import Progress
+from pipeline.runs.summary import InputTally, plural
 
 log = structlog.get_logger("citepipe")
 
@@ -96,58 +93,6 @@ class RunUI:
             self.progress.message(text)
         else:
             print(text, file=self.err, flush=True)
-
-
-@contextlib.contextmanager
-def open_input(name: str, stdin: IO[str] | None = None) -> Iterator[IO[str]]:
-    """A DOI list by name: a file, or `-` for standard input. A missing or unreadable
-    file is a configuration error, raised before any store is opened or created."""
-    if name == "-":
-        raw = getattr(sys.stdin, "buffer", None)
-        if stdin is not None or raw is None:  # given, or a text-only stand-in: as it is
-            yield stdin if stdin is not None else sys.stdin
-            return
-        # stdin's own encoding is the locale's, strict: a stray byte would end the run
-        wrapped = io.TextIOWrapper(
-            raw, encoding="utf-8-sig", errors="surrogateescape", newline=None
-        )
-        try:
-            yield wrapped
-        finally:
-            wrapped.detach()  # leave sys.stdin usable (and open)
-        return
-    try:
-        with open(name, "rb") as head:
-            refuse_binary(name, head.read(BINARY_SNIFF))
-        # surrogateescape: a line that is not UTF-8 is reported as such by its number
-        # (`inputs.read_doi_lines`), not silently turned into U+FFFD and requested
-        f = open(name, encoding="utf-8-sig", errors="surrogateescape", newline=None)  # noqa: SIM115
-    except OSError as exc:
-        raise ConfigError(f"input {name}: {exc.strerror}") from None
-    with f:
-        yield f
-
-
-BINARY_SNIFF = 8192  # bytes looked at to tell a binary file from a DOI list
-
-
-def refuse_binary(name: str, head: bytes) -> None:
-    """A DOI list is text: NUL bytes near the start mean binary data (an archive, an
-    executable, a database, UTF-16), which is one error, not a bad line for every line of
-    it. Binary: NULs that are not in UTF-8 text, or dense ones (one byte in eight or more,
-    as in UTF-16). A stray NUL in clean UTF-8 text is a bad line with its number instead
-    (`inputs.line_problem`)."""
-    at = head.find(b"\x00")
-    if at < 0:
-        return
-    whole = head[: head.rfind(b"\n") + 1] or head  # no multi-byte character cut at the end
-    try:
-        whole.decode("utf-8")
-        dense = whole.count(b"\x00") * 8 >= len(whole)
-    except UnicodeDecodeError:
-        dense = True
-    if dense:
-        raise ConfigError(f"input {name}: binary data, not a DOI list (a NUL byte at offset {at})")
 
 
 async def enqueue_lines(
@@ -410,8 +355,7 @@ async def work(
     progress = ui.progress
     count = process_count(p.settings)
     helpers: Helpers | None = None
-    if count > 1:  # N worker processes: this one and N - 1 helpers (pipeline.processes)
-        check_shareable(p.settings)
+    if count > 1:  # N worker processes: this one and N - 1 helpers (pipeline.runs.processes)
         helpers = Helpers.start(p.settings, count - 1, burst=burst, max_duration=max_duration)
 
     def on_page(counters: RunCounters) -> None:
@@ -420,7 +364,7 @@ async def work(
 
     worker = p.worker(burst=burst, on_page=on_page if progress is not None else None)
     if helpers is not None and burst:  # the helpers may hold the last jobs: see them done
-        worker.idle_poll = HELPER_IDLE_POLL
+        worker.idle_poll = HELPER_POLL
     if helpers is not None and progress is not None:
         helpers.on_report = lambda: on_page(worker.counters)
     outcome = WorkOutcome(worker)

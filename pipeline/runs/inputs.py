@@ -3,7 +3,7 @@
 A UTF-8 BOM and CRLF line ends are fine, blank lines and `#` comments are skipped (a
 whole line, or the end of a line after whitespace: `10.1234/x  # why`), and a bad line is
 reported with its number and why, while the rest go on. Bad lines are those that are not
-valid UTF-8 (read with `surrogateescape`, see `runs.open_input`), that hold a control or
+valid UTF-8 (read with `surrogateescape`, see `open_input`), that hold a control or
 invisible format character (NUL, escape, zero-width space...; a tab is whitespace), that
 are not a DOI, or whose DOI has a `.`/`..` path segment (plain or percent-encoded), which
 would lead a report address out of `/reports/`.
@@ -11,13 +11,18 @@ would lead a report address out of `/reports/`.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
 import re
 import sqlite3
+import sys
 import unicodedata
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from typing import IO
 
+from pipeline.errors import ConfigError
 from pipeline.normalise import doi_or_none, doi_problem
 
 _ALLOWED_CONTROLS = frozenset("\t")
@@ -153,3 +158,55 @@ class InputDois:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+@contextlib.contextmanager
+def open_input(name: str, stdin: IO[str] | None = None) -> Iterator[IO[str]]:
+    """A DOI list by name: a file, or `-` for standard input. A missing or unreadable
+    file is a configuration error, raised before any store is opened or created."""
+    if name == "-":
+        raw = getattr(sys.stdin, "buffer", None)
+        if stdin is not None or raw is None:  # given, or a text-only stand-in: as it is
+            yield stdin if stdin is not None else sys.stdin
+            return
+        # stdin's own encoding is the locale's, strict: a stray byte would end the run
+        wrapped = io.TextIOWrapper(
+            raw, encoding="utf-8-sig", errors="surrogateescape", newline=None
+        )
+        try:
+            yield wrapped
+        finally:
+            wrapped.detach()  # leave sys.stdin usable (and open)
+        return
+    try:
+        with open(name, "rb") as head:
+            refuse_binary(name, head.read(BINARY_SNIFF))
+        # surrogateescape: a line that is not UTF-8 is reported as such by its number
+        # (`inputs.read_doi_lines`), not silently turned into U+FFFD and requested
+        f = open(name, encoding="utf-8-sig", errors="surrogateescape", newline=None)  # noqa: SIM115
+    except OSError as exc:
+        raise ConfigError(f"input {name}: {exc.strerror}") from None
+    with f:
+        yield f
+
+
+BINARY_SNIFF = 8192  # bytes looked at to tell a binary file from a DOI list
+
+
+def refuse_binary(name: str, head: bytes) -> None:
+    """A DOI list is text: NUL bytes near the start mean binary data (an archive, an
+    executable, a database, UTF-16), which is one error, not a bad line for every line of
+    it. Binary: NULs that are not in UTF-8 text, or dense ones (one byte in eight or more,
+    as in UTF-16). A stray NUL in clean UTF-8 text is a bad line with its number instead
+    (`inputs.line_problem`)."""
+    at = head.find(b"\x00")
+    if at < 0:
+        return
+    whole = head[: head.rfind(b"\n") + 1] or head  # no multi-byte character cut at the end
+    try:
+        whole.decode("utf-8")
+        dense = whole.count(b"\x00") * 8 >= len(whole)
+    except UnicodeDecodeError:
+        dense = True
+    if dense:
+        raise ConfigError(f"input {name}: binary data, not a DOI list (a NUL byte at offset {at})")

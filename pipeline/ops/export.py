@@ -1,4 +1,5 @@
-"""`citepipe export` beyond CSV: row filters (`--where`, `--since`) and Parquet.
+"""`citepipe export`: a table streamed as CSV, JSON lines or Parquet, with row filters
+(`--where`, `--since`); and Datasette's metadata for a SQLite store.
 
 Filters are applied to the rows the store streams (`StoreStats.export`), in Python: no
 text from the command line ever reaches SQL, so `--where` cannot inject anything. A
@@ -14,15 +15,20 @@ same schema whatever its rows.
 
 from __future__ import annotations
 
+import csv
+import json
 import operator
 import re
+import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
+from pipeline.app import Pipeline, sqlite_path
 from pipeline.errors import ConfigError
+from pipeline.ops.datasette import datasette_metadata
 from pipeline.store.rules import COLUMNS, TALLY_FIELDS
 
 # The time columns `--since` looks at (any of them at or after the time): when a row was
@@ -272,3 +278,53 @@ def _parquet_target(path: Path) -> tuple[Path, bool]:
         raise IsADirectoryError(21, "Is a directory", str(path))
     regular = not path.exists() or path.is_file()
     return (path.with_name(f".{path.name}.partial") if regular else path), regular
+
+
+async def write_rows(rows: AsyncIterator[dict[str, Any]], fmt: str, out: IO[str]) -> int:
+    """CSV (a header from the first row) or JSON lines, to a text stream; rows written."""
+    n = 0
+    writer: csv.DictWriter[str] | None = None
+    async for row in rows:
+        if fmt == "jsonl":
+            out.write(json.dumps(row, ensure_ascii=False) + "\n")
+        else:
+            if writer is None:
+                writer = csv.DictWriter(out, fieldnames=list(row))
+                writer.writeheader()
+            writer.writerow(row)
+        n += 1
+    return n
+
+
+async def export(p: Pipeline, table: str, fmt: str, output: str | None, keep: RowFilter) -> int:
+    """`citepipe export`: the table's rows that `keep` keeps, to `output` (standard output
+    when None); the number of rows written."""
+    rows = p.store.export(table)
+    if keep.conditions or keep.since is not None:
+        rows = filtered(rows, keep)
+    if not output:
+        return await write_rows(rows, fmt, sys.stdout)
+    try:
+        if fmt == "parquet":
+            return await write_parquet(rows, table, Path(output))
+        with open(output, "w", encoding="utf-8", newline="") as out:  # noqa: ASYNC230
+            return await write_rows(rows, fmt, out)
+    except OSError as exc:
+        raise ConfigError(f"--output {output}: {exc.strerror or exc}") from None
+
+
+def write_metadata(db: str, output: str | None) -> bool:
+    """`export --datasette-metadata`: the store's metadata.json, to `output` or standard
+    output; True when a file was written."""
+    path = sqlite_path(db)
+    if path is None:
+        raise ConfigError("--datasette-metadata: Datasette reads SQLite stores only")
+    text = json.dumps(datasette_metadata(path), indent=1, ensure_ascii=False) + "\n"
+    if not output:
+        sys.stdout.write(text)
+        return False
+    try:
+        Path(output).write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--output {output}: {exc.strerror or exc}") from None
+    return True

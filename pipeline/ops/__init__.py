@@ -1,0 +1,3 @@
+"""Between and after crawls: retry, prune and copy-store (`admin`), reparse, show, search
+and parse (`read`), export and Datasette metadata (`export`, `datasette`).
+"""

@@ -1,0 +1,117 @@
+"""`citepipe demo`: the local citation site on a free loopback port, crawled into a fresh
+demo store. The only run that imports `citesite` (lazily: the crawler never needs it).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import sqlite3
+from pathlib import Path
+from typing import Any
+
+from pipeline.app import open_pipeline
+from pipeline.clock import Clock
+from pipeline.config import Settings
+from pipeline.errors import ConfigError
+from pipeline.normalise import normalise_doi
+from pipeline.runs.commands import backfill
+from pipeline.runs.lifecycle import RunUI, Stop
+from pipeline.runs.summary import RunSummary
+
+DEMO_DB = "data/demo.sqlite"
+# What `demo` sets unless a flag says otherwise: no politeness delay against its own
+# loopback site, quick retries. (base_url is the site it starts; the store is `demo_db`.)
+DEMO_DEFAULTS: dict[str, Any] = {
+    "request_delay": 0.0,
+    "per_host_concurrency": 8,
+    "retry_base": 0.2,
+}
+
+
+def demo_db(settings: Settings) -> str:
+    """The demo's store: `db` when it was set away from its default (a flag, the config
+    file or `CITEPIPE_DB`, as the container image sets it to its data volume), else the
+    demo's own `data/demo.sqlite`, so a plain `citepipe demo` never touches the real
+    store's default file."""
+    return settings.db if settings.db != Settings().db else DEMO_DB
+
+
+def demo_settings(settings: Settings, base_url: str) -> Settings:
+    """The demo's settings: the given ones, pointed at the local site it started."""
+    return dataclasses.replace(settings, base_url=base_url).validate()
+
+
+def is_demo_store(path: str) -> bool:
+    """Whether `path` is a SQLite store that only `citepipe demo` ever ran on."""
+    try:
+        con = sqlite3.connect(f"file:{Path(path).resolve().as_posix()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return False
+    try:
+        kinds = {k for (k,) in con.execute("select distinct kind from runs")}
+        con.execute("select 1 from jobs limit 1").fetchall()
+    except sqlite3.Error:
+        return False
+    finally:
+        con.close()
+    return kinds == {"demo"}
+
+
+def prepare_demo_db(db: str, *, force: bool) -> None:
+    """A demo starts empty (its site has a new port each run, so old jobs could not run);
+    it removes only a store an earlier demo made, unless `force`."""
+    path = db.removeprefix("sqlite:///")
+    if "://" in path:
+        raise ConfigError(f"db: the demo needs a SQLite file path, not {db!r}")
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"db: {path} is a directory")
+    if target.exists() and not force and not is_demo_store(path):
+        raise ConfigError(
+            f"db: {path} is not a store made by `citepipe demo`; refusing to overwrite it "
+            "(choose another --db, or --force)"
+        )
+    for suffix in ("", "-wal", "-shm"):
+        try:
+            Path(path + suffix).unlink(missing_ok=True)
+        except OSError as exc:
+            raise ConfigError(f"db: cannot remove {path + suffix}: {exc.strerror}") from None
+
+
+async def demo(
+    settings: Settings,
+    *,
+    force: bool = False,
+    stop: Stop | None = None,
+    ui: RunUI | None = None,
+    clock: Clock | None = None,
+) -> RunSummary:
+    """Start the local citation site on a free loopback port, backfill its DOIs into a
+    fresh demo store, and return the summary with a few stored statements as epilogue."""
+    from citesite.dataset import demo_dataset_path, load_dataset
+    from citesite.server import CitationSite
+
+    ui = ui or RunUI()
+    settings = dataclasses.replace(settings, db=demo_db(settings))
+    prepare_demo_db(settings.db, force=force)
+    reports = load_dataset(demo_dataset_path())
+    async with CitationSite(reports, host="127.0.0.1", port=0) as site:
+        s = demo_settings(settings, site.base_url)
+        ui.message(f"local citation site at {site.base_url} serving {len(reports)} reports")
+        async with open_pipeline(s, clock=clock) as p:
+            summary = await backfill(p, list(reports), stop=stop, ui=ui, command="demo")
+            seed = normalise_doi("10.1038/bmt.2012.184")
+            summary.epilogue.append(f"\na few statements citing {seed}:")
+            shown = 0
+            async for row in p.store.export("statements"):
+                if row["cited_doi"] == seed and shown < 3:
+                    summary.epilogue.append(
+                        f"  [{row['type']}, {row['section'] or 'no section'}] "
+                        f"{row['citing_doi']}: {str(row['snippet'])[:150]}"
+                    )
+                    shown += 1
+            summary.epilogue.append(
+                f"\nstored in {s.db}; try: sqlite3 {s.db} "
+                "'select type, count(*) from statements group by type'"
+            )
+    return summary
