@@ -34,7 +34,7 @@ from pipeline.runs.summary import InputTally, plural
 
 log = structlog.get_logger("citepipe")
 
-ENQUEUE_CHUNK = 1000
+ENQUEUE_BATCH = 1000
 PROGRESS_REFRESH = 1.0  # seconds between refreshes of the bar's known total
 
 
@@ -142,7 +142,7 @@ async def enqueue_lines(
             continue
         tally.dois += 1
         chunk.append(NewJob(doi=line.doi, url=address, depth=depth))
-        if len(chunk) >= ENQUEUE_CHUNK:
+        if len(chunk) >= ENQUEUE_BATCH:
             await flush()
     if chunk:
         await flush()
