@@ -30,7 +30,7 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from functools import partial
@@ -38,18 +38,10 @@ from typing import Any, TypeVar
 
 from pipeline import config
 from pipeline.errors import StoreDataError, StoreError
-from pipeline.models import (
-    Completion,
-    DeadJob,
-    Job,
-    KeptPage,
-    NewJob,
-    Requeued,
-    RobotsRecord,
-)
-from pipeline.store import reads, rules
+from pipeline.models import Completion, DeadJob, Job, NewJob, Requeued
+from pipeline.store import rules, sql
 from pipeline.store.batching import CompletionWriter
-from pipeline.store.queries import Migration, migrations, queries
+from pipeline.store.queries import Migration, migrations, plan_migrations, queries
 from pipeline.store.rules import from_iso, iso
 
 T = TypeVar("T")
@@ -59,7 +51,6 @@ Body = Callable[[sqlite3.Connection], T]  # work run on a connection's own threa
 MEMORY = ":memory:"
 DEFAULT_QUEUE_SIZE = 1000
 BUSY_TIMEOUT = 10.0  # seconds another process may hold the write lock before we give up
-ENQUEUE_CHUNK = 5000  # jobs per transaction when streaming a backfill
 WRITER_LINGER = 0.005  # seconds the writer waits for more pages to commit with the first
 WRITER_CACHE_KIB = 8000  # the writing connection's page cache (see PRAGMAS)
 PRAGMAS = (
@@ -99,8 +90,8 @@ def _encode_rows(rows: list[rules.Params]) -> list[rules.Params]:
     return rows
 
 
-def _encode_read(params: rules.Params) -> rules.Params:
-    """A read's parameters as SQLite takes them: datetimes as the stored text, lists as
+def _encode_params(params: rules.Params) -> rules.Params:
+    """A query's parameters as SQLite takes them: datetimes as the stored text, lists as
     JSON text (the queries unpack them with `json_each`)."""
     return {k: json.dumps(v) if isinstance(v, list) else v for k, v in _encode(params).items()}
 
@@ -166,17 +157,6 @@ def _is_lock_error(exc: BaseException) -> bool:
 def _is_busy(exc: BaseException) -> bool:
     """A lock timeout: retrying page by page would only wait again."""
     return exc.__cause__ is not None and _is_lock_error(exc.__cause__)
-
-
-def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    chunk: list[T] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 # ---------------------------------------------------------------- connections
@@ -269,13 +249,9 @@ async def migrate(
         )
     )
     applied = await conn.run(_applied_versions)
-    latest = found[-1].version if found else 0
-    if applied and max(applied) > latest:
-        raise StoreError(f"database schema version {max(applied)} is newer than this citepipe")
-    for migration in found:
-        if migration.version not in applied:
-            body = partial(_apply, migration=migration, applied_at=iso(clock()))
-            await conn.run(partial(_run_transaction, body=body))
+    for migration in plan_migrations(applied, found):
+        body = partial(_apply, migration=migration, applied_at=iso(clock()))
+        await conn.run(partial(_run_transaction, body=body))
     return await conn.run(_schema_version)
 
 
@@ -313,7 +289,7 @@ def _run_transaction(raw: sqlite3.Connection, body: Body[T]) -> T:
     return result
 
 
-class SQLiteStore(reads.SQLReads):
+class SQLiteStore(sql.SQLStore):
     """The Store protocol on one SQLite file, or on `":memory:"` (a private in-memory
     database, gone at `close`). See the module docstring for the design."""
 
@@ -393,16 +369,6 @@ class SQLiteStore(reads.SQLReads):
                 with _db_errors("close"):
                     await conn.close()
 
-    async def __aenter__(self) -> SQLiteStore:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    def _now(self) -> datetime:
-        return self._clock()
-
     def _read_conn(self) -> Connection:
         if self._reader is None:
             raise StoreError("store is not open")
@@ -416,23 +382,37 @@ class SQLiteStore(reads.SQLReads):
         with _db_errors(what):
             return await conn.run(partial(_run_transaction, body=body))
 
-    def _executemany(self, name: str, rows: list[rules.Params]) -> Body[int]:
-        sql = self._sql[name]
-        encoded = [_encode(r) for r in rows]
+    def _executemany(self, name: str, rows: Sequence[rules.Params]) -> Body[int]:
+        statement = self._sql[name]
+        encoded = [_encode_params(r) for r in rows]
 
         def body(conn: sqlite3.Connection) -> int:
-            return max(conn.executemany(sql, encoded).rowcount, 0)
+            return max(conn.executemany(statement, encoded).rowcount, 0)
 
         return body
 
+    async def _write(
+        self, what: str, name: str, rows: Sequence[rules.Params], *, durable: bool = False
+    ) -> int:
+        """One `executemany` in one transaction, one hop to the writer's thread. `durable`
+        asks nothing more here: every commit is as safe as WAL with `synchronous = NORMAL`
+        makes it (a process crash loses nothing)."""
+        return await self._transaction(what, self._executemany(name, rows))
+
+    async def _write_one(
+        self, what: str, name: str, params: rules.Params, *, durable: bool = False
+    ) -> sql.Row | None:
+        statement, encoded = self._sql[name], _encode_params(params)
+
+        def body(conn: sqlite3.Connection) -> sql.Row | None:
+            return conn.execute(statement, encoded).fetchone()
+
+        return await self._transaction(what, body)
+
     # ------------------------------------------------------------ queue
 
-    async def enqueue(self, jobs: Iterable[NewJob]) -> int:
-        """Stream jobs in chunks, one transaction per chunk (a backfill may be huge)."""
-        total = 0
-        for chunk in _chunks(jobs, ENQUEUE_CHUNK):
-            total += await self._transaction("enqueue", partial(self._enqueue_rows, jobs=chunk))
-        return total
+    async def _enqueue_chunk(self, jobs: Sequence[NewJob]) -> int:
+        return await self._transaction("enqueue", partial(self._enqueue_rows, jobs=jobs))
 
     def _enqueue_rows(self, conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> int:
         now = self._now()
@@ -480,23 +460,6 @@ class SQLiteStore(reads.SQLReads):
         rows.sort(key=lambda r: (from_iso(r["not_before"]), r["id"]))
         return [rules.job_from_row(row) for row in rows]
 
-    async def extend_leases(
-        self, worker: str, job_ids: Sequence[int], lease_seconds: float
-    ) -> None:
-        if not job_ids:
-            return
-        now = self._now()
-        until = now + timedelta(seconds=lease_seconds)
-        rows = [{"id": i, "worker": worker, "lease_until": until, "now": now} for i in job_ids]
-        await self._transaction("extend leases", self._executemany("extend_lease", rows))
-
-    async def release(self, jobs: Sequence[Job]) -> None:
-        if not jobs:
-            return
-        now = self._now()
-        rows = [{"id": j.id, "round": j.round, "now": now} for j in jobs]
-        await self._transaction("release", self._executemany("release", rows))
-
     async def fail(self, job: Job, error: str, retry_at: datetime | None) -> None:
         """`failed` until `retry_at`, or `dead` (and, for a page after the first, its
         report marked incomplete with the reason: `rules.dead_page_reason`)."""
@@ -519,12 +482,6 @@ class SQLiteStore(reads.SQLReads):
                 conn.execute(self._sql["mark_incomplete"], params)
 
         await self._transaction("fail", body)
-
-    async def requeue_expired(self) -> int:
-        rows = [{"now": self._now()}]
-        return await self._transaction(
-            "requeue expired", self._executemany("requeue_expired", rows)
-        )
 
     async def enqueue_stale(self, now: datetime) -> int:
         """Page 1 of every report due for a refresh, with round = its max round + 1."""
@@ -617,10 +574,10 @@ class SQLiteStore(reads.SQLReads):
     async def _read_all(self, name: str, params: rules.Params | None = None) -> list[Any]:
         """Run a named query on the read connection; datetimes go in as the stored ISO
         text and lists as JSON text (the queries read them with `json_each`)."""
-        sql, encoded = self._sql[name], _encode_read(params or {})
+        statement, encoded = self._sql[name], _encode_params(params or {})
         conn = self._read_conn()
         with _db_errors(name):
-            return await conn.run(lambda raw: raw.execute(sql, encoded).fetchall())
+            return await conn.run(lambda raw: raw.execute(statement, encoded).fetchall())
 
     def _time(self, value: Any) -> datetime:
         """Times are stored as ISO text (`iso`)."""
@@ -646,44 +603,6 @@ class SQLiteStore(reads.SQLReads):
         await self._transaction(f"import {table}", body)
         return len(rows)
 
-    async def purge_done(self, before: datetime, *, chunk: int = 10_000) -> int:
-        """Retention: delete done jobs of later pages (page > 1) not touched since
-        `before`, in chunks. Page-1 jobs stay (see docs/store.md)."""
-        total = 0
-        while True:
-            params = [{"before": before, "limit": chunk}]
-            n = await self._transaction("purge done jobs", self._executemany("purge_done", params))
-            total += n
-            if n < chunk:
-                return total
-
-    # ------------------------------------------------------------ runs
-
-    async def start_run(self, kind: str, host: str, pid: int) -> int:
-        params = _encode({"kind": kind, "host": host, "pid": pid, "now": self._now()})
-
-        def body(conn: sqlite3.Connection) -> int:
-            row = conn.execute(self._sql["start_run"], params).fetchone()
-            if row is None:
-                raise StoreError("start_run returned no id")
-            return int(row[0])
-
-        return await self._transaction("start run", body)
-
-    async def heartbeat_run(self, run_id: int) -> None:
-        rows = [{"id": run_id, "now": self._now()}]
-        await self._transaction("heartbeat run", self._executemany("heartbeat_run", rows))
-
-    async def finish_run(self, run_id: int, summary: dict[str, Any]) -> None:
-        rows = [
-            {
-                "id": run_id,
-                "now": self._now(),
-                "summary": json.dumps(summary, default=str, sort_keys=True),
-            }
-        ]
-        await self._transaction("finish run", self._executemany("finish_run", rows))
-
     # ------------------------------------------------------------ politeness (hosts)
 
     async def book_request(self, host: str, delay: float) -> datetime:
@@ -702,35 +621,6 @@ class SQLiteStore(reads.SQLReads):
             return start
 
         return await self._transaction("book request", body)
-
-    async def pause_host(self, host: str, until: datetime) -> None:
-        rows = [{"host": host, "now": self._now(), "until": until}]
-        await self._transaction("pause host", self._executemany("host_pause", rows))
-
-    async def save_robots(self, host: str, record: RobotsRecord) -> None:
-        rows = [
-            {
-                "host": host,
-                "status": record.status,
-                "text": record.text,
-                "fetched_at": record.fetched_at,
-                "expires_at": record.expires_at,
-                "failures": record.failures,
-            }
-        ]
-        await self._transaction("save robots", self._executemany("robots_save", rows))
-
-    # ------------------------------------------------------------ kept pages
-
-    async def keep_page(self, page: KeptPage) -> None:
-        rows = [rules.page_params(page)]
-        await self._transaction("keep page", self._executemany("keep_page", rows))
-
-    async def settle_reparsed(self, dois: Sequence[str]) -> int:
-        rows = [{"dois": json.dumps(sorted(set(dois)))}]
-        return await self._transaction(
-            "settle reparsed", self._executemany("settle_reparsed", rows)
-        )
 
 
 def _as_store_error(exc: Exception) -> Exception:

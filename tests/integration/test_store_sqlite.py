@@ -14,7 +14,16 @@ import pytest
 from pipeline.errors import StoreError
 from pipeline.models import Completion, Job, NewJob, Paper, ParseResult, Statement, Tally
 from pipeline.store import MemoryStore, PostgresStore, SQLiteStore, open_store
-from pipeline.store.queries import Migration, migrations, parse_migration, parse_queries, queries
+from pipeline.store.queries import (
+    COMMON,
+    Migration,
+    migrations,
+    overlay,
+    parse_migration,
+    parse_queries,
+    plan_migrations,
+    queries,
+)
 from pipeline.store.rules import COLUMNS, KEYS
 from pipeline.store.sqlite import Connection, _is_lock_error, migrate
 
@@ -241,6 +250,28 @@ END;
         parse_queries("-- name: a\n-- only a comment\n")
 
 
+def test_a_dialect_gets_the_common_queries_and_may_not_redefine_one() -> None:
+    common = queries(COMMON)
+    for dialect in ("sqlite", "postgres"):
+        assert set(common) < set(queries(dialect))
+        assert all(queries(dialect)[n] == sql for n, sql in common.items())
+    assert overlay({"a": "SELECT 1;"}, {"b": "SELECT 2;"}, "x") == {
+        "a": "SELECT 1;",
+        "b": "SELECT 2;",
+    }
+    with pytest.raises(StoreError, match="move it out of common/"):
+        overlay({"a": "SELECT 1;"}, {"a": "SELECT 2;"}, "x")
+
+
+def test_plan_migrations_applies_what_is_missing_by_number() -> None:
+    found = [Migration(v, f"m{v}", ("SELECT 1;",)) for v in (1, 2, 4, 5)]
+    assert [m.version for m in plan_migrations(set(), found)] == [1, 2, 4, 5]
+    assert [m.version for m in plan_migrations({1, 2, 5}, found)] == [4]  # a gap filled
+    assert plan_migrations({1, 2, 4, 5}, found) == []
+    with pytest.raises(StoreError, match="newer"):
+        plan_migrations({1, 2, 6}, found)
+
+
 def test_the_query_loader_knows_no_dialect() -> None:
     """The loader is shared by every dialect: no sqlite3 import, no SQL parsing."""
     store_dir = Path(__file__).resolve().parents[2] / "pipeline" / "store"
@@ -253,7 +284,7 @@ def test_the_query_loader_knows_no_dialect() -> None:
 
 def test_every_named_query_is_used_by_the_store() -> None:
     store_dir = Path(__file__).resolve().parents[2] / "pipeline" / "store"
-    source = "".join((store_dir / f).read_text() for f in ("sqlite.py", "rules.py", "reads.py"))
+    source = "".join((store_dir / f).read_text() for f in ("sqlite.py", "rules.py", "sql.py"))
     exported = {f"export_{t}" for t in COLUMNS} | {f"export_{t}_after" for t in COLUMNS}
     exported |= {f"last_{t}" for t in COLUMNS} | {f"import_{t}" for t in COLUMNS}  # f-strings
     unused = [name for name in queries() if f'"{name}"' not in source and name not in exported]
