@@ -34,10 +34,11 @@ from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from functools import partial
+from pathlib import Path
 from typing import Any, TypeVar
 
 from pipeline import config
-from pipeline.errors import StoreDataError, StoreError
+from pipeline.errors import ConfigError, StoreDataError, StoreError
 from pipeline.models import Completion, DeadJob, Job, NewJob, Requeued
 from pipeline.store import rules, sql
 from pipeline.store.batching import CompletionWriter
@@ -65,6 +66,7 @@ PRAGMAS = (
 )
 READER_CACHE_KIB = 8000  # the read connection's page cache
 _LOCK_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 # ---------------------------------------------------------------- times
@@ -145,6 +147,85 @@ def check_writable(path: str) -> None:
             f"permission denied: uid {uid} cannot read and write the store {path}; make it "
             f"writable by uid {uid}, e.g. `chown {uid} {path}`"
         )
+
+
+# ---------------------------------------------------------------- locations
+
+
+def sqlite_path(db: str) -> str | None:
+    """The file path of a SQLite store location (`path` or `sqlite:///path`), else None."""
+    if db.startswith("sqlite:///"):
+        return db[len("sqlite:///") :]
+    return None if "://" in db else db
+
+
+def check_location(path_or_db: str | os.PathLike[str], *, create: bool) -> None:
+    """Refuse, before anything is opened or written, a SQLite location no run should
+    touch: a directory, an empty file for a read-only command, a file that is not
+    SQLite, or another program's SQLite database (which a migration would change).
+
+    `path_or_db` is a file path or a `db` setting (`sqlite:///path`; another URL is not
+    SQLite's and passes). The errors are `ConfigError`s naming `db`."""
+    path = sqlite_path(os.fspath(path_or_db))
+    if path is None or path == MEMORY:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"db: {path} is a directory, not a store file")
+    if not target.is_file():
+        return  # missing: the store makes it, or (create=False) refuses it
+    try:
+        check_writable(path)  # before the peek below, which would leave -wal/-shm files
+    except StoreError as exc:
+        raise ConfigError(f"db: {exc}") from None
+    try:
+        with target.open("rb") as f:
+            header = f.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise ConfigError(
+            f"db: cannot read {path}: {exc.strerror} (running as uid {os.getuid()})"
+        ) from None
+    if not header:
+        if not create:
+            raise ConfigError(
+                f"db: {path} is an empty file, not a store "
+                "(`citepipe backfill` or `citepipe crawl` makes one)"
+            )
+        return
+    if header != _SQLITE_HEADER:
+        raise ConfigError(f"db: {path} is not a SQLite file")
+    try:
+        con = sqlite3.connect(f"file:{target.resolve().as_posix()}?mode=ro", uri=True)
+        try:
+            names = {n for (n,) in con.execute("select name from sqlite_master")}
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return  # unreadable this way (locked, WAL without -shm): the store will say
+    if names and "schema_version" not in names:
+        raise ConfigError(
+            f"db: {path} is a SQLite database of another program, not a citepipe store; "
+            "refusing to change it"
+        )
+    if not names and not create:
+        raise ConfigError(f"db: {path} is an empty SQLite database, not a store")
+
+
+def is_demo_store(path: str) -> bool:
+    """Whether `path` is a SQLite store that only `citepipe demo` ever ran on (so a new
+    demo may remove it)."""
+    try:
+        con = sqlite3.connect(f"file:{Path(path).resolve().as_posix()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return False
+    try:
+        kinds = {k for (k,) in con.execute("select distinct kind from runs")}
+        con.execute("select 1 from jobs limit 1").fetchall()
+    except sqlite3.Error:
+        return False
+    finally:
+        con.close()
+    return kinds == {"demo"}
 
 
 def _is_lock_error(exc: BaseException) -> bool:
@@ -322,6 +403,12 @@ class SQLiteStore(sql.SQLStore):
         )
         self._writer: Connection | None = None
         self._reader: Connection | None = None
+
+    @staticmethod
+    def check_location(path_or_db: str | os.PathLike[str], *, create: bool) -> None:
+        """`check_location`: refuse a location no run should touch (`open_store` calls it
+        before it builds the store)."""
+        check_location(path_or_db, create=create)
 
     # ------------------------------------------------------------ lifecycle
 

@@ -5,13 +5,15 @@ from __future__ import annotations
 
 import asyncio
 import sqlite3
+import subprocess
+import sys
 import threading
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
-from pipeline.errors import StoreError
+from pipeline.errors import ConfigError, StoreError
 from pipeline.models import Completion, Job, NewJob, Paper, ParseResult, Statement, Tally
 from pipeline.store import MemoryStore, PostgresStore, SQLiteStore, open_store
 from pipeline.store.queries import (
@@ -272,6 +274,13 @@ def test_plan_migrations_applies_what_is_missing_by_number() -> None:
         plan_migrations({1, 2, 6}, found)
 
 
+def test_importing_the_store_loads_no_database_client() -> None:
+    """Drivers load by URL scheme when a store is opened (`ENGINES`), not on import."""
+    code = "import pipeline.config, pipeline.store, sys; print('asyncpg' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_the_query_loader_knows_no_dialect() -> None:
     """The loader is shared by every dialect: no sqlite3 import, no SQL parsing."""
     store_dir = Path(__file__).resolve().parents[2] / "pipeline" / "store"
@@ -481,6 +490,19 @@ async def test_open_store_sqlite(tmp_path: Path, form: str) -> None:
     async with store:
         assert await store.pending() == 0
     assert path.exists()
+
+
+def test_open_store_checks_the_location_before_building_the_store(tmp_path: Path) -> None:
+    other = tmp_path / "other.sqlite"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE mine (x)")
+    con.close()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ConfigError, match="another program"):
+        open_store(f"sqlite:///{other}")
+    with pytest.raises(ConfigError, match="is a directory"):
+        open_store(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing left beside it
 
 
 def test_open_store_other_schemes() -> None:
