@@ -14,6 +14,7 @@ import importlib
 import os
 from typing import TYPE_CHECKING, Any
 
+from pipeline.config import Settings
 from pipeline.errors import StoreError
 from pipeline.store.base import EXPORT_TABLES, LeasedJob, Store
 
@@ -58,26 +59,27 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def open_store(url_or_path: str | os.PathLike[str], *, create: bool = True, **opts: Any) -> Store:
+def open_store(
+    settings_or_db: Settings | str | os.PathLike[str], *, create: bool = True, **opts: Any
+) -> Store:
     """The store for a location: a file path or `sqlite:///path` (SQLAlchemy style:
     `sqlite:////abs/path` is absolute), `memory://` for SQLite's `:memory:` (tests);
     `postgresql://user:pass@host:port/dbname` (or `postgres://`) for PostgreSQL. `opts` go
     to the constructor (`pool_min`/`pool_max` only to PostgreSQL); `create=False` refuses a
-    store that does not exist yet.
+    store that does not exist yet. Given `Settings`, the store at `settings.db` built by its
+    driver's `from_settings` (`opts`: only `clock`).
 
     The driver checks the location first (`check_location`), before anything is built,
     opened or written: a SQLite location no run should touch (a directory, another
     program's database, ...) is a `ConfigError` naming `db`."""
-    target = os.fspath(url_or_path)
-    scheme = target.split("://", 1)[0].lower() if "://" in target else ""
-    engine = ENGINES.get(scheme)
-    if engine is None:
-        raise StoreError(
-            f"unknown store URL scheme {scheme!r}: use a SQLite file path, sqlite:///path "
-            "or postgresql://user@host:port/dbname"
-        )
+    if isinstance(settings_or_db, Settings):
+        scheme, driver = _driver(settings_or_db.db)
+        if scheme != "memory":
+            driver.check_location(settings_or_db.db, create=create)
+        return driver.from_settings(settings_or_db, create=create, **opts)  # type: ignore[no-any-return]
+    target = os.fspath(settings_or_db)
+    scheme, driver = _driver(target)
     pool = {k: opts.pop(k) for k in POOL_OPTIONS if k in opts}
-    driver = _load(engine)
     if scheme == "memory":
         return driver(**opts)  # type: ignore[no-any-return]
     if scheme in ("postgresql", "postgres"):
@@ -90,3 +92,15 @@ def open_store(url_or_path: str | os.PathLike[str], *, create: bool = True, **op
             raise StoreError(f"bad SQLite URL {target!r}: expected sqlite:///path")
     driver.check_location(path, create=create)
     return driver(path, create=create, **opts)  # type: ignore[no-any-return]
+
+
+def _driver(location: str) -> tuple[str, Any]:
+    """The URL scheme of a location ("" for a file path) and its driver class, imported."""
+    scheme = location.split("://", 1)[0].lower() if "://" in location else ""
+    engine = ENGINES.get(scheme)
+    if engine is None:
+        raise StoreError(
+            f"unknown store URL scheme {scheme!r}: use a SQLite file path, sqlite:///path "
+            "or postgresql://user@host:port/dbname"
+        )
+    return scheme, _load(engine)

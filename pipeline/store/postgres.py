@@ -49,11 +49,12 @@ from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache, partial
-from typing import Any, TypeVar, cast
+from typing import Any, Self, TypeVar, cast
 
 import asyncpg
 
 from pipeline import config
+from pipeline.config import Settings
 from pipeline.errors import StoreDataError, StoreError
 from pipeline.logs import redact_text
 from pipeline.models import Completion, DeadJob, Job, NewJob, Requeued
@@ -247,6 +248,20 @@ class PostgresStore(sql.SQLStore):
         self._pool: Any = None  # asyncpg.Pool
         self._writer: CompletionWriter | None = None
         self._last_requeue: datetime | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, create: bool = True, clock: Clock | None = None
+    ) -> Self:
+        """The database at `settings.db`, its pool and writer sized by the settings."""
+        return cls(
+            settings.db,
+            create=create,
+            clock=clock,
+            pool_min=settings.pg_pool_min,
+            pool_max=settings.pg_pool_max,
+            **sql.store_options(settings),
+        )
 
     @staticmethod
     def check_location(dsn: str, *, create: bool) -> None:

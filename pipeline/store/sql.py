@@ -35,6 +35,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterat
 from datetime import datetime, timedelta
 from typing import Any, Self, TypeVar
 
+from pipeline.config import Settings
 from pipeline.errors import StoreError
 from pipeline.models import (
     JOB_STATES,
@@ -64,6 +65,16 @@ EXPORT_CHUNK = 1000  # rows per keyset page when exporting
 PAGES_CHUNK = 100  # kept pages per keyset page when reading them back (bodies are big)
 ENQUEUE_CHUNK = 5000  # jobs per transaction when streaming a backfill
 PURGE_CHUNK = 10_000  # done jobs deleted per transaction by `purge_done`
+
+
+def store_options(settings: Settings) -> dict[str, Any]:
+    """The constructor keywords every SQL driver takes from the settings."""
+    return {
+        "writer_batch": settings.writer_batch,
+        "refresh_interval": settings.refresh_interval,
+        "refresh_min": settings.refresh_min,
+        "refresh_max": settings.refresh_max,
+    }
 
 
 def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:

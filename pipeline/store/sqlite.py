@@ -35,9 +35,10 @@ from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from functools import partial
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Self, TypeVar
 
 from pipeline import config
+from pipeline.config import Settings
 from pipeline.errors import ConfigError, StoreDataError, StoreError
 from pipeline.models import Completion, DeadJob, Job, NewJob, Requeued
 from pipeline.store import rules, sql
@@ -403,6 +404,18 @@ class SQLiteStore(sql.SQLStore):
         )
         self._writer: Connection | None = None
         self._reader: Connection | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, create: bool = True, clock: Clock | None = None
+    ) -> Self:
+        """The store at `settings.db` (a path or `sqlite:///path`), tuned by the settings."""
+        path = sqlite_path(settings.db)
+        if not path:
+            raise StoreError(
+                f"bad SQLite location {settings.db!r}: expected a path or sqlite:///path"
+            )
+        return cls(path, create=create, clock=clock, **sql.store_options(settings))
 
     @staticmethod
     def check_location(path_or_db: str | os.PathLike[str], *, create: bool) -> None:

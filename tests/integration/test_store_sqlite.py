@@ -4,6 +4,7 @@ query plan, the batching writer and its fallback, the factory, error translation
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
 import subprocess
 import sys
@@ -13,6 +14,7 @@ from pathlib import Path
 
 import pytest
 
+from pipeline.config import Settings
 from pipeline.errors import ConfigError, StoreError
 from pipeline.models import Completion, Job, NewJob, Paper, ParseResult, Statement, Tally
 from pipeline.store import MemoryStore, PostgresStore, SQLiteStore, open_store
@@ -503,6 +505,24 @@ def test_open_store_checks_the_location_before_building_the_store(tmp_path: Path
     with pytest.raises(ConfigError, match="is a directory"):
         open_store(tmp_path)
     assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing left beside it
+
+
+async def test_open_store_builds_each_driver_from_settings(tmp_path: Path) -> None:
+    tuned = Settings(writer_batch=7, refresh_min=60.0, pg_pool_min=2, pg_pool_max=3)
+    path = tmp_path / "s.sqlite"
+    for db in (str(path), f"sqlite:///{path}"):
+        store = open_store(dataclasses.replace(tuned, db=db))
+        assert isinstance(store, SQLiteStore) and (store.path, store.writer_batch) == (
+            str(path),
+            7,
+        )
+        async with store:
+            assert await store.pending() == 0
+    assert isinstance(open_store(dataclasses.replace(tuned, db="memory://")), MemoryStore)
+    pg = open_store(dataclasses.replace(tuned, db="postgresql://u@h:5432/d"), create=False)
+    assert isinstance(pg, PostgresStore) and (pg.writer_batch, pg.create) == (7, False)
+    with pytest.raises(ConfigError, match="is a directory"):
+        open_store(dataclasses.replace(tuned, db=str(tmp_path)))
 
 
 def test_open_store_other_schemes() -> None:
