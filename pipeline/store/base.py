@@ -19,6 +19,7 @@ cross this interface as aware UTC `datetime`s; no caller may depend on a dialect
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Callable, Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, Protocol
 
@@ -48,6 +49,17 @@ EXPORT_TABLES = (
     "statements",
     "jobs",
 )
+
+
+@dataclass(frozen=True, slots=True)
+class LeasedJob:
+    """A job leased right now: the job as its claim gave it, who holds it (the worker
+    name, `host:pid` for a citepipe process) and when the lease runs out (None only for a
+    row leased without an end, which no claim makes)."""
+
+    job: Job
+    worker: str
+    lease_until: datetime | None
 
 
 class JobQueue(Protocol):
@@ -102,6 +114,10 @@ class JobQueue(Protocol):
         transaction. `reason` keeps those whose reason contains it (any case), `dois`
         those of these DOIs; both None means every dead job. `address(job)` gives each
         job's address on the current site (None keeps it dead, counted as `kept`)."""
+
+    async def leased_jobs(self) -> list[LeasedJob]:
+        """The jobs leased now, by id: what a rerun looks at to give back the leases of a
+        run whose process is gone (`release`) and to name the wait for the others."""
 
     async def pending(self) -> int:
         """Jobs not yet finished: queued, leased or failed."""

@@ -9,9 +9,11 @@ nothing to set up, and leaves nothing behind. See docs/store.md.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
-from pipeline.store.sqlite import MEMORY, SQLiteStore
+from pipeline.config import Settings
+from pipeline.store.sql import store_options
+from pipeline.store.sqlite import MEMORY, Clock, SQLiteStore
 
 
 class MemoryStore(SQLiteStore):
@@ -20,3 +22,10 @@ class MemoryStore(SQLiteStore):
 
     def __init__(self, **opts: Any) -> None:
         super().__init__(MEMORY, **opts)
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, create: bool = True, clock: Clock | None = None
+    ) -> Self:
+        """A private database tuned by the settings (`create` means nothing here)."""
+        return cls(clock=clock, **store_options(settings))

@@ -43,32 +43,24 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import random
 import re
-from collections.abc import Awaitable, Callable, Iterable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import cache, partial
-from typing import Any, TypeVar, cast
+from typing import Any, Self, TypeVar, cast
 
 import asyncpg
 
 from pipeline import config
+from pipeline.config import Settings
 from pipeline.errors import StoreDataError, StoreError
 from pipeline.logs import redact_text
-from pipeline.models import (
-    Completion,
-    DeadJob,
-    Job,
-    KeptPage,
-    NewJob,
-    Requeued,
-    RobotsRecord,
-)
-from pipeline.store import reads, rules
+from pipeline.models import Completion, DeadJob, Job, NewJob, Requeued
+from pipeline.store import rules, sql
 from pipeline.store.batching import CompletionWriter
-from pipeline.store.queries import migrations, queries
+from pipeline.store.queries import migrations, plan_migrations, queries
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
@@ -77,7 +69,6 @@ Body = Callable[[Conn], Awaitable[T]]
 
 DIALECT = "postgres"
 DEFAULT_QUEUE_SIZE = 1000
-ENQUEUE_CHUNK = 5000  # jobs per transaction when streaming a backfill
 REQUEUE_EVERY = timedelta(seconds=1)  # a claim takes back expired leases this often
 TX_RETRIES = 8  # a deadlocked or serialization-failed transaction runs again this often
 CONNECT_TIMEOUT = 10.0  # seconds to connect before the store gives up
@@ -203,17 +194,6 @@ def _status_count(status: str) -> int:
     return int(tail) if tail.isdigit() else 0
 
 
-def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    chunk: list[T] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
-
-
 def _export_value(value: Any) -> Any:
     return rules.iso(value) if isinstance(value, datetime) else value
 
@@ -233,7 +213,7 @@ def _db_errors(what: str) -> Iterator[None]:
         raise StoreError(f"{what}: the database did not answer in time") from exc
 
 
-class PostgresStore(reads.SQLReads):
+class PostgresStore(sql.SQLStore):
     """The Store protocol on one PostgreSQL database (see the module docstring)."""
 
     def __init__(
@@ -268,6 +248,25 @@ class PostgresStore(reads.SQLReads):
         self._pool: Any = None  # asyncpg.Pool
         self._writer: CompletionWriter | None = None
         self._last_requeue: datetime | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, create: bool = True, clock: Clock | None = None
+    ) -> Self:
+        """The database at `settings.db`, its pool and writer sized by the settings."""
+        return cls(
+            settings.db,
+            create=create,
+            clock=clock,
+            pool_min=settings.pg_pool_min,
+            pool_max=settings.pg_pool_max,
+            **sql.store_options(settings),
+        )
+
+    @staticmethod
+    def check_location(dsn: str, *, create: bool) -> None:
+        """Nothing to check before connecting: the server says what is wrong with a DSN,
+        and `create=False` is checked on open (a database without a citepipe schema)."""
 
     # ------------------------------------------------------------ lifecycle
 
@@ -317,15 +316,7 @@ class PostgresStore(reads.SQLReads):
                 "name text NOT NULL, applied_at timestamptz NOT NULL)"
             )
             applied = {int(v) for (v,) in await conn.fetch("SELECT version FROM schema_version")}
-            found_migrations = migrations(DIALECT)
-            latest = found_migrations[-1].version if found_migrations else 0
-            if applied and max(applied) > latest:
-                raise StoreError(
-                    f"database schema version {max(applied)} is newer than this citepipe"
-                )
-            for migration in found_migrations:
-                if migration.version in applied:  # by number: a 0003 merged after a 0004
-                    continue
+            for migration in plan_migrations(applied, migrations(DIALECT)):
                 async with conn.transaction():
                     for statement in migration.statements:
                         await conn.execute(statement)
@@ -351,16 +342,6 @@ class PostgresStore(reads.SQLReads):
         if pool is not None:
             with _db_errors("close"):
                 await pool.close()
-
-    async def __aenter__(self) -> PostgresStore:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    def _now(self) -> datetime:
-        return self._clock()
 
     def _require_pool(self) -> Any:
         if self._pool is None:
@@ -422,6 +403,43 @@ class PostgresStore(reads.SQLReads):
 
         return body
 
+    async def _write(
+        self, what: str, name: str, rows: Sequence[rules.Params], *, durable: bool = False
+    ) -> int:
+        """One row: one statement, its command tag's count; several: one pipelined
+        `executemany` in lock order (`_LOCK_ORDER`), which reports no count, so the rows
+        sent. Either is atomic by itself, so only a durable write takes an explicit
+        transaction (for `SET LOCAL synchronous_commit = on`)."""
+        if not rows:
+            return 0
+        if len(rows) > 1:
+            many = self._executemany(name, rows)
+
+            async def batch(conn: Conn) -> int:
+                await many(conn)
+                return len(rows)
+
+            return await self._transaction(what, batch, durable=durable, atomic=durable)
+        stmt = self._sql[name]
+        args = stmt.args(rows[0])
+
+        async def one(conn: Conn) -> int:
+            return _status_count(await conn.execute(stmt.sql, *args))
+
+        return await self._transaction(what, one, durable=durable, atomic=durable)
+
+    async def _write_one(
+        self, what: str, name: str, params: rules.Params, *, durable: bool = False
+    ) -> sql.Row | None:
+        """One statement with RETURNING; atomic by itself unless durable (see `_write`)."""
+        stmt = self._sql[name]
+        args = stmt.args(params)
+
+        async def body(conn: Conn) -> sql.Row | None:
+            return await conn.fetchrow(stmt.sql, *args)
+
+        return await self._transaction(what, body, durable=durable, atomic=durable)
+
     async def _read_all(self, name: str, params: rules.Params | None = None) -> list[Any]:
         """Run a named query on a pooled connection (lists go in as arrays)."""
         stmt = self._sql[name]
@@ -439,14 +457,9 @@ class PostgresStore(reads.SQLReads):
 
     # ------------------------------------------------------------ queue
 
-    async def enqueue(self, jobs: Iterable[NewJob]) -> int:
-        """Stream jobs in chunks, one transaction per chunk (a backfill may be huge)."""
-        total = 0
-        for chunk in _chunks(jobs, ENQUEUE_CHUNK):
-            total += await self._transaction(
-                "enqueue", partial(self._enqueue_rows, jobs=chunk), durable=True
-            )
-        return total
+    async def _enqueue_chunk(self, jobs: Sequence[NewJob]) -> int:
+        body = partial(self._enqueue_rows, jobs=jobs)
+        return await self._transaction("enqueue", body, durable=True)
 
     async def _enqueue_rows(self, conn: Conn, jobs: Sequence[NewJob]) -> int:
         now = self._now()
@@ -480,25 +493,6 @@ class PostgresStore(reads.SQLReads):
         rows.sort(key=lambda r: (r["not_before"], r["id"]))
         return [rules.job_from_row(row) for row in rows]
 
-    async def extend_leases(
-        self, worker: str, job_ids: Sequence[int], lease_seconds: float
-    ) -> None:
-        if not job_ids:
-            return
-        now = self._now()
-        until = now + timedelta(seconds=lease_seconds)
-        rows = [{"id": i, "worker": worker, "lease_until": until, "now": now} for i in job_ids]
-        await self._transaction(
-            "extend leases", self._executemany("extend_lease", rows), atomic=False
-        )
-
-    async def release(self, jobs: Sequence[Job]) -> None:
-        if not jobs:
-            return
-        now = self._now()
-        rows = [{"id": j.id, "round": j.round, "now": now} for j in jobs]
-        await self._transaction("release", self._executemany("release", rows), atomic=False)
-
     async def fail(self, job: Job, error: str, retry_at: datetime | None) -> None:
         """`failed` until `retry_at`, or `dead` (and, for a page after the first, its
         report marked incomplete with the reason: `rules.dead_page_reason`)."""
@@ -520,15 +514,6 @@ class PostgresStore(reads.SQLReads):
                 await conn.execute(mark.sql, *mark.args(params))
 
         await self._transaction("fail", body)
-
-    async def requeue_expired(self) -> int:
-        stmt = self._sql["requeue_expired"]
-        args = stmt.args({"now": self._now()})
-
-        async def body(conn: Conn) -> int:
-            return _status_count(await conn.execute(stmt.sql, *args))
-
-        return await self._transaction("requeue expired", body, atomic=False)
 
     async def enqueue_stale(self, now: datetime) -> int:
         """Page 1 of every report due for a refresh, with round = its max round + 1."""
@@ -566,23 +551,6 @@ class PostgresStore(reads.SQLReads):
             return Requeued(jobs=done, reports=len(reports), kept=kept)
 
         return await self._transaction("requeue dead jobs", body, durable=True)
-
-    async def purge_done(self, before: datetime, *, chunk: int = 10_000) -> int:
-        """Retention: delete done jobs of later pages (page > 1) not touched since `before`,
-        in chunks (short transactions). Page-1 jobs stay: they are what recognises a DOI
-        already queued and what refresh starts from. Returns how many were deleted."""
-        stmt = self._sql["purge_done"]
-        total = 0
-        while True:
-            args = stmt.args({"before": before, "limit": chunk})
-
-            async def body(conn: Conn, args: tuple[Any, ...] = args) -> int:
-                return len(await conn.fetch(stmt.sql, *args))
-
-            n = await self._transaction("purge done jobs", body, atomic=False)
-            total += n
-            if n < chunk:
-                return total
 
     # ------------------------------------------------------------ completions
 
@@ -666,48 +634,6 @@ class PostgresStore(reads.SQLReads):
 
         return await self._transaction(f"import {table}", body, durable=True)
 
-    # ------------------------------------------------------------ kept pages
-
-    async def keep_page(self, page: KeptPage) -> None:
-        rows = [rules.page_params(page)]
-        await self._transaction("keep page", self._executemany("keep_page", rows), durable=True)
-
-    async def settle_reparsed(self, dois: Sequence[str]) -> int:
-        stmt = self._sql["settle_reparsed"]
-        args = stmt.args({"dois": sorted(set(dois))})
-
-        async def body(conn: Conn) -> int:
-            return _status_count(await conn.execute(stmt.sql, *args))
-
-        return await self._transaction("settle reparsed", body, durable=True)
-
-    # ------------------------------------------------------------ runs
-
-    async def start_run(self, kind: str, host: str, pid: int) -> int:
-        stmt = self._sql["start_run"]
-        args = stmt.args({"kind": kind, "host": host, "pid": pid, "now": self._now()})
-
-        async def body(conn: Conn) -> int:
-            return int(await conn.fetchval(stmt.sql, *args))
-
-        return await self._transaction("start run", body, atomic=False)
-
-    async def heartbeat_run(self, run_id: int) -> None:
-        rows = [{"id": run_id, "now": self._now()}]
-        await self._transaction(
-            "heartbeat run", self._executemany("heartbeat_run", rows), atomic=False
-        )
-
-    async def finish_run(self, run_id: int, summary: dict[str, Any]) -> None:
-        rows = [
-            {
-                "id": run_id,
-                "now": self._now(),
-                "summary": json.dumps(summary, default=str, sort_keys=True),
-            }
-        ]
-        await self._transaction("finish run", self._executemany("finish_run", rows), atomic=False)
-
     # ------------------------------------------------------------ politeness (hosts)
 
     async def book_request(self, host: str, delay: float) -> datetime:
@@ -725,20 +651,3 @@ class PostgresStore(reads.SQLReads):
         if now is None:
             return cast(datetime, self._now() + (start - db_now))
         return cast(datetime, start)
-
-    async def pause_host(self, host: str, until: datetime) -> None:
-        rows = [{"host": host, "now": self._now(), "until": until}]
-        await self._transaction("pause host", self._executemany("host_pause", rows), atomic=False)
-
-    async def save_robots(self, host: str, record: RobotsRecord) -> None:
-        rows = [
-            {
-                "host": host,
-                "status": record.status,
-                "text": record.text,
-                "fetched_at": record.fetched_at,
-                "expires_at": record.expires_at,
-                "failures": record.failures,
-            }
-        ]
-        await self._transaction("save robots", self._executemany("robots_save", rows), atomic=False)

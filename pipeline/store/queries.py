@@ -1,17 +1,20 @@
-"""The SQL files of one dialect, loaded once: named queries and numbered migrations.
+"""The SQL files of the store, loaded once: named queries and numbered migrations.
 
-Each dialect has a folder `sql/<dialect>/` (`sqlite` today, `postgres` next) holding
-`queries.sql` and migrations named `NNNN_<what>.sql`, applied in number order
-(procrastinate's layout). Both kinds of file are a sequence of blocks, each starting with a
-line `-- name: <name>`; a block is exactly one statement. In a migration the blocks run in
-file order, in one transaction. Splitting on these marker lines needs no SQL parser, so
-this loader knows nothing about any dialect (a trigger's inner `;` is no problem either).
-See docs/store.md.
+`sql/common/queries.sql` holds the named queries every dialect runs as they are; each
+dialect has a folder `sql/<dialect>/` (`sqlite`, `postgres`) holding its own `queries.sql`
+(what it writes differently, or alone) and migrations named `NNNN_<what>.sql`, applied in
+number order (procrastinate's layout). A dialect's queries are the common ones overlaid by
+its own, and a name lives in one file only, so a portable query is written once. Both
+kinds of file are a sequence of blocks, each starting with a line `-- name: <name>`; a
+block is exactly one statement. In a migration the blocks run in file order, in one
+transaction. Splitting on these marker lines needs no SQL parser, so this loader knows
+nothing about any dialect (a trigger's inner `;` is no problem either). See docs/store.md.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from functools import cache
 from importlib.resources import files
@@ -20,6 +23,7 @@ from importlib.resources.abc import Traversable
 from pipeline.errors import StoreError
 
 DEFAULT_DIALECT = "sqlite"
+COMMON = "common"  # the folder of the queries every dialect shares
 _NAME_RE = re.compile(r"^-- name: (\w+)\s*$", re.MULTILINE)
 _MIGRATION_RE = re.compile(r"^(\d{4})_(\w+)\.sql$")
 
@@ -59,11 +63,30 @@ def _has_code(sql: str) -> bool:
     return any(line.strip() and not line.strip().startswith("--") for line in sql.splitlines())
 
 
+def _read_queries(folder: str) -> dict[str, str]:
+    text = _dialect_dir(folder).joinpath("queries.sql").read_text(encoding="utf-8")
+    return parse_queries(text)
+
+
 @cache
 def queries(dialect: str = DEFAULT_DIALECT) -> dict[str, str]:
-    """The named queries of `sql/<dialect>/queries.sql`."""
-    text = _dialect_dir(dialect).joinpath("queries.sql").read_text(encoding="utf-8")
-    return parse_queries(text)
+    """The named queries of a dialect: `sql/common/queries.sql` overlaid by
+    `sql/<dialect>/queries.sql` (`overlay`)."""
+    common = _read_queries(COMMON)
+    return common if dialect == COMMON else overlay(common, _read_queries(dialect), dialect)
+
+
+def overlay(common: dict[str, str], own: dict[str, str], dialect: str) -> dict[str, str]:
+    """The common queries and a dialect's own, in one dict. A dialect file that redefines
+    a common name is refused: two definitions of one name would let the shared one drift
+    unseen, or silently not be the one that runs."""
+    again = sorted(set(common) & set(own))
+    if again:
+        raise StoreError(
+            f"sql/{dialect}/queries.sql redefines the common {', '.join(again)}: a query is "
+            "defined once; move it out of common/ when its dialects need different SQL"
+        )
+    return common | own
 
 
 def parse_migration(version: int, name: str, text: str) -> Migration:
@@ -77,7 +100,7 @@ def migrations(dialect: str = DEFAULT_DIALECT) -> tuple[Migration, ...]:
 
     Numbers may have gaps while parallel changes are merged (a 0004 may land before its
     0003): a store applies every migration it lacks, by number, not only those above its
-    highest (`sqlite.migrate`)."""
+    highest (`plan_migrations`)."""
     found: list[Migration] = []
     for entry in _dialect_dir(dialect).iterdir():
         m = _MIGRATION_RE.match(entry.name)
@@ -89,3 +112,15 @@ def migrations(dialect: str = DEFAULT_DIALECT) -> tuple[Migration, ...]:
     if len(set(versions)) != len(versions) or (versions and versions[0] != 1):
         raise StoreError(f"migrations must start at 1 and use each number once, found {versions}")
     return tuple(found)
+
+
+def plan_migrations(applied: Collection[int], found: Sequence[Migration]) -> list[Migration]:
+    """The migrations a store lacks, in number order: every one whose number is not
+    applied, not only those above the highest applied (numbers may have gaps while
+    parallel changes are merged: a 0003 merged after a 0004 is still applied). A store
+    with a higher version than any found was migrated by a newer citepipe: refused, as
+    this one would write to a schema it does not know."""
+    latest = max((m.version for m in found), default=0)
+    if applied and max(applied) > latest:
+        raise StoreError(f"database schema version {max(applied)} is newer than this citepipe")
+    return sorted((m for m in found if m.version not in applied), key=lambda m: m.version)

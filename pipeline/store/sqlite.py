@@ -30,26 +30,20 @@ import json
 import os
 import sqlite3
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from datetime import datetime, timedelta
 from functools import partial
-from typing import Any, TypeVar
+from pathlib import Path
+from typing import Any, Self, TypeVar
 
 from pipeline import config
-from pipeline.errors import StoreDataError, StoreError
-from pipeline.models import (
-    Completion,
-    DeadJob,
-    Job,
-    KeptPage,
-    NewJob,
-    Requeued,
-    RobotsRecord,
-)
-from pipeline.store import reads, rules
+from pipeline.config import Settings
+from pipeline.errors import ConfigError, StoreDataError, StoreError
+from pipeline.models import Completion, DeadJob, Job, NewJob, Requeued
+from pipeline.store import rules, sql
 from pipeline.store.batching import CompletionWriter
-from pipeline.store.queries import Migration, migrations, queries
+from pipeline.store.queries import Migration, migrations, plan_migrations, queries
 from pipeline.store.rules import from_iso, iso
 
 T = TypeVar("T")
@@ -59,7 +53,6 @@ Body = Callable[[sqlite3.Connection], T]  # work run on a connection's own threa
 MEMORY = ":memory:"
 DEFAULT_QUEUE_SIZE = 1000
 BUSY_TIMEOUT = 10.0  # seconds another process may hold the write lock before we give up
-ENQUEUE_CHUNK = 5000  # jobs per transaction when streaming a backfill
 WRITER_LINGER = 0.005  # seconds the writer waits for more pages to commit with the first
 WRITER_CACHE_KIB = 8000  # the writing connection's page cache (see PRAGMAS)
 PRAGMAS = (
@@ -74,6 +67,7 @@ PRAGMAS = (
 )
 READER_CACHE_KIB = 8000  # the read connection's page cache
 _LOCK_CODES = frozenset({sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED})
+_SQLITE_HEADER = b"SQLite format 3\x00"
 
 
 # ---------------------------------------------------------------- times
@@ -99,8 +93,8 @@ def _encode_rows(rows: list[rules.Params]) -> list[rules.Params]:
     return rows
 
 
-def _encode_read(params: rules.Params) -> rules.Params:
-    """A read's parameters as SQLite takes them: datetimes as the stored text, lists as
+def _encode_params(params: rules.Params) -> rules.Params:
+    """A query's parameters as SQLite takes them: datetimes as the stored text, lists as
     JSON text (the queries unpack them with `json_each`)."""
     return {k: json.dumps(v) if isinstance(v, list) else v for k, v in _encode(params).items()}
 
@@ -156,6 +150,85 @@ def check_writable(path: str) -> None:
         )
 
 
+# ---------------------------------------------------------------- locations
+
+
+def sqlite_path(db: str) -> str | None:
+    """The file path of a SQLite store location (`path` or `sqlite:///path`), else None."""
+    if db.startswith("sqlite:///"):
+        return db[len("sqlite:///") :]
+    return None if "://" in db else db
+
+
+def check_location(path_or_db: str | os.PathLike[str], *, create: bool) -> None:
+    """Refuse, before anything is opened or written, a SQLite location no run should
+    touch: a directory, an empty file for a read-only command, a file that is not
+    SQLite, or another program's SQLite database (which a migration would change).
+
+    `path_or_db` is a file path or a `db` setting (`sqlite:///path`; another URL is not
+    SQLite's and passes). The errors are `ConfigError`s naming `db`."""
+    path = sqlite_path(os.fspath(path_or_db))
+    if path is None or path == MEMORY:
+        return
+    target = Path(path)
+    if target.is_dir():
+        raise ConfigError(f"db: {path} is a directory, not a store file")
+    if not target.is_file():
+        return  # missing: the store makes it, or (create=False) refuses it
+    try:
+        check_writable(path)  # before the peek below, which would leave -wal/-shm files
+    except StoreError as exc:
+        raise ConfigError(f"db: {exc}") from None
+    try:
+        with target.open("rb") as f:
+            header = f.read(len(_SQLITE_HEADER))
+    except OSError as exc:
+        raise ConfigError(
+            f"db: cannot read {path}: {exc.strerror} (running as uid {os.getuid()})"
+        ) from None
+    if not header:
+        if not create:
+            raise ConfigError(
+                f"db: {path} is an empty file, not a store "
+                "(`citepipe backfill` or `citepipe crawl` makes one)"
+            )
+        return
+    if header != _SQLITE_HEADER:
+        raise ConfigError(f"db: {path} is not a SQLite file")
+    try:
+        con = sqlite3.connect(f"file:{target.resolve().as_posix()}?mode=ro", uri=True)
+        try:
+            names = {n for (n,) in con.execute("select name from sqlite_master")}
+        finally:
+            con.close()
+    except sqlite3.Error:
+        return  # unreadable this way (locked, WAL without -shm): the store will say
+    if names and "schema_version" not in names:
+        raise ConfigError(
+            f"db: {path} is a SQLite database of another program, not a citepipe store; "
+            "refusing to change it"
+        )
+    if not names and not create:
+        raise ConfigError(f"db: {path} is an empty SQLite database, not a store")
+
+
+def is_demo_store(path: str) -> bool:
+    """Whether `path` is a SQLite store that only `citepipe demo` ever ran on (so a new
+    demo may remove it)."""
+    try:
+        con = sqlite3.connect(f"file:{Path(path).resolve().as_posix()}?mode=ro", uri=True)
+    except sqlite3.Error:
+        return False
+    try:
+        kinds = {k for (k,) in con.execute("select distinct kind from runs")}
+        con.execute("select 1 from jobs limit 1").fetchall()
+    except sqlite3.Error:
+        return False
+    finally:
+        con.close()
+    return kinds == {"demo"}
+
+
 def _is_lock_error(exc: BaseException) -> bool:
     """SQLite's SQLITE_BUSY / SQLITE_LOCKED (any extended code): another connection holds
     the lock. Read from the error code, not the message."""
@@ -166,17 +239,6 @@ def _is_lock_error(exc: BaseException) -> bool:
 def _is_busy(exc: BaseException) -> bool:
     """A lock timeout: retrying page by page would only wait again."""
     return exc.__cause__ is not None and _is_lock_error(exc.__cause__)
-
-
-def _chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
-    chunk: list[T] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk
 
 
 # ---------------------------------------------------------------- connections
@@ -269,13 +331,9 @@ async def migrate(
         )
     )
     applied = await conn.run(_applied_versions)
-    latest = found[-1].version if found else 0
-    if applied and max(applied) > latest:
-        raise StoreError(f"database schema version {max(applied)} is newer than this citepipe")
-    for migration in found:
-        if migration.version not in applied:
-            body = partial(_apply, migration=migration, applied_at=iso(clock()))
-            await conn.run(partial(_run_transaction, body=body))
+    for migration in plan_migrations(applied, found):
+        body = partial(_apply, migration=migration, applied_at=iso(clock()))
+        await conn.run(partial(_run_transaction, body=body))
     return await conn.run(_schema_version)
 
 
@@ -313,7 +371,7 @@ def _run_transaction(raw: sqlite3.Connection, body: Body[T]) -> T:
     return result
 
 
-class SQLiteStore(reads.SQLReads):
+class SQLiteStore(sql.SQLStore):
     """The Store protocol on one SQLite file, or on `":memory:"` (a private in-memory
     database, gone at `close`). See the module docstring for the design."""
 
@@ -346,6 +404,24 @@ class SQLiteStore(reads.SQLReads):
         )
         self._writer: Connection | None = None
         self._reader: Connection | None = None
+
+    @classmethod
+    def from_settings(
+        cls, settings: Settings, *, create: bool = True, clock: Clock | None = None
+    ) -> Self:
+        """The store at `settings.db` (a path or `sqlite:///path`), tuned by the settings."""
+        path = sqlite_path(settings.db)
+        if not path:
+            raise StoreError(
+                f"bad SQLite location {settings.db!r}: expected a path or sqlite:///path"
+            )
+        return cls(path, create=create, clock=clock, **sql.store_options(settings))
+
+    @staticmethod
+    def check_location(path_or_db: str | os.PathLike[str], *, create: bool) -> None:
+        """`check_location`: refuse a location no run should touch (`open_store` calls it
+        before it builds the store)."""
+        check_location(path_or_db, create=create)
 
     # ------------------------------------------------------------ lifecycle
 
@@ -393,16 +469,6 @@ class SQLiteStore(reads.SQLReads):
                 with _db_errors("close"):
                     await conn.close()
 
-    async def __aenter__(self) -> SQLiteStore:
-        await self.open()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.close()
-
-    def _now(self) -> datetime:
-        return self._clock()
-
     def _read_conn(self) -> Connection:
         if self._reader is None:
             raise StoreError("store is not open")
@@ -416,23 +482,37 @@ class SQLiteStore(reads.SQLReads):
         with _db_errors(what):
             return await conn.run(partial(_run_transaction, body=body))
 
-    def _executemany(self, name: str, rows: list[rules.Params]) -> Body[int]:
-        sql = self._sql[name]
-        encoded = [_encode(r) for r in rows]
+    def _executemany(self, name: str, rows: Sequence[rules.Params]) -> Body[int]:
+        statement = self._sql[name]
+        encoded = [_encode_params(r) for r in rows]
 
         def body(conn: sqlite3.Connection) -> int:
-            return max(conn.executemany(sql, encoded).rowcount, 0)
+            return max(conn.executemany(statement, encoded).rowcount, 0)
 
         return body
 
+    async def _write(
+        self, what: str, name: str, rows: Sequence[rules.Params], *, durable: bool = False
+    ) -> int:
+        """One `executemany` in one transaction, one hop to the writer's thread. `durable`
+        asks nothing more here: every commit is as safe as WAL with `synchronous = NORMAL`
+        makes it (a process crash loses nothing)."""
+        return await self._transaction(what, self._executemany(name, rows))
+
+    async def _write_one(
+        self, what: str, name: str, params: rules.Params, *, durable: bool = False
+    ) -> sql.Row | None:
+        statement, encoded = self._sql[name], _encode_params(params)
+
+        def body(conn: sqlite3.Connection) -> sql.Row | None:
+            return conn.execute(statement, encoded).fetchone()
+
+        return await self._transaction(what, body)
+
     # ------------------------------------------------------------ queue
 
-    async def enqueue(self, jobs: Iterable[NewJob]) -> int:
-        """Stream jobs in chunks, one transaction per chunk (a backfill may be huge)."""
-        total = 0
-        for chunk in _chunks(jobs, ENQUEUE_CHUNK):
-            total += await self._transaction("enqueue", partial(self._enqueue_rows, jobs=chunk))
-        return total
+    async def _enqueue_chunk(self, jobs: Sequence[NewJob]) -> int:
+        return await self._transaction("enqueue", partial(self._enqueue_rows, jobs=jobs))
 
     def _enqueue_rows(self, conn: sqlite3.Connection, jobs: Sequence[NewJob]) -> int:
         now = self._now()
@@ -480,23 +560,6 @@ class SQLiteStore(reads.SQLReads):
         rows.sort(key=lambda r: (from_iso(r["not_before"]), r["id"]))
         return [rules.job_from_row(row) for row in rows]
 
-    async def extend_leases(
-        self, worker: str, job_ids: Sequence[int], lease_seconds: float
-    ) -> None:
-        if not job_ids:
-            return
-        now = self._now()
-        until = now + timedelta(seconds=lease_seconds)
-        rows = [{"id": i, "worker": worker, "lease_until": until, "now": now} for i in job_ids]
-        await self._transaction("extend leases", self._executemany("extend_lease", rows))
-
-    async def release(self, jobs: Sequence[Job]) -> None:
-        if not jobs:
-            return
-        now = self._now()
-        rows = [{"id": j.id, "round": j.round, "now": now} for j in jobs]
-        await self._transaction("release", self._executemany("release", rows))
-
     async def fail(self, job: Job, error: str, retry_at: datetime | None) -> None:
         """`failed` until `retry_at`, or `dead` (and, for a page after the first, its
         report marked incomplete with the reason: `rules.dead_page_reason`)."""
@@ -519,12 +582,6 @@ class SQLiteStore(reads.SQLReads):
                 conn.execute(self._sql["mark_incomplete"], params)
 
         await self._transaction("fail", body)
-
-    async def requeue_expired(self) -> int:
-        rows = [{"now": self._now()}]
-        return await self._transaction(
-            "requeue expired", self._executemany("requeue_expired", rows)
-        )
 
     async def enqueue_stale(self, now: datetime) -> int:
         """Page 1 of every report due for a refresh, with round = its max round + 1."""
@@ -617,10 +674,10 @@ class SQLiteStore(reads.SQLReads):
     async def _read_all(self, name: str, params: rules.Params | None = None) -> list[Any]:
         """Run a named query on the read connection; datetimes go in as the stored ISO
         text and lists as JSON text (the queries read them with `json_each`)."""
-        sql, encoded = self._sql[name], _encode_read(params or {})
+        statement, encoded = self._sql[name], _encode_params(params or {})
         conn = self._read_conn()
         with _db_errors(name):
-            return await conn.run(lambda raw: raw.execute(sql, encoded).fetchall())
+            return await conn.run(lambda raw: raw.execute(statement, encoded).fetchall())
 
     def _time(self, value: Any) -> datetime:
         """Times are stored as ISO text (`iso`)."""
@@ -646,44 +703,6 @@ class SQLiteStore(reads.SQLReads):
         await self._transaction(f"import {table}", body)
         return len(rows)
 
-    async def purge_done(self, before: datetime, *, chunk: int = 10_000) -> int:
-        """Retention: delete done jobs of later pages (page > 1) not touched since
-        `before`, in chunks. Page-1 jobs stay (see docs/store.md)."""
-        total = 0
-        while True:
-            params = [{"before": before, "limit": chunk}]
-            n = await self._transaction("purge done jobs", self._executemany("purge_done", params))
-            total += n
-            if n < chunk:
-                return total
-
-    # ------------------------------------------------------------ runs
-
-    async def start_run(self, kind: str, host: str, pid: int) -> int:
-        params = _encode({"kind": kind, "host": host, "pid": pid, "now": self._now()})
-
-        def body(conn: sqlite3.Connection) -> int:
-            row = conn.execute(self._sql["start_run"], params).fetchone()
-            if row is None:
-                raise StoreError("start_run returned no id")
-            return int(row[0])
-
-        return await self._transaction("start run", body)
-
-    async def heartbeat_run(self, run_id: int) -> None:
-        rows = [{"id": run_id, "now": self._now()}]
-        await self._transaction("heartbeat run", self._executemany("heartbeat_run", rows))
-
-    async def finish_run(self, run_id: int, summary: dict[str, Any]) -> None:
-        rows = [
-            {
-                "id": run_id,
-                "now": self._now(),
-                "summary": json.dumps(summary, default=str, sort_keys=True),
-            }
-        ]
-        await self._transaction("finish run", self._executemany("finish_run", rows))
-
     # ------------------------------------------------------------ politeness (hosts)
 
     async def book_request(self, host: str, delay: float) -> datetime:
@@ -702,35 +721,6 @@ class SQLiteStore(reads.SQLReads):
             return start
 
         return await self._transaction("book request", body)
-
-    async def pause_host(self, host: str, until: datetime) -> None:
-        rows = [{"host": host, "now": self._now(), "until": until}]
-        await self._transaction("pause host", self._executemany("host_pause", rows))
-
-    async def save_robots(self, host: str, record: RobotsRecord) -> None:
-        rows = [
-            {
-                "host": host,
-                "status": record.status,
-                "text": record.text,
-                "fetched_at": record.fetched_at,
-                "expires_at": record.expires_at,
-                "failures": record.failures,
-            }
-        ]
-        await self._transaction("save robots", self._executemany("robots_save", rows))
-
-    # ------------------------------------------------------------ kept pages
-
-    async def keep_page(self, page: KeptPage) -> None:
-        rows = [rules.page_params(page)]
-        await self._transaction("keep page", self._executemany("keep_page", rows))
-
-    async def settle_reparsed(self, dois: Sequence[str]) -> int:
-        rows = [{"dois": json.dumps(sorted(set(dois)))}]
-        return await self._transaction(
-            "settle reparsed", self._executemany("settle_reparsed", rows)
-        )
 
 
 def _as_store_error(exc: Exception) -> Exception:

@@ -236,6 +236,24 @@ async def test_heartbeat_extends_only_own_leases(store: Store, clock: Clock) -> 
     assert (await job_row(store))["lease_until"] == iso(T0 + timedelta(seconds=50))
 
 
+async def test_leased_jobs_are_the_jobs_leased_now_with_holder_and_lease_end(
+    store: Store, clock: Clock
+) -> None:
+    await store.enqueue([new(doi=f"10.1/{i}") for i in range(3)])
+    assert await store.leased_jobs() == []
+    first = await store.claim("host-a:11", 2, 30)
+    clock.advance(5)
+    second = await store.claim("host-b:22", 1, 60)
+    leased = await store.leased_jobs()
+    assert [lease.job for lease in leased] == sorted(first + second, key=lambda j: j.id)
+    assert {(lease.job.id, lease.worker, lease.lease_until) for lease in leased} == {
+        *((j.id, "host-a:11", T0 + timedelta(seconds=30)) for j in first),
+        *((j.id, "host-b:22", T0 + timedelta(seconds=65)) for j in second),
+    }
+    await store.release(first)  # given back: no longer leased
+    assert [lease.job.id for lease in await store.leased_jobs()] == [second[0].id]
+
+
 async def test_release_refunds_the_attempt(store: Store) -> None:
     await store.enqueue([new()])
     jobs = await store.claim("w1", 1, 30)

@@ -73,7 +73,7 @@ def test_both_dialects_name_their_queries_alike() -> None:
 
 def test_every_postgres_query_is_used() -> None:
     store_dir = ROOT / "pipeline" / "store"
-    source = (store_dir / "postgres.py").read_text() + (store_dir / "reads.py").read_text()
+    source = (store_dir / "postgres.py").read_text() + (store_dir / "sql.py").read_text()
     generated = {f"{kind}_{t}" for t in COLUMNS for kind in ("export", "last", "import")}
     generated |= {f"export_{t}_after" for t in COLUMNS}
     generated |= {f"{n}_set" for n in _SET_WRITES}

@@ -4,17 +4,30 @@ query plan, the batching writer and its fallback, the factory, error translation
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import sqlite3
+import subprocess
+import sys
 import threading
 from itertools import pairwise
 from pathlib import Path
 
 import pytest
 
-from pipeline.errors import StoreError
+from pipeline.config import Settings
+from pipeline.errors import ConfigError, StoreError
 from pipeline.models import Completion, Job, NewJob, Paper, ParseResult, Statement, Tally
 from pipeline.store import MemoryStore, PostgresStore, SQLiteStore, open_store
-from pipeline.store.queries import Migration, migrations, parse_migration, parse_queries, queries
+from pipeline.store.queries import (
+    COMMON,
+    Migration,
+    migrations,
+    overlay,
+    parse_migration,
+    parse_queries,
+    plan_migrations,
+    queries,
+)
 from pipeline.store.rules import COLUMNS, KEYS
 from pipeline.store.sqlite import Connection, _is_lock_error, migrate
 
@@ -242,6 +255,35 @@ END;
         parse_queries("-- name: a\n-- only a comment\n")
 
 
+def test_a_dialect_gets_the_common_queries_and_may_not_redefine_one() -> None:
+    common = queries(COMMON)
+    for dialect in ("sqlite", "postgres"):
+        assert set(common) < set(queries(dialect))
+        assert all(queries(dialect)[n] == sql for n, sql in common.items())
+    assert overlay({"a": "SELECT 1;"}, {"b": "SELECT 2;"}, "x") == {
+        "a": "SELECT 1;",
+        "b": "SELECT 2;",
+    }
+    with pytest.raises(StoreError, match="move it out of common/"):
+        overlay({"a": "SELECT 1;"}, {"a": "SELECT 2;"}, "x")
+
+
+def test_plan_migrations_applies_what_is_missing_by_number() -> None:
+    found = [Migration(v, f"m{v}", ("SELECT 1;",)) for v in (1, 2, 4, 5)]
+    assert [m.version for m in plan_migrations(set(), found)] == [1, 2, 4, 5]
+    assert [m.version for m in plan_migrations({1, 2, 5}, found)] == [4]  # a gap filled
+    assert plan_migrations({1, 2, 4, 5}, found) == []
+    with pytest.raises(StoreError, match="newer"):
+        plan_migrations({1, 2, 6}, found)
+
+
+def test_importing_the_store_loads_no_database_client() -> None:
+    """Drivers load by URL scheme when a store is opened (`ENGINES`), not on import."""
+    code = "import pipeline.config, pipeline.store, sys; print('asyncpg' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "False"
+
+
 def test_the_query_loader_knows_no_dialect() -> None:
     """The loader is shared by every dialect: no sqlite3 import, no SQL parsing."""
     store_dir = Path(__file__).resolve().parents[2] / "pipeline" / "store"
@@ -254,7 +296,7 @@ def test_the_query_loader_knows_no_dialect() -> None:
 
 def test_every_named_query_is_used_by_the_store() -> None:
     store_dir = Path(__file__).resolve().parents[2] / "pipeline" / "store"
-    source = "".join((store_dir / f).read_text() for f in ("sqlite.py", "rules.py", "reads.py"))
+    source = "".join((store_dir / f).read_text() for f in ("sqlite.py", "rules.py", "sql.py"))
     exported = {f"export_{t}" for t in COLUMNS} | {f"export_{t}_after" for t in COLUMNS}
     exported |= {f"last_{t}" for t in COLUMNS} | {f"import_{t}" for t in COLUMNS}  # f-strings
     unused = [name for name in queries() if f'"{name}"' not in source and name not in exported]
@@ -451,6 +493,37 @@ async def test_open_store_sqlite(tmp_path: Path, form: str) -> None:
     async with store:
         assert await store.pending() == 0
     assert path.exists()
+
+
+def test_open_store_checks_the_location_before_building_the_store(tmp_path: Path) -> None:
+    other = tmp_path / "other.sqlite"
+    con = sqlite3.connect(other)
+    con.execute("CREATE TABLE mine (x)")
+    con.close()
+    before = sorted(p.name for p in tmp_path.iterdir())
+    with pytest.raises(ConfigError, match="another program"):
+        open_store(f"sqlite:///{other}")
+    with pytest.raises(ConfigError, match="is a directory"):
+        open_store(tmp_path)
+    assert sorted(p.name for p in tmp_path.iterdir()) == before  # nothing left beside it
+
+
+async def test_open_store_builds_each_driver_from_settings(tmp_path: Path) -> None:
+    tuned = Settings(writer_batch=7, refresh_min=60.0, pg_pool_min=2, pg_pool_max=3)
+    path = tmp_path / "s.sqlite"
+    for db in (str(path), f"sqlite:///{path}"):
+        store = open_store(dataclasses.replace(tuned, db=db))
+        assert isinstance(store, SQLiteStore) and (store.path, store.writer_batch) == (
+            str(path),
+            7,
+        )
+        async with store:
+            assert await store.pending() == 0
+    assert isinstance(open_store(dataclasses.replace(tuned, db="memory://")), MemoryStore)
+    pg = open_store(dataclasses.replace(tuned, db="postgresql://u@h:5432/d"), create=False)
+    assert isinstance(pg, PostgresStore) and (pg.writer_batch, pg.create) == (7, False)
+    with pytest.raises(ConfigError, match="is a directory"):
+        open_store(dataclasses.replace(tuned, db=str(tmp_path)))
 
 
 def test_open_store_other_schemes() -> None:

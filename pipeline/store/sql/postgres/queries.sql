@@ -3,7 +3,9 @@
 -- (:name); the driver (postgres.py) turns them into $1, $2... in order of first use, so a
 -- name used twice is one parameter. Times are timestamptz (aware datetimes in and out).
 -- This file is PostgreSQL's own: `FOR UPDATE SKIP LOCKED`, `= ANY(array)`, `greatest()`,
--- `make_interval()` are fine here. See docs/store.md and docs/store-postgres.md.
+-- `make_interval()` are fine here. The queries both dialects run as they are live in
+-- common/queries.sql (a name is defined in one file only). See docs/store.md and
+-- docs/store-postgres.md.
 
 -- ---------------------------------------------------------------- queue
 
@@ -23,11 +25,6 @@ ON CONFLICT (doi, page) DO UPDATE SET
     chain = excluded.chain
 WHERE j.state IN ('done', 'dead') AND excluded.round > j.round
 RETURNING 1;
-
--- name: enqueue_bump_round
--- A job still waiting (queued/failed) takes a newer round, so its follow-ups refresh too.
-UPDATE jobs SET round = :round, updated_at = :now
-WHERE doi = :doi AND page = :page AND state IN ('queued', 'failed') AND round < :round;
 
 -- name: claim
 -- One statement (graphile-worker's and Oban's shape): the CTE walks the partial index
@@ -60,10 +57,6 @@ FROM (
     FOR UPDATE SKIP LOCKED
 ) AS expired
 WHERE j.id = expired.id;
-
--- name: extend_lease
-UPDATE jobs SET lease_until = :lease_until, updated_at = :now
-WHERE id = :id AND worker = :worker AND state = 'leased';
 
 -- name: release
 UPDATE jobs
@@ -99,15 +92,6 @@ SET state = 'done', lease_until = NULL, worker = NULL, last_error = NULL,
     updated_at = :now
 WHERE id = :id AND round = :round;
 
--- name: stale_page_one
--- Page-1 jobs of reports due for a refresh, with the round to use (the DOI's max + 1).
-SELECT j.doi, j.url, j.depth,
-       (SELECT max(j2.round) FROM jobs AS j2 WHERE j2.doi = j.doi) + 1 AS round
-FROM papers AS p
-JOIN jobs AS j ON j.doi = p.doi AND j.page = 1
-WHERE p.last_crawled_at IS NOT NULL AND p.next_refresh_at <= :now
-ORDER BY p.next_refresh_at, p.doi;
-
 -- name: dead_jobs
 -- `retry`: the dead jobs to queue again; :reason (a substring of the reason, any case)
 -- and :dois (an array) narrow it when not NULL.
@@ -126,9 +110,6 @@ SET state = 'queued', url = :url, attempts = 0, not_before = :now, last_error = 
 WHERE id = :id AND state = 'dead'
 RETURNING 1;
 
--- name: pending
-SELECT count(*) FROM jobs WHERE state IN ('queued', 'leased', 'failed');
-
 -- name: next_due
 SELECT min(not_before) FROM jobs WHERE state IN ('queued', 'failed');
 
@@ -141,8 +122,7 @@ WHERE id IN (
     SELECT id FROM jobs
     WHERE state = 'done' AND page > 1 AND updated_at < :before
     LIMIT :limit
-)
-RETURNING 1;
+);
 
 -- ---------------------------------------------------------------- completion
 
@@ -206,36 +186,6 @@ SET last_crawled_at = :crawled_at, incomplete = false, incomplete_reason = NULL,
     refresh_interval = :refresh_interval, next_refresh_at = :next_refresh_at
 WHERE doi = :doi;
 
--- name: delete_authors
-DELETE FROM authors WHERE doi = :doi;
-
--- name: insert_author
-INSERT INTO authors (doi, position, name) VALUES (:doi, :position, :name);
-
--- name: insert_tally_history
-INSERT INTO tally_history (doi, supporting, mentioning, contrasting, citing_publications,
-                           citation_statements, references_count, observed_at)
-VALUES (:doi, :supporting, :mentioning, :contrasting, :citing_publications,
-        :citation_statements, :references_count, :observed_at);
-
--- name: upsert_tallies
-INSERT INTO tallies (doi, supporting, mentioning, contrasting, citing_publications,
-                     citation_statements, references_count, observed_at)
-VALUES (:doi, :supporting, :mentioning, :contrasting, :citing_publications,
-        :citation_statements, :references_count, :observed_at)
-ON CONFLICT (doi) DO UPDATE SET
-    supporting = excluded.supporting, mentioning = excluded.mentioning,
-    contrasting = excluded.contrasting, citing_publications = excluded.citing_publications,
-    citation_statements = excluded.citation_statements,
-    references_count = excluded.references_count, observed_at = excluded.observed_at;
-
--- name: delete_facets
-DELETE FROM facets WHERE doi = :doi;
-
--- name: insert_facet
-INSERT INTO facets (doi, facet, label, count) VALUES (:doi, :facet, :label, :count)
-ON CONFLICT (doi, facet, label) DO UPDATE SET count = excluded.count;
-
 -- name: upsert_statement_set
 -- upsert_statement for a whole batch in one statement: one row per identity, merged by
 -- the driver in batch order (first_seen_at of the first sighting, last_seen_at and the
@@ -255,58 +205,16 @@ ON CONFLICT (cited_doi, citing_doi, snippet_hash) DO UPDATE SET
 
 -- ---------------------------------------------------------------- status
 
--- name: jobs_by_state
-SELECT state, count(*) FROM jobs GROUP BY state;
-
--- name: dead_by_reason
-SELECT coalesce(last_error, ''), count(*) FROM jobs WHERE state = 'dead'
-GROUP BY 1 ORDER BY 2 DESC, 1;
-
 -- name: dead_among
 SELECT coalesce(last_error, ''), count(*) FROM jobs
 WHERE state = 'dead' AND doi = ANY(:dois::text[])
 GROUP BY 1;
-
--- name: rows_by_table
-SELECT 'papers', count(*) FROM papers
-UNION ALL SELECT 'authors', count(*) FROM authors
-UNION ALL SELECT 'tallies', count(*) FROM tallies
-UNION ALL SELECT 'tally_history', count(*) FROM tally_history
-UNION ALL SELECT 'facets', count(*) FROM facets
-UNION ALL SELECT 'statements', count(*) FROM statements
-UNION ALL SELECT 'jobs', count(*) FROM jobs;
 
 -- name: incomplete_by_reason
 -- Papers stored in part, by the kind of reason (the text before its first ':').
 SELECT split_part(coalesce(incomplete_reason, ''), ':', 1) COLLATE "C" AS kind, count(*)
 FROM papers WHERE incomplete
 GROUP BY 1 ORDER BY 2 DESC, 1;
-
--- name: not_found_reports
--- Reports the site does not have: page 1 dead as not found (404/410).
-SELECT count(*) FROM jobs
-WHERE state = 'dead' AND page = 1 AND last_error LIKE 'not found%';
-
--- name: pages_done_since
-SELECT count(*) FROM jobs WHERE state = 'done' AND updated_at >= :since;
-
--- ---------------------------------------------------------------- runs
-
--- name: start_run
-INSERT INTO runs (kind, host, pid, started_at, heartbeat_at)
-VALUES (:kind, :host, :pid, :now, :now)
-RETURNING id;
-
--- name: heartbeat_run
-UPDATE runs SET heartbeat_at = :now WHERE id = :id;
-
--- name: finish_run
-UPDATE runs SET heartbeat_at = :now, finished_at = :now, summary = :summary WHERE id = :id;
-
--- name: active_runs
-SELECT id, kind, host, pid, started_at, heartbeat_at FROM runs
-WHERE finished_at IS NULL AND heartbeat_at >= :since
-ORDER BY id;
 
 -- ---------------------------------------------------------------- export
 -- Keyset pages in key order: `export_<table>` for the first page, `export_<table>_after`
@@ -323,72 +231,6 @@ SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated
 FROM papers
 WHERE doi > :after_doi
 ORDER BY doi LIMIT :limit;
-
--- name: export_authors
-SELECT doi, position, name
-FROM authors
-ORDER BY doi, position LIMIT :limit;
-
--- name: export_authors_after
-SELECT doi, position, name
-FROM authors
-WHERE (doi, position) > (:after_doi, :after_position)
-ORDER BY doi, position LIMIT :limit;
-
--- name: export_tallies
-SELECT doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at
-FROM tallies
-ORDER BY doi LIMIT :limit;
-
--- name: export_tallies_after
-SELECT doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at
-FROM tallies
-WHERE doi > :after_doi
-ORDER BY doi LIMIT :limit;
-
--- name: export_tally_history
-SELECT id, doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at
-FROM tally_history
-ORDER BY id LIMIT :limit;
-
--- name: export_tally_history_after
-SELECT id, doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at
-FROM tally_history
-WHERE id > :after_id
-ORDER BY id LIMIT :limit;
-
--- name: export_facets
-SELECT doi, facet, label, count
-FROM facets
-ORDER BY doi, facet, label LIMIT :limit;
-
--- name: export_facets_after
-SELECT doi, facet, label, count
-FROM facets
-WHERE (doi, facet, label) > (:after_doi, :after_facet, :after_label)
-ORDER BY doi, facet, label LIMIT :limit;
-
--- name: export_statements
-SELECT id, cited_doi, citing_doi, snippet, snippet_hash, section, type, confidence, first_seen_at, last_seen_at
-FROM statements
-ORDER BY id LIMIT :limit;
-
--- name: export_statements_after
-SELECT id, cited_doi, citing_doi, snippet, snippet_hash, section, type, confidence, first_seen_at, last_seen_at
-FROM statements
-WHERE id > :after_id
-ORDER BY id LIMIT :limit;
-
--- name: export_jobs
-SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted
-FROM jobs
-ORDER BY id LIMIT :limit;
-
--- name: export_jobs_after
-SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted
-FROM jobs
-WHERE id > :after_id
-ORDER BY id LIMIT :limit;
 
 -- ---------------------------------------------------------------- politeness (hosts)
 
@@ -413,13 +255,6 @@ RETURNING h.next_at - make_interval(secs => :delay::double precision) AS start,
 INSERT INTO hosts AS h (host, next_at, paused_until) VALUES (:host, :now, :until)
 ON CONFLICT (host) DO UPDATE SET paused_until = greatest(h.paused_until, excluded.paused_until);
 
--- name: host_paused_until
-SELECT paused_until FROM hosts WHERE host = :host;
-
--- name: robots_load
-SELECT robots_status, robots_text, robots_fetched_at, robots_expires_at, robots_failures
-FROM hosts WHERE host = :host AND robots_fetched_at IS NOT NULL;
-
 -- name: robots_save
 -- A newer fetch wins; an older one (a slower process) does not overwrite it.
 INSERT INTO hosts AS h (host, next_at, paused_until, robots_status, robots_text,
@@ -438,56 +273,25 @@ WHERE h.robots_fetched_at IS NULL OR h.robots_fetched_at <= excluded.robots_fetc
 -- as it is, ids included; a row already there is left alone, so a copy can resume. The
 -- identity sequences are moved past the copied ids by `sync_ids`.
 
--- name: last_papers
-SELECT doi FROM papers ORDER BY doi DESC LIMIT 1;
-
 -- name: import_papers
 INSERT INTO papers (doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason)
 VALUES (:doi, :title, :year, :publication_date, :journal, :abstract, :abstract_truncated::integer::boolean, :report_url, :first_seen_at::text::timestamptz, :last_crawled_at::text::timestamptz, :incomplete::integer::boolean, :refresh_interval, :next_refresh_at::text::timestamptz, :incomplete_reason)
 ON CONFLICT DO NOTHING;
-
--- name: last_authors
-SELECT doi, position FROM authors ORDER BY doi DESC, position DESC LIMIT 1;
-
--- name: import_authors
-INSERT INTO authors (doi, position, name)
-VALUES (:doi, :position, :name)
-ON CONFLICT DO NOTHING;
-
--- name: last_tallies
-SELECT doi FROM tallies ORDER BY doi DESC LIMIT 1;
 
 -- name: import_tallies
 INSERT INTO tallies (doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at)
 VALUES (:doi, :supporting, :mentioning, :contrasting, :citing_publications, :citation_statements, :references_count, :observed_at::text::timestamptz)
 ON CONFLICT DO NOTHING;
 
--- name: last_tally_history
-SELECT id FROM tally_history ORDER BY id DESC LIMIT 1;
-
 -- name: import_tally_history
 INSERT INTO tally_history (id, doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at)
 VALUES (:id, :doi, :supporting, :mentioning, :contrasting, :citing_publications, :citation_statements, :references_count, :observed_at::text::timestamptz)
 ON CONFLICT DO NOTHING;
 
--- name: last_facets
-SELECT doi, facet, label FROM facets ORDER BY doi DESC, facet DESC, label DESC LIMIT 1;
-
--- name: import_facets
-INSERT INTO facets (doi, facet, label, count)
-VALUES (:doi, :facet, :label, :count)
-ON CONFLICT DO NOTHING;
-
--- name: last_statements
-SELECT id FROM statements ORDER BY id DESC LIMIT 1;
-
 -- name: import_statements
 INSERT INTO statements (id, cited_doi, citing_doi, snippet, snippet_hash, section, type, confidence, first_seen_at, last_seen_at)
 VALUES (:id, :cited_doi, :citing_doi, :snippet, :snippet_hash, :section, :type, :confidence, :first_seen_at::text::timestamptz, :last_seen_at::text::timestamptz)
 ON CONFLICT DO NOTHING;
-
--- name: last_jobs
-SELECT id FROM jobs ORDER BY id DESC LIMIT 1;
 
 -- name: import_jobs
 INSERT INTO jobs (id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted)
@@ -503,13 +307,6 @@ SELECT setval(pg_get_serial_sequence('tally_history', 'id'),
               coalesce((SELECT max(id) FROM jobs), 0) + 1, false);
 
 -- ---------------------------------------------------------------- kept pages
-
--- name: keep_page
-INSERT INTO pages (doi, page, url, fetched_at, broken, error, size, body)
-VALUES (:doi, :page, :url, :fetched_at, :broken, :error, :size, :body)
-ON CONFLICT (doi, page) DO UPDATE SET
-    url = excluded.url, fetched_at = excluded.fetched_at, broken = excluded.broken,
-    error = excluded.error, size = excluded.size, body = excluded.body;
 
 -- name: forget_broken_page
 DELETE FROM pages WHERE doi = :doi AND page = :page AND broken;
@@ -527,39 +324,6 @@ ORDER BY p.doi, p.page
 LIMIT :limit;
 
 -- ---------------------------------------------------------------- show and search
-
--- name: show_paper
-SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated,
-       report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval,
-       next_refresh_at
-FROM papers WHERE doi = :doi;
-
--- name: show_authors
-SELECT name FROM authors WHERE doi = :doi ORDER BY position;
-
--- name: show_tallies
-SELECT supporting, mentioning, contrasting, citing_publications, citation_statements,
-       references_count, observed_at
-FROM tallies WHERE doi = :doi;
-
--- name: show_history
-SELECT supporting, mentioning, contrasting, citing_publications, citation_statements,
-       references_count, observed_at
-FROM tally_history WHERE doi = :doi ORDER BY observed_at, id;
-
--- name: show_facets
-SELECT facet, label, count FROM facets WHERE doi = :doi ORDER BY facet, count DESC, label;
-
--- name: show_statements
-SELECT s.id, s.citing_doi, c.title AS citing_title, c.year AS citing_year, s.type,
-       s.section, s.confidence, s.snippet, s.first_seen_at, s.last_seen_at
-FROM statements AS s LEFT JOIN papers AS c ON c.doi = s.citing_doi
-WHERE s.cited_doi = :doi
-ORDER BY s.id
-LIMIT :limit;
-
--- name: show_citing_count
-SELECT count(*) FROM statements WHERE citing_doi = :doi;
 
 -- name: search_statements
 -- websearch_to_tsquery: words, "phrases", OR, -word; best first (ts_rank, higher better).

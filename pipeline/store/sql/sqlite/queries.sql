@@ -1,7 +1,9 @@
 -- Named queries of the SQLite store, loaded once. Each starts with `-- name: <name>`.
 -- Parameters are named (:name); timestamps are the driver's fixed-shape ISO strings
 -- (sqlite.py converts datetimes), so comparing them as text compares times. This file is
--- SQLite's own: `INDEXED BY` and `json_each` are fine here. See docs/store.md.
+-- SQLite's own: `INDEXED BY` and `json_each` are fine here. The queries both dialects
+-- run as they are live in common/queries.sql (a name is defined in one file only). See
+-- docs/store.md.
 
 -- ---------------------------------------------------------------- queue
 
@@ -24,11 +26,6 @@ ON CONFLICT (doi, page) DO UPDATE SET
     chain = excluded.chain
 WHERE jobs.state IN ('done', 'dead') AND excluded.round > jobs.round;
 
--- name: enqueue_bump_round
--- A job still waiting (queued/failed) takes a newer round, so its follow-ups refresh too.
-UPDATE jobs SET round = :round, updated_at = :now
-WHERE doi = :doi AND page = :page AND state IN ('queued', 'failed') AND round < :round;
-
 -- name: claim
 -- INDEXED BY: walk the partial index in order and stop at :limit (no sort, whatever
 -- the queue's size); the planner would otherwise pick jobs_by_state and sort.
@@ -48,10 +45,6 @@ RETURNING id, doi, url, page, attempts, depth, round, etag, last_modified, conte
 UPDATE jobs INDEXED BY jobs_leases
 SET state = 'queued', lease_until = NULL, worker = NULL, updated_at = :now
 WHERE state = 'leased' AND lease_until < :now;
-
--- name: extend_lease
-UPDATE jobs SET lease_until = :lease_until, updated_at = :now
-WHERE id = :id AND worker = :worker AND state = 'leased';
 
 -- name: release
 UPDATE jobs
@@ -83,15 +76,6 @@ SET state = 'done', lease_until = NULL, worker = NULL, last_error = NULL,
     updated_at = :now
 WHERE id = :id AND round = :round;
 
--- name: stale_page_one
--- Page-1 jobs of reports due for a refresh, with the round to use (the DOI's max + 1).
-SELECT j.doi, j.url, j.depth,
-       (SELECT max(j2.round) FROM jobs AS j2 WHERE j2.doi = j.doi) + 1 AS round
-FROM papers AS p
-JOIN jobs AS j ON j.doi = p.doi AND j.page = 1
-WHERE p.last_crawled_at IS NOT NULL AND p.next_refresh_at <= :now
-ORDER BY p.next_refresh_at, p.doi;
-
 -- name: dead_jobs
 -- `retry`: the dead jobs to queue again; :reason (a substring of the reason, any case)
 -- and :dois (a JSON list) narrow it when not NULL.
@@ -107,9 +91,6 @@ UPDATE jobs
 SET state = 'queued', url = :url, attempts = 0, not_before = :now, last_error = NULL,
     lease_until = NULL, worker = NULL, updated_at = :now
 WHERE id = :id AND state = 'dead';
-
--- name: pending
-SELECT count(*) FROM jobs WHERE state IN ('queued', 'leased', 'failed');
 
 -- name: next_due
 SELECT min(not_before) FROM jobs INDEXED BY jobs_due WHERE state IN ('queued', 'failed');
@@ -171,36 +152,6 @@ SET last_crawled_at = :crawled_at, incomplete = 0, incomplete_reason = NULL,
     refresh_interval = :refresh_interval, next_refresh_at = :next_refresh_at
 WHERE doi = :doi;
 
--- name: delete_authors
-DELETE FROM authors WHERE doi = :doi;
-
--- name: insert_author
-INSERT INTO authors (doi, position, name) VALUES (:doi, :position, :name);
-
--- name: insert_tally_history
-INSERT INTO tally_history (doi, supporting, mentioning, contrasting, citing_publications,
-                           citation_statements, references_count, observed_at)
-VALUES (:doi, :supporting, :mentioning, :contrasting, :citing_publications,
-        :citation_statements, :references_count, :observed_at);
-
--- name: upsert_tallies
-INSERT INTO tallies (doi, supporting, mentioning, contrasting, citing_publications,
-                     citation_statements, references_count, observed_at)
-VALUES (:doi, :supporting, :mentioning, :contrasting, :citing_publications,
-        :citation_statements, :references_count, :observed_at)
-ON CONFLICT (doi) DO UPDATE SET
-    supporting = excluded.supporting, mentioning = excluded.mentioning,
-    contrasting = excluded.contrasting, citing_publications = excluded.citing_publications,
-    citation_statements = excluded.citation_statements,
-    references_count = excluded.references_count, observed_at = excluded.observed_at;
-
--- name: delete_facets
-DELETE FROM facets WHERE doi = :doi;
-
--- name: insert_facet
-INSERT INTO facets (doi, facet, label, count) VALUES (:doi, :facet, :label, :count)
-ON CONFLICT (doi, facet, label) DO UPDATE SET count = excluded.count;
-
 -- name: upsert_statement
 -- Seen again: the same row; last_seen_at moves, known details are refreshed.
 INSERT INTO statements (cited_doi, citing_doi, snippet, snippet_hash, section, type,
@@ -230,26 +181,10 @@ UPDATE search_bulk SET bulk = 0;
 
 -- ---------------------------------------------------------------- status
 
--- name: jobs_by_state
-SELECT state, count(*) FROM jobs GROUP BY state;
-
--- name: dead_by_reason
-SELECT coalesce(last_error, ''), count(*) FROM jobs WHERE state = 'dead'
-GROUP BY 1 ORDER BY 2 DESC, 1;
-
 -- name: dead_among
 SELECT coalesce(last_error, ''), count(*) FROM jobs
 WHERE state = 'dead' AND doi IN (SELECT value FROM json_each(:dois))
 GROUP BY 1;
-
--- name: rows_by_table
-SELECT 'papers', count(*) FROM papers
-UNION ALL SELECT 'authors', count(*) FROM authors
-UNION ALL SELECT 'tallies', count(*) FROM tallies
-UNION ALL SELECT 'tally_history', count(*) FROM tally_history
-UNION ALL SELECT 'facets', count(*) FROM facets
-UNION ALL SELECT 'statements', count(*) FROM statements
-UNION ALL SELECT 'jobs', count(*) FROM jobs;
 
 -- name: incomplete_by_reason
 -- Papers stored in part, by the kind of reason (the text before its first ':').
@@ -258,32 +193,6 @@ SELECT substr(coalesce(incomplete_reason, ''), 1,
        count(*)
 FROM papers INDEXED BY papers_incomplete WHERE incomplete = 1
 GROUP BY 1 ORDER BY 2 DESC, 1;
-
--- name: not_found_reports
--- Reports the site does not have: page 1 dead as not found (404/410).
-SELECT count(*) FROM jobs
-WHERE state = 'dead' AND page = 1 AND last_error LIKE 'not found%';
-
--- name: pages_done_since
-SELECT count(*) FROM jobs WHERE state = 'done' AND updated_at >= :since;
-
--- ---------------------------------------------------------------- runs
-
--- name: start_run
-INSERT INTO runs (kind, host, pid, started_at, heartbeat_at)
-VALUES (:kind, :host, :pid, :now, :now)
-RETURNING id;
-
--- name: heartbeat_run
-UPDATE runs SET heartbeat_at = :now WHERE id = :id;
-
--- name: finish_run
-UPDATE runs SET heartbeat_at = :now, finished_at = :now, summary = :summary WHERE id = :id;
-
--- name: active_runs
-SELECT id, kind, host, pid, started_at, heartbeat_at FROM runs
-WHERE finished_at IS NULL AND heartbeat_at >= :since
-ORDER BY id;
 
 -- ---------------------------------------------------------------- export
 -- Keyset pages in key order: `export_<table>` for the first page, `export_<table>_after`
@@ -299,72 +208,6 @@ SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated
 FROM papers
 WHERE doi > :after_doi
 ORDER BY doi LIMIT :limit;
-
--- name: export_authors
-SELECT doi, position, name
-FROM authors
-ORDER BY doi, position LIMIT :limit;
-
--- name: export_authors_after
-SELECT doi, position, name
-FROM authors
-WHERE (doi, position) > (:after_doi, :after_position)
-ORDER BY doi, position LIMIT :limit;
-
--- name: export_tallies
-SELECT doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at
-FROM tallies
-ORDER BY doi LIMIT :limit;
-
--- name: export_tallies_after
-SELECT doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at
-FROM tallies
-WHERE doi > :after_doi
-ORDER BY doi LIMIT :limit;
-
--- name: export_tally_history
-SELECT id, doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at
-FROM tally_history
-ORDER BY id LIMIT :limit;
-
--- name: export_tally_history_after
-SELECT id, doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at
-FROM tally_history
-WHERE id > :after_id
-ORDER BY id LIMIT :limit;
-
--- name: export_facets
-SELECT doi, facet, label, count
-FROM facets
-ORDER BY doi, facet, label LIMIT :limit;
-
--- name: export_facets_after
-SELECT doi, facet, label, count
-FROM facets
-WHERE (doi, facet, label) > (:after_doi, :after_facet, :after_label)
-ORDER BY doi, facet, label LIMIT :limit;
-
--- name: export_statements
-SELECT id, cited_doi, citing_doi, snippet, snippet_hash, section, type, confidence, first_seen_at, last_seen_at
-FROM statements
-ORDER BY id LIMIT :limit;
-
--- name: export_statements_after
-SELECT id, cited_doi, citing_doi, snippet, snippet_hash, section, type, confidence, first_seen_at, last_seen_at
-FROM statements
-WHERE id > :after_id
-ORDER BY id LIMIT :limit;
-
--- name: export_jobs
-SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted
-FROM jobs
-ORDER BY id LIMIT :limit;
-
--- name: export_jobs_after
-SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted
-FROM jobs
-WHERE id > :after_id
-ORDER BY id LIMIT :limit;
 
 -- ---------------------------------------------------------------- politeness (hosts)
 
@@ -385,13 +228,6 @@ UPDATE hosts SET next_at = :next_at WHERE host = :host;
 INSERT INTO hosts (host, next_at, paused_until) VALUES (:host, :now, :until)
 ON CONFLICT (host) DO UPDATE SET paused_until = max(hosts.paused_until, excluded.paused_until);
 
--- name: host_paused_until
-SELECT paused_until FROM hosts WHERE host = :host;
-
--- name: robots_load
-SELECT robots_status, robots_text, robots_fetched_at, robots_expires_at, robots_failures
-FROM hosts WHERE host = :host AND robots_fetched_at IS NOT NULL;
-
 -- name: robots_save
 -- A newer fetch wins; an older one (a slower process) does not overwrite it.
 INSERT INTO hosts (host, next_at, paused_until, robots_status, robots_text,
@@ -405,13 +241,6 @@ ON CONFLICT (host) DO UPDATE SET
 WHERE hosts.robots_fetched_at IS NULL OR hosts.robots_fetched_at <= excluded.robots_fetched_at;
 
 -- ---------------------------------------------------------------- kept pages
-
--- name: keep_page
-INSERT INTO pages (doi, page, url, fetched_at, broken, error, size, body)
-VALUES (:doi, :page, :url, :fetched_at, :broken, :error, :size, :body)
-ON CONFLICT (doi, page) DO UPDATE SET
-    url = excluded.url, fetched_at = excluded.fetched_at, broken = excluded.broken,
-    error = excluded.error, size = excluded.size, body = excluded.body;
 
 -- name: forget_broken_page
 -- A job completed: a broken page kept for it is stale (served by pages_broken).
@@ -442,40 +271,6 @@ WHERE doi IN (SELECT value FROM json_each(:dois)) AND incomplete = 1
 
 -- ---------------------------------------------------------------- show and search
 
--- name: show_paper
-SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated,
-       report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval,
-       next_refresh_at
-FROM papers WHERE doi = :doi;
-
--- name: show_authors
-SELECT name FROM authors WHERE doi = :doi ORDER BY position;
-
--- name: show_tallies
-SELECT supporting, mentioning, contrasting, citing_publications, citation_statements,
-       references_count, observed_at
-FROM tallies WHERE doi = :doi;
-
--- name: show_history
-SELECT supporting, mentioning, contrasting, citing_publications, citation_statements,
-       references_count, observed_at
-FROM tally_history WHERE doi = :doi ORDER BY observed_at, id;
-
--- name: show_facets
-SELECT facet, label, count FROM facets WHERE doi = :doi ORDER BY facet, count DESC, label;
-
--- name: show_statements
--- Statements citing the paper (its report), with the citer's title where known.
-SELECT s.id, s.citing_doi, c.title AS citing_title, c.year AS citing_year, s.type,
-       s.section, s.confidence, s.snippet, s.first_seen_at, s.last_seen_at
-FROM statements AS s LEFT JOIN papers AS c ON c.doi = s.citing_doi
-WHERE s.cited_doi = :doi
-ORDER BY s.id
-LIMIT :limit;
-
--- name: show_citing_count
-SELECT count(*) FROM statements WHERE citing_doi = :doi;
-
 -- name: search_statements
 -- Full-text search (FTS5 query syntax), best match first (bm25); :type NULL for any.
 SELECT s.id, s.cited_doi, s.citing_doi, s.type, s.section, s.snippet,
@@ -494,56 +289,25 @@ LIMIT :limit;
 -- `import_<table>`: one exported row (export's shape: ISO text times, 0/1 flags), kept
 -- as it is, ids included; a row already there is left alone, so a copy can resume.
 
--- name: last_papers
-SELECT doi FROM papers ORDER BY doi DESC LIMIT 1;
-
 -- name: import_papers
 INSERT INTO papers (doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason)
 VALUES (:doi, :title, :year, :publication_date, :journal, :abstract, :abstract_truncated, :report_url, :first_seen_at, :last_crawled_at, :incomplete, :refresh_interval, :next_refresh_at, :incomplete_reason)
 ON CONFLICT DO NOTHING;
-
--- name: last_authors
-SELECT doi, position FROM authors ORDER BY doi DESC, position DESC LIMIT 1;
-
--- name: import_authors
-INSERT INTO authors (doi, position, name)
-VALUES (:doi, :position, :name)
-ON CONFLICT DO NOTHING;
-
--- name: last_tallies
-SELECT doi FROM tallies ORDER BY doi DESC LIMIT 1;
 
 -- name: import_tallies
 INSERT INTO tallies (doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at)
 VALUES (:doi, :supporting, :mentioning, :contrasting, :citing_publications, :citation_statements, :references_count, :observed_at)
 ON CONFLICT DO NOTHING;
 
--- name: last_tally_history
-SELECT id FROM tally_history ORDER BY id DESC LIMIT 1;
-
 -- name: import_tally_history
 INSERT INTO tally_history (id, doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at)
 VALUES (:id, :doi, :supporting, :mentioning, :contrasting, :citing_publications, :citation_statements, :references_count, :observed_at)
 ON CONFLICT DO NOTHING;
 
--- name: last_facets
-SELECT doi, facet, label FROM facets ORDER BY doi DESC, facet DESC, label DESC LIMIT 1;
-
--- name: import_facets
-INSERT INTO facets (doi, facet, label, count)
-VALUES (:doi, :facet, :label, :count)
-ON CONFLICT DO NOTHING;
-
--- name: last_statements
-SELECT id FROM statements ORDER BY id DESC LIMIT 1;
-
 -- name: import_statements
 INSERT INTO statements (id, cited_doi, citing_doi, snippet, snippet_hash, section, type, confidence, first_seen_at, last_seen_at)
 VALUES (:id, :cited_doi, :citing_doi, :snippet, :snippet_hash, :section, :type, :confidence, :first_seen_at, :last_seen_at)
 ON CONFLICT DO NOTHING;
-
--- name: last_jobs
-SELECT id FROM jobs ORDER BY id DESC LIMIT 1;
 
 -- name: import_jobs
 INSERT INTO jobs (id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted)

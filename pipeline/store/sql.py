@@ -1,34 +1,49 @@
-"""Reads that every SQL driver answers with the same named queries, written once.
+"""What every SQL driver does alike, written once: the reads and the single-statement
+writes of the Store protocol, over a few primitives that a driver supplies.
 
-Each SQL driver runs a read as a named query of its own dialect and gets rows back; what
-the rows mean, and how they become the Store protocol's values (`RunInfo`, `PaperView`,
-`SearchHit`, export dicts, ...), is the same for SQLite and PostgreSQL. So the shaping
-lives here, once, in `SQLReads`, over a few primitives that a driver supplies:
+Each SQL driver runs a named query of its dialect (`queries.py`: the common ones and its
+own) and gets rows back; what the rows mean, and how they become the Store protocol's
+values (`RunInfo`, `PaperView`, `SearchHit`, export dicts, ...), is the same for SQLite
+and PostgreSQL, and so is every write that is one statement run for a few rows (a lease
+pushed out, a run's heartbeat, a kept page). So those live here, once, in `SQLStore`:
 
 - `_read_all(name, params)`: run the named query, return its rows (indexable by position
   and by column name). Its parameters come as Python values: a list is a list of values
   (SQLite passes it as JSON text, PostgreSQL as an array), a datetime an aware time.
+- `_write(what, name, rows, durable=)`: run a named statement once per row, in one
+  transaction; `_write_one(what, name, params, durable=)`: one statement with RETURNING,
+  its row back. Parameters as for `_read_all`. `durable` is the contract's word, not the
+  engine's: a write acknowledged as stored (a kept page, an enqueue, a settled reparse)
+  must survive a crash of the database server; a lease, run row or booking need not (a
+  lost one only makes a lease run out). Each driver decides what it costs.
+- `_enqueue_chunk(jobs)`: one chunk of an enqueue in one transaction (the rows of an
+  enqueue differ by dialect; the chunking does not).
 - `_time(value)`: a stored time as an aware datetime (SQLite stores ISO text, PostgreSQL
-  `timestamptz`).
-- `_text_row(row)`: a row as a dict with its times as ISO text (what `export` and `show`
-  give, whatever the driver stores).
-- `_now()`: the store's clock.
+  `timestamptz`); `_text_row(row)`: a row as a dict with its times as ISO text (what
+  `export` and `show` give, whatever the driver stores).
 
-The status counts (`read_stats`) are assembled here too, from the same named queries.
+A driver keeps only the transactions whose bodies differ by engine: claims, failures, the
+enqueue rows, refresh and dead-job requeues, bookings, completions and imports. The status
+counts (`read_stats`) are assembled here too, from the same named queries.
 """
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Self, TypeVar
 
+from pipeline.config import Settings
 from pipeline.errors import StoreError
 from pipeline.models import (
     JOB_STATES,
     RUN_STALE_AFTER,
     DeadReason,
+    Job,
+    KeptPage,
+    NewJob,
     PaperView,
     RobotsRecord,
     RunInfo,
@@ -38,13 +53,40 @@ from pipeline.models import (
     StoredPage,
 )
 from pipeline.store import rules
-from pipeline.store.base import EXPORT_TABLES
+from pipeline.store.base import EXPORT_TABLES, LeasedJob
 from pipeline.store.rules import Params
 
+T = TypeVar("T")
+Clock = Callable[[], datetime]
+Row = Any  # a driver's row: sqlite3.Row or asyncpg.Record, by position and by column name
 Rows = Callable[[str, Params | None], Awaitable[list[Any]]]
 
 EXPORT_CHUNK = 1000  # rows per keyset page when exporting
 PAGES_CHUNK = 100  # kept pages per keyset page when reading them back (bodies are big)
+ENQUEUE_CHUNK = 5000  # jobs per transaction when streaming a backfill
+PURGE_CHUNK = 10_000  # done jobs deleted per transaction by `purge_done`
+
+
+def store_options(settings: Settings) -> dict[str, Any]:
+    """The constructor keywords every SQL driver takes from the settings."""
+    return {
+        "writer_batch": settings.writer_batch,
+        "refresh_interval": settings.refresh_interval,
+        "refresh_min": settings.refresh_min,
+        "refresh_max": settings.refresh_max,
+    }
+
+
+def chunks(items: Iterable[T], size: int) -> Iterator[list[T]]:
+    """`items` in lists of `size` (the last one shorter), without reading ahead."""
+    chunk: list[T] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk
 
 
 async def first_value(rows: Rows, name: str, params: Params | None = None) -> Any:
@@ -79,20 +121,51 @@ async def read_stats(rows: Rows, now: datetime, active_runs: Sequence[RunInfo]) 
     )
 
 
-class SQLReads(ABC):
-    """The read methods of the Store protocol for a driver that runs named queries.
+class SQLStore(ABC):
+    """The Store protocol's shared half for a driver that runs named queries.
 
-    A driver subclasses this and supplies the primitives (see the module docstring); the
-    methods here never see a dialect's SQL or its stored types. Keyset reads (`export`,
-    `kept_pages`) run each page as its own query, so no read transaction stays open while
-    a slow consumer reads (in SQLite, nothing pins the WAL).
+    A driver subclasses this, sets `_clock`, and supplies the primitives (see the module
+    docstring) and its own transactions; the methods here never see a dialect's SQL or its
+    stored types. Keyset reads (`export`, `kept_pages`) run each page as its own query, so
+    no read transaction stays open while a slow consumer reads (in SQLite, nothing pins
+    the WAL).
     """
+
+    _clock: Clock
 
     # ------------------------------------------------------------ driver primitives
 
     @abstractmethod
+    async def open(self) -> None:
+        """Connect, migrate the schema, start the completion writer."""
+
+    @abstractmethod
+    async def close(self) -> None:
+        """Commit what is queued, stop the writer, disconnect."""
+
+    @abstractmethod
     async def _read_all(self, name: str, params: Params | None = None) -> list[Any]:
         """The rows of the named query run with these parameters (errors as StoreError)."""
+
+    @abstractmethod
+    async def _write(
+        self, what: str, name: str, rows: Sequence[Params], *, durable: bool = False
+    ) -> int:
+        """Run named statement `name` once per row, all in one transaction; the rows it
+        affected. A driver that cannot count a pipelined batch (PostgreSQL's
+        `executemany`) gives the number of rows sent for several rows: a caller that needs
+        the count writes one row. `what` names the write in errors."""
+
+    @abstractmethod
+    async def _write_one(
+        self, what: str, name: str, params: Params, *, durable: bool = False
+    ) -> Row | None:
+        """Named statement `name` (one with RETURNING) in its own transaction; its first
+        row, or None."""
+
+    @abstractmethod
+    async def _enqueue_chunk(self, jobs: Sequence[NewJob]) -> int:
+        """One chunk of `enqueue` in one durable transaction; jobs added or requeued."""
 
     @abstractmethod
     def _time(self, value: Any) -> datetime:
@@ -102,9 +175,18 @@ class SQLReads(ABC):
     def _text_row(self, row: Any) -> dict[str, Any]:
         """A row as a dict, columns in order, times as `rules.iso` text."""
 
-    @abstractmethod
+    # ------------------------------------------------------------ lifecycle
+
+    async def __aenter__(self) -> Self:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.close()
+
     def _now(self) -> datetime:
         """The store's clock."""
+        return self._clock()
 
     async def _read_one(self, name: str, params: Params | None = None) -> Any:
         """The first column of the named query's first row, or None."""
@@ -116,6 +198,60 @@ class SQLReads(ABC):
         return await self._read_all("search_statements", params)
 
     # ------------------------------------------------------------ queue
+
+    async def enqueue(self, jobs: Iterable[NewJob]) -> int:
+        """Stream jobs in chunks of `ENQUEUE_CHUNK`, one transaction per chunk (a backfill
+        may be huge: neither the whole input nor one giant transaction is held)."""
+        total = 0
+        for chunk in chunks(jobs, ENQUEUE_CHUNK):
+            total += await self._enqueue_chunk(chunk)
+        return total
+
+    async def extend_leases(
+        self, worker: str, job_ids: Sequence[int], lease_seconds: float
+    ) -> None:
+        """Push out this worker's leases (`extend_lease`, one row a job)."""
+        if not job_ids:
+            return
+        now = self._now()
+        until = now + timedelta(seconds=lease_seconds)
+        rows = [{"id": i, "worker": worker, "lease_until": until, "now": now} for i in job_ids]
+        await self._write("extend leases", "extend_lease", rows)
+
+    async def release(self, jobs: Sequence[Job]) -> None:
+        """Give leased jobs back unworked (`release`, one row a job)."""
+        if not jobs:
+            return
+        now = self._now()
+        rows = [{"id": j.id, "round": j.round, "now": now} for j in jobs]
+        await self._write("release", "release", rows)
+
+    async def requeue_expired(self) -> int:
+        """Take back every expired lease (`requeue_expired`); how many."""
+        return await self._write("requeue expired", "requeue_expired", [{"now": self._now()}])
+
+    async def purge_done(self, before: datetime, *, chunk: int = PURGE_CHUNK) -> int:
+        """Retention: delete done jobs of later pages (page > 1) not touched since `before`,
+        in chunks (short transactions). Page-1 jobs stay: they are what recognises a DOI
+        already queued and what refresh starts from. Returns how many were deleted."""
+        total = 0
+        while True:
+            params = {"before": before, "limit": chunk}
+            n = await self._write("purge done jobs", "purge_done", [params])
+            total += n
+            if n < chunk:
+                return total
+
+    async def leased_jobs(self) -> list[LeasedJob]:
+        """The jobs leased now, by id, with their holder and lease end (`leased_jobs`)."""
+        return [
+            LeasedJob(
+                job=rules.job_from_row(r),
+                worker=r["worker"] or "",
+                lease_until=None if r["lease_until"] is None else self._time(r["lease_until"]),
+            )
+            for r in await self._read_all("leased_jobs")
+        ]
 
     async def pending(self) -> int:
         """Jobs not yet finished (named query `pending`)."""
@@ -167,6 +303,24 @@ class SQLReads(ABC):
 
     # ------------------------------------------------------------ runs
 
+    async def start_run(self, kind: str, host: str, pid: int) -> int:
+        """Register a run (`start_run`); its id."""
+        params = {"kind": kind, "host": host, "pid": pid, "now": self._now()}
+        row = await self._write_one("start run", "start_run", params)
+        if row is None:
+            raise StoreError("start_run returned no id")
+        return int(row[0])
+
+    async def heartbeat_run(self, run_id: int) -> None:
+        """The run is alive (`heartbeat_run`)."""
+        await self._write("heartbeat run", "heartbeat_run", [{"id": run_id, "now": self._now()}])
+
+    async def finish_run(self, run_id: int, summary: dict[str, Any]) -> None:
+        """The run ended, with its summary as JSON text (`finish_run`)."""
+        text = json.dumps(summary, default=str, sort_keys=True)
+        row = {"id": run_id, "now": self._now(), "summary": text}
+        await self._write("finish run", "finish_run", [row])
+
     async def active_runs(self, stale_after: float) -> list[RunInfo]:
         """Unfinished runs whose heartbeat is younger than `stale_after` seconds."""
         since = self._now() - timedelta(seconds=stale_after)
@@ -184,6 +338,23 @@ class SQLReads(ABC):
         ]
 
     # ------------------------------------------------------------ politeness (hosts)
+
+    async def pause_host(self, host: str, until: datetime) -> None:
+        """Pause the host until `until`, unless it is paused longer already (`host_pause`)."""
+        row = {"host": host, "now": self._now(), "until": until}
+        await self._write("pause host", "host_pause", [row])
+
+    async def save_robots(self, host: str, record: RobotsRecord) -> None:
+        """The host's robots.txt record; an older fetch does not overwrite a newer one."""
+        row = {
+            "host": host,
+            "status": record.status,
+            "text": record.text,
+            "fetched_at": record.fetched_at,
+            "expires_at": record.expires_at,
+            "failures": record.failures,
+        }
+        await self._write("save robots", "robots_save", [row])
 
     async def paused_until(self, host: str) -> datetime | None:
         """The host's pause, or None when the host has no row yet."""
@@ -205,6 +376,16 @@ class SQLReads(ABC):
         )
 
     # ------------------------------------------------------------ kept pages
+
+    async def keep_page(self, page: KeptPage) -> None:
+        """Keep a fetched page for reparse; acknowledged as stored, so durable."""
+        await self._write("keep page", "keep_page", [rules.page_params(page)], durable=True)
+
+    async def settle_reparsed(self, dois: Sequence[str]) -> int:
+        """Reports a reparse made whole again (`settle_reparsed`); how many. Durable: the
+        reparse reports them as settled."""
+        rows = [{"dois": sorted(set(dois))}]
+        return await self._write("settle reparsed", "settle_reparsed", rows, durable=True)
 
     async def kept_pages(
         self, *, broken_only: bool = False, dois: Sequence[str] | None = None

@@ -1,0 +1,274 @@
+-- Named queries that every SQL dialect runs as they are, loaded once. Each starts with
+-- `-- name: <name>`. Parameters are named (:name); each driver binds them its own way
+-- (SQLite by name, with times as its fixed-shape ISO text; PostgreSQL as $1, $2... with
+-- timestamptz). Only portable SQL belongs here: a query one dialect writes differently
+-- lives in that dialect's own queries.sql, and the loader refuses a dialect file that
+-- redefines a name of this one. See docs/store.md.
+
+-- ---------------------------------------------------------------- queue
+
+-- name: enqueue_bump_round
+-- A job still waiting (queued/failed) takes a newer round, so its follow-ups refresh too.
+UPDATE jobs SET round = :round, updated_at = :now
+WHERE doi = :doi AND page = :page AND state IN ('queued', 'failed') AND round < :round;
+
+-- name: extend_lease
+UPDATE jobs SET lease_until = :lease_until, updated_at = :now
+WHERE id = :id AND worker = :worker AND state = 'leased';
+
+-- name: stale_page_one
+-- Page-1 jobs of reports due for a refresh, with the round to use (the DOI's max + 1).
+SELECT j.doi, j.url, j.depth,
+       (SELECT max(j2.round) FROM jobs AS j2 WHERE j2.doi = j.doi) + 1 AS round
+FROM papers AS p
+JOIN jobs AS j ON j.doi = p.doi AND j.page = 1
+WHERE p.last_crawled_at IS NOT NULL AND p.next_refresh_at <= :now
+ORDER BY p.next_refresh_at, p.doi;
+
+-- name: pending
+SELECT count(*) FROM jobs WHERE state IN ('queued', 'leased', 'failed');
+
+-- name: leased_jobs
+-- The jobs leased right now, with who holds them and until when (a rerun reclaims the
+-- leases of a run whose process is gone). Only leased rows: the partial index jobs_leases.
+SELECT id, doi, url, page, attempts, depth, round, etag, last_modified, content_hash,
+       next_url, chain, page_statements, page_counted, worker, lease_until
+FROM jobs WHERE state = 'leased'
+ORDER BY id;
+
+-- ---------------------------------------------------------------- completion
+
+-- name: delete_authors
+DELETE FROM authors WHERE doi = :doi;
+
+-- name: insert_author
+INSERT INTO authors (doi, position, name) VALUES (:doi, :position, :name);
+
+-- name: insert_tally_history
+INSERT INTO tally_history (doi, supporting, mentioning, contrasting, citing_publications,
+                           citation_statements, references_count, observed_at)
+VALUES (:doi, :supporting, :mentioning, :contrasting, :citing_publications,
+        :citation_statements, :references_count, :observed_at);
+
+-- name: upsert_tallies
+INSERT INTO tallies (doi, supporting, mentioning, contrasting, citing_publications,
+                     citation_statements, references_count, observed_at)
+VALUES (:doi, :supporting, :mentioning, :contrasting, :citing_publications,
+        :citation_statements, :references_count, :observed_at)
+ON CONFLICT (doi) DO UPDATE SET
+    supporting = excluded.supporting, mentioning = excluded.mentioning,
+    contrasting = excluded.contrasting, citing_publications = excluded.citing_publications,
+    citation_statements = excluded.citation_statements,
+    references_count = excluded.references_count, observed_at = excluded.observed_at;
+
+-- name: delete_facets
+DELETE FROM facets WHERE doi = :doi;
+
+-- name: insert_facet
+INSERT INTO facets (doi, facet, label, count) VALUES (:doi, :facet, :label, :count)
+ON CONFLICT (doi, facet, label) DO UPDATE SET count = excluded.count;
+
+-- ---------------------------------------------------------------- status
+
+-- name: jobs_by_state
+SELECT state, count(*) FROM jobs GROUP BY state;
+
+-- name: dead_by_reason
+SELECT coalesce(last_error, ''), count(*) FROM jobs WHERE state = 'dead'
+GROUP BY 1 ORDER BY 2 DESC, 1;
+
+-- name: rows_by_table
+SELECT 'papers', count(*) FROM papers
+UNION ALL SELECT 'authors', count(*) FROM authors
+UNION ALL SELECT 'tallies', count(*) FROM tallies
+UNION ALL SELECT 'tally_history', count(*) FROM tally_history
+UNION ALL SELECT 'facets', count(*) FROM facets
+UNION ALL SELECT 'statements', count(*) FROM statements
+UNION ALL SELECT 'jobs', count(*) FROM jobs;
+
+-- name: not_found_reports
+-- Reports the site does not have: page 1 dead as not found (404/410).
+SELECT count(*) FROM jobs
+WHERE state = 'dead' AND page = 1 AND last_error LIKE 'not found%';
+
+-- name: pages_done_since
+SELECT count(*) FROM jobs WHERE state = 'done' AND updated_at >= :since;
+
+-- ---------------------------------------------------------------- runs
+
+-- name: start_run
+INSERT INTO runs (kind, host, pid, started_at, heartbeat_at)
+VALUES (:kind, :host, :pid, :now, :now)
+RETURNING id;
+
+-- name: heartbeat_run
+UPDATE runs SET heartbeat_at = :now WHERE id = :id;
+
+-- name: finish_run
+UPDATE runs SET heartbeat_at = :now, finished_at = :now, summary = :summary WHERE id = :id;
+
+-- name: active_runs
+SELECT id, kind, host, pid, started_at, heartbeat_at FROM runs
+WHERE finished_at IS NULL AND heartbeat_at >= :since
+ORDER BY id;
+
+-- ---------------------------------------------------------------- export
+-- Keyset pages in key order: `export_<table>` for the first page, `export_<table>_after`
+-- for the next ones (row values compare as tuples). :limit rows a page. A table whose
+-- flags or types a dialect must spell out (papers) has its export in the dialect file.
+
+-- name: export_authors
+SELECT doi, position, name
+FROM authors
+ORDER BY doi, position LIMIT :limit;
+
+-- name: export_authors_after
+SELECT doi, position, name
+FROM authors
+WHERE (doi, position) > (:after_doi, :after_position)
+ORDER BY doi, position LIMIT :limit;
+
+-- name: export_tallies
+SELECT doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at
+FROM tallies
+ORDER BY doi LIMIT :limit;
+
+-- name: export_tallies_after
+SELECT doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at
+FROM tallies
+WHERE doi > :after_doi
+ORDER BY doi LIMIT :limit;
+
+-- name: export_tally_history
+SELECT id, doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at
+FROM tally_history
+ORDER BY id LIMIT :limit;
+
+-- name: export_tally_history_after
+SELECT id, doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at
+FROM tally_history
+WHERE id > :after_id
+ORDER BY id LIMIT :limit;
+
+-- name: export_facets
+SELECT doi, facet, label, count
+FROM facets
+ORDER BY doi, facet, label LIMIT :limit;
+
+-- name: export_facets_after
+SELECT doi, facet, label, count
+FROM facets
+WHERE (doi, facet, label) > (:after_doi, :after_facet, :after_label)
+ORDER BY doi, facet, label LIMIT :limit;
+
+-- name: export_statements
+SELECT id, cited_doi, citing_doi, snippet, snippet_hash, section, type, confidence, first_seen_at, last_seen_at
+FROM statements
+ORDER BY id LIMIT :limit;
+
+-- name: export_statements_after
+SELECT id, cited_doi, citing_doi, snippet, snippet_hash, section, type, confidence, first_seen_at, last_seen_at
+FROM statements
+WHERE id > :after_id
+ORDER BY id LIMIT :limit;
+
+-- name: export_jobs
+SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted
+FROM jobs
+ORDER BY id LIMIT :limit;
+
+-- name: export_jobs_after
+SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted
+FROM jobs
+WHERE id > :after_id
+ORDER BY id LIMIT :limit;
+
+-- ---------------------------------------------------------------- politeness (hosts)
+
+-- name: host_paused_until
+SELECT paused_until FROM hosts WHERE host = :host;
+
+-- name: robots_load
+SELECT robots_status, robots_text, robots_fetched_at, robots_expires_at, robots_failures
+FROM hosts WHERE host = :host AND robots_fetched_at IS NOT NULL;
+
+-- ---------------------------------------------------------------- kept pages
+
+-- name: keep_page
+INSERT INTO pages (doi, page, url, fetched_at, broken, error, size, body)
+VALUES (:doi, :page, :url, :fetched_at, :broken, :error, :size, :body)
+ON CONFLICT (doi, page) DO UPDATE SET
+    url = excluded.url, fetched_at = excluded.fetched_at, broken = excluded.broken,
+    error = excluded.error, size = excluded.size, body = excluded.body;
+
+-- ---------------------------------------------------------------- show and search
+
+-- name: show_paper
+SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated,
+       report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval,
+       next_refresh_at
+FROM papers WHERE doi = :doi;
+
+-- name: show_authors
+SELECT name FROM authors WHERE doi = :doi ORDER BY position;
+
+-- name: show_tallies
+SELECT supporting, mentioning, contrasting, citing_publications, citation_statements,
+       references_count, observed_at
+FROM tallies WHERE doi = :doi;
+
+-- name: show_history
+SELECT supporting, mentioning, contrasting, citing_publications, citation_statements,
+       references_count, observed_at
+FROM tally_history WHERE doi = :doi ORDER BY observed_at, id;
+
+-- name: show_facets
+SELECT facet, label, count FROM facets WHERE doi = :doi ORDER BY facet, count DESC, label;
+
+-- name: show_statements
+-- Statements citing the paper (its report), with the citer's title where known.
+SELECT s.id, s.citing_doi, c.title AS citing_title, c.year AS citing_year, s.type,
+       s.section, s.confidence, s.snippet, s.first_seen_at, s.last_seen_at
+FROM statements AS s LEFT JOIN papers AS c ON c.doi = s.citing_doi
+WHERE s.cited_doi = :doi
+ORDER BY s.id
+LIMIT :limit;
+
+-- name: show_citing_count
+SELECT count(*) FROM statements WHERE citing_doi = :doi;
+
+-- ---------------------------------------------------------------- copy-store
+-- `last_<table>`: the highest key (where a resumed copy goes on from); `import_<table>`
+-- (where it is portable): one exported row kept as it is; a row already there is left
+-- alone, so a copy can resume.
+
+-- name: last_papers
+SELECT doi FROM papers ORDER BY doi DESC LIMIT 1;
+
+-- name: last_authors
+SELECT doi, position FROM authors ORDER BY doi DESC, position DESC LIMIT 1;
+
+-- name: import_authors
+INSERT INTO authors (doi, position, name)
+VALUES (:doi, :position, :name)
+ON CONFLICT DO NOTHING;
+
+-- name: last_tallies
+SELECT doi FROM tallies ORDER BY doi DESC LIMIT 1;
+
+-- name: last_tally_history
+SELECT id FROM tally_history ORDER BY id DESC LIMIT 1;
+
+-- name: last_facets
+SELECT doi, facet, label FROM facets ORDER BY doi DESC, facet DESC, label DESC LIMIT 1;
+
+-- name: import_facets
+INSERT INTO facets (doi, facet, label, count)
+VALUES (:doi, :facet, :label, :count)
+ON CONFLICT DO NOTHING;
+
+-- name: last_statements
+SELECT id FROM statements ORDER BY id DESC LIMIT 1;
+
+-- name: last_jobs
+SELECT id FROM jobs ORDER BY id DESC LIMIT 1;
