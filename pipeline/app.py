@@ -14,12 +14,9 @@ from __future__ import annotations
 import dataclasses
 import os
 import socket
-import sqlite3
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 from pipeline.clock import Clock, SystemClock
 from pipeline.config import Settings, check_shareable
@@ -31,7 +28,6 @@ from pipeline.sources import make_source
 from pipeline.sources.base import Source
 from pipeline.store import open_store
 from pipeline.store.base import Store
-from pipeline.store.sqlite import check_writable
 from pipeline.urls import has_userinfo, strip_userinfo
 
 STOP_GRACE = 1.0  # seconds in-flight pages get after a stop request (Ctrl-C, SIGTERM)
@@ -78,83 +74,13 @@ class Pipeline:
         return await self.store.start_run(kind, socket.gethostname(), os.getpid())
 
 
-_SQLITE_HEADER = b"SQLite format 3\x00"
-
-
-def sqlite_path(db: str) -> str | None:
-    """The file path of a SQLite store location (`path` or `sqlite:///path`), else None."""
-    if db.startswith("sqlite:///"):
-        return db[len("sqlite:///") :]
-    return None if "://" in db else db
-
-
-def check_store_location(settings: Settings, *, create: bool) -> None:
-    """Refuse, before anything is opened or written, a SQLite location no run should
-    touch: a directory, an empty file for a read-only command, a file that is not
-    SQLite, or another program's SQLite database (which a migration would change)."""
-    path = sqlite_path(settings.db)
-    if path is None or path == ":memory:":
-        return
-    target = Path(path)
-    if target.is_dir():
-        raise ConfigError(f"db: {path} is a directory, not a store file")
-    if not target.is_file():
-        return  # missing: the store makes it, or (create=False) refuses it
-    try:
-        check_writable(path)  # before the peek below, which would leave -wal/-shm files
-    except StoreError as exc:
-        raise ConfigError(f"db: {exc}") from None
-    try:
-        with target.open("rb") as f:
-            header = f.read(len(_SQLITE_HEADER))
-    except OSError as exc:
-        raise ConfigError(
-            f"db: cannot read {path}: {exc.strerror} (running as uid {os.getuid()})"
-        ) from None
-    if not header:
-        if not create:
-            raise ConfigError(
-                f"db: {path} is an empty file, not a store "
-                "(`citepipe backfill` or `citepipe crawl` makes one)"
-            )
-        return
-    if header != _SQLITE_HEADER:
-        raise ConfigError(f"db: {path} is not a SQLite file")
-    try:
-        con = sqlite3.connect(f"file:{target.resolve().as_posix()}?mode=ro", uri=True)
-        try:
-            names = {n for (n,) in con.execute("select name from sqlite_master")}
-        finally:
-            con.close()
-    except sqlite3.Error:
-        return  # unreadable this way (locked, WAL without -shm): the store will say
-    if names and "schema_version" not in names:
-        raise ConfigError(
-            f"db: {path} is a SQLite database of another program, not a citepipe store; "
-            "refusing to change it"
-        )
-    if not names and not create:
-        raise ConfigError(f"db: {path} is an empty SQLite database, not a store")
-
-
 def make_store(settings: Settings, *, create: bool = True, clock: Clock | None = None) -> Store:
-    """The store named by `settings.db` (a SQLite path, or a database URL).
-
-    A location no store can serve is a configuration error naming `db` (exit code 2).
-    """
-    opts: dict[str, Any] = {"pool_min": settings.pg_pool_min, "pool_max": settings.pg_pool_max}
-    if clock is not None and type(clock) is not SystemClock:  # a test clock, or a subclass
-        opts["clock"] = clock.now  # a real clock stays the store's own (PostgreSQL: the db's)
-    try:
-        return open_store(
-            settings.db,
-            create=create,
-            writer_batch=settings.writer_batch,
-            refresh_interval=settings.refresh_interval,
-            refresh_min=settings.refresh_min,
-            refresh_max=settings.refresh_max,
-            **opts,
-        )
+    """The store named by `settings.db`, built by its driver from the settings; its driver
+    checks the location first. A location no store can serve is a configuration error
+    naming `db` (exit code 2)."""
+    own_clock = {} if clock is None or type(clock) is SystemClock else {"clock": clock.now}
+    try:  # a real clock stays the store's own (PostgreSQL: the database's)
+        return open_store(settings, create=create, **own_clock)
     except StoreError as exc:
         raise ConfigError(f"db: {exc}") from None
 
@@ -182,7 +108,6 @@ async def open_pipeline(
     source = source or make_source(settings)
     own_store = store is None
     if own_store:
-        check_store_location(settings, create=create)
         check_shareable(settings)  # settings built in code skip validate(): check here too
     the_store = store if store is not None else make_store(settings, create=create, clock=clock)
     try:

@@ -9,7 +9,7 @@ from datetime import timedelta
 
 import structlog
 
-from pipeline.app import Pipeline, check_store_location, make_store, open_pipeline
+from pipeline.app import Pipeline, make_store, open_pipeline
 from pipeline.clock import Clock, SystemClock
 from pipeline.config import Settings
 from pipeline.errors import BadInputError, ConfigError, StoreError
@@ -42,8 +42,6 @@ async def copy_store(
         raise ConfigError("copy-store: the source and the target are the same store")
     src_settings = dataclasses.replace(settings, db=source)
     dst_settings = dataclasses.replace(settings, db=target)
-    check_store_location(src_settings, create=False)
-    check_store_location(dst_settings, create=True)
     src = make_store(src_settings, create=False)
     dst = make_store(dst_settings, create=True)
     try:

@@ -26,10 +26,11 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import IO, Any
 
-from pipeline.app import Pipeline, sqlite_path
+from pipeline.app import Pipeline
 from pipeline.errors import ConfigError
 from pipeline.ops.datasette import datasette_metadata
 from pipeline.store.rules import COLUMNS, TALLY_FIELDS
+from pipeline.store.sqlite_file import sqlite_path
 
 # The time columns `--since` looks at (any of them at or after the time): when a row was
 # written or last changed.

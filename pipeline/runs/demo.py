@@ -5,7 +5,6 @@ demo store. The only run that imports `citesite` (lazily: the crawler never need
 from __future__ import annotations
 
 import dataclasses
-import sqlite3
 from pathlib import Path
 from typing import Any
 
@@ -17,6 +16,7 @@ from pipeline.normalise import normalise_doi
 from pipeline.runs.commands import backfill
 from pipeline.runs.lifecycle import RunUI, Stop
 from pipeline.runs.summary import RunSummary
+from pipeline.store.sqlite_file import is_demo_store
 
 DEMO_DB = "data/demo.sqlite"
 # What `demo` sets unless a flag says otherwise: no politeness delay against its own
@@ -39,22 +39,6 @@ def demo_db(settings: Settings) -> str:
 def demo_settings(settings: Settings, base_url: str) -> Settings:
     """The demo's settings: the given ones, pointed at the local site it started."""
     return dataclasses.replace(settings, base_url=base_url).validate()
-
-
-def is_demo_store(path: str) -> bool:
-    """Whether `path` is a SQLite store that only `citepipe demo` ever ran on."""
-    try:
-        con = sqlite3.connect(f"file:{Path(path).resolve().as_posix()}?mode=ro", uri=True)
-    except sqlite3.Error:
-        return False
-    try:
-        kinds = {k for (k,) in con.execute("select distinct kind from runs")}
-        con.execute("select 1 from jobs limit 1").fetchall()
-    except sqlite3.Error:
-        return False
-    finally:
-        con.close()
-    return kinds == {"demo"}
 
 
 def prepare_demo_db(db: str, *, force: bool) -> None:

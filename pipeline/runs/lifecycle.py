@@ -253,25 +253,12 @@ def _pid_gone(pid: int) -> bool:
     return False
 
 
-def _as_datetime(value: object) -> datetime | None:
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if isinstance(value, str) and value:
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            return None
-        return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
-    return None
-
-
 async def reclaim_and_name_waits(p: Pipeline, ui: RunUI) -> None:
     """Before working: give back at once the leases of a run that is provably dead (same
     host, its pid gone, no live heartbeat), and name the wait for the others' leases.
 
     Without this a rerun after a SIGKILL sits silent until the killed run's leases expire
-    (`lease_seconds`). Costs one count, and one pass over the jobs only when some are
-    leased.
+    (`lease_seconds`). Costs one count, and one read of the leased jobs when there are any.
     """
     try:
         if not (await p.store.stats()).jobs_by_state.get("leased"):
@@ -282,18 +269,16 @@ async def reclaim_and_name_waits(p: Pipeline, ui: RunUI) -> None:
         dead_holders: set[str] = set()
         waiting = 0
         until: datetime | None = None
-        async for row in p.store.export("jobs"):
-            if row["state"] != "leased":
-                continue
-            holder = str(row.get("worker") or "")
+        for leased in await p.store.leased_jobs():
+            holder = leased.worker
             h, _, pid_text = holder.rpartition(":")
             pid = int(pid_text) if pid_text.isdigit() else -1
             if h == host and pid > 0 and (h, pid) not in live and _pid_gone(pid):
-                dead.append(_job_of(row))
+                dead.append(leased.job)
                 dead_holders.add(holder)
             elif (h, pid) not in live:
                 waiting += 1
-                lease = _as_datetime(row.get("lease_until"))
+                lease = leased.lease_until
                 if lease is not None and (until is None or lease > until):
                     until = lease
         if dead:
@@ -311,18 +296,6 @@ async def reclaim_and_name_waits(p: Pipeline, ui: RunUI) -> None:
             )
     except PipelineError as exc:  # a courtesy: never a reason to fail the run
         log.warning("could not look at leases of earlier runs", error=str(exc))
-
-
-def _job_of(row: dict[str, object]) -> Job:
-    return Job(
-        id=int(row["id"]),  # type: ignore[call-overload]
-        doi=str(row["doi"]),
-        url=str(row["url"]),
-        page=int(row["page"]),  # type: ignore[call-overload]
-        attempts=int(row["attempts"]),  # type: ignore[call-overload]
-        depth=int(row["depth"]),  # type: ignore[call-overload]
-        round=int(row.get("round") or 0),  # type: ignore[call-overload]
-    )
 
 
 @dataclass

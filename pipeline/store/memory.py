@@ -13,7 +13,8 @@ from typing import Any, Self
 
 from pipeline.config import Settings
 from pipeline.store.sql import store_options
-from pipeline.store.sqlite import MEMORY, Clock, SQLiteStore
+from pipeline.store.sqlite import Clock, SQLiteStore
+from pipeline.store.sqlite_file import MEMORY
 
 
 class MemoryStore(SQLiteStore):

@@ -44,11 +44,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
-import re
 from collections.abc import Awaitable, Callable, Iterator, Sequence
-from dataclasses import dataclass
 from datetime import datetime, timedelta
-from functools import cache, partial
+from functools import partial
 from typing import Any, Self, TypeVar, cast
 
 import asyncpg
@@ -60,14 +58,21 @@ from pipeline.logs import redact_text
 from pipeline.models import Completion, DeadJob, Job, NewJob, Requeued
 from pipeline.store import rules, sql
 from pipeline.store.batching import CompletionWriter
-from pipeline.store.queries import migrations, plan_migrations, queries
+from pipeline.store.postgres_sql import (
+    DIALECT,
+    LOCK_ORDER,
+    SET_WRITES,
+    export_value,
+    statements,
+    status_count,
+)
+from pipeline.store.queries import migrations, plan_migrations
 
 T = TypeVar("T")
 Clock = Callable[[], datetime]
 Conn = Any  # asyncpg.Connection (asyncpg ships no type hints)
 Body = Callable[[Conn], Awaitable[T]]
 
-DIALECT = "postgres"
 DEFAULT_QUEUE_SIZE = 1000
 REQUEUE_EVERY = timedelta(seconds=1)  # a claim takes back expired leases this often
 TX_RETRIES = 8  # a deadlocked or serialization-failed transaction runs again this often
@@ -77,125 +82,6 @@ COMMAND_TIMEOUT = 60.0  # seconds one statement may take before the store gives 
 # has a key of its own). Advisory locks are per database.
 MIGRATION_LOCK = 0x63697465706970
 _RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
-_PARAM_RE = re.compile(r"(?<![:\w]):(\w+)")
-
-# The keys each write is sorted by, so that rows are locked in one order: completion
-# batches are serialised by `lock_writes` anyway, but a page's rows also meet `fail`,
-# `release` and enqueues of other transactions. Python's sort is stable: two rows of one
-# key keep their order, so the later one still wins.
-_LOCK_ORDER: dict[str, tuple[str, ...]] = {
-    "upsert_paper": ("doi",),
-    "upsert_partial_paper": ("doi",),
-    "delete_authors": ("doi",),
-    "insert_author": ("doi", "position"),
-    "insert_tally_history": ("doi",),
-    "upsert_tallies": ("doi",),
-    "delete_facets": ("doi",),
-    "insert_facet": ("doi", "facet", "label"),
-    "upsert_statement": ("cited_doi", "citing_doi", "snippet_hash"),
-    "record_visit": ("doi",),
-    "keep_page": ("doi", "page"),
-    "forget_broken_page": ("doi", "page"),
-    "mark_done": ("id",),
-}
-
-
-def _columns(rows: list[rules.Params], names: Sequence[str]) -> rules.Params:
-    """Rows as one array per column (for `unnest`)."""
-    return {name: [r[name] for r in rows] for name in names}
-
-
-def merge_partial_papers(rows: Sequence[rules.Params]) -> rules.Params:
-    """`upsert_partial_paper` rows of a batch as one row per DOI, as if applied one by one:
-    each column the first non-NULL value, `now` of the first row; in DOI order."""
-    merged: dict[str, rules.Params] = {}
-    for row in rows:
-        kept = merged.setdefault(row["doi"], dict(row))
-        for column in ("title", "year", "journal"):
-            if kept[column] is None:
-                kept[column] = row[column]
-    ordered = [merged[doi] for doi in sorted(merged)]
-    return _columns(ordered, ("doi", "title", "year", "journal", "now"))
-
-
-def merge_statements(rows: Sequence[rules.Params]) -> rules.Params:
-    """`upsert_statement` rows of a batch as one row per identity, as if applied one by
-    one: first_seen_at of the first, last_seen_at and non-NULL details of the latest."""
-    merged: dict[tuple[str, str, str], rules.Params] = {}
-    for row in rows:
-        key = (row["cited_doi"], row["citing_doi"], row["snippet_hash"])
-        kept = merged.get(key)
-        if kept is None:
-            merged[key] = {**row, "first_seen_at": row["now"], "last_seen_at": row["now"]}
-            continue
-        kept["last_seen_at"] = row["now"]
-        kept["snippet"] = row["snippet"]
-        for column in ("section", "type", "confidence"):
-            if row[column] is not None:
-                kept[column] = row[column]
-    ordered = [merged[key] for key in sorted(merged)]
-    names = (
-        "cited_doi",
-        "citing_doi",
-        "snippet",
-        "snippet_hash",
-        "section",
-        "type",
-        "confidence",
-        "first_seen_at",
-        "last_seen_at",
-    )
-    return _columns(ordered, names)
-
-
-# Writes done for the whole batch in one statement (`<name>_set`, arrays through unnest):
-# a page's citers and statements are most of its rows, and one statement instead of one
-# execution per row is what makes a batch cheap.
-_SET_WRITES: dict[str, Callable[[Sequence[rules.Params]], rules.Params]] = {
-    "upsert_partial_paper": merge_partial_papers,
-    "upsert_statement": merge_statements,
-}
-
-
-@dataclass(frozen=True, slots=True)
-class Statement:
-    """A named query in asyncpg's form: `$n` placeholders, and the names they stand for."""
-
-    sql: str
-    names: tuple[str, ...]
-
-    def args(self, params: rules.Params) -> tuple[Any, ...]:
-        return tuple(params[name] for name in self.names)
-
-
-def positional(sql: str) -> Statement:
-    """`:name` placeholders to `$1, $2...` in order of first use (a repeated name is one
-    parameter); `::type` casts and comment lines are left alone."""
-    code = "\n".join(line for line in sql.splitlines() if not line.lstrip().startswith("--"))
-    names: list[str] = []
-
-    def number(m: re.Match[str]) -> str:
-        if m.group(1) not in names:
-            names.append(m.group(1))
-        return f"${names.index(m.group(1)) + 1}"
-
-    return Statement(_PARAM_RE.sub(number, code), tuple(names))
-
-
-@cache
-def statements() -> dict[str, Statement]:
-    """The named queries of `sql/postgres/queries.sql`, ready for asyncpg."""
-    return {name: positional(sql) for name, sql in queries(DIALECT).items()}
-
-
-def _status_count(status: str) -> int:
-    """The row count of a command tag such as `UPDATE 3`."""
-    tail = status.rsplit(" ", 1)[-1]
-    return int(tail) if tail.isdigit() else 0
-
-
-def _export_value(value: Any) -> Any:
-    return rules.iso(value) if isinstance(value, datetime) else value
 
 
 @contextlib.contextmanager
@@ -392,7 +278,7 @@ class PostgresStore(sql.SQLStore):
 
     def _executemany(self, name: str, rows: Sequence[rules.Params]) -> Body[None]:
         stmt = self._sql[name]
-        order = _LOCK_ORDER.get(name)
+        order = LOCK_ORDER.get(name)
         if order:
             rows = sorted(rows, key=lambda r: tuple(r[k] for k in order))
         args = [stmt.args(r) for r in rows]
@@ -407,7 +293,7 @@ class PostgresStore(sql.SQLStore):
         self, what: str, name: str, rows: Sequence[rules.Params], *, durable: bool = False
     ) -> int:
         """One row: one statement, its command tag's count; several: one pipelined
-        `executemany` in lock order (`_LOCK_ORDER`), which reports no count, so the rows
+        `executemany` in lock order (`LOCK_ORDER`), which reports no count, so the rows
         sent. Either is atomic by itself, so only a durable write takes an explicit
         transaction (for `SET LOCAL synchronous_commit = on`)."""
         if not rows:
@@ -424,7 +310,7 @@ class PostgresStore(sql.SQLStore):
         args = stmt.args(rows[0])
 
         async def one(conn: Conn) -> int:
-            return _status_count(await conn.execute(stmt.sql, *args))
+            return status_count(await conn.execute(stmt.sql, *args))
 
         return await self._transaction(what, one, durable=durable, atomic=durable)
 
@@ -453,7 +339,7 @@ class PostgresStore(sql.SQLStore):
 
     def _text_row(self, row: Any) -> dict[str, Any]:
         """A row with its `timestamptz` values as the export's ISO text."""
-        return {k: _export_value(v) for k, v in row.items()}
+        return {k: export_value(v) for k, v in row.items()}
 
     # ------------------------------------------------------------ queue
 
@@ -593,9 +479,9 @@ class PostgresStore(sql.SQLStore):
         for name, rows in plan.steps():
             if not rows:
                 continue
-            if name in _SET_WRITES:  # the many rows of a batch: one statement, arrays
+            if name in SET_WRITES:  # the many rows of a batch: one statement, arrays
                 stmt = self._sql[f"{name}_set"]
-                await conn.execute(stmt.sql, *stmt.args(_SET_WRITES[name](rows)))
+                await conn.execute(stmt.sql, *stmt.args(SET_WRITES[name](rows)))
             else:
                 await self._executemany(name, rows)(conn)
         if plan.follow_ups:  # in key order, as the other writes (lock order)
