@@ -429,6 +429,16 @@ class PostgresStore(reads.SQLReads):
         with _db_errors(name):
             return cast(list[Any], await pool.fetch(stmt.sql, *stmt.args(params or {})))
 
+    async def _write(self, what: str, name: str, params: rules.Params) -> list[Any]:
+        """One named writing statement (atomic by itself); its rows."""
+        stmt = self._sql[name]
+        args = stmt.args(params)
+
+        async def body(conn: Conn) -> list[Any]:
+            return list(await conn.fetch(stmt.sql, *args))
+
+        return await self._transaction(what, body, atomic=False)
+
     def _time(self, value: Any) -> datetime:
         """Times are `timestamptz`: asyncpg gives aware datetimes already."""
         return cast(datetime, value)

@@ -622,6 +622,11 @@ class SQLiteStore(reads.SQLReads):
         with _db_errors(name):
             return await conn.run(lambda raw: raw.execute(sql, encoded).fetchall())
 
+    async def _write(self, what: str, name: str, params: rules.Params) -> list[Any]:
+        """One named writing statement on the writer, in its own transaction; its rows."""
+        sql, encoded = self._sql[name], _encode_read(params)
+        return await self._transaction(what, lambda conn: conn.execute(sql, encoded).fetchall())
+
     def _time(self, value: Any) -> datetime:
         """Times are stored as ISO text (`iso`)."""
         return from_iso(value)
