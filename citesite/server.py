@@ -14,7 +14,8 @@ content, the page and the page size, not the host) and `Last-Modified` (the repo
 Not part of the contract (never logged): `GET /__site/requests[?since=N]` (the request
 log as JSON), `/__site/stats` (counts by status and fault), `/__site/reports` (the ground
 truth as JSON lines), `/__site/expected?doi=D&page=N`, `/__site/faults` (the spec and the
-DOIs that must end dead).
+DOIs that must end dead), `POST /__site/next-epoch` (change the data for the next crawl:
+`next_epoch`, citesite/epochs.py) and `/__site/notices` (the editorial notices issued).
 
 Links in pages (canonical, next page, citing reports) are absolute. They name the site's
 public address: `public_url` when given (`citepipe site --public-url URL`, for a site
@@ -67,6 +68,7 @@ from citesite.dataset import (
     report_to_dict,
 )
 from citesite.doi import quote_doi, report_url, site_doi
+from citesite.epochs import Epoch, SiteNotice, next_epoch
 from citesite.faults import CREDENTIALS, PAGE_KINDS, FaultSpec, FaultSpecError
 from citesite.render import (
     CAPTCHA_PAGE,
@@ -323,6 +325,8 @@ class CitationSite:
         self._total = 0
         self._runner: web.AppRunner | None = None
         self.base_url = ""
+        self.epoch = 0  # data generation: 0 as given, +1 at each next_epoch()
+        self.notices: list[SiteNotice] = []  # editorial notices issued so far
 
     @property
     def holding(self) -> int:
@@ -352,6 +356,8 @@ class CitationSite:
         app.router.add_get("/__site/reports", self._admin_reports)
         app.router.add_get("/__site/expected", self._admin_expected)
         app.router.add_get("/__site/faults", self._admin_faults)
+        app.router.add_post("/__site/next-epoch", self._admin_next_epoch)
+        app.router.add_get("/__site/notices", self._admin_notices)
         app.router.add_get("/reports/{tail:.*}", self._report)
         app.router.add_route("*", "/{tail:.*}", self._other)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
@@ -451,6 +457,16 @@ class CitationSite:
             report = dataclasses.replace(report, updated_at=stamp)
         self._reports.put(report)
         return report
+
+    def next_epoch(self, *, every: int = 3, most: int = 4) -> Epoch:
+        """Change the data for the next crawl (citesite/epochs.py): some reports gain
+        statements and tallies, one only tallies, one a notice. Returns what changed."""
+        epoch = next_epoch(self._reports, self.epoch + 1, every=every, most=most)
+        for report in epoch.reports.values():
+            self.set_report(report)
+        self.epoch = epoch.number
+        self.notices.extend(epoch.notices)
+        return epoch
 
     def remove_report(self, doi: str) -> bool:
         """Stop serving a report (404 from now on); False if it was not there."""
@@ -807,6 +823,20 @@ class CitationSite:
 
     async def _admin_faults(self, request: web.Request) -> web.Response:
         return web.json_response({"spec": str(self.faults), "dead": self.dead()})
+
+    async def _admin_next_epoch(self, request: web.Request) -> web.Response:
+        epoch = self.next_epoch()
+        return web.json_response(
+            {
+                "epoch": epoch.number,
+                "changed": sorted(epoch.reports),
+                "new_statements": {d: len(s) for d, s in epoch.new_statements.items()},
+                "notices": [dataclasses.asdict(n) for n in epoch.notices],
+            }
+        )
+
+    async def _admin_notices(self, request: web.Request) -> web.Response:
+        return web.json_response([dataclasses.asdict(n) for n in self.notices])
 
 
 # --------------------------------------------------------------------------- command line

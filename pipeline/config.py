@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from croniter import croniter
 
 from pipeline.errors import ConfigError
-from pipeline.logs import redact_text
+from pipeline.logs import redact_text, redact_url
 from pipeline.models import KEEP_PAGES
 from pipeline.urls import has_userinfo, strip_userinfo
 
@@ -32,6 +32,7 @@ YEAR = 365 * DAY
 ENV_PREFIX = "CITEPIPE_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
+NOTIFY_FORMATS = ("json", "slack")
 
 # The store's defaults (the store's rules and drivers take them from here).
 DEFAULT_WRITER_BATCH = 100  # completions committed per transaction, at most
@@ -53,6 +54,7 @@ class SettingInfo:
     help: str
     flags: tuple[str, ...]  # the flag groups that carry it (empty: file and env only)
     flag_type: Any  # the argparse `type` of its flag
+    flag: str = ""  # its flag, when not `--<name>`
 
 
 def setting(
@@ -64,10 +66,12 @@ def setting(
     strict: bool = False,
     flags: tuple[str, ...] = (),
     flag_type: Any = None,
+    flag: str = "",
 ) -> Any:
     """One setting's whole declaration: a dataclass field whose metadata carries its help,
-    its bounds (numbers: `low`, excluded when `strict`, to `high`) and its flag groups."""
-    meta: dict[str, Any] = {"help": help, "flags": flags, "flag_type": flag_type}
+    its bounds (numbers: `low`, excluded when `strict`, to `high`), its flag groups and
+    its flag's name when it is not `--<name>`."""
+    meta: dict[str, Any] = {"help": help, "flags": flags, "flag_type": flag_type, "flag": flag}
     if low is not None and high is not None:
         meta["bounds"] = (low, strict, high)
     return field(default=default, metadata=meta)
@@ -185,6 +189,21 @@ class Settings:
     progress_interval: float = setting(
         60.0, "seconds between progress log lines; 0 = none", low=0, high=YEAR
     )
+    digest: str = setting(
+        "",
+        "after each run, write its Markdown digest (what changed) to this file",
+        flags=("digest",),
+    )
+    notify_url: str = setting(
+        "",
+        "after each run, POST its digest to this webhook URL (a secret: never logged whole)",
+        flags=("digest",),
+        flag="--notify",
+    )
+    notify_format: str = setting(
+        "json", 'the webhook\'s body: json (the digest) or slack ({"text": ...})'
+    )
+    notify_empty: bool = setting(False, "notify even when a run changed nothing")
 
     def validate(self) -> Settings:
         """Raise ConfigError, naming the setting, for a value no run could use; return the
@@ -214,6 +233,7 @@ class Settings:
         if not croniter.is_valid(self.schedule):
             raise ConfigError(f"schedule: {self.schedule!r} is not a cron expression")
         schedule_zone(self.timezone)  # raises ConfigError naming `timezone`
+        _check_notify(self)
         if not self.user_agent.strip():
             raise ConfigError("user_agent: must not be empty")
         check_shareable(self)
@@ -251,6 +271,23 @@ def _check_number(name: str, value: float, low: float, strict: bool, high: float
         raise ConfigError(f"{name}: must be >= {low:g}, got {value!r}")
     if value > high:
         raise ConfigError(f"{name}: must be at most {high:g}, got {value!r}")
+
+
+def _check_notify(s: Settings) -> None:
+    """`notify_url` is an http(s) URL (named without its secret), `notify_format` known."""
+    if s.notify_format not in NOTIFY_FORMATS:
+        raise ConfigError(
+            f"notify_format: must be one of {', '.join(NOTIFY_FORMATS)}, got {s.notify_format!r}"
+        )
+    if not s.notify_url:
+        return
+    try:
+        parts = urlsplit(s.notify_url)
+        _ = parts.port
+    except ValueError:
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"notify_url: {redact_url(s.notify_url)!r} is not an http(s) URL")
 
 
 def process_count(settings: Settings) -> int:
@@ -318,6 +355,7 @@ def setting_infos() -> tuple[SettingInfo, ...]:
             f.metadata["help"],
             f.metadata["flags"],
             f.metadata["flag_type"],
+            f.metadata["flag"],
         )
         for f in fields(Settings)
     )

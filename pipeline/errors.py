@@ -11,7 +11,8 @@
     │   └── BlockedError          ... but a login or captcha wall: the site refuses us
     ├── StoreError             the store failed (driver errors are translated to this)
     │   └── StoreDataError        the store refused a row (a constraint): not worth retrying
-    └── NotFoundError          the store holds no such thing (`show` of an unknown DOI)
+    ├── NotFoundError          the store holds no such thing (`show` of an unknown DOI)
+    └── NotifyError            a webhook did not take a run's digest (`--notify`)
 
 Driver exceptions (aiohttp, asyncio timeouts, sqlite3, asyncpg) are translated into this tree
 at exactly one place each: `fetcher.py` for HTTP, the store implementation for databases.
@@ -110,3 +111,11 @@ class StoreDataError(StoreError):
 
 class NotFoundError(PipelineError):
     """The store holds no such thing."""
+
+
+class NotifyError(PipelineError):
+    """The webhook did not take the notification."""
+
+    def __init__(self, message: str | None = None, *, retryable: bool = True) -> None:
+        super().__init__(message)
+        self.retryable = retryable

@@ -25,6 +25,19 @@ _SECRET_KEYS = ("password", "secret", "token", "authorization", "cookie")
 _URL_PASSWORD = re.compile(r"(\b[a-zA-Z][a-zA-Z0-9+.-]*://[^\s/:@]*):[^\s/@]+@")
 
 
+_URL_SECRETS = ("webhook", "notify_url")  # keys whose value is a URL holding a secret
+
+
+def redact_url(url: str) -> str:
+    """A URL that may hold a secret in its path or query (a webhook's), as it may be
+    shown: scheme, host and port only, the rest `***` (`https://hooks.example.com/***`)."""
+    m = re.match(r"\s*([a-zA-Z][a-zA-Z0-9+.-]*://)(?:[^/@?#\s]*@)?([^/?#\s]*)", url)
+    if m is None:
+        return "***"
+    rest = url[m.end() :].strip()
+    return m.group(1) + m.group(2) + ("/***" if rest else "")
+
+
 def redact_text(text: str) -> str:
     """`text` with the password of any URL in it replaced by `***`."""
     return _URL_PASSWORD.sub(r"\1:***@", text) if "@" in text else text
@@ -34,7 +47,9 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     """Never log a secret: blank out values whose key names one, and URL passwords
     anywhere (a `db` URL, an error message, a rendered traceback)."""
     for key, value in event.items():
-        if any(s in key.lower() for s in _SECRET_KEYS):
+        if isinstance(value, str) and any(s in key.lower() for s in _URL_SECRETS):
+            event[key] = redact_url(value)
+        elif any(s in key.lower() for s in _SECRET_KEYS):
             event[key] = "***"
         elif isinstance(value, str):
             event[key] = redact_text(value)

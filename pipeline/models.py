@@ -335,3 +335,76 @@ class SearchHit:
     highlighted: str
     excerpt: str
     rank: float
+
+
+# ------------------------------------------------------------ what changed (`changes`)
+
+DIGEST_STATES = ("sending", "sent", "empty", "failed")
+Counts = tuple[int | None, int | None, int | None]  # supporting, mentioning, contrasting
+
+
+@dataclass(frozen=True, slots=True)
+class RunRecord:
+    """A run as the store recorded it: its window, and the pages it fetched (from its
+    summary; 0 when it has none yet). `finished_at` is None while it runs."""
+
+    id: int
+    kind: str
+    started_at: datetime
+    finished_at: datetime | None
+    pages: int
+
+
+@dataclass(frozen=True, slots=True)
+class NewStatement:
+    """A statement first seen in a window, with its citer's title where known."""
+
+    cited_doi: str
+    citing_doi: str
+    citing_title: str | None
+    type: StatementType | None
+    section: str | None
+    confidence: float | None
+    snippet: str
+
+
+@dataclass(frozen=True, slots=True)
+class TallyChange:
+    """A paper's tallies before a window (None: no row before it, a paper new to the
+    store) and at its end, as (supporting, mentioning, contrasting)."""
+
+    doi: str
+    before: Counts | None
+    after: Counts
+
+
+@dataclass(frozen=True, slots=True)
+class NewNotice:
+    """An editorial notice first seen in a window. `date` is None when unknown."""
+
+    doi: str
+    status: str
+    date: str | None
+    notice_doi: str | None
+    url: str | None
+
+
+@dataclass(frozen=True, slots=True)
+class WindowChanges:
+    """Everything the store says changed in a window (`ChangeLog.changes_in`)."""
+
+    statements: tuple[NewStatement, ...]
+    tallies: tuple[TallyChange, ...]
+    notices: tuple[NewNotice, ...]
+    titles: dict[str, str | None]  # the title of every paper named above, where known
+
+
+@dataclass(frozen=True, slots=True)
+class DigestRecord:
+    """How a run's digest was sent (`digests` table, migration 10)."""
+
+    run_id: int
+    state: str
+    attempts: int
+    last_error: str | None
+    sent_at: datetime | None

@@ -34,6 +34,7 @@ STOP_SIGNALS = (signal.SIGTERM, signal.SIGINT)
 LOG = ("log",)
 STORE = ("store", *LOG)
 WORK = ("site", "store", "crawl", "work", *LOG)  # commands that work the queue here
+DIGEST = ("digest",)  # runs that end with a digest (--digest, --notify)
 
 
 def duration_arg(text: str) -> float:
@@ -104,8 +105,10 @@ def add_setting_flags(parser: argparse.ArgumentParser, command: Command) -> None
         if default == "":
             default = "built in" if info.name == "selectors" else "none"
         kind: Callable[[str], Any] = info.flag_type or _FLAG_TYPES.get(type(info.default), str)
-        flag = "--" + info.name.replace("_", "-")
-        g.add_argument(flag, type=kind, default=None, help=f"{info.help} (default {default})")
+        flag = info.flag or "--" + info.name.replace("_", "-")
+        g.add_argument(
+            flag, dest=info.name, type=kind, default=None, help=f"{info.help} (default {default})"
+        )
     if command.run_ui and "progress" not in command.defaults:
         g.add_argument(
             "--no-progress",

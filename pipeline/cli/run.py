@@ -9,7 +9,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 
-from pipeline.cli._base import LOG, WORK, Command, Invocation, duration_arg, print_summary
+from pipeline.cli._base import DIGEST, LOG, WORK, Command, Invocation, duration_arg, print_summary
 from pipeline.runs import commands
 from pipeline.runs.demo import DEMO_DB, DEMO_DEFAULTS, demo
 from pipeline.runs.inputs import open_input
@@ -91,7 +91,7 @@ COMMANDS = (
         "lines with their numbers, enqueue the rest and crawl every page of their reports.",
         backfill,
         backfill_arguments,
-        settings=WORK,
+        settings=(*WORK, *DIGEST),
         run_ui=True,
     ),
     Command(
@@ -101,7 +101,7 @@ COMMANDS = (
         "a refresh, then work until done or out of time.",
         crawl,
         crawl_arguments,
-        settings=WORK,
+        settings=(*WORK, *DIGEST),
         run_ui=True,
     ),
     Command(
@@ -122,7 +122,7 @@ COMMANDS = (
         "until the queue is drained (exit codes as for backfill).",
         worker,
         worker_arguments,
-        settings=WORK,
+        settings=(*WORK, *DIGEST),
         run_ui=True,
     ),
     Command(

@@ -19,6 +19,7 @@ from pipeline.clock import Clock
 from pipeline.crawl.worker import RunCounters
 from pipeline.errors import PipelineError
 from pipeline.models import RUN_STALE_AFTER
+from pipeline.ops.digest import after_run
 from pipeline.runs.inputs import InputDois
 from pipeline.runs.lifecycle import (
     RunUI,
@@ -41,11 +42,17 @@ REPARSE_HINT = (
 )
 
 
-async def _finish(p: Pipeline, summary: RunSummary, run_id: int, ui: RunUI) -> RunSummary:
-    """Record the run's end in the store, and log the summary for log collectors."""
+async def _finish(
+    p: Pipeline, summary: RunSummary, run_id: int, ui: RunUI, *, digest: bool = True
+) -> RunSummary:
+    """Record the run's end in the store, and log the summary for log collectors; then
+    (`digest`) the run's digest, as `--digest`/`--notify` ask (`ops/digest.py`): after the
+    summary is recorded, so it covers the whole run; it never changes the summary."""
     await p.store.finish_run(run_id, summary.as_dict())
     if ui.log_summary:
         log.info("summary", **{k: v for k, v in summary.as_dict().items() if k != "rows"})
+    if digest:
+        summary.epilogue.extend(await after_run(p, run_id))
     return summary
 
 
@@ -118,7 +125,7 @@ async def backfill(
     summary = await _summarise(
         p, command, outcome, stop, tally, seen, (started, enqueued, clock.monotonic()), notes
     )
-    return await _finish(p, summary, run_id, ui)
+    return await _finish(p, summary, run_id, ui, digest=command == "backfill")
 
 
 async def crawl(
@@ -183,7 +190,7 @@ async def worker(
         notes=outcome.notes,
     )
     log.info("worker stopped", pages=counters.pages_done, dead=counters.dead.total())
-    return await _finish(p, summary, run_id, ui)
+    return await _finish(p, summary, run_id, ui, digest=burst)
 
 
 async def schedule(

@@ -9,6 +9,8 @@
 - `PageArchive`: fetched pages kept (compressed) for `citepipe reparse`.
 - `ResultReader`: one paper at a glance (`citepipe show`) and full-text search.
 - `StoreTransfer`: the last key and bulk import that `copy-store` moves a store with.
+- `ChangeLog`: what changed in a window of time (`citepipe changes`), and which runs'
+  digests were sent (`--notify`).
 
 `Store` is their union plus `open`/`close`. Implementations: `sqlite.SQLiteStore` (a file,
 or `":memory:"`, which also serves as the in-memory store for tests) and
@@ -26,6 +28,7 @@ from typing import Any, Protocol
 from pipeline.models import (
     Completion,
     DeadJob,
+    DigestRecord,
     Job,
     KeptPage,
     NewJob,
@@ -33,10 +36,12 @@ from pipeline.models import (
     Requeued,
     RobotsRecord,
     RunInfo,
+    RunRecord,
     SearchHit,
     StatementType,
     Stats,
     StoredPage,
+    WindowChanges,
 )
 
 # Tables a user may export (the public interface of docs/store.md, plus the queue).
@@ -258,6 +263,42 @@ class ResultReader(Protocol):
         "phrases", OR, NOT, prefix*), best first; a bad query raises StoreError."""
 
 
+class ChangeLog(Protocol):
+    """What changed between two times, read off the rows' own times (statements'
+    `first_seen_at`, `tally_history`, notices' `first_seen_at`), and the digests of runs
+    (`digests`, migration 10). See docs/changes.md."""
+
+    async def run_record(self, run_id: int) -> RunRecord | None:
+        """One run (finished or not), or None if the store has no such run."""
+
+    async def last_fetching_run(self, kinds: Sequence[str]) -> RunRecord | None:
+        """The latest finished run of these kinds whose summary counts a page fetched."""
+
+    async def changes_in(
+        self, since: datetime, until: datetime, *, dois: Sequence[str] | None = None
+    ) -> WindowChanges:
+        """Statements and notices first seen in [since, until] (both included), and the
+        tallies of each paper with a tally history row in it: the last row before the
+        window and the last inside it. `dois` narrows it to these cited papers."""
+
+    async def claim_digests(self, run_ids: Sequence[int]) -> list[int]:
+        """Take these runs' digests in hand for sending (state `sending`): those never
+        recorded, or whose sending failed. Returns the runs taken, in id order; a run
+        sent, empty or being sent is not taken again (each digest goes out at most once)."""
+
+    async def settle_digests(
+        self, run_ids: Sequence[int], state: str, *, attempts: int = 0, error: str | None = None
+    ) -> None:
+        """How the sending of digests taken in hand ended: `sent`, `empty` or `failed`
+        (`error` kept, `attempts` added)."""
+
+    async def failed_digests(self) -> list[int]:
+        """Runs whose digest failed to send (the next run's notification sends them)."""
+
+    async def digest_record(self, run_id: int) -> DigestRecord | None:
+        """How a run's digest was sent, or None if it was never taken in hand."""
+
+
 class Store(
     JobQueue,
     ResultSink,
@@ -267,6 +308,7 @@ class Store(
     HostLedger,
     PageArchive,
     ResultReader,
+    ChangeLog,
     Protocol,
 ):
     """The whole store: every role. All methods are coroutines; `open` before, `close`

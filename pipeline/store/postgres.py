@@ -314,15 +314,15 @@ class PostgresStore(sql.SQLStore):
 
         return await self._transaction(what, one, durable=durable, atomic=durable)
 
-    async def _write_one(
+    async def _write_returning(
         self, what: str, name: str, params: rules.Params, *, durable: bool = False
-    ) -> sql.Row | None:
+    ) -> list[sql.Row]:
         """One statement with RETURNING; atomic by itself unless durable (see `_write`)."""
         stmt = self._sql[name]
         args = stmt.args(params)
 
-        async def body(conn: Conn) -> sql.Row | None:
-            return await conn.fetchrow(stmt.sql, *args)
+        async def body(conn: Conn) -> list[sql.Row]:
+            return list(await conn.fetch(stmt.sql, *args))
 
         return await self._transaction(what, body, durable=durable, atomic=durable)
 

@@ -11,11 +11,12 @@ pushed out, a run's heartbeat, a kept page). So those live here, once, in `SQLSt
   and by column name). Its parameters come as Python values: a list is a list of values
   (SQLite passes it as JSON text, PostgreSQL as an array), a datetime an aware time.
 - `_write(what, name, rows, durable=)`: run a named statement once per row, in one
-  transaction; `_write_one(what, name, params, durable=)`: one statement with RETURNING,
-  its row back. Parameters as for `_read_all`. `durable` is the contract's word, not the
-  engine's: a write acknowledged as stored (a kept page, an enqueue, a settled reparse)
-  must survive a crash of the database server; a lease, run row or booking need not (a
-  lost one only makes a lease run out). Each driver decides what it costs.
+  transaction; `_write_returning(what, name, params, durable=)`: one statement with
+  RETURNING, its rows back (`_write_one`: the first). Parameters as for `_read_all`.
+  `durable` is the contract's word, not the engine's: a write acknowledged as stored (a
+  kept page, an enqueue, a settled reparse) must survive a crash of the database server;
+  a lease, run row or booking need not (a lost one only makes a lease run out). Each
+  driver decides what it costs.
 - `_enqueue_chunk(jobs)`: one chunk of an enqueue in one transaction (the rows of an
   enqueue differ by dialect; the chunking does not).
 - `_time(value)`: a stored time as an aware datetime (SQLite stores ISO text, PostgreSQL
@@ -38,19 +39,27 @@ from typing import Any, Self, TypeVar
 from pipeline.config import Settings
 from pipeline.errors import StoreError
 from pipeline.models import (
+    DIGEST_STATES,
     JOB_STATES,
     RUN_STALE_AFTER,
+    Counts,
     DeadReason,
+    DigestRecord,
     Job,
     KeptPage,
     NewJob,
+    NewNotice,
+    NewStatement,
     PaperView,
     RobotsRecord,
     RunInfo,
+    RunRecord,
     SearchHit,
     StatementType,
     Stats,
     StoredPage,
+    TallyChange,
+    WindowChanges,
 )
 from pipeline.store import rules
 from pipeline.store.base import EXPORT_TABLES, LeasedJob
@@ -157,11 +166,10 @@ class SQLStore(ABC):
         the count writes one row. `what` names the write in errors."""
 
     @abstractmethod
-    async def _write_one(
+    async def _write_returning(
         self, what: str, name: str, params: Params, *, durable: bool = False
-    ) -> Row | None:
-        """Named statement `name` (one with RETURNING) in its own transaction; its first
-        row, or None."""
+    ) -> list[Row]:
+        """Named statement `name` (one with RETURNING) in its own transaction; its rows."""
 
     @abstractmethod
     async def _enqueue_chunk(self, jobs: Sequence[NewJob]) -> int:
@@ -187,6 +195,13 @@ class SQLStore(ABC):
     def _now(self) -> datetime:
         """The store's clock."""
         return self._clock()
+
+    async def _write_one(
+        self, what: str, name: str, params: Params, *, durable: bool = False
+    ) -> Row | None:
+        """`_write_returning`'s first row, or None."""
+        rows = await self._write_returning(what, name, params, durable=durable)
+        return rows[0] if rows else None
 
     async def _read_one(self, name: str, params: Params | None = None) -> Any:
         """The first column of the named query's first row, or None."""
@@ -448,3 +463,120 @@ class SQLStore(ABC):
             )
             for r in await self._search_rows(query, params)
         ]
+
+    # ------------------------------------------------------------ what changed
+
+    def _run_record(self, r: Any) -> RunRecord:
+        finished = r["finished_at"]
+        return RunRecord(
+            id=int(r["id"]),
+            kind=r["kind"],
+            started_at=self._time(r["started_at"]),
+            finished_at=None if finished is None else self._time(finished),
+            pages=int(r["pages"] or 0),
+        )
+
+    async def run_record(self, run_id: int) -> RunRecord | None:
+        """One run (`run_record`), finished or not."""
+        rows = await self._read_all("run_record", {"id": run_id})
+        return self._run_record(rows[0]) if rows else None
+
+    async def last_fetching_run(self, kinds: Sequence[str]) -> RunRecord | None:
+        """The latest finished run of these kinds that fetched a page (`last_fetching_run`)."""
+        rows = await self._read_all("last_fetching_run", {"kinds": list(kinds)})
+        return self._run_record(rows[0]) if rows else None
+
+    async def changes_in(
+        self, since: datetime, until: datetime, *, dois: Sequence[str] | None = None
+    ) -> WindowChanges:
+        """The `changes_*` queries over one window, and the titles of the papers named."""
+        window: Params = {
+            "since": since,
+            "until": until,
+            "dois": None if dois is None else list(dois),
+        }
+        statements = tuple(
+            NewStatement(
+                cited_doi=r["cited_doi"],
+                citing_doi=r["citing_doi"],
+                citing_title=r["citing_title"],
+                type=r["type"],
+                section=r["section"],
+                confidence=None if r["confidence"] is None else float(r["confidence"]),
+                snippet=r["snippet"],
+            )
+            for r in await self._read_all("changes_statements", window)
+        )
+
+        def counts(r: Any) -> Counts:
+            return (r["supporting"], r["mentioning"], r["contrasting"])
+
+        before = {
+            r["doi"]: counts(r) for r in await self._read_all("changes_tallies_before", window)
+        }
+        tallies = tuple(
+            TallyChange(r["doi"], before.get(r["doi"]), counts(r))
+            for r in await self._read_all("changes_tallies_after", window)
+        )
+        notices = tuple(
+            NewNotice(
+                doi=r["doi"],
+                status=r["status"],
+                date=r["date"] or None,
+                notice_doi=r["notice_doi"] or None,
+                url=r["url"],
+            )
+            for r in await self._read_all("changes_notices", window)
+        )
+        named = sorted(
+            {s.cited_doi for s in statements} | {t.doi for t in tallies} | {n.doi for n in notices}
+        )
+        titles: dict[str, str | None] = dict.fromkeys(named)
+        if named:
+            for r in await self._read_all("changes_titles", {"dois": named}):
+                titles[r["doi"]] = r["title"]
+        return WindowChanges(statements, tallies, notices, titles)
+
+    async def claim_digests(self, run_ids: Sequence[int]) -> list[int]:
+        """`digest_claim`: the runs taken in hand, in id order."""
+        if not run_ids:
+            return []
+        params: Params = {"run_ids": sorted(set(run_ids)), "now": self._now()}
+        rows = await self._write_returning("claim digests", "digest_claim", params)
+        return sorted(int(r[0]) for r in rows)
+
+    async def settle_digests(
+        self, run_ids: Sequence[int], state: str, *, attempts: int = 0, error: str | None = None
+    ) -> None:
+        """`digest_settle` on digests being sent."""
+        if state not in DIGEST_STATES or state == "sending":
+            raise StoreError(f"settle digests: {state!r} is not an end state")
+        if not run_ids:
+            return
+        params: Params = {
+            "run_ids": sorted(set(run_ids)),
+            "state": state,
+            "attempts": attempts,
+            "error": error,
+            "now": self._now(),
+        }
+        await self._write_returning("settle digests", "digest_settle", params)
+
+    async def failed_digests(self) -> list[int]:
+        """`digests_failed`."""
+        return [int(r[0]) for r in await self._read_all("digests_failed")]
+
+    async def digest_record(self, run_id: int) -> DigestRecord | None:
+        """`digest_record`."""
+        rows = await self._read_all("digest_record", {"run_id": run_id})
+        if not rows:
+            return None
+        r = rows[0]
+        sent = r["sent_at"]
+        return DigestRecord(
+            run_id=int(r["run_id"]),
+            state=r["state"],
+            attempts=int(r["attempts"]),
+            last_error=r["last_error"],
+            sent_at=None if sent is None else self._time(sent),
+        )

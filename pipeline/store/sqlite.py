@@ -232,13 +232,13 @@ class SQLiteStore(sql.SQLStore):
         makes it (a process crash loses nothing)."""
         return await self._transaction(what, self._executemany(name, rows))
 
-    async def _write_one(
+    async def _write_returning(
         self, what: str, name: str, params: rules.Params, *, durable: bool = False
-    ) -> sql.Row | None:
+    ) -> list[sql.Row]:
         statement, encoded = self._sql[name], _encode_params(params)
 
-        def body(conn: sqlite3.Connection) -> sql.Row | None:
-            return conn.execute(statement, encoded).fetchone()
+        def body(conn: sqlite3.Connection) -> list[sql.Row]:
+            return conn.execute(statement, encoded).fetchall()
 
         return await self._transaction(what, body)
 

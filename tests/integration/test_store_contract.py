@@ -919,3 +919,113 @@ async def test_requeue_dead_of_everything_and_of_nothing(store: Store) -> None:
         await store.fail(await claim_one(store, "10.1/a", page), f"http 50{page}", None)
     assert await store.requeue_dead(lambda j: j.url) == Requeued(jobs=2, reports=1, kept=0)
     assert (await store.stats()).jobs_by_state["queued"] == 2
+
+
+# ---------------------------------------------------------------- what changed (issue 22)
+
+
+async def refresh(store: Store, res: ParseResult, doi: str, round: int) -> None:
+    """Crawl page 1 of `doi` again in a new round (a refresh)."""
+    await store.enqueue([new(doi, round=round)])
+    await store.complete(Completion(job=await claim_one(store, doi), result=res))
+
+
+async def test_changes_in_a_window(store: Store, clock: Clock) -> None:
+    s1 = stmt("10.9/x", "first finding", type="supporting")
+    await crawl(store, result("10.1/a", (s1,), Tally(1, 2, 0)), "10.1/a")
+    await crawl(store, result("10.1/b", (stmt("10.9/y", "b's"),), Tally(0, 1, 0)), "10.1/b")
+    clock.advance(10)
+    since = clock.now
+    clock.advance(1)
+    s2 = stmt(
+        "10.9/z", "a contrasting one", type="contrasting", section="Discussion", confidence=0.91
+    )
+    await refresh(store, result("10.1/a", (s1, s2), Tally(1, 3, 1)), "10.1/a", 1)
+    await refresh(store, result("10.1/b", (stmt("10.9/y", "b's"),), Tally(0, 1, 0)), "10.1/b", 1)
+    sc = stmt("10.9/x", "c's news", type="mentioning")
+    await crawl(store, result("10.1/c", (sc,), Tally(2, 0, 0), title="Paper C"), "10.1/c")
+    clock.advance(1)
+    until = clock.now
+    clock.advance(5)
+    s3 = stmt("10.9/w", "too late")
+    await refresh(store, result("10.1/a", (s1, s2, s3), Tally(1, 4, 1)), "10.1/a", 2)
+
+    got = await store.changes_in(since, until)
+    assert [
+        (s.cited_doi, s.citing_doi, s.type, s.section, s.confidence, s.snippet)
+        for s in got.statements
+    ] == [
+        ("10.1/a", "10.9/z", "contrasting", "Discussion", 0.91, "a contrasting one"),
+        ("10.1/c", "10.9/x", "mentioning", None, None, "c's news"),
+    ]
+    assert got.statements[0].citing_title is None  # a citer the store knows no title of
+    assert [(t.doi, t.before, t.after) for t in got.tallies] == [
+        ("10.1/a", (1, 2, 0), (1, 3, 1)),  # b's tallies did not move: no row in the window
+        ("10.1/c", None, (2, 0, 0)),  # new to the store
+    ]
+    assert got.notices == ()
+    assert got.titles == {"10.1/a": "Full title", "10.1/c": "Paper C"}
+    only_c = await store.changes_in(since, until, dois=["10.1/c"])
+    assert [s.cited_doi for s in only_c.statements] == ["10.1/c"]
+    assert [t.doi for t in only_c.tallies] == ["10.1/c"]
+    assert (await store.changes_in(until + timedelta(seconds=1), clock.now)).tallies[0].before == (
+        1,
+        3,
+        1,
+    )
+
+
+async def test_run_records_and_the_last_run_that_fetched(store: Store, clock: Clock) -> None:
+    crawl_id = await store.start_run("crawl", "h", 1)
+    clock.advance(2)
+    await store.finish_run(crawl_id, {"pages": 3})
+    idle = await store.start_run("worker", "h", 2)
+    await store.finish_run(idle, {"pages": 0})  # fetched nothing: not a window
+    running = await store.start_run("backfill", "h", 3)
+    kinds = ("backfill", "crawl", "worker")
+    last = await store.last_fetching_run(kinds)
+    assert last is not None
+    assert (last.id, last.kind, last.started_at, last.finished_at, last.pages) == (
+        crawl_id,
+        "crawl",
+        T0,
+        T0 + timedelta(seconds=2),
+        3,
+    )
+    assert await store.last_fetching_run(("schedule",)) is None
+    unfinished = await store.run_record(running)
+    assert unfinished is not None and unfinished.finished_at is None and unfinished.pages == 0
+    assert await store.run_record(running + 100) is None
+
+
+async def test_each_runs_digest_is_taken_at_most_once(store: Store, clock: Clock) -> None:
+    one = await store.start_run("crawl", "h", 1)
+    two = await store.start_run("crawl", "h", 1)
+    assert await store.claim_digests([one]) == [one]
+    assert await store.claim_digests([one]) == []  # being sent: not again
+    await store.settle_digests([one], "failed", attempts=4, error="HTTP 500")
+    assert await store.failed_digests() == [one]
+    record = await store.digest_record(one)
+    assert record is not None
+    assert (record.state, record.attempts, record.last_error, record.sent_at) == (
+        "failed",
+        4,
+        "HTTP 500",
+        None,
+    )
+    assert await store.claim_digests([one, two]) == [one, two]  # a failed one is taken again
+    clock.advance(1)
+    await store.settle_digests([one, two], "sent", attempts=1)
+    assert await store.claim_digests([one, two]) == []
+    assert await store.failed_digests() == []
+    sent = await store.digest_record(one)
+    assert sent is not None
+    assert (sent.state, sent.attempts, sent.last_error, sent.sent_at) == (
+        "sent",
+        5,
+        None,
+        T0 + timedelta(seconds=1),
+    )
+    assert await store.digest_record(two + 100) is None
+    with pytest.raises(StoreError):
+        await store.settle_digests([one], "sending")

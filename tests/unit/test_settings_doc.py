@@ -57,7 +57,7 @@ def test_each_row_names_the_flag_exactly_when_the_setting_has_one() -> None:
     table = rows()
     for info in setting_infos():
         flag = ARGUMENT_FLAGS.get(info.name) or (
-            "--" + info.name.replace("_", "-") if info.flags else None
+            (info.flag or "--" + info.name.replace("_", "-")) if info.flags else None
         )
         if flag is None:
             assert table[info.name]["flag"] == "", info.name

@@ -272,3 +272,25 @@ SELECT id FROM statements ORDER BY id DESC LIMIT 1;
 
 -- name: last_jobs
 SELECT id FROM jobs ORDER BY id DESC LIMIT 1;
+
+-- name: changes_tallies_before
+-- The last tally history row before the window of each paper that has one inside it.
+SELECT h.doi, h.supporting, h.mentioning, h.contrasting
+FROM tally_history AS h
+WHERE h.observed_at < :since
+  AND h.doi IN (
+      SELECT w.doi FROM tally_history AS w
+      WHERE w.observed_at >= :since AND w.observed_at <= :until
+  )
+  AND NOT EXISTS (
+      SELECT 1 FROM tally_history AS l
+      WHERE l.doi = h.doi AND l.observed_at < :since
+        AND (l.observed_at, l.id) > (h.observed_at, h.id)
+  )
+ORDER BY h.doi;
+
+-- name: digests_failed
+SELECT run_id FROM digests WHERE state = 'failed' ORDER BY run_id;
+
+-- name: digest_record
+SELECT run_id, state, attempts, last_error, sent_at FROM digests WHERE run_id = :run_id;

@@ -344,3 +344,71 @@ LIMIT :limit;
 UPDATE papers SET incomplete = false, incomplete_reason = NULL
 WHERE doi = ANY(:dois::text[]) AND incomplete AND incomplete_reason LIKE 'dead page:%'
   AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.doi = papers.doi AND jobs.state = 'dead');
+
+-- ---------------------------------------------------------------- changes and digests
+-- `citepipe changes` and the digest of `--digest`/`--notify` (ops/changes.py, migration
+-- 10). A window is [:since, :until], both included; :dois narrows it to these cited
+-- papers, or NULL for all.
+
+-- name: run_record
+-- One run, finished or not, with the pages it fetched (its summary's `pages`).
+SELECT id, kind, started_at, finished_at, coalesce((summary::jsonb ->> 'pages')::bigint, 0) AS pages
+FROM runs WHERE id = :id;
+
+-- name: last_fetching_run
+-- The latest finished run of these kinds that fetched anything: `changes` without --since.
+SELECT id, kind, started_at, finished_at, coalesce((summary::jsonb ->> 'pages')::bigint, 0) AS pages
+FROM runs
+WHERE finished_at IS NOT NULL AND kind = ANY(:kinds::text[]) AND coalesce((summary::jsonb ->> 'pages')::bigint, 0) > 0
+ORDER BY finished_at DESC, id DESC
+LIMIT 1;
+
+-- name: changes_statements
+-- Statements first seen in the window, with the citer's title where known.
+SELECT s.cited_doi, s.citing_doi, c.title AS citing_title, s.type, s.section,
+       s.confidence, s.snippet
+FROM statements AS s LEFT JOIN papers AS c ON c.doi = s.citing_doi
+WHERE s.first_seen_at >= :since AND s.first_seen_at <= :until
+  AND (:dois::text[] IS NULL OR s.cited_doi = ANY(:dois::text[]))
+ORDER BY s.cited_doi, s.id;
+
+-- name: changes_tallies_after
+-- Each paper's last tally history row inside the window (rows are written when tallies
+-- move, and at a report's first visit).
+SELECT h.doi, h.supporting, h.mentioning, h.contrasting
+FROM tally_history AS h
+WHERE h.observed_at >= :since AND h.observed_at <= :until
+  AND (:dois::text[] IS NULL OR h.doi = ANY(:dois::text[]))
+  AND NOT EXISTS (
+      SELECT 1 FROM tally_history AS l
+      WHERE l.doi = h.doi AND l.observed_at <= :until
+        AND (l.observed_at, l.id) > (h.observed_at, h.id)
+  )
+ORDER BY h.doi;
+
+-- name: changes_notices
+-- Editorial notices first seen in the window.
+SELECT doi, status, date, notice_doi, url FROM notices
+WHERE first_seen_at >= :since AND first_seen_at <= :until
+  AND (:dois::text[] IS NULL OR doi = ANY(:dois::text[]))
+ORDER BY doi, date, status, notice_doi;
+
+-- name: changes_titles
+SELECT doi, title FROM papers WHERE doi = ANY(:dois::text[]);
+
+-- name: digest_claim
+-- Take these runs' digests in hand for sending: a run never recorded, or one whose
+-- sending failed. Returns the runs taken (a run sent, empty or being sent is not).
+INSERT INTO digests AS d (run_id, state, attempts, updated_at)
+SELECT r, 'sending', 0, :now::timestamptz FROM unnest(:run_ids::bigint[]) AS r
+ON CONFLICT (run_id) DO UPDATE SET state = 'sending', updated_at = excluded.updated_at
+WHERE d.state = 'failed'
+RETURNING run_id;
+
+-- name: digest_settle
+-- How the sending of digests taken in hand ended: sent, empty or failed.
+UPDATE digests
+SET state = :state::text, attempts = attempts + :attempts::integer, last_error = :error::text,
+    sent_at = CASE WHEN :state::text = 'sent' THEN :now::timestamptz ELSE sent_at END, updated_at = :now::timestamptz
+WHERE run_id = ANY(:run_ids::bigint[]) AND state = 'sending';
+

@@ -313,3 +313,71 @@ ON CONFLICT DO NOTHING;
 INSERT INTO jobs (id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted)
 VALUES (:id, :doi, :url, :page, :state, :attempts, :not_before, :lease_until, :last_error, :depth, :created_at, :updated_at, :round, :worker, :etag, :last_modified, :content_hash, :next_url, :chain, :page_statements, :page_counted)
 ON CONFLICT DO NOTHING;
+
+-- ---------------------------------------------------------------- changes and digests
+-- `citepipe changes` and the digest of `--digest`/`--notify` (ops/changes.py, migration
+-- 10). A window is [:since, :until], both included; :dois narrows it to these cited
+-- papers, or NULL for all.
+
+-- name: run_record
+-- One run, finished or not, with the pages it fetched (its summary's `pages`).
+SELECT id, kind, started_at, finished_at, coalesce(json_extract(summary, '$.pages'), 0) AS pages
+FROM runs WHERE id = :id;
+
+-- name: last_fetching_run
+-- The latest finished run of these kinds that fetched anything: `changes` without --since.
+SELECT id, kind, started_at, finished_at, coalesce(json_extract(summary, '$.pages'), 0) AS pages
+FROM runs
+WHERE finished_at IS NOT NULL AND kind IN (SELECT value FROM json_each(:kinds)) AND coalesce(json_extract(summary, '$.pages'), 0) > 0
+ORDER BY finished_at DESC, id DESC
+LIMIT 1;
+
+-- name: changes_statements
+-- Statements first seen in the window, with the citer's title where known.
+SELECT s.cited_doi, s.citing_doi, c.title AS citing_title, s.type, s.section,
+       s.confidence, s.snippet
+FROM statements AS s LEFT JOIN papers AS c ON c.doi = s.citing_doi
+WHERE s.first_seen_at >= :since AND s.first_seen_at <= :until
+  AND (:dois IS NULL OR s.cited_doi IN (SELECT value FROM json_each(:dois)))
+ORDER BY s.cited_doi, s.id;
+
+-- name: changes_tallies_after
+-- Each paper's last tally history row inside the window (rows are written when tallies
+-- move, and at a report's first visit).
+SELECT h.doi, h.supporting, h.mentioning, h.contrasting
+FROM tally_history AS h
+WHERE h.observed_at >= :since AND h.observed_at <= :until
+  AND (:dois IS NULL OR h.doi IN (SELECT value FROM json_each(:dois)))
+  AND NOT EXISTS (
+      SELECT 1 FROM tally_history AS l
+      WHERE l.doi = h.doi AND l.observed_at <= :until
+        AND (l.observed_at, l.id) > (h.observed_at, h.id)
+  )
+ORDER BY h.doi;
+
+-- name: changes_notices
+-- Editorial notices first seen in the window.
+SELECT doi, status, date, notice_doi, url FROM notices
+WHERE first_seen_at >= :since AND first_seen_at <= :until
+  AND (:dois IS NULL OR doi IN (SELECT value FROM json_each(:dois)))
+ORDER BY doi, date, status, notice_doi;
+
+-- name: changes_titles
+SELECT doi, title FROM papers WHERE doi IN (SELECT value FROM json_each(:dois));
+
+-- name: digest_claim
+-- Take these runs' digests in hand for sending: a run never recorded, or one whose
+-- sending failed. Returns the runs taken (a run sent, empty or being sent is not).
+INSERT INTO digests (run_id, state, attempts, updated_at)
+SELECT value, 'sending', 0, :now FROM json_each(:run_ids) WHERE true
+ON CONFLICT (run_id) DO UPDATE SET state = 'sending', updated_at = excluded.updated_at
+WHERE digests.state = 'failed'
+RETURNING run_id;
+
+-- name: digest_settle
+-- How the sending of digests taken in hand ended: sent, empty or failed.
+UPDATE digests
+SET state = :state, attempts = attempts + :attempts, last_error = :error,
+    sent_at = CASE WHEN :state = 'sent' THEN :now ELSE sent_at END, updated_at = :now
+WHERE run_id IN (SELECT value FROM json_each(:run_ids)) AND state = 'sending';
+
