@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.cli import admin, read, run, tools
+from pipeline.cli import admin, network, read, run, tools
 from pipeline.cli._base import (
     Command,
     Invocation,
@@ -40,7 +40,13 @@ from pipeline.runs.summary import (
     RunSummary,
 )
 
-COMMANDS: tuple[Command, ...] = (*run.COMMANDS, *read.COMMANDS, *admin.COMMANDS, *tools.COMMANDS)
+COMMANDS: tuple[Command, ...] = (
+    *run.COMMANDS,
+    *read.COMMANDS,
+    *network.COMMANDS,
+    *admin.COMMANDS,
+    *tools.COMMANDS,
+)
 LONG_RUNNING = ("worker", "schedule")  # their summary is logged, not printed
 
 
