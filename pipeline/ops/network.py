@@ -125,7 +125,7 @@ async def read_network(p: Pipeline, selection: Selection) -> Graph:
         pair.counts["statements"] += 1
         if row["type"] in STATEMENT_TYPES:
             pair.counts[row["type"]] += 1
-    provenance: dict[str, dict[str, int]] = {}  # doi -> {seed: depth}
+    provenance = await p.store.provenance()  # doi -> {seed: depth}
 
     if selection.seeds is None:
         chosen = set(papers)

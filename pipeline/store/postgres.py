@@ -102,6 +102,7 @@ _LOCK_ORDER: dict[str, tuple[str, ...]] = {
     "delete_facets": ("doi",),
     "insert_facet": ("doi", "facet", "label"),
     "upsert_statement": ("cited_doi", "citing_doi", "snippet_hash"),
+    "provenance_reach": ("doi", "via"),
     "record_visit": ("doi",),
     "keep_page": ("doi", "page"),
     "forget_broken_page": ("doi", "page"),
@@ -455,6 +456,7 @@ class PostgresStore(reads.SQLReads):
             await self._executemany("enqueue_bump_round", rows)(conn)
         stmt = self._sql["enqueue"]
         added = await conn.fetchmany(stmt.sql, [stmt.args(r) for r in rows])
+        await self._executemany("provenance_seed", rules.seed_rows(jobs))(conn)
         return len(added)
 
     async def claim(self, worker: str, limit: int, lease_seconds: float) -> list[Job]:

@@ -145,3 +145,40 @@ def test_bibliography_has_every_crawled_paper(snowball: dict[str, Any], fmt: str
     assert set(titles) == set(titled)
     for doi, title in zip(snowball["seeds"], AWKWARD, strict=True):
         assert titles[doi] == title
+
+
+def test_provenance_records_two_seeds_reaching_one_paper(tmp_path: Path) -> None:
+    """Two seeds of the site cited by one paper: the store records both seeds for it, one
+    citing step away, and the whole-store graph shows them."""
+    reps = reports(60, seed=6)
+    citers = {d: {s.citing_doi for s in r.statements} - {d} for d, r in reps.items()}
+    a, b, shared = next(
+        (a, b, sorted(citers[a] & citers[b])[0])
+        for a in sorted(reps)
+        for b in sorted(reps)
+        if a < b and citers[a] & citers[b]
+    )
+    db = tmp_path / "p.sqlite"
+
+    async def crawl() -> None:
+        async with (
+            CitationSite(reps) as site,
+            app.open_pipeline(fast_settings(site.base_url, db)) as p,
+        ):
+            assert (await commands.backfill(p, [a, b], ui=quiet_ui())).exit_code == 0
+
+    asyncio.run(crawl())
+    rows = set(query(db, "select doi, seed, depth from provenance"))
+    assert {(a, a, 0), (b, b, 0), (shared, a, 1), (shared, b, 1)} <= rows
+    expected = {(a, a, 0), (b, b, 0)} | {(c, s, 1) for s in (a, b) for c in citers[s]}
+    assert rows == expected  # depth 0: every citer of a seed, and nothing else
+    out = tmp_path / "p.json"
+    citepipe(db, "graph", "--format", "json", "-o", str(out))
+    nodes = {n["id"]: n for n in json.loads(out.read_text("utf-8"))["nodes"]}
+    assert nodes[shared]["seeds"] == " ".join(sorted((a, b)))
+    assert nodes[shared]["depth"] == 1 and nodes[shared]["seed"] is False
+    assert nodes[a]["seed"] is True and nodes[a]["depth"] == 0
+    copy = tmp_path / "prov.csv"
+    citepipe(db, "export", "--table", "provenance", "-o", str(copy))
+    lines = copy.read_text("utf-8").splitlines()
+    assert lines[0] == "doi,seed,depth" and len(lines) == len(expected) + 1

@@ -54,6 +54,7 @@ PUBLIC = {
         "observed_at",
     },
     "facets": {"doi", "facet", "label", "count"},
+    "provenance": {"doi", "seed", "depth"},
     "statements": {
         "id",
         "cited_doi",
@@ -134,6 +135,7 @@ async def test_migrations_run_once_at_open(tmp_path: Path) -> None:
             (3, "incomplete_reason"),
             (4, "after_crawl"),
             (5, "search_merges"),
+            (8, "provenance"),
         ]
         assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (1,)
         # migration 5: the search index merges its segments 8 at a time

@@ -274,7 +274,8 @@ UNION ALL SELECT 'tallies', count(*) FROM tallies
 UNION ALL SELECT 'tally_history', count(*) FROM tally_history
 UNION ALL SELECT 'facets', count(*) FROM facets
 UNION ALL SELECT 'statements', count(*) FROM statements
-UNION ALL SELECT 'jobs', count(*) FROM jobs;
+UNION ALL SELECT 'jobs', count(*) FROM jobs
+UNION ALL SELECT 'provenance', count(*) FROM provenance;
 
 -- name: incomplete_by_reason
 -- Papers stored in part, by the kind of reason (the text before its first ':').
@@ -580,3 +581,41 @@ LIMIT :limit;
 UPDATE papers SET incomplete = false, incomplete_reason = NULL
 WHERE doi = ANY(:dois::text[]) AND incomplete AND incomplete_reason LIKE 'dead page:%'
   AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.doi = papers.doi AND jobs.state = 'dead');
+
+-- ---------------------------------------------------------------- provenance (migration 8)
+
+-- name: provenance_seed
+-- An input DOI is its own seed, at depth 0 (written with its job).
+INSERT INTO provenance (doi, seed, depth) VALUES (:doi::text, :doi::text, 0)
+ON CONFLICT (doi, seed) DO UPDATE SET depth = 0 WHERE provenance.depth > 0;
+
+-- name: provenance_reach
+-- A citing paper named on a report's page: the report's seeds, one citing step further;
+-- the fewest steps are kept. A report without provenance (crawled before it was kept,
+-- or by a refresh) passes none on.
+INSERT INTO provenance (doi, seed, depth)
+SELECT :doi::text, seed, depth + 1 FROM provenance WHERE doi = :via::text ORDER BY seed
+ON CONFLICT (doi, seed) DO UPDATE SET depth = excluded.depth
+WHERE excluded.depth < provenance.depth;
+
+-- name: provenance_all
+SELECT doi, seed, depth FROM provenance ORDER BY doi, seed;
+
+-- name: export_provenance
+SELECT doi, seed, depth
+FROM provenance
+ORDER BY doi, seed LIMIT :limit;
+
+-- name: export_provenance_after
+SELECT doi, seed, depth
+FROM provenance
+WHERE (doi, seed) > (:after_doi, :after_seed)
+ORDER BY doi, seed LIMIT :limit;
+
+-- name: last_provenance
+SELECT doi, seed FROM provenance ORDER BY doi DESC, seed DESC LIMIT 1;
+
+-- name: import_provenance
+INSERT INTO provenance (doi, seed, depth)
+VALUES (:doi, :seed, :depth)
+ON CONFLICT DO NOTHING;
