@@ -41,7 +41,8 @@ class NewJob:
 
     `round` forces a refresh: a finished job with a lower round is queued again (the cron
     crawl bumps it); with the same or a higher round, enqueueing does nothing. A next
-    page carries its report's `chain` (None for page 1).
+    page carries its report's `chain` (None for page 1). `seed`: an input DOI, recorded
+    as its own provenance (its citers' provenance follows from it).
     """
 
     doi: str
@@ -51,6 +52,7 @@ class NewJob:
     round: int = 0
     not_before: datetime | None = None
     chain: Chain | None = None
+    seed: bool = False
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,7 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
-from pipeline.cli import admin, changes, read, run, tools
+from pipeline.cli import admin, changes, network, read, run, tools
 from pipeline.cli._base import (
     Command,
     Invocation,
@@ -44,6 +44,7 @@ COMMANDS: tuple[Command, ...] = (
     *run.COMMANDS,
     *read.COMMANDS,
     *changes.COMMANDS,
+    *network.COMMANDS,
     *admin.COMMANDS,
     *tools.COMMANDS,
 )

@@ -11,6 +11,8 @@ from pipeline.cli import views
 from pipeline.cli._base import Command, Invocation, print_json, print_rich
 from pipeline.errors import ConfigError
 from pipeline.ops import export as exporting
+from pipeline.ops.bibliography import FORMATS as BIBLIOGRAPHY_FORMATS
+from pipeline.ops.bibliography import require as require_bibliography
 from pipeline.ops.read import search as search_store
 from pipeline.ops.read import show as show_paper
 from pipeline.runs.summary import EXIT_OK, plural, render_status
@@ -37,9 +39,11 @@ def export_arguments(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument(
         "--format",
-        choices=("csv", "jsonl", "parquet"),
+        choices=("csv", "jsonl", "parquet", *BIBLIOGRAPHY_FORMATS),
         default="csv",
-        help="(default csv; parquet needs -o and the `parquet` extra)",
+        help="(default csv; parquet needs -o and the `parquet` extra; ris, bibtex and "
+        "csl-json: --table papers as records for reference managers, the `bibliography` "
+        "extra)",
     )
     p.add_argument("--output", "-o", help="file to write (default standard output)")
     p.add_argument(
@@ -70,6 +74,10 @@ async def export(inv: Invocation) -> int:
         return EXIT_OK
     if not args.table:
         raise ConfigError("export: --table is required (or --datasette-metadata)")
+    if args.format in BIBLIOGRAPHY_FORMATS:
+        if args.table != "papers":
+            raise ConfigError(f"--format {args.format}: exports --table papers only")
+        require_bibliography(args.format)  # before any output file is made
     if args.format == "parquet" and not args.output:
         raise ConfigError("--format parquet: needs --output FILE (Parquet is binary)")
     keep = exporting.RowFilter.build(

@@ -114,6 +114,15 @@ TABLES: dict[str, dict[str, Any]] = {
             "last_error": "why it failed or died",
         },
     },
+    "provenance": {
+        "description": "Which input DOIs (seeds) brought each paper into a crawl, and how "
+        "many citing steps away: one row per paper and seed.",
+        "columns": {
+            "doi": "the paper",
+            "seed": "an input DOI whose crawl reached it",
+            "depth": "citing steps from that seed (0: the seed itself)",
+        },
+    },
     "pages": {
         "description": "Fetched pages kept for `citepipe reparse` (zlib-compressed): the "
         "broken ones, or every page with keep_pages = all.",

@@ -23,11 +23,13 @@ import sys
 from collections.abc import AsyncIterator, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from functools import partial
 from pathlib import Path
 from typing import IO, Any
 
 from pipeline.app import Pipeline
 from pipeline.errors import ConfigError
+from pipeline.ops import bibliography
 from pipeline.ops.datasette import datasette_metadata
 from pipeline.store.rules import COLUMNS, TALLY_FIELDS
 from pipeline.store.sqlite_file import sqlite_path
@@ -303,13 +305,18 @@ async def export(p: Pipeline, table: str, fmt: str, output: str | None, keep: Ro
     rows = p.store.export(table)
     if keep.conditions or keep.since is not None:
         rows = filtered(rows, keep)
+    write = write_rows
+    if fmt in bibliography.FORMATS:  # records for reference managers, from `papers`
+        if table != "papers":
+            raise ConfigError(f"--format {fmt}: exports --table papers only")
+        write = partial(bibliography.write_bibliography, p.store)
     if not output:
-        return await write_rows(rows, fmt, sys.stdout)
+        return await write(rows, fmt, sys.stdout)
     try:
         if fmt == "parquet":
             return await write_parquet(rows, table, Path(output))
         with open(output, "w", encoding="utf-8", newline="") as out:  # noqa: ASYNC230
-            return await write_rows(rows, fmt, out)
+            return await write(rows, fmt, out)
     except OSError as exc:
         raise ConfigError(f"--output {output}: {exc.strerror or exc}") from None
 

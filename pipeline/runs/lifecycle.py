@@ -141,7 +141,7 @@ async def enqueue_lines(
                 )
             continue
         tally.dois += 1
-        chunk.append(NewJob(doi=line.doi, url=address, depth=depth))
+        chunk.append(NewJob(doi=line.doi, url=address, depth=depth, seed=True))
         if len(chunk) >= ENQUEUE_BATCH:
             await flush()
     if chunk:

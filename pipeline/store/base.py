@@ -53,6 +53,7 @@ EXPORT_TABLES = (
     "facets",
     "statements",
     "jobs",
+    "provenance",
 )
 
 
@@ -261,6 +262,11 @@ class ResultReader(Protocol):
     ) -> list[SearchHit]:
         """Statements whose snippet matches `query` (SQLite FTS5 query syntax: words,
         "phrases", OR, NOT, prefix*), best first; a bad query raises StoreError."""
+
+    async def provenance(self) -> dict[str, dict[str, int]]:
+        """Which input DOIs brought each paper into a crawl, and how many citing steps
+        away: doi -> {seed: depth}; a seed is its own at depth 0, a paper reached from
+        two seeds has both. Papers crawled before provenance was kept have none."""
 
 
 class ChangeLog(Protocol):

@@ -354,6 +354,7 @@ class PostgresStore(sql.SQLStore):
             await self._executemany("enqueue_bump_round", rows)(conn)
         stmt = self._sql["enqueue"]
         added = await conn.fetchmany(stmt.sql, [stmt.args(r) for r in rows])
+        await self._executemany("provenance_seed", rules.seed_rows(jobs))(conn)
         return len(added)
 
     async def claim(self, worker: str, limit: int, lease_seconds: float) -> list[Job]:

@@ -35,6 +35,7 @@ LOCK_ORDER: dict[str, tuple[str, ...]] = {
     "delete_facets": ("doi",),
     "insert_facet": ("doi", "facet", "label"),
     "upsert_statement": ("cited_doi", "citing_doi", "snippet_hash"),
+    "provenance_reach": ("doi", "via"),
     "record_visit": ("doi",),
     "keep_page": ("doi", "page"),
     "forget_broken_page": ("doi", "page"),

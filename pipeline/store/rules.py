@@ -101,6 +101,7 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "page_statements",
         "page_counted",
     ),
+    "provenance": ("doi", "seed", "depth"),
 }
 KEYS: dict[str, tuple[str, ...]] = {
     "papers": ("doi",),
@@ -110,6 +111,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "facets": ("doi", "facet", "label"),
     "statements": ("id",),
     "jobs": ("id",),
+    "provenance": ("doi", "seed"),
 }
 RESULT_TABLES = ("papers", "authors", "tallies", "tally_history", "facets", "statements")
 
@@ -259,6 +261,7 @@ class WritePlan:
     delete_facets: list[Params] = field(default_factory=list)
     insert_facet: list[Params] = field(default_factory=list)
     upsert_statement: list[Params] = field(default_factory=list)
+    provenance_reach: list[Params] = field(default_factory=list)
     record_visit: list[Params] = field(default_factory=list)
     mark_incomplete: list[Params] = field(default_factory=list)
     keep_page: list[Params] = field(default_factory=list)
@@ -278,6 +281,7 @@ class WritePlan:
             "delete_facets",
             "insert_facet",
             "upsert_statement",
+            "provenance_reach",
             "record_visit",
             "mark_incomplete",
             "keep_page",
@@ -325,6 +329,11 @@ def plan_completions(
     plan.delete_facets = [{"doi": doi} for doi in facets]
     plan.insert_facet = [row for rows in facets.values() for row in rows]
     return plan
+
+
+def seed_rows(jobs: Iterable[NewJob]) -> list[Params]:
+    """Rows for `provenance_seed`: each input DOI among the jobs, once, in DOI order."""
+    return [{"doi": doi} for doi in sorted({j.doi for j in jobs if j.seed})]
 
 
 def _plan_rows(
@@ -375,6 +384,8 @@ def _plan_rows(
             plan.upsert_partial_paper.append(
                 _partial(s.citing_doi, s.citing_title, s.citing_year, s.citing_journal, seen)
             )
+            if s.citing_doi != doi:  # its seeds reach the citer one step further
+                plan.provenance_reach.append({"doi": s.citing_doi, "via": doi})
     plan.upsert_statement.extend(
         {
             "cited_doi": doi,

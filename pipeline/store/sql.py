@@ -421,6 +421,15 @@ class SQLStore(ABC):
                 return
             params = {**params, "after_doi": rows[-1]["doi"], "after_page": rows[-1]["page"]}
 
+    # ------------------------------------------------------------ provenance
+
+    async def provenance(self) -> dict[str, dict[str, int]]:
+        """Every paper's seeds with their depth (`provenance_all`): doi -> {seed: depth}."""
+        found: dict[str, dict[str, int]] = {}
+        for r in await self._read_all("provenance_all"):
+            found.setdefault(r["doi"], {})[r["seed"]] = int(r["depth"])
+        return found
+
     # ------------------------------------------------------------ show and search
 
     async def paper_view(self, doi: str, *, statements: int = 1000) -> PaperView | None:

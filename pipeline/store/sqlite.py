@@ -268,7 +268,9 @@ class SQLiteStore(sql.SQLStore):
             ]
         )
         cursor = conn.execute(self._sql["enqueue"], {"rows": packed, "now": stamp})
-        return max(cursor.rowcount, 0)
+        added = max(cursor.rowcount, 0)
+        conn.executemany(self._sql["provenance_seed"], rules.seed_rows(jobs))
+        return added
 
     async def claim(self, worker: str, limit: int, lease_seconds: float) -> list[Job]:
         """Lease due jobs, oldest `not_before` first. Expired leases are taken back first,

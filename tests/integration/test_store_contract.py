@@ -434,6 +434,32 @@ async def test_follow_ups_are_enqueued_with_the_completion(store: Store) -> None
     }
 
 
+async def test_provenance_follows_the_seeds_through_their_citers(store: Store) -> None:
+    """Two seeds cite-reached by one paper record both; a citer of a citer is one step
+    further; the fewest steps are kept; a job that is no seed records nothing itself."""
+    await store.enqueue([new("10.1/a", seed=True), new("10.1/b", seed=True), new("10.1/z")])
+    assert await store.provenance() == {"10.1/a": {"10.1/a": 0}, "10.1/b": {"10.1/b": 0}}
+    both = stmt("10.9/c", "c cites a")
+    for seed in ("10.1/a", "10.1/b"):
+        job = await claim_one(store, seed)
+        others = (stmt("10.9/self", "x"),) if seed == "10.1/b" else ()
+        res = result(seed, (both, *others, stmt(seed, "cites itself")))
+        await store.complete(Completion(job=job, result=res))
+    await crawl(store, result("10.9/c", (stmt("10.9/d", "d cites c"),)), doi="10.9/c")
+    # a shorter way to d: from b directly (kept), then a longer one again (ignored)
+    await crawl(store, result("10.1/b", (stmt("10.9/d", "d cites b"),)), doi="10.1/b", page=2)
+    await crawl(store, result("10.9/c", (stmt("10.9/d", "d again"),)), doi="10.9/c", page=2)
+    assert await store.provenance() == {
+        "10.1/a": {"10.1/a": 0},
+        "10.1/b": {"10.1/b": 0},
+        "10.9/c": {"10.1/a": 1, "10.1/b": 1},
+        "10.9/self": {"10.1/b": 1},
+        "10.9/d": {"10.1/a": 2, "10.1/b": 1},
+    }
+    await store.enqueue([new("10.1/a", seed=True)])  # seeded again: nothing changes
+    assert (await store.provenance())["10.1/a"] == {"10.1/a": 0}
+
+
 async def test_later_pages_write_statements_but_not_the_header(store: Store) -> None:
     await crawl(store, result(tally=Tally(1, 1, 1)))
     later = result(

@@ -68,6 +68,7 @@ PUBLIC = {
         "observed_at",
     },
     "facets": {"doi", "facet", "label", "count"},
+    "provenance": {"doi", "seed", "depth"},
     "statements": {
         "id",
         "cited_doi",
@@ -149,6 +150,7 @@ async def test_migrations_run_once_at_open(tmp_path: Path) -> None:
             (4, "after_crawl"),
             (5, "search_merges"),
             (7, "notices"),
+            (8, "provenance"),
             (10, "digests"),
         ]
         assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (1,)

@@ -84,7 +84,8 @@ UNION ALL SELECT 'tallies', count(*) FROM tallies
 UNION ALL SELECT 'tally_history', count(*) FROM tally_history
 UNION ALL SELECT 'facets', count(*) FROM facets
 UNION ALL SELECT 'statements', count(*) FROM statements
-UNION ALL SELECT 'jobs', count(*) FROM jobs;
+UNION ALL SELECT 'jobs', count(*) FROM jobs
+UNION ALL SELECT 'provenance', count(*) FROM provenance;
 
 -- name: not_found_reports
 -- Reports the site does not have: page 1 dead as not found (404/410).
@@ -294,3 +295,25 @@ SELECT run_id FROM digests WHERE state = 'failed' ORDER BY run_id;
 
 -- name: digest_record
 SELECT run_id, state, attempts, last_error, sent_at FROM digests WHERE run_id = :run_id;
+
+-- name: provenance_all
+SELECT doi, seed, depth FROM provenance ORDER BY doi, seed;
+
+-- name: export_provenance
+SELECT doi, seed, depth
+FROM provenance
+ORDER BY doi, seed LIMIT :limit;
+
+-- name: export_provenance_after
+SELECT doi, seed, depth
+FROM provenance
+WHERE (doi, seed) > (:after_doi, :after_seed)
+ORDER BY doi, seed LIMIT :limit;
+
+-- name: last_provenance
+SELECT doi, seed FROM provenance ORDER BY doi DESC, seed DESC LIMIT 1;
+
+-- name: import_provenance
+INSERT INTO provenance (doi, seed, depth)
+VALUES (:doi, :seed, :depth)
+ON CONFLICT DO NOTHING;

@@ -412,3 +412,19 @@ SET state = :state::text, attempts = attempts + :attempts::integer, last_error =
     sent_at = CASE WHEN :state::text = 'sent' THEN :now::timestamptz ELSE sent_at END, updated_at = :now::timestamptz
 WHERE run_id = ANY(:run_ids::bigint[]) AND state = 'sending';
 
+-- ---------------------------------------------------------------- provenance (migration 8)
+
+-- name: provenance_seed
+-- An input DOI is its own seed, at depth 0 (written with its job).
+INSERT INTO provenance (doi, seed, depth) VALUES (:doi::text, :doi::text, 0)
+ON CONFLICT (doi, seed) DO UPDATE SET depth = 0 WHERE provenance.depth > 0;
+
+-- name: provenance_reach
+-- A citing paper named on a report's page: the report's seeds, one citing step further;
+-- the fewest steps are kept. A report without provenance (crawled before it was kept,
+-- or by a refresh) passes none on.
+INSERT INTO provenance (doi, seed, depth)
+SELECT :doi::text, seed, depth + 1 FROM provenance WHERE doi = :via::text ORDER BY seed
+ON CONFLICT (doi, seed) DO UPDATE SET depth = excluded.depth
+WHERE excluded.depth < provenance.depth;
+

@@ -381,3 +381,19 @@ SET state = :state, attempts = attempts + :attempts, last_error = :error,
     sent_at = CASE WHEN :state = 'sent' THEN :now ELSE sent_at END, updated_at = :now
 WHERE run_id IN (SELECT value FROM json_each(:run_ids)) AND state = 'sending';
 
+-- ---------------------------------------------------------------- provenance (migration 8)
+
+-- name: provenance_seed
+-- An input DOI is its own seed, at depth 0 (written with its job).
+INSERT INTO provenance (doi, seed, depth) VALUES (:doi, :doi, 0)
+ON CONFLICT (doi, seed) DO UPDATE SET depth = 0 WHERE provenance.depth > 0;
+
+-- name: provenance_reach
+-- A citing paper named on a report's page: the report's seeds, one citing step further;
+-- the fewest steps are kept. A report without provenance (crawled before it was kept,
+-- or by a refresh) passes none on.
+INSERT INTO provenance (doi, seed, depth)
+SELECT :doi, seed, depth + 1 FROM provenance WHERE doi = :via ORDER BY seed
+ON CONFLICT (doi, seed) DO UPDATE SET depth = excluded.depth
+WHERE excluded.depth < provenance.depth;
+
