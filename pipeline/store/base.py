@@ -46,6 +46,7 @@ EXPORT_TABLES = (
     "tally_history",
     "facets",
     "statements",
+    "notices",
     "jobs",
 )
 

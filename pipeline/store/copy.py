@@ -25,7 +25,16 @@ from pipeline.errors import StoreError
 from pipeline.store.base import Store
 
 # Parents before children (authors, tallies, facets, statements reference papers).
-TABLE_ORDER = ("papers", "authors", "tallies", "tally_history", "facets", "statements", "jobs")
+TABLE_ORDER = (
+    "papers",
+    "authors",
+    "tallies",
+    "tally_history",
+    "facets",
+    "statements",
+    "notices",
+    "jobs",
+)
 DEFAULT_CHUNK = 5000
 
 

@@ -31,6 +31,7 @@ PUBLIC = {
         "report_url",
         "first_seen_at",
         "last_crawled_at",
+        "retracted",
     },
     "authors": {"doi", "position", "name"},
     "tallies": {
@@ -42,6 +43,17 @@ PUBLIC = {
         "citation_statements",
         "references_count",
         "observed_at",
+        "source",
+        "api_statements",
+    },
+    "notices": {
+        "doi",
+        "status",
+        "date",
+        "notice_doi",
+        "url",
+        "first_seen_at",
+        "last_seen_at",
     },
     "tally_history": {
         "doi",
@@ -135,6 +147,7 @@ async def test_migrations_run_once_at_open(tmp_path: Path) -> None:
             (4, "after_crawl"),
             (5, "search_merges"),
             (7, "notices"),
+            (9, "api"),
         ]
         assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (1,)
         # migration 5: the search index merges its segments 8 at a time

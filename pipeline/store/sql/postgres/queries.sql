@@ -13,9 +13,9 @@
 -- refresh can be conditional. A next page carries its report's chain (page 1: NULL).
 -- RETURNING: a row for each job added or requeued (what enqueue counts).
 INSERT INTO jobs AS j (doi, url, page, depth, round, state, attempts, not_before,
-                       created_at, updated_at, chain)
+                       created_at, updated_at, chain, batch)
 VALUES (:doi, :url, :page, :depth, :round, 'queued', 0, :not_before, :now, :now,
-        :chain::text)
+        :chain::text, :batch::text)
 ON CONFLICT (doi, page) DO UPDATE SET
     state = 'queued', attempts = 0, round = excluded.round, url = excluded.url,
     depth = excluded.depth, not_before = excluded.not_before, lease_until = NULL,
@@ -48,7 +48,7 @@ FROM due
 WHERE j.id = due.id
 RETURNING j.id, j.doi, j.url, j.page, j.attempts, j.depth, j.round, j.etag,
           j.last_modified, j.content_hash, j.next_url, j.not_before, j.chain,
-          j.page_statements, j.page_counted;
+          j.page_statements, j.page_counted, j.batch;
 
 -- name: requeue_expired
 -- Anyone takes back expired leases; SKIP LOCKED: two processes doing it at once share
@@ -227,7 +227,8 @@ ON CONFLICT (doi) DO UPDATE SET
     supporting = excluded.supporting, mentioning = excluded.mentioning,
     contrasting = excluded.contrasting, citing_publications = excluded.citing_publications,
     citation_statements = excluded.citation_statements,
-    references_count = excluded.references_count, observed_at = excluded.observed_at;
+    references_count = excluded.references_count, observed_at = excluded.observed_at,
+    source = 'report';
 
 -- name: delete_facets
 DELETE FROM facets WHERE doi = :doi;
@@ -253,6 +254,55 @@ ON CONFLICT (cited_doi, citing_doi, snippet_hash) DO UPDATE SET
     type = coalesce(excluded.type, s.type),
     confidence = coalesce(excluded.confidence, s.confidence);
 
+-- ---------------------------------------------------------------- the API (migration 9)
+
+-- name: upsert_api_paper
+-- A paper's metadata from the API fills what the store lacks (a report page's header is
+-- better: it is never overwritten); `retracted` is the API's alone and always taken.
+INSERT INTO papers (doi, title, year, journal, abstract, retracted, first_seen_at)
+VALUES (:doi, :title, :year, :journal, :abstract, :retracted::boolean, :now)
+ON CONFLICT (doi) DO UPDATE SET
+    title = coalesce(papers.title, excluded.title),
+    year = coalesce(papers.year, excluded.year),
+    journal = coalesce(papers.journal, excluded.journal),
+    abstract = coalesce(papers.abstract, excluded.abstract),
+    retracted = coalesce(excluded.retracted, papers.retracted);
+
+-- name: insert_api_author
+-- The API's authors, where the store has none at that position (a report's list wins).
+INSERT INTO authors (doi, position, name) VALUES (:doi, :position, :name)
+ON CONFLICT (doi, position) DO NOTHING;
+
+-- name: upsert_api_tallies
+-- The API's counts; references_count (which only a report page shows) is kept.
+INSERT INTO tallies (doi, supporting, mentioning, contrasting, citing_publications,
+                     citation_statements, observed_at, source, api_statements)
+VALUES (:doi, :supporting, :mentioning, :contrasting, :citing_publications,
+        :citation_statements, :observed_at, 'api', :citation_statements)
+ON CONFLICT (doi) DO UPDATE SET
+    supporting = excluded.supporting, mentioning = excluded.mentioning,
+    contrasting = excluded.contrasting, citing_publications = excluded.citing_publications,
+    citation_statements = excluded.citation_statements, observed_at = excluded.observed_at,
+    source = 'api', api_statements = excluded.api_statements;
+
+-- name: delete_section_facets
+DELETE FROM facets WHERE doi = :doi AND facet = 'section';
+
+-- name: upsert_notice
+-- A notice seen again updates last_seen_at (and a url it did not have): never a second row.
+INSERT INTO notices (doi, status, date, notice_doi, url, first_seen_at, last_seen_at)
+VALUES (:doi, :status, :date, :notice_doi, :url, :now, :now)
+ON CONFLICT (doi, status, date, notice_doi) DO UPDATE SET
+    last_seen_at = excluded.last_seen_at, url = coalesce(excluded.url, notices.url);
+
+-- name: api_not_found
+-- A DOI the API has no data for (source api): a dead job, as a report page's 404 leaves,
+-- so status, the summary and the exit code count it; a job already there is left alone.
+INSERT INTO jobs (doi, url, page, state, attempts, not_before, last_error, created_at,
+                  updated_at)
+VALUES (:doi, :url, 1, 'dead', 1, :now, 'not found (404)', :now, :now)
+ON CONFLICT (doi, page) DO NOTHING;
+
 -- ---------------------------------------------------------------- status
 
 -- name: jobs_by_state
@@ -274,6 +324,7 @@ UNION ALL SELECT 'tallies', count(*) FROM tallies
 UNION ALL SELECT 'tally_history', count(*) FROM tally_history
 UNION ALL SELECT 'facets', count(*) FROM facets
 UNION ALL SELECT 'statements', count(*) FROM statements
+UNION ALL SELECT 'notices', count(*) FROM notices
 UNION ALL SELECT 'jobs', count(*) FROM jobs;
 
 -- name: incomplete_by_reason
@@ -314,12 +365,12 @@ ORDER BY id;
 -- as 0/1 and the driver writes times as ISO text, so an export is the same as SQLite's.
 
 -- name: export_papers
-SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated::integer AS abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete::integer AS incomplete, refresh_interval, next_refresh_at, incomplete_reason
+SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated::integer AS abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete::integer AS incomplete, refresh_interval, next_refresh_at, incomplete_reason, retracted::integer AS retracted
 FROM papers
 ORDER BY doi LIMIT :limit;
 
 -- name: export_papers_after
-SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated::integer AS abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete::integer AS incomplete, refresh_interval, next_refresh_at, incomplete_reason
+SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated::integer AS abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete::integer AS incomplete, refresh_interval, next_refresh_at, incomplete_reason, retracted::integer AS retracted
 FROM papers
 WHERE doi > :after_doi
 ORDER BY doi LIMIT :limit;
@@ -336,12 +387,12 @@ WHERE (doi, position) > (:after_doi, :after_position)
 ORDER BY doi, position LIMIT :limit;
 
 -- name: export_tallies
-SELECT doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at
+SELECT doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at, source, api_statements
 FROM tallies
 ORDER BY doi LIMIT :limit;
 
 -- name: export_tallies_after
-SELECT doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at
+SELECT doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at, source, api_statements
 FROM tallies
 WHERE doi > :after_doi
 ORDER BY doi LIMIT :limit;
@@ -380,12 +431,12 @@ WHERE id > :after_id
 ORDER BY id LIMIT :limit;
 
 -- name: export_jobs
-SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted
+SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted, batch
 FROM jobs
 ORDER BY id LIMIT :limit;
 
 -- name: export_jobs_after
-SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted
+SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted, batch
 FROM jobs
 WHERE id > :after_id
 ORDER BY id LIMIT :limit;
@@ -442,8 +493,8 @@ WHERE h.robots_fetched_at IS NULL OR h.robots_fetched_at <= excluded.robots_fetc
 SELECT doi FROM papers ORDER BY doi DESC LIMIT 1;
 
 -- name: import_papers
-INSERT INTO papers (doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason)
-VALUES (:doi, :title, :year, :publication_date, :journal, :abstract, :abstract_truncated::integer::boolean, :report_url, :first_seen_at::text::timestamptz, :last_crawled_at::text::timestamptz, :incomplete::integer::boolean, :refresh_interval, :next_refresh_at::text::timestamptz, :incomplete_reason)
+INSERT INTO papers (doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason, retracted)
+VALUES (:doi, :title, :year, :publication_date, :journal, :abstract, :abstract_truncated::integer::boolean, :report_url, :first_seen_at::text::timestamptz, :last_crawled_at::text::timestamptz, :incomplete::integer::boolean, :refresh_interval, :next_refresh_at::text::timestamptz, :incomplete_reason, :retracted::integer::boolean)
 ON CONFLICT DO NOTHING;
 
 -- name: last_authors
@@ -458,8 +509,8 @@ ON CONFLICT DO NOTHING;
 SELECT doi FROM tallies ORDER BY doi DESC LIMIT 1;
 
 -- name: import_tallies
-INSERT INTO tallies (doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at)
-VALUES (:doi, :supporting, :mentioning, :contrasting, :citing_publications, :citation_statements, :references_count, :observed_at::text::timestamptz)
+INSERT INTO tallies (doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at, source, api_statements)
+VALUES (:doi, :supporting, :mentioning, :contrasting, :citing_publications, :citation_statements, :references_count, :observed_at::text::timestamptz, :source, :api_statements)
 ON CONFLICT DO NOTHING;
 
 -- name: last_tally_history
@@ -490,8 +541,8 @@ ON CONFLICT DO NOTHING;
 SELECT id FROM jobs ORDER BY id DESC LIMIT 1;
 
 -- name: import_jobs
-INSERT INTO jobs (id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted)
-VALUES (:id, :doi, :url, :page, :state, :attempts, :not_before::text::timestamptz, :lease_until::text::timestamptz, :last_error, :depth, :created_at::text::timestamptz, :updated_at::text::timestamptz, :round, :worker, :etag, :last_modified, :content_hash, :next_url, :chain, :page_statements, :page_counted)
+INSERT INTO jobs (id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted, batch)
+VALUES (:id, :doi, :url, :page, :state, :attempts, :not_before::text::timestamptz, :lease_until::text::timestamptz, :last_error, :depth, :created_at::text::timestamptz, :updated_at::text::timestamptz, :round, :worker, :etag, :last_modified, :content_hash, :next_url, :chain, :page_statements, :page_counted, :batch)
 ON CONFLICT DO NOTHING;
 
 -- name: sync_ids
@@ -517,7 +568,7 @@ DELETE FROM pages WHERE doi = :doi AND page = :page AND broken;
 -- name: kept_pages
 SELECT p.doi, p.page, p.url AS page_url, p.fetched_at, p.broken, p.error, p.body,
        j.id, j.url, j.attempts, j.depth, j.round, j.etag, j.last_modified, j.content_hash,
-       j.next_url, j.chain, j.page_statements, j.page_counted, j.state
+       j.next_url, j.chain, j.page_statements, j.page_counted, j.batch, j.state
 FROM pages AS p
 JOIN jobs AS j ON j.doi = p.doi AND j.page = p.page
 WHERE (p.doi, p.page) > (:after_doi::text, :after_page::integer)
@@ -580,3 +631,23 @@ LIMIT :limit;
 UPDATE papers SET incomplete = false, incomplete_reason = NULL
 WHERE doi = ANY(:dois::text[]) AND incomplete AND incomplete_reason LIKE 'dead page:%'
   AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.doi = papers.doi AND jobs.state = 'dead');
+
+-- name: export_notices
+SELECT doi, status, date, notice_doi, url, first_seen_at, last_seen_at
+FROM notices
+ORDER BY doi, status, date, notice_doi LIMIT :limit;
+
+-- name: export_notices_after
+SELECT doi, status, date, notice_doi, url, first_seen_at, last_seen_at
+FROM notices
+WHERE (doi, status, date, notice_doi) > (:after_doi, :after_status, :after_date, :after_notice_doi)
+ORDER BY doi, status, date, notice_doi LIMIT :limit;
+
+-- name: last_notices
+SELECT doi, status, date, notice_doi FROM notices
+ORDER BY doi DESC, status DESC, date DESC, notice_doi DESC LIMIT 1;
+
+-- name: import_notices
+INSERT INTO notices (doi, status, date, notice_doi, url, first_seen_at, last_seen_at)
+VALUES (:doi, :status, :date, :notice_doi, :url, :first_seen_at::text::timestamptz, :last_seen_at::text::timestamptz)
+ON CONFLICT DO NOTHING;

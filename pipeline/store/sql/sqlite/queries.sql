@@ -10,12 +10,12 @@
 -- (etag, last_modified, content_hash, next_url) and what the page held are kept so the
 -- refresh can be conditional. A next page carries its report's chain (page 1: NULL).
 -- A whole chunk in one statement: :rows is a JSON array of
--- [doi, url, page, depth, round, not_before, chain] (one bind and one parse in C instead
--- of a bind per row), inserted in array order, as one INSERT a row would.
+-- [doi, url, page, depth, round, not_before, chain, batch] (one bind and one parse in C
+-- instead of a bind per row), inserted in array order, as one INSERT a row would.
 INSERT INTO jobs (doi, url, page, depth, round, state, attempts, not_before,
-                  created_at, updated_at, chain)
+                  created_at, updated_at, chain, batch)
 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, 'queued', 0,
-       value ->> 5, :now, :now, value ->> 6
+       value ->> 5, :now, :now, value ->> 6, value ->> 7
 FROM json_each(:rows) WHERE true
 ON CONFLICT (doi, page) DO UPDATE SET
     state = 'queued', attempts = 0, round = excluded.round, url = excluded.url,
@@ -42,7 +42,7 @@ WHERE id IN (
     LIMIT :limit
 )
 RETURNING id, doi, url, page, attempts, depth, round, etag, last_modified, content_hash,
-          next_url, not_before, chain, page_statements, page_counted;
+          next_url, not_before, chain, page_statements, page_counted, batch;
 
 -- name: requeue_expired
 UPDATE jobs INDEXED BY jobs_leases
@@ -192,7 +192,8 @@ ON CONFLICT (doi) DO UPDATE SET
     supporting = excluded.supporting, mentioning = excluded.mentioning,
     contrasting = excluded.contrasting, citing_publications = excluded.citing_publications,
     citation_statements = excluded.citation_statements,
-    references_count = excluded.references_count, observed_at = excluded.observed_at;
+    references_count = excluded.references_count, observed_at = excluded.observed_at,
+    source = 'report';
 
 -- name: delete_facets
 DELETE FROM facets WHERE doi = :doi;
@@ -228,6 +229,55 @@ SELECT id, snippet FROM statements WHERE id > :after_id;
 -- name: search_bulk_end
 UPDATE search_bulk SET bulk = 0;
 
+-- ---------------------------------------------------------------- the API (migration 9)
+
+-- name: upsert_api_paper
+-- A paper's metadata from the API fills what the store lacks (a report page's header is
+-- better: it is never overwritten); `retracted` is the API's alone and always taken.
+INSERT INTO papers (doi, title, year, journal, abstract, retracted, first_seen_at)
+VALUES (:doi, :title, :year, :journal, :abstract, :retracted, :now)
+ON CONFLICT (doi) DO UPDATE SET
+    title = coalesce(papers.title, excluded.title),
+    year = coalesce(papers.year, excluded.year),
+    journal = coalesce(papers.journal, excluded.journal),
+    abstract = coalesce(papers.abstract, excluded.abstract),
+    retracted = coalesce(excluded.retracted, papers.retracted);
+
+-- name: insert_api_author
+-- The API's authors, where the store has none at that position (a report's list wins).
+INSERT INTO authors (doi, position, name) VALUES (:doi, :position, :name)
+ON CONFLICT (doi, position) DO NOTHING;
+
+-- name: upsert_api_tallies
+-- The API's counts; references_count (which only a report page shows) is kept.
+INSERT INTO tallies (doi, supporting, mentioning, contrasting, citing_publications,
+                     citation_statements, observed_at, source, api_statements)
+VALUES (:doi, :supporting, :mentioning, :contrasting, :citing_publications,
+        :citation_statements, :observed_at, 'api', :citation_statements)
+ON CONFLICT (doi) DO UPDATE SET
+    supporting = excluded.supporting, mentioning = excluded.mentioning,
+    contrasting = excluded.contrasting, citing_publications = excluded.citing_publications,
+    citation_statements = excluded.citation_statements, observed_at = excluded.observed_at,
+    source = 'api', api_statements = excluded.api_statements;
+
+-- name: delete_section_facets
+DELETE FROM facets WHERE doi = :doi AND facet = 'section';
+
+-- name: upsert_notice
+-- A notice seen again updates last_seen_at (and a url it did not have): never a second row.
+INSERT INTO notices (doi, status, date, notice_doi, url, first_seen_at, last_seen_at)
+VALUES (:doi, :status, :date, :notice_doi, :url, :now, :now)
+ON CONFLICT (doi, status, date, notice_doi) DO UPDATE SET
+    last_seen_at = excluded.last_seen_at, url = coalesce(excluded.url, notices.url);
+
+-- name: api_not_found
+-- A DOI the API has no data for (source api): a dead job, as a report page's 404 leaves,
+-- so status, the summary and the exit code count it; a job already there is left alone.
+INSERT INTO jobs (doi, url, page, state, attempts, not_before, last_error, created_at,
+                  updated_at)
+VALUES (:doi, :url, 1, 'dead', 1, :now, 'not found (404)', :now, :now)
+ON CONFLICT (doi, page) DO NOTHING;
+
 -- ---------------------------------------------------------------- status
 
 -- name: jobs_by_state
@@ -249,6 +299,7 @@ UNION ALL SELECT 'tallies', count(*) FROM tallies
 UNION ALL SELECT 'tally_history', count(*) FROM tally_history
 UNION ALL SELECT 'facets', count(*) FROM facets
 UNION ALL SELECT 'statements', count(*) FROM statements
+UNION ALL SELECT 'notices', count(*) FROM notices
 UNION ALL SELECT 'jobs', count(*) FROM jobs;
 
 -- name: incomplete_by_reason
@@ -290,12 +341,12 @@ ORDER BY id;
 -- for the next ones (row values compare as tuples). :limit rows a page.
 
 -- name: export_papers
-SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason
+SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason, retracted
 FROM papers
 ORDER BY doi LIMIT :limit;
 
 -- name: export_papers_after
-SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason
+SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason, retracted
 FROM papers
 WHERE doi > :after_doi
 ORDER BY doi LIMIT :limit;
@@ -312,12 +363,12 @@ WHERE (doi, position) > (:after_doi, :after_position)
 ORDER BY doi, position LIMIT :limit;
 
 -- name: export_tallies
-SELECT doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at
+SELECT doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at, source, api_statements
 FROM tallies
 ORDER BY doi LIMIT :limit;
 
 -- name: export_tallies_after
-SELECT doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at
+SELECT doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at, source, api_statements
 FROM tallies
 WHERE doi > :after_doi
 ORDER BY doi LIMIT :limit;
@@ -356,12 +407,12 @@ WHERE id > :after_id
 ORDER BY id LIMIT :limit;
 
 -- name: export_jobs
-SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted
+SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted, batch
 FROM jobs
 ORDER BY id LIMIT :limit;
 
 -- name: export_jobs_after
-SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted
+SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted, batch
 FROM jobs
 WHERE id > :after_id
 ORDER BY id LIMIT :limit;
@@ -422,7 +473,7 @@ DELETE FROM pages WHERE doi = :doi AND page = :page AND broken = 1;
 -- array, or NULL for every DOI; :broken_only 1 or 0.
 SELECT p.doi, p.page, p.url AS page_url, p.fetched_at, p.broken, p.error, p.body,
        j.id, j.url, j.attempts, j.depth, j.round, j.etag, j.last_modified, j.content_hash,
-       j.next_url, j.chain, j.page_statements, j.page_counted, j.state
+       j.next_url, j.chain, j.page_statements, j.page_counted, j.batch, j.state
 FROM pages AS p
 JOIN jobs AS j ON j.doi = p.doi AND j.page = p.page
 WHERE (p.doi, p.page) > (:after_doi, :after_page)
@@ -498,8 +549,8 @@ LIMIT :limit;
 SELECT doi FROM papers ORDER BY doi DESC LIMIT 1;
 
 -- name: import_papers
-INSERT INTO papers (doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason)
-VALUES (:doi, :title, :year, :publication_date, :journal, :abstract, :abstract_truncated, :report_url, :first_seen_at, :last_crawled_at, :incomplete, :refresh_interval, :next_refresh_at, :incomplete_reason)
+INSERT INTO papers (doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason, retracted)
+VALUES (:doi, :title, :year, :publication_date, :journal, :abstract, :abstract_truncated, :report_url, :first_seen_at, :last_crawled_at, :incomplete, :refresh_interval, :next_refresh_at, :incomplete_reason, :retracted)
 ON CONFLICT DO NOTHING;
 
 -- name: last_authors
@@ -514,8 +565,8 @@ ON CONFLICT DO NOTHING;
 SELECT doi FROM tallies ORDER BY doi DESC LIMIT 1;
 
 -- name: import_tallies
-INSERT INTO tallies (doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at)
-VALUES (:doi, :supporting, :mentioning, :contrasting, :citing_publications, :citation_statements, :references_count, :observed_at)
+INSERT INTO tallies (doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at, source, api_statements)
+VALUES (:doi, :supporting, :mentioning, :contrasting, :citing_publications, :citation_statements, :references_count, :observed_at, :source, :api_statements)
 ON CONFLICT DO NOTHING;
 
 -- name: last_tally_history
@@ -546,6 +597,26 @@ ON CONFLICT DO NOTHING;
 SELECT id FROM jobs ORDER BY id DESC LIMIT 1;
 
 -- name: import_jobs
-INSERT INTO jobs (id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted)
-VALUES (:id, :doi, :url, :page, :state, :attempts, :not_before, :lease_until, :last_error, :depth, :created_at, :updated_at, :round, :worker, :etag, :last_modified, :content_hash, :next_url, :chain, :page_statements, :page_counted)
+INSERT INTO jobs (id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted, batch)
+VALUES (:id, :doi, :url, :page, :state, :attempts, :not_before, :lease_until, :last_error, :depth, :created_at, :updated_at, :round, :worker, :etag, :last_modified, :content_hash, :next_url, :chain, :page_statements, :page_counted, :batch)
+ON CONFLICT DO NOTHING;
+
+-- name: export_notices
+SELECT doi, status, date, notice_doi, url, first_seen_at, last_seen_at
+FROM notices
+ORDER BY doi, status, date, notice_doi LIMIT :limit;
+
+-- name: export_notices_after
+SELECT doi, status, date, notice_doi, url, first_seen_at, last_seen_at
+FROM notices
+WHERE (doi, status, date, notice_doi) > (:after_doi, :after_status, :after_date, :after_notice_doi)
+ORDER BY doi, status, date, notice_doi LIMIT :limit;
+
+-- name: last_notices
+SELECT doi, status, date, notice_doi FROM notices
+ORDER BY doi DESC, status DESC, date DESC, notice_doi DESC LIMIT 1;
+
+-- name: import_notices
+INSERT INTO notices (doi, status, date, notice_doi, url, first_seen_at, last_seen_at)
+VALUES (:doi, :status, :date, :notice_doi, :url, :first_seen_at, :last_seen_at)
 ON CONFLICT DO NOTHING;
