@@ -15,7 +15,7 @@ $(STAMP): pyproject.toml
 setup: $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/citepipe demo
+	$(BIN)/citepipe demo --source both
 
 lint: $(STAMP)
 	$(BIN)/ruff check .

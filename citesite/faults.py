@@ -13,6 +13,7 @@ that retries long enough ends with every page.
     500 502 503   that status, a small HTML error page
     429           429 with `Retry-After: <seconds>`
     429-date      429 with `Retry-After: <HTTP date>`
+    429-bare      429 without `Retry-After`
     503-date      503 with `Retry-After: <HTTP date>`
     reset         headers and part of the body, then a TCP reset
     truncate      `Content-Length` larger than the bytes sent, then the connection closes
@@ -52,8 +53,13 @@ such a report *incomplete*, with a reason, after a bounded number of requests:
     suffixed        counts written `1.2k`, `3.4M` (the report is whole: read them right)
 
 Options: `first=N`; `seed=N` (default 0); `delay=SECONDS` for `slow` (default 2);
-`retry-after=SECONDS` for 429/503 (default 1). A rate may be written `5%`. Anything else
-is a `FaultSpecError` that says what is wrong and where.
+`retry-after=SECONDS` for 429/503 (default 1); `api-max=N`: the API answers 422 to a
+request of more than N DOIs (default 500, scite's limit).
+
+The transient kinds apply to the API's batch requests too (`citesite/api.py`), decided per
+(path and DOIs of the batch, attempt): a retry of the same batch is its next attempt. A
+rate may be written `5%`. Anything else is a `FaultSpecError` that says what is wrong and
+where.
 """
 
 from __future__ import annotations
@@ -66,7 +72,18 @@ from types import MappingProxyType
 from citesite.doi import site_doi
 from citesite.style import stable_hash
 
-TRANSIENT_KINDS = ("500", "502", "503", "429", "429-date", "503-date", "reset", "truncate", "slow")
+TRANSIENT_KINDS = (
+    "500",
+    "502",
+    "503",
+    "429",
+    "429-date",
+    "429-bare",
+    "503-date",
+    "reset",
+    "truncate",
+    "slow",
+)
 DEAD_KINDS = ("captcha", "login", "json", "image", "offsite", "loop")
 # hostile pagination: the reason kind a careful client records on the paper
 INCOMPLETE_KINDS: Mapping[str, str] = MappingProxyType(
@@ -81,7 +98,8 @@ INCOMPLETE_KINDS: Mapping[str, str] = MappingProxyType(
 )
 PAGE_KINDS = (*INCOMPLETE_KINDS, "suffixed")  # served as report pages, altered
 PERMANENT_KINDS = (*DEAD_KINDS, *PAGE_KINDS)
-OPTIONS = ("first", "seed", "delay", "retry-after")
+OPTIONS = ("first", "seed", "delay", "retry-after", "api-max")
+API_MAX = 500  # the most DOIs one API request may carry (scite's documented limit)
 MODES = ("creds", "dots")
 CREDENTIALS = "user:secret"  # what the `creds` mode puts in every link
 _SCALE = float(1 << 64)
@@ -112,6 +130,7 @@ class FaultSpec:
     seed: int = 0
     delay: float = 2.0
     retry_after: int = 1
+    api_max: int = API_MAX  # the API's 422 threshold (DOIs per request)
     creds: bool = False  # hostile mode: credentials in every link and redirect
     dots: bool = False  # hostile mode: dot segments normalised before routing
 
@@ -142,6 +161,8 @@ class FaultSpec:
                 )
         if self.first is not None and self.first < 1:
             raise FaultSpecError("first must be >= 1")
+        if not 1 <= self.api_max <= API_MAX:
+            raise FaultSpecError(f"api-max must be between 1 and {API_MAX}")
         if self.delay < 0 or self.retry_after < 0 or self.seed < 0:
             raise FaultSpecError("delay, retry-after and seed must be >= 0")
         fixed: dict[str, str] = {}
@@ -179,7 +200,7 @@ class FaultSpec:
                 raise FaultSpecError(f"{where}: {name} given twice")
             seen.add(name)
             if name in OPTIONS:
-                opts[name] = _number(value, where, integer=name in ("first", "seed"))
+                opts[name] = _number(value, where, integer=name in ("first", "seed", "api-max"))
                 continue
             if name in MODES:
                 if value not in ("0", "1"):
@@ -215,6 +236,7 @@ class FaultSpec:
                 seed=int(opts.get("seed", 0)),
                 delay=float(opts.get("delay", 2.0)),
                 retry_after=math.ceil(opts.get("retry-after", 1)),
+                api_max=int(opts.get("api-max", API_MAX)),
                 creds=modes.get("creds", False),
                 dots=modes.get("dots", False),
             )
@@ -243,6 +265,8 @@ class FaultSpec:
             items.append(f"delay={self.delay:g}")
         if self.retry_after != 1:
             items.append(f"retry-after={self.retry_after}")
+        if self.api_max != API_MAX:
+            items.append(f"api-max={self.api_max}")
         items += [f"{name}=1" for name in MODES if getattr(self, name)]
         if self.permanent:
             items.append(f"+{len(self.permanent)} assigned")
@@ -256,6 +280,7 @@ class FaultSpec:
         return bool(
             self.creds
             or self.dots
+            or self.api_max < API_MAX
             or any(f.rate > 0 for f in self.transient)
             or any(f.rate > 0 for f in self.permanent_rates)
             or self.permanent

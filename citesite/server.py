@@ -6,10 +6,12 @@
 
 Addresses (the contract's): `/reports/{doi}` redirects (301/302) to `/reports/{slug}` or,
 for some reports, answers 200 with page 1; `/reports/{slug}?page=N`; `/robots.txt`.
-Unknown DOIs, slugs and pages are 404. Report pages carry `ETag` (from the report's
-content, the page and the page size, not the host) and `Last-Modified` (the report's
-`updated_at`), and answer a matching `If-None-Match` (or, without one, a not-older
-`If-Modified-Since`) with 304.
+Unknown DOIs, slugs and pages are 404. The same server answers scite's JSON API
+(`POST /tallies`, `/papers`, `/tallies/cited-by-sections`, `GET /tallies/{doi}`,
+`/papers/{doi}`) from the same reports, with its limits and faults: `citesite/api.py`.
+Report pages carry `ETag` (from the report's content, the page and the page size, not the
+host) and `Last-Modified` (the report's `updated_at`), and answer a matching
+`If-None-Match` (or, without one, a not-older `If-Modified-Since`) with 304.
 
 Not part of the contract (never logged): `GET /__site/requests[?since=N]` (the request
 log as JSON), `/__site/stats` (counts by status and fault), `/__site/reports` (the ground
@@ -55,6 +57,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from aiohttp import web
 
+from citesite.api import PER_MINUTE, PER_SECOND, ApiService
 from citesite.dataset import (
     DEFAULT_PER_PAGE,
     ExpectedPage,
@@ -131,6 +134,7 @@ class RequestRecord:
     user_agent: str | None = None
     retry_after_until: float | None = None
     authorization: str | None = None  # what a client must never send (credentials)
+    dois: int | None = None  # an API request: how many DOIs it asked for
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,7 +296,12 @@ class CitationSite:
         robots_status: int | None = 200,
         public_url: str | None = None,
         hold_until_arrived: int | None = None,
+        api_token: str | None = None,
+        api_per_second: int = PER_SECOND,
+        api_per_minute: int = PER_MINUTE,
     ) -> None:
+        """`api_token` is the token the API accepts (`Authorization: Bearer ...`), which
+        lifts its limits of `api_per_second` and `api_per_minute` (citesite/api.py)."""
         if per_page < 1:
             raise ValueError("per_page must be >= 1")
         self.public_url = public_url_or_error(public_url) if public_url else None
@@ -327,6 +336,15 @@ class CitationSite:
         self.base_url = ""
         self.epoch = 0  # data generation: 0 as given, +1 at each next_epoch()
         self.notices: list[SiteNotice] = []  # editorial notices issued so far
+        self.api = ApiService(
+            lambda: self._reports,
+            lambda: self.faults,
+            self._record_api,
+            self._cut_api,
+            token=api_token,
+            per_second=api_per_second,
+            per_minute=api_per_minute,
+        )
 
     @property
     def holding(self) -> int:
@@ -359,6 +377,7 @@ class CitationSite:
         app.router.add_post("/__site/next-epoch", self._admin_next_epoch)
         app.router.add_get("/__site/notices", self._admin_notices)
         app.router.add_get("/reports/{tail:.*}", self._report)
+        self.api.add_routes(app)
         app.router.add_route("*", "/{tail:.*}", self._other)
         self._runner = web.AppRunner(app, access_log=None, handle_signals=False)
         await self._runner.setup()
@@ -395,6 +414,7 @@ class CitationSite:
         self._by_status.clear()
         self._by_fault.clear()
         self._total = 0
+        self.api.clear()
 
     def stats(self) -> dict[str, Any]:
         """Requests by status and by fault."""
@@ -752,6 +772,50 @@ class CitationSite:
         if answer.fault is not None:
             self._by_fault[answer.fault] += 1
 
+    def _record_api(
+        self,
+        request: web.Request,
+        status: int,
+        *,
+        fault: str | None = None,
+        attempt: int = 1,
+        dois: int | None = None,
+        retry_after_until: float | None = None,
+    ) -> None:
+        """Log an API request; its token is logged as whether it was the right one."""
+        auth = request.headers.get("Authorization")
+        if auth is not None:
+            ok = self.api.token is not None and auth == f"Bearer {self.api.token}"
+            auth = "Bearer (valid)" if ok else "Bearer (invalid)"
+        self._log.append(
+            RequestRecord(
+                time=time.time(),
+                method=request.method,
+                path_qs=request.raw_path,
+                status=status,
+                fault=fault,
+                attempt=attempt,
+                user_agent=request.headers.get("User-Agent"),
+                retry_after_until=retry_after_until,
+                authorization=auth,
+                dois=dois,
+            )
+        )
+        self._total += 1
+        self._by_status[status] += 1
+        if fault is not None:
+            self._by_fault[fault] += 1
+
+    async def _cut_api(
+        self,
+        request: web.Request,
+        status: int,
+        body: bytes,
+        headers: Mapping[str, str],
+        fault: str,
+    ) -> web.StreamResponse:
+        return await self._cut(request, _Answer(status, body, headers, fault), fault)
+
     async def _robots(self, request: web.Request) -> web.StreamResponse:
         self._attempts[request.raw_path] += 1
         attempt = self._attempts[request.raw_path]
@@ -884,6 +948,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="render every page into the cache before serving (for benchmarks)",
     )
     parser.add_argument(
+        "--api-token",
+        metavar="TOKEN",
+        default=None,
+        help="the API token the site accepts (Authorization: Bearer TOKEN lifts the limits)",
+    )
+    parser.add_argument(
+        "--api-per-second",
+        type=int,
+        default=PER_SECOND,
+        help="API requests per second without the token (default %(default)s)",
+    )
+    parser.add_argument(
+        "--api-per-minute",
+        type=int,
+        default=PER_MINUTE,
+        help="API requests per minute without the token (default %(default)s)",
+    )
+    parser.add_argument(
         "--cache-size",
         type=int,
         default=2048,
@@ -920,6 +1002,9 @@ async def serve_forever(
     on_start: Callable[[CitationSite], None] | None = None,
     stop: asyncio.Event | None = None,
     warm: bool = False,
+    api_token: str | None = None,
+    api_per_second: int = PER_SECOND,
+    api_per_minute: int = PER_MINUTE,
 ) -> None:
     """Run the site until `stop` is set or the task is cancelled; print the base URL (or
     call `on_start`) once up."""
@@ -932,6 +1017,9 @@ async def serve_forever(
         crawl_delay=crawl_delay,
         cache_size=cache_size,
         public_url=public_url,
+        api_token=api_token,
+        api_per_second=api_per_second,
+        api_per_minute=api_per_minute,
     ) as site:
         if warm:
             site.warm()
@@ -987,6 +1075,9 @@ def run(args: argparse.Namespace) -> int:
             public_url=public_url,
             warm=args.warm,
             stop=stop,
+            api_token=getattr(args, "api_token", None),
+            api_per_second=getattr(args, "api_per_second", PER_SECOND),
+            api_per_minute=getattr(args, "api_per_minute", PER_MINUTE),
         )
 
     try:

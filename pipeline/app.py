@@ -20,12 +20,13 @@ from dataclasses import dataclass
 
 from pipeline.clock import Clock, SystemClock
 from pipeline.config import Settings, check_shareable
+from pipeline.crawl.api import ApiClient
 from pipeline.crawl.fetcher import AiohttpFetcher, Fetcher
 from pipeline.crawl.retry import RetryPolicy
 from pipeline.crawl.worker import RunCounters, Worker, WorkerOptions
 from pipeline.errors import ConfigError, StoreError
-from pipeline.sources import make_source
-from pipeline.sources.base import Source
+from pipeline.sources import make_batch_source, make_source
+from pipeline.sources.base import BatchSource, Source
 from pipeline.store import open_store
 from pipeline.store.base import Store
 from pipeline.urls import has_userinfo, strip_userinfo
@@ -56,6 +57,8 @@ class Pipeline:
     policy: RetryPolicy
     clock: Clock
     options: RunOptions
+    api: ApiClient | None = None  # scite's API (batch jobs), over the store's host ledger
+    batch_source: BatchSource | None = None
 
     def worker(
         self, *, burst: bool, on_page: Callable[[RunCounters], None] | None = None
@@ -68,6 +71,8 @@ class Pipeline:
             WorkerOptions.from_settings(self.settings, burst=burst),
             on_page=on_page,
             now=self.clock.now,
+            api=self.api,
+            batch_source=self.batch_source,
         )
 
     async def register_run(self, kind: str) -> int:
@@ -120,6 +125,8 @@ async def open_pipeline(
         if fetcher is not None
         else AiohttpFetcher(settings, hosts=the_store, scope=source.in_scope)
     )
+    # any process can work batch jobs another queued; its session opens at first use
+    api = ApiClient(settings, hosts=the_store)
     try:
         yield Pipeline(
             settings,
@@ -129,11 +136,16 @@ async def open_pipeline(
             RetryPolicy.from_settings(settings),
             clock,
             RunOptions.from_settings(settings),
+            api=api,
+            batch_source=make_batch_source(settings),
         )
     finally:
         try:
-            if own_fetcher:
-                await the_fetcher.close()
+            try:
+                await api.close()
+            finally:
+                if own_fetcher:
+                    await the_fetcher.close()
         finally:
             if own_store:
                 await the_store.close()

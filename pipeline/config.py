@@ -33,6 +33,7 @@ ENV_PREFIX = "CITEPIPE_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
 LOG_FORMATS = ("auto", "json", "console")
 NOTIFY_FORMATS = ("json", "slack")
+SOURCE_MODES = ("report", "api", "both")
 
 # The store's defaults (the store's rules and drivers take them from here).
 DEFAULT_WRITER_BATCH = 100  # completions committed per transaction, at most
@@ -67,14 +68,16 @@ def setting(
     flags: tuple[str, ...] = (),
     flag_type: Any = None,
     flag: str = "",
+    secret: bool = False,
 ) -> Any:
     """One setting's whole declaration: a dataclass field whose metadata carries its help,
     its bounds (numbers: `low`, excluded when `strict`, to `high`), its flag groups and
-    its flag's name when it is not `--<name>`."""
+    its flag's name when it is not `--<name>`. A `secret` (a token) is left out of the
+    settings' repr, so no log line can carry it."""
     meta: dict[str, Any] = {"help": help, "flags": flags, "flag_type": flag_type, "flag": flag}
     if low is not None and high is not None:
         meta["bounds"] = (low, strict, high)
-    return field(default=default, metadata=meta)
+    return field(default=default, metadata=meta, repr=not secret)
 
 
 @dataclass(frozen=True, slots=True)
@@ -181,6 +184,35 @@ class Settings:
         "fetched pages kept in the store for `reparse`: broken or all",
         flags=("crawl", "keep"),
     )
+    source: str = setting(
+        "report",
+        "what is read: report (report pages), api (scite's API: tallies, metadata, notices, "
+        "section counts) or both (the API first, then report pages for the statements)",
+        flags=("work",),
+    )
+    api_url: str = setting("https://api.scite.ai", "scite's API base URL", flags=("site",))
+    api_token: str = setting(
+        "",
+        "scite API token (environment or config file only; never logged or stored)",
+        secret=True,
+    )
+    api_batch: int = setting(
+        500, "DOIs per API request (the API takes at most 500)", low=1, high=500
+    )
+    api_requests_per_second: int = setting(
+        10,
+        "API requests per second, all processes on the store together (not with a token)",
+        low=0,
+        strict=True,
+        high=10_000,
+    )
+    api_requests_per_minute: int = setting(
+        40,
+        "API requests per minute, all processes on the store together (not with a token)",
+        low=0,
+        strict=True,
+        high=600_000,
+    )
     log_level: str = setting("info", "debug, info, warning or error", flags=("log",))
     log_format: str = setting(
         "auto", "auto (console on a TTY, else JSON), json or console", flags=("log",)
@@ -224,6 +256,11 @@ class Settings:
             raise ConfigError(
                 f"keep_pages: must be one of {', '.join(KEEP_PAGES)}, got {self.keep_pages!r}"
             )
+        if self.source not in SOURCE_MODES:
+            raise ConfigError(
+                f"source: must be one of {', '.join(SOURCE_MODES)}, got {self.source!r}"
+            )
+        _check_api_url(self.api_url)
         if self.pg_pool_min > self.pg_pool_max:
             raise ConfigError("pg_pool_min: must not exceed pg_pool_max")
         if self.log_level not in LOG_LEVELS:
@@ -245,6 +282,11 @@ class Settings:
     def zone(self) -> tzinfo:
         """The time zone of `schedule`."""
         return schedule_zone(self.timezone)
+
+    @property
+    def api_base(self) -> str:
+        """`api_url` without a trailing slash."""
+        return self.api_url.rstrip("/")
 
     @property
     def base(self) -> str:
@@ -288,6 +330,20 @@ def _check_notify(s: Settings) -> None:
         parts = urlsplit("")
     if parts.scheme not in ("http", "https") or not parts.hostname:
         raise ConfigError(f"notify_url: {redact_url(s.notify_url)!r} is not an http(s) URL")
+
+
+def _check_api_url(url: str) -> None:
+    """ConfigError unless `api_url` is an http(s) URL without credentials (the token is
+    sent as a header, never in the address)."""
+    try:
+        parts = urlsplit(url)
+        _ = parts.port
+    except ValueError:
+        parts = urlsplit("")
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"api_url: {redact_text(url)!r} is not an http(s) URL")
+    if has_userinfo(url):
+        raise ConfigError("api_url: must not carry credentials (set api_token instead)")
 
 
 def process_count(settings: Settings) -> int:

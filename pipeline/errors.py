@@ -7,6 +7,7 @@
     │   ├── TransientFetchError   worth retrying: timeout, reset, truncated, 408/429/5xx
     │   └── PermanentFetchError   not worth retrying: 404/410, wrong type, too large,
     │                             off-site redirect, redirect loop
+    │       └── BatchRejectedError   the API refused a batch as too large (422): split it
     ├── ParseError             a 200 page is not a report (layout drift)
     │   └── BlockedError          ... but a login or captcha wall: the site refuses us
     ├── StoreError             the store failed (driver errors are translated to this)
@@ -75,6 +76,10 @@ class TransientFetchError(FetchError):
 
 class PermanentFetchError(FetchError):
     """A page cannot be fetched; retrying will not help."""
+
+
+class BatchRejectedError(PermanentFetchError):
+    """The API refused a batch as too large (422): it is split, never sent again whole."""
 
 
 class ParseError(PipelineError):

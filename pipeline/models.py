@@ -7,6 +7,7 @@ for a finished job, in one transaction.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
@@ -43,6 +44,9 @@ class NewJob:
     crawl bumps it); with the same or a higher round, enqueueing does nothing. A next
     page carries its report's `chain` (None for page 1). `seed`: an input DOI, recorded
     as its own provenance (its citers' provenance follows from it).
+
+    A *batch job* (an API request) has `batch`, the DOIs it asks for, and a `doi` key of
+    its own (`api:<endpoint>:<digest>`, `BATCH_PREFIX`), which no real DOI starts with.
     """
 
     doi: str
@@ -53,6 +57,7 @@ class NewJob:
     not_before: datetime | None = None
     chain: Chain | None = None
     seed: bool = False
+    batch: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +79,22 @@ class Job:
     # what the page held when last read (a 304 or an unchanged body is not read again)
     page_statements: int | None = None
     page_counted: int | None = None
+    batch: tuple[str, ...] = ()  # a batch job's DOIs (see NewJob)
+
+    @property
+    def endpoint(self) -> str | None:
+        """A batch job's API endpoint (`tallies`, `papers`, `sections`), else None."""
+        return batch_endpoint(self.doi)
+
+
+BATCH_PREFIX = "api:"
+
+
+def batch_endpoint(key: str) -> str | None:
+    """The endpoint named by a batch job's key (`api:<endpoint>:<digest>`), else None."""
+    if not key.startswith(BATCH_PREFIX):
+        return None
+    return key[len(BATCH_PREFIX) :].partition(":")[0] or None
 
 
 @dataclass(frozen=True, slots=True)
@@ -174,6 +195,46 @@ class ParseResult:
 
 
 @dataclass(frozen=True, slots=True)
+class Notice:
+    """An editorial notice of a paper (scite's API): `status` as scite writes it
+    (`Retracted`, `Has expression of concern`, ...); `date` ISO or '' when unknown;
+    `notice_doi` the notice's own DOI or ''."""
+
+    status: str
+    date: str = ""
+    notice_doi: str = ""
+    url: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ApiPaper:
+    """A paper's metadata as the API gives it."""
+
+    doi: str
+    title: str | None = None
+    year: int | None = None
+    journal: str | None = None
+    abstract: str | None = None
+    authors: tuple[str, ...] = ()
+    retracted: bool | None = None
+    notices: tuple[Notice, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class ApiResult:
+    """What one batch request answered: per DOI tallies (`Tally`, `contradicting` read
+    as contrasting), papers, or section counts; and the DOIs it had no data for."""
+
+    endpoint: str
+    tallies: Mapping[str, Tally] = field(default_factory=dict)
+    papers: Mapping[str, ApiPaper] = field(default_factory=dict)
+    sections: Mapping[str, tuple[Facet, ...]] = field(default_factory=dict)
+    missing: tuple[str, ...] = ()
+    record_missing: bool = False  # write a not-found job for each missing DOI (source api)
+    missing_url: str = ""  # `{api_url}/papers/` : the not-found jobs' address prefix
+
+
+@dataclass(frozen=True, slots=True)
 class Completion:
     """A finished job for the store to commit in one transaction.
 
@@ -194,6 +255,7 @@ class Completion:
     incomplete: str | None = None
     page_statements: int | None = None  # statements the page held (None: not read)
     page_counted: int | None = None  # citation statements its tallies counted
+    api: ApiResult | None = None  # a batch job's answer (then `result` is None)
 
 
 @dataclass(frozen=True, slots=True)

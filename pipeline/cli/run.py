@@ -134,7 +134,7 @@ COMMANDS = (
         "anything).",
         run_demo,
         demo_arguments,
-        settings=("store", "crawl", *LOG),
+        settings=("store", "crawl", "work", *LOG),
         run_ui=True,
         defaults=DEMO_DEFAULTS,
         shown={"db": f"{DEMO_DB}, or the db setting when it is set"},

@@ -134,7 +134,11 @@ class Politeness:
         robots_ttl: float = ROBOTS_TTL,
         robots_retry_base: float = ROBOTS_RETRY_BASE,
         robots_retry_cap: float = ROBOTS_RETRY_CAP,
+        key: Callable[[str], str] = host_key,
     ) -> None:
+        """`key` names the ledger row a URL's requests are counted on (its host; the API
+        client counts its requests on a row of their own, `crawl/api.py`)."""
+        self._key = key
         self._ledger = hosts
         self._concurrency = per_host_concurrency
         self._delay = request_delay
@@ -169,7 +173,7 @@ class Politeness:
     def delay_for(self, url: str) -> float:
         """Seconds between request starts to this host: `request_delay`, or the robots.txt
         `Crawl-delay` for our user agent when that is longer."""
-        robots = self._host(host_key(url)).robots
+        robots = self._host(self._key(url)).robots
         crawl_delay = robots.crawl_delay if robots is not None else 0.0
         return bounded_wait(max(bounded_wait(self._delay), bounded_wait(crawl_delay)))
 
@@ -184,7 +188,7 @@ class Politeness:
         """
         if not self._respect_robots:
             return
-        key = host_key(url)
+        key = self._key(url)
         robots = await self._robots(key)
         if robots.verdict == "allow":
             return
@@ -249,7 +253,7 @@ class Politeness:
         """Hold every request to this host, in every process, for `seconds` from now.
 
         If the store cannot take it (busy), this process still keeps the pause."""
-        key = host_key(url)
+        key = self._key(url)
         until = self._clock() + timedelta(seconds=bounded_wait(seconds))
         self._host(key).pause_seen = (self._clock(), until)
         try:
@@ -294,7 +298,7 @@ class Politeness:
 
         A store that cannot answer (busy, gone) is a transient failure of this request:
         the job is retried, never sent without its turn, never killed for it."""
-        key = host_key(url)
+        key = self._key(url)
         semaphore = self._host(key).semaphore
         task = asyncio.current_task()
         if task is not None:

@@ -12,16 +12,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import os
 import socket
 import time
 import traceback
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 import structlog
 
@@ -32,6 +33,7 @@ from pipeline.crawl.politeness import host_key
 from pipeline.crawl.retry import RetryPolicy
 from pipeline.errors import (
     BadInputError,
+    BatchRejectedError,
     BlockedError,
     FetchError,
     ParseError,
@@ -41,13 +43,21 @@ from pipeline.errors import (
     TransientFetchError,
 )
 from pipeline.models import Completion, Job, KeptPage, NewJob, Page, ParseResult, Validators
-from pipeline.sources.base import Source
+from pipeline.sources.base import BatchSource, Source
 from pipeline.store.base import Store
 from pipeline.store.rules import pack_page
 
 log = structlog.get_logger("citepipe.worker")
 
 IDLE_POLL = 1.0  # seconds between polls when the queue has nothing due
+NOT_FOUND = "not found (404)"  # a page's 404, and a DOI the API has no data for
+
+
+class BatchFetcher(Protocol):
+    """Sends one batch request (`crawl/api.py`); raises FetchError (BatchRejectedError
+    for a 422) or ParseError."""
+
+    async def post(self, url: str, dois: Sequence[str]) -> Any: ...
 
 
 def worker_id() -> str:
@@ -66,6 +76,10 @@ class RunCounters:
     retries: int = 0
     dead: Counter[str] = field(default_factory=Counter)
     incomplete: Counter[str] = field(default_factory=Counter)  # of reports_done, by reason kind
+    api_requests: int = 0  # batch requests answered (200)
+    api_found: int = 0  # DOIs those answers held
+    api_not_found: int = 0  # DOIs they did not (source api: stored as not found)
+    api_splits: int = 0  # batches the API refused as too large (422), split in two
 
     @property
     def elapsed(self) -> float:
@@ -99,6 +113,7 @@ class WorkerOptions:
     grace: float = _DEFAULTS.timeout  # after a stop: seconds in-flight pages may finish in
     max_pages_per_report: int = _DEFAULTS.max_pages_per_report
     keep_pages: str = _DEFAULTS.keep_pages  # "broken": broken pages only; "all": every page
+    source: str = _DEFAULTS.source  # "api": a DOI the API lacks is stored as not found
 
     @classmethod
     def from_settings(cls, s: Settings, *, burst: bool) -> WorkerOptions:
@@ -112,6 +127,7 @@ class WorkerOptions:
             grace=s.timeout,
             keep_pages=s.keep_pages,
             max_pages_per_report=s.max_pages_per_report,
+            source=s.source,
         )
 
 
@@ -127,9 +143,16 @@ class Worker:
         options: WorkerOptions,
         on_page: Callable[[RunCounters], None] | None = None,
         now: Callable[[], datetime] | None = None,
+        *,
+        api: BatchFetcher | None = None,
+        batch_source: BatchSource | None = None,
     ) -> None:
         """`now` is the wall clock (UTC) for fetch times and retry times; the composition
-        root passes its injected clock's, so that store and worker agree on time."""
+        root passes its injected clock's, so that store and worker agree on time. `api`
+        and `batch_source` work batch jobs (scite's API); without them a batch job dies
+        with a reason."""
+        self.api = api
+        self.batch_source = batch_source
         self.store = store
         self.fetcher = fetcher
         self.source = source
@@ -300,6 +323,9 @@ class Worker:
             log.warning("store error; the job waits for its lease to expire", error=str(again))
 
     async def _process(self, job: Job) -> None:
+        if job.batch:
+            await self._process_batch(job)
+            return
         validators = (
             Validators(job.etag, job.last_modified) if job.etag or job.last_modified else None
         )
@@ -340,6 +366,54 @@ class Worker:
             statements=len(completion.result.statements) if completion.result else 0,
             unchanged=completion.result is None,
         )
+        if self._on_page is not None:
+            self._on_page(self.counters)
+
+    async def _process_batch(self, job: Job) -> None:
+        """One API request for a batch job: its rows and done in one commit; a 422 splits
+        it into two halves (queued in the same commit), a batch of one it kills."""
+        endpoint = job.endpoint
+        api, source = self.api, self.batch_source
+        if api is None or source is None or endpoint is None:
+            await self._fail_dead(job, "no API client", "batch job without an API client")
+            return
+        url = source.url(endpoint)  # the current api_url's, not the one it was queued at
+        try:
+            data = await self.policy.call(lambda: api.post(url, job.batch))
+            result = source.parse(endpoint, job.batch, data)
+        except BatchRejectedError as exc:
+            if len(job.batch) < 2:
+                await self._fail_dead(job, exc.reason, str(exc))
+                return
+            halves = source.split(job.batch, endpoint, job.round)
+            await self.store.complete(Completion(job=job, result=None, follow_ups=halves))
+            self.counters.api_splits += 1
+            log.info("batch split", dois=len(job.batch), into=[len(h.batch) for h in halves])
+            return
+        except TransientFetchError as exc:
+            await self._fail_transient(job, exc)
+            return
+        except FetchError as exc:
+            await self._fail_dead(job, exc.reason, str(exc))
+            return
+        except ParseError as exc:
+            await self._fail_dead(job, f"broken answer: {exc}", str(exc))
+            return
+        # a DOI the API lacks is not found once: by its metadata's answer (source api; with
+        # both, its report page's own 404 says it)
+        record = self.options.source == "api" and endpoint == "papers"
+        result = dataclasses.replace(
+            result, record_missing=record, missing_url=source.paper_url("")
+        )
+        await self.store.complete(
+            Completion(job=job, result=None, fetched_at=self._now(), api=result)
+        )
+        self.counters.api_requests += 1
+        self.counters.api_found += len(job.batch) - len(result.missing)
+        if record and result.missing:
+            self.counters.api_not_found += len(result.missing)
+            self.counters.dead[NOT_FOUND] += len(result.missing)
+        log.debug("batch done", endpoint=endpoint, dois=len(job.batch), missing=len(result.missing))
         if self._on_page is not None:
             self._on_page(self.counters)
 

@@ -40,6 +40,7 @@ TABLES: dict[str, dict[str, Any]] = {
             "than the report counts",
             "refresh_interval": "seconds until its report is read again (adaptive)",
             "next_refresh_at": "when a crawl reads its report again",
+            "retracted": "1 if scite's API says it is retracted, 0 if not, NULL unknown",
         },
     },
     "authors": {
@@ -47,11 +48,13 @@ TABLES: dict[str, dict[str, Any]] = {
         "columns": {"doi": "the paper", "position": "1 for the first author", "name": "name"},
     },
     "tallies": {
-        "description": "The latest citation tallies of each paper whose report was read.",
+        "description": "The latest citation tallies of each paper, from its report or scite's API.",
         "columns": {
             "doi": "the paper",
             **_TALLY_COLUMNS,
             "observed_at": "when they were read (UTC)",
+            "source": "where the latest came from: api or report",
+            "api_statements": "the API's count of citation statements (its `total`)",
         },
     },
     "tally_history": {
@@ -104,14 +107,30 @@ TABLES: dict[str, dict[str, Any]] = {
             "contrasting": "contrasting statements",
         },
     },
+    "notices": {
+        "description": "Editorial notices of a paper (retractions, expressions of concern, "
+        "corrections), from scite's API; a notice seen again is one row.",
+        "columns": {
+            "doi": "the paper",
+            "status": "as scite writes it: Retracted, Has expression of concern, Withdrawn, "
+            "Has erratum, Has correction",
+            "date": "the notice's date (YYYY-MM-DD), '' when unknown",
+            "notice_doi": "the notice's own DOI, '' when none",
+            "url": "where to read it",
+            "first_seen_at": "first stored (UTC)",
+            "last_seen_at": "last seen in an API answer (UTC)",
+        },
+    },
     "jobs": {
-        "description": "The work queue: one row per page of a report to fetch.",
+        "description": "The work queue: one row per page of a report to fetch, or per "
+        "API request (a batch of DOIs, `batch`).",
         "columns": {
             "doi": "the report's paper",
             "url": "the page's address",
             "page": "page number",
             "state": "queued, leased, done, failed or dead",
             "last_error": "why it failed or died",
+            "batch": "an API request's DOIs (JSON array); NULL for a page",
         },
     },
     "provenance": {

@@ -37,8 +37,9 @@ def demo_db(settings: Settings) -> str:
 
 
 def demo_settings(settings: Settings, base_url: str) -> Settings:
-    """The demo's settings: the given ones, pointed at the local site it started."""
-    return dataclasses.replace(settings, base_url=base_url).validate()
+    """The demo's settings: the given ones, pointed at the local site it started (which
+    serves the API too)."""
+    return dataclasses.replace(settings, base_url=base_url, api_url=base_url).validate()
 
 
 def prepare_demo_db(db: str, *, force: bool) -> None:
@@ -94,6 +95,13 @@ async def demo(
                         f"{row['citing_doi']}: {str(row['snippet'])[:150]}"
                     )
                     shown += 1
+            if s.source != "report":
+                notices = [row async for row in p.store.export("notices")]
+                retracted = sum(1 for n in notices if n["status"] == "Retracted")
+                summary.epilogue.append(
+                    f"\nfrom scite's API: {len(notices)} editorial notices, "
+                    f"{retracted} of them retractions (table notices)"
+                )
             summary.epilogue.append(
                 f"\nstored in {s.db}; try: sqlite3 {s.db} "
                 "'select type, count(*) from statements group by type'"

@@ -31,6 +31,7 @@ from pipeline.runs.inputs import InputDois, open_input, read_doi_lines
 from pipeline.runs.processes import HELPER_POLL, Helpers
 from pipeline.runs.progress import Progress
 from pipeline.runs.summary import InputTally, plural
+from pipeline.sources.scite_api import BACKFILL_ENDPOINTS
 
 log = structlog.get_logger("citepipe")
 
@@ -112,12 +113,28 @@ async def enqueue_lines(
     """
     chunk: list[NewJob] = []
     progress = ui.progress
+    mode = p.settings.source
+    batcher = p.batch_source if mode in ("api", "both") else None
+    batch: dict[str, None] = {}  # the next API batch's DOIs, in input order, once each
+
+    async def flush_batch() -> None:
+        if batcher is not None and batch:
+            jobs = batcher.jobs(list(batch), BACKFILL_ENDPOINTS)
+            tally.enqueued += await p.store.enqueue(jobs)
+            batch.clear()
 
     async def flush() -> None:
+        dois = [job.doi for job in chunk]
         if seen is not None:
-            seen.update(job.doi for job in chunk)
-        tally.enqueued += await p.store.enqueue(chunk)
-        tally.already_dead.update(await p.store.dead_among([job.doi for job in chunk]))
+            seen.update(dois)
+        if batcher is not None:  # the API first: its jobs are queued ahead of the pages
+            for doi in dois:
+                batch[doi] = None
+                if len(batch) >= batcher.batch:
+                    await flush_batch()
+        if mode != "api":
+            tally.enqueued += await p.store.enqueue(chunk)
+        tally.already_dead.update(await p.store.dead_among(dois))
         chunk.clear()
         if progress is not None:
             progress.enqueue(tally.lines, tally.dois)
@@ -146,6 +163,7 @@ async def enqueue_lines(
             await flush()
     if chunk:
         await flush()
+    await flush_batch()
 
 
 @dataclass

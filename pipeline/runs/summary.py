@@ -104,6 +104,10 @@ class RunSummary:
             "pages_unchanged": c.pages_unchanged,
             "pages_per_s": round(self.pages_per_second, 1),
             "statements_stored": c.statements,
+            "api_requests": c.api_requests,
+            "api_dois_found": c.api_found,
+            "api_not_found": c.api_not_found,
+            "api_batches_split": c.api_splits,
             "retries": c.retries,
             "dead_this_run": dict(c.dead),
             "input_lines": self.inputs.lines,
@@ -171,6 +175,12 @@ class RunSummary:
             )
         )
         lines.append(f"  statements: {c.statements} stored this run")
+        if c.api_requests or c.api_splits:
+            lines.append(
+                f"  api:        {plural(c.api_requests, 'request')} answered, "
+                f"{c.api_found} DOI answers, {c.api_not_found} not found, "
+                f"{plural(c.api_splits, 'batch', 'batches')} split (422)"
+            )
         lines.append("  queue:      " + ", ".join(f"{k} {v}" for k, v in s.jobs_by_state.items()))
         if s.dead_by_reason:
             shown = s.dead_by_reason[:DEAD_REASONS_SHOWN]  # the commonest first

@@ -10,9 +10,10 @@ process pool later without changes; a page that is not a report raises ParseErro
 
 from __future__ import annotations
 
-from typing import Protocol
+from collections.abc import Iterable, Sequence
+from typing import Any, Protocol
 
-from pipeline.models import Page, ParseResult
+from pipeline.models import ApiResult, NewJob, Page, ParseResult
 
 
 class Source(Protocol):
@@ -45,3 +46,26 @@ class Source(Protocol):
         Addresses in the result (`report_url`, `next_page_url`) carry no credentials.
         """
         ...
+
+
+class BatchSource(Protocol):
+    """An API answering many DOIs a request (scite's API: `sources/scite_api.py`).
+
+    It names its endpoints' addresses, makes the batch jobs (one endpoint, up to `batch`
+    DOIs), splits a batch the API refused as too large, and reads an answer into an
+    ApiResult (pure; a broken answer raises ParseError)."""
+
+    name: str
+    batch: int
+
+    def url(self, endpoint: str) -> str: ...
+
+    def paper_url(self, doi: str) -> str: ...
+
+    def jobs(
+        self, dois: Sequence[str], endpoints: Iterable[str], round: int = 0
+    ) -> list[NewJob]: ...
+
+    def split(self, job_dois: Sequence[str], endpoint: str, round: int) -> tuple[NewJob, ...]: ...
+
+    def parse(self, endpoint: str, dois: Sequence[str], data: Any) -> ApiResult: ...

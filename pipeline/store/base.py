@@ -52,6 +52,7 @@ EXPORT_TABLES = (
     "tally_history",
     "facets",
     "statements",
+    "notices",
     "jobs",
     "provenance",
 )

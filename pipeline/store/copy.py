@@ -32,6 +32,7 @@ TABLE_ORDER = (
     "tally_history",
     "facets",
     "statements",
+    "notices",
     "jobs",
     "provenance",
 )

@@ -22,6 +22,7 @@ from pipeline.clock import utcnow as utcnow  # every store's default clock
 from pipeline.config import DEFAULT_REFRESH_INTERVAL, DEFAULT_REFRESH_MAX, DEFAULT_REFRESH_MIN
 from pipeline.errors import StoreError
 from pipeline.models import (
+    ApiResult,
     Chain,
     Completion,
     Job,
@@ -61,9 +62,10 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "refresh_interval",
         "next_refresh_at",
         "incomplete_reason",
+        "retracted",
     ),
     "authors": ("doi", "position", "name"),
-    "tallies": ("doi", *TALLY_FIELDS, "observed_at"),
+    "tallies": ("doi", *TALLY_FIELDS, "observed_at", "source", "api_statements"),
     "tally_history": ("id", "doi", *TALLY_FIELDS, "observed_at"),
     "facets": ("doi", "facet", "label", "count"),
     "statements": (
@@ -100,6 +102,16 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "chain",
         "page_statements",
         "page_counted",
+        "batch",
+    ),
+    "notices": (
+        "doi",
+        "status",
+        "date",
+        "notice_doi",
+        "url",
+        "first_seen_at",
+        "last_seen_at",
     ),
     "provenance": ("doi", "seed", "depth"),
 }
@@ -112,8 +124,17 @@ KEYS: dict[str, tuple[str, ...]] = {
     "statements": ("id",),
     "jobs": ("id",),
     "provenance": ("doi", "seed"),
+    "notices": ("doi", "status", "date", "notice_doi"),
 }
-RESULT_TABLES = ("papers", "authors", "tallies", "tally_history", "facets", "statements")
+RESULT_TABLES = (
+    "papers",
+    "authors",
+    "tallies",
+    "tally_history",
+    "facets",
+    "statements",
+    "notices",
+)
 
 
 # ---------------------------------------------------------------- time
@@ -174,7 +195,24 @@ def enqueue_params(job: NewJob, now: datetime) -> Params:
         "not_before": not_before,
         "now": now,
         "chain": chain_text(job.chain),
+        "batch": batch_text(job.batch),
     }
+
+
+def batch_text(batch: Sequence[str]) -> str | None:
+    """A batch job's DOIs as the JSON text of `jobs.batch` (None for a page job)."""
+    return json.dumps(list(batch), separators=(",", ":")) if batch else None
+
+
+def batch_from_text(text: str | None) -> tuple[str, ...]:
+    """`jobs.batch` read back; () for a page job (or text this version cannot read)."""
+    if not text:
+        return ()
+    try:
+        data = json.loads(text)
+    except ValueError:
+        return ()
+    return tuple(str(d) for d in data) if isinstance(data, list) else ()
 
 
 def chain_text(chain: Chain | None) -> str | None:
@@ -234,6 +272,7 @@ def job_from_row(row: RowLike) -> Job:
         chain=chain_from_text(row["chain"]),
         page_statements=row["page_statements"],
         page_counted=row["page_counted"],
+        batch=batch_from_text(row["batch"]),
     )
 
 
@@ -254,18 +293,24 @@ class WritePlan:
 
     upsert_paper: list[Params] = field(default_factory=list)
     upsert_partial_paper: list[Params] = field(default_factory=list)
+    upsert_api_paper: list[Params] = field(default_factory=list)
     delete_authors: list[Params] = field(default_factory=list)
     insert_author: list[Params] = field(default_factory=list)
+    insert_api_author: list[Params] = field(default_factory=list)
     insert_tally_history: list[Params] = field(default_factory=list)
     upsert_tallies: list[Params] = field(default_factory=list)
+    upsert_api_tallies: list[Params] = field(default_factory=list)
     delete_facets: list[Params] = field(default_factory=list)
+    delete_section_facets: list[Params] = field(default_factory=list)
     insert_facet: list[Params] = field(default_factory=list)
     upsert_statement: list[Params] = field(default_factory=list)
     provenance_reach: list[Params] = field(default_factory=list)
+    upsert_notice: list[Params] = field(default_factory=list)
     record_visit: list[Params] = field(default_factory=list)
     mark_incomplete: list[Params] = field(default_factory=list)
     keep_page: list[Params] = field(default_factory=list)
     forget_broken_page: list[Params] = field(default_factory=list)
+    api_not_found: list[Params] = field(default_factory=list)
     follow_ups: list[NewJob] = field(default_factory=list)
     mark_done: list[Params] = field(default_factory=list)
 
@@ -274,25 +319,38 @@ class WritePlan:
         names = (
             "upsert_paper",
             "upsert_partial_paper",
+            "upsert_api_paper",
             "delete_authors",
             "insert_author",
+            "insert_api_author",
             "insert_tally_history",
             "upsert_tallies",
+            "upsert_api_tallies",
             "delete_facets",
+            "delete_section_facets",
             "insert_facet",
             "upsert_statement",
             "provenance_reach",
+            "upsert_notice",
             "record_visit",
             "mark_incomplete",
             "keep_page",
             "forget_broken_page",
+            "api_not_found",
         )
         return [(name, getattr(self, name)) for name in names]
 
 
 def page_one_dois(items: Iterable[Completion]) -> list[str]:
-    """The reports whose page 1 is in the batch: their state must be read first."""
-    return sorted({c.job.doi for c in items if c.job.page == 1})
+    """The reports whose page 1 is in the batch, and the papers an API answer brings
+    tallies for: their state must be read first (tally history compares with it)."""
+    dois: set[str] = set()
+    for c in items:
+        if c.api is not None:
+            dois.update(c.api.tallies)
+        elif not c.job.batch and c.job.page == 1:
+            dois.add(c.job.doi)
+    return sorted(dois)
 
 
 def tally_tuple(t: Tally) -> tuple[int | None, ...]:
@@ -312,9 +370,11 @@ def plan_completions(
     facets: dict[str, list[Params]] = {}
     for c in items:
         seen = c.fetched_at or now
+        if c.api is not None:
+            _plan_api(plan, states, c.api, seen)
         if c.result is not None:
             _plan_rows(plan, authors, facets, c, c.result, seen)
-        if c.job.page == 1:
+        if c.job.page == 1 and not c.job.batch:
             _plan_visit(plan, states, c, seen, policy)
         if c.incomplete is not None:
             plan.mark_incomplete.append({"doi": c.job.doi, "reason": c.incomplete})
@@ -327,7 +387,7 @@ def plan_completions(
     plan.delete_authors = [{"doi": doi} for doi in authors]
     plan.insert_author = [row for rows in authors.values() for row in rows]
     plan.delete_facets = [{"doi": doi} for doi in facets]
-    plan.insert_facet = [row for rows in facets.values() for row in rows]
+    plan.insert_facet.extend(row for rows in facets.values() for row in rows)
     return plan
 
 
@@ -442,6 +502,64 @@ def _plan_visit(
             "next_refresh_at": seen + timedelta(seconds=interval),
         }
     )
+
+
+def _plan_api(
+    plan: WritePlan, states: dict[str, ReportState], api: ApiResult, seen: datetime
+) -> None:
+    """An API answer's rows: papers (filling what the store lacks, `retracted`), authors
+    where there are none, notices, tallies (with a history row when they moved), section
+    facets; and, with `record_missing`, a not-found job for each DOI it lacked."""
+    for doi, p in sorted(api.papers.items()):
+        plan.upsert_api_paper.append(
+            {
+                "doi": doi,
+                "title": p.title,
+                "year": p.year,
+                "journal": p.journal,
+                "abstract": p.abstract,
+                "retracted": p.retracted,
+                "now": seen,
+            }
+        )
+        plan.insert_api_author.extend(
+            {"doi": doi, "position": i, "name": name} for i, name in enumerate(p.authors, start=1)
+        )
+        plan.upsert_notice.extend(
+            {
+                "doi": doi,
+                "status": n.status,
+                "date": n.date,
+                "notice_doi": n.notice_doi,
+                "url": n.url,
+                "now": seen,
+            }
+            for n in p.notices
+        )
+    for doi, t in sorted(api.tallies.items()):
+        plan.upsert_partial_paper.append(_partial(doi, None, None, None, seen))
+        before = states.get(doi, ReportState(None, None))
+        kept_refs = before.tallies[-1] if before.tallies is not None else None
+        tallies = (*tally_tuple(t)[:-1], kept_refs)  # references_count: the report's
+        row: Params = {
+            "doi": doi,
+            **dict(zip(TALLY_FIELDS, tallies, strict=True)),
+            "observed_at": seen,
+        }
+        plan.upsert_api_tallies.append(row)
+        if tallies != before.tallies:
+            plan.insert_tally_history.append(row)
+        states[doi] = ReportState(before.refresh_interval, tallies)
+    for doi, rows in sorted(api.sections.items()):
+        plan.upsert_partial_paper.append(_partial(doi, None, None, None, seen))
+        plan.delete_section_facets.append({"doi": doi})
+        plan.insert_facet.extend(
+            {"doi": doi, "facet": f.facet, "label": f.label, "count": f.count} for f in rows
+        )
+    if api.record_missing:
+        plan.api_not_found.extend(
+            {"doi": doi, "url": api.missing_url + doi, "now": seen} for doi in api.missing
+        )
 
 
 def _done_params(c: Completion, now: datetime) -> Params:

@@ -263,6 +263,7 @@ class SQLiteStore(sql.SQLStore):
                     j.round,
                     stamp if j.not_before is None else iso(j.not_before),
                     rules.chain_text(j.chain),
+                    rules.batch_text(j.batch),
                 )
                 for j in jobs
             ]

@@ -45,6 +45,7 @@ PUBLIC = {
         "report_url",
         "first_seen_at",
         "last_crawled_at",
+        "retracted",
     },
     "authors": {"doi", "position", "name"},
     "tallies": {
@@ -56,6 +57,17 @@ PUBLIC = {
         "citation_statements",
         "references_count",
         "observed_at",
+        "source",
+        "api_statements",
+    },
+    "notices": {
+        "doi",
+        "status",
+        "date",
+        "notice_doi",
+        "url",
+        "first_seen_at",
+        "last_seen_at",
     },
     "tally_history": {
         "doi",
@@ -151,6 +163,7 @@ async def test_migrations_run_once_at_open(tmp_path: Path) -> None:
             (5, "search_merges"),
             (7, "notices"),
             (8, "provenance"),
+            (9, "api"),
             (10, "digests"),
         ]
         assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (1,)

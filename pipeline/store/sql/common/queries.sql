@@ -32,7 +32,7 @@ SELECT count(*) FROM jobs WHERE state IN ('queued', 'leased', 'failed');
 -- The jobs leased right now, with who holds them and until when (a rerun reclaims the
 -- leases of a run whose process is gone). Only leased rows: the partial index jobs_leases.
 SELECT id, doi, url, page, attempts, depth, round, etag, last_modified, content_hash,
-       next_url, chain, page_statements, page_counted, worker, lease_until
+       next_url, chain, page_statements, page_counted, batch, worker, lease_until
 FROM jobs WHERE state = 'leased'
 ORDER BY id;
 
@@ -59,7 +59,8 @@ ON CONFLICT (doi) DO UPDATE SET
     supporting = excluded.supporting, mentioning = excluded.mentioning,
     contrasting = excluded.contrasting, citing_publications = excluded.citing_publications,
     citation_statements = excluded.citation_statements,
-    references_count = excluded.references_count, observed_at = excluded.observed_at;
+    references_count = excluded.references_count, observed_at = excluded.observed_at,
+    source = 'report';
 
 -- name: delete_facets
 DELETE FROM facets WHERE doi = :doi;
@@ -84,6 +85,7 @@ UNION ALL SELECT 'tallies', count(*) FROM tallies
 UNION ALL SELECT 'tally_history', count(*) FROM tally_history
 UNION ALL SELECT 'facets', count(*) FROM facets
 UNION ALL SELECT 'statements', count(*) FROM statements
+UNION ALL SELECT 'notices', count(*) FROM notices
 UNION ALL SELECT 'jobs', count(*) FROM jobs
 UNION ALL SELECT 'provenance', count(*) FROM provenance;
 
@@ -130,12 +132,12 @@ WHERE (doi, position) > (:after_doi, :after_position)
 ORDER BY doi, position LIMIT :limit;
 
 -- name: export_tallies
-SELECT doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at
+SELECT doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at, source, api_statements
 FROM tallies
 ORDER BY doi LIMIT :limit;
 
 -- name: export_tallies_after
-SELECT doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at
+SELECT doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at, source, api_statements
 FROM tallies
 WHERE doi > :after_doi
 ORDER BY doi LIMIT :limit;
@@ -174,12 +176,12 @@ WHERE id > :after_id
 ORDER BY id LIMIT :limit;
 
 -- name: export_jobs
-SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted
+SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted, batch
 FROM jobs
 ORDER BY id LIMIT :limit;
 
 -- name: export_jobs_after
-SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted
+SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted, batch
 FROM jobs
 WHERE id > :after_id
 ORDER BY id LIMIT :limit;
@@ -317,3 +319,55 @@ SELECT doi, seed FROM provenance ORDER BY doi DESC, seed DESC LIMIT 1;
 INSERT INTO provenance (doi, seed, depth)
 VALUES (:doi, :seed, :depth)
 ON CONFLICT DO NOTHING;
+
+-- name: insert_api_author
+-- The API's authors, where the store has none at that position (a report's list wins).
+INSERT INTO authors (doi, position, name) VALUES (:doi, :position, :name)
+ON CONFLICT (doi, position) DO NOTHING;
+
+-- name: upsert_api_tallies
+-- The API's counts; references_count (which only a report page shows) is kept.
+INSERT INTO tallies (doi, supporting, mentioning, contrasting, citing_publications,
+                     citation_statements, observed_at, source, api_statements)
+VALUES (:doi, :supporting, :mentioning, :contrasting, :citing_publications,
+        :citation_statements, :observed_at, 'api', :citation_statements)
+ON CONFLICT (doi) DO UPDATE SET
+    supporting = excluded.supporting, mentioning = excluded.mentioning,
+    contrasting = excluded.contrasting, citing_publications = excluded.citing_publications,
+    citation_statements = excluded.citation_statements, observed_at = excluded.observed_at,
+    source = 'api', api_statements = excluded.api_statements;
+
+-- name: delete_section_facets
+DELETE FROM facets WHERE doi = :doi AND facet = 'section';
+
+-- name: upsert_notice
+-- A notice seen again updates last_seen_at (and a url it did not have): never a second row.
+INSERT INTO notices (doi, status, date, notice_doi, url, first_seen_at, last_seen_at)
+VALUES (:doi, :status, :date, :notice_doi, :url, :now, :now)
+ON CONFLICT (doi, status, date, notice_doi) DO UPDATE SET
+    last_seen_at = excluded.last_seen_at, url = coalesce(excluded.url, notices.url);
+
+-- name: api_not_found
+-- A DOI the API has no data for (source api): a dead job, as a report page's 404 leaves,
+-- so status, the summary and the exit code count it; a job already there is left alone.
+INSERT INTO jobs (doi, url, page, state, attempts, not_before, last_error, created_at,
+                  updated_at)
+VALUES (:doi, :url, 1, 'dead', 1, :now, 'not found (404)', :now, :now)
+ON CONFLICT (doi, page) DO NOTHING;
+
+-- ---------------------------------------------------------------- status
+
+-- name: export_notices
+SELECT doi, status, date, notice_doi, url, first_seen_at, last_seen_at
+FROM notices
+ORDER BY doi, status, date, notice_doi LIMIT :limit;
+
+-- name: export_notices_after
+SELECT doi, status, date, notice_doi, url, first_seen_at, last_seen_at
+FROM notices
+WHERE (doi, status, date, notice_doi) > (:after_doi, :after_status, :after_date, :after_notice_doi)
+ORDER BY doi, status, date, notice_doi LIMIT :limit;
+
+-- name: last_notices
+SELECT doi, status, date, notice_doi FROM notices
+ORDER BY doi DESC, status DESC, date DESC, notice_doi DESC LIMIT 1;

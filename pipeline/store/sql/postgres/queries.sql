@@ -15,9 +15,9 @@
 -- refresh can be conditional. A next page carries its report's chain (page 1: NULL).
 -- RETURNING: a row for each job added or requeued (what enqueue counts).
 INSERT INTO jobs AS j (doi, url, page, depth, round, state, attempts, not_before,
-                       created_at, updated_at, chain)
+                       created_at, updated_at, chain, batch)
 VALUES (:doi, :url, :page, :depth, :round, 'queued', 0, :not_before, :now, :now,
-        :chain::text)
+        :chain::text, :batch::text)
 ON CONFLICT (doi, page) DO UPDATE SET
     state = 'queued', attempts = 0, round = excluded.round, url = excluded.url,
     depth = excluded.depth, not_before = excluded.not_before, lease_until = NULL,
@@ -45,7 +45,7 @@ FROM due
 WHERE j.id = due.id
 RETURNING j.id, j.doi, j.url, j.page, j.attempts, j.depth, j.round, j.etag,
           j.last_modified, j.content_hash, j.next_url, j.not_before, j.chain,
-          j.page_statements, j.page_counted;
+          j.page_statements, j.page_counted, j.batch;
 
 -- name: requeue_expired
 -- Anyone takes back expired leases; SKIP LOCKED: two processes doing it at once share
@@ -203,7 +203,7 @@ ON CONFLICT (cited_doi, citing_doi, snippet_hash) DO UPDATE SET
     type = coalesce(excluded.type, s.type),
     confidence = coalesce(excluded.confidence, s.confidence);
 
--- ---------------------------------------------------------------- status
+-- ---------------------------------------------------------------- the API (migration 9)
 
 -- name: dead_among
 SELECT coalesce(last_error, ''), count(*) FROM jobs
@@ -222,17 +222,15 @@ GROUP BY 1 ORDER BY 2 DESC, 1;
 -- as 0/1 and the driver writes times as ISO text, so an export is the same as SQLite's.
 
 -- name: export_papers
-SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated::integer AS abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete::integer AS incomplete, refresh_interval, next_refresh_at, incomplete_reason
+SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated::integer AS abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete::integer AS incomplete, refresh_interval, next_refresh_at, incomplete_reason, retracted::integer AS retracted
 FROM papers
 ORDER BY doi LIMIT :limit;
 
 -- name: export_papers_after
-SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated::integer AS abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete::integer AS incomplete, refresh_interval, next_refresh_at, incomplete_reason
+SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated::integer AS abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete::integer AS incomplete, refresh_interval, next_refresh_at, incomplete_reason, retracted::integer AS retracted
 FROM papers
 WHERE doi > :after_doi
 ORDER BY doi LIMIT :limit;
-
--- ---------------------------------------------------------------- politeness (hosts)
 
 -- name: host_book
 -- The whole booking in one statement (rules.book_request): the row is made on first use,
@@ -274,13 +272,13 @@ WHERE h.robots_fetched_at IS NULL OR h.robots_fetched_at <= excluded.robots_fetc
 -- identity sequences are moved past the copied ids by `sync_ids`.
 
 -- name: import_papers
-INSERT INTO papers (doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason)
-VALUES (:doi, :title, :year, :publication_date, :journal, :abstract, :abstract_truncated::integer::boolean, :report_url, :first_seen_at::text::timestamptz, :last_crawled_at::text::timestamptz, :incomplete::integer::boolean, :refresh_interval, :next_refresh_at::text::timestamptz, :incomplete_reason)
+INSERT INTO papers (doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason, retracted)
+VALUES (:doi, :title, :year, :publication_date, :journal, :abstract, :abstract_truncated::integer::boolean, :report_url, :first_seen_at::text::timestamptz, :last_crawled_at::text::timestamptz, :incomplete::integer::boolean, :refresh_interval, :next_refresh_at::text::timestamptz, :incomplete_reason, :retracted::integer::boolean)
 ON CONFLICT DO NOTHING;
 
 -- name: import_tallies
-INSERT INTO tallies (doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at)
-VALUES (:doi, :supporting, :mentioning, :contrasting, :citing_publications, :citation_statements, :references_count, :observed_at::text::timestamptz)
+INSERT INTO tallies (doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at, source, api_statements)
+VALUES (:doi, :supporting, :mentioning, :contrasting, :citing_publications, :citation_statements, :references_count, :observed_at::text::timestamptz, :source, :api_statements)
 ON CONFLICT DO NOTHING;
 
 -- name: import_tally_history
@@ -294,8 +292,8 @@ VALUES (:id, :cited_doi, :citing_doi, :snippet, :snippet_hash, :section, :type, 
 ON CONFLICT DO NOTHING;
 
 -- name: import_jobs
-INSERT INTO jobs (id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted)
-VALUES (:id, :doi, :url, :page, :state, :attempts, :not_before::text::timestamptz, :lease_until::text::timestamptz, :last_error, :depth, :created_at::text::timestamptz, :updated_at::text::timestamptz, :round, :worker, :etag, :last_modified, :content_hash, :next_url, :chain, :page_statements, :page_counted)
+INSERT INTO jobs (id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted, batch)
+VALUES (:id, :doi, :url, :page, :state, :attempts, :not_before::text::timestamptz, :lease_until::text::timestamptz, :last_error, :depth, :created_at::text::timestamptz, :updated_at::text::timestamptz, :round, :worker, :etag, :last_modified, :content_hash, :next_url, :chain, :page_statements, :page_counted, :batch)
 ON CONFLICT DO NOTHING;
 
 -- name: sync_ids
@@ -314,7 +312,7 @@ DELETE FROM pages WHERE doi = :doi AND page = :page AND broken;
 -- name: kept_pages
 SELECT p.doi, p.page, p.url AS page_url, p.fetched_at, p.broken, p.error, p.body,
        j.id, j.url, j.attempts, j.depth, j.round, j.etag, j.last_modified, j.content_hash,
-       j.next_url, j.chain, j.page_statements, j.page_counted, j.state
+       j.next_url, j.chain, j.page_statements, j.page_counted, j.batch, j.state
 FROM pages AS p
 JOIN jobs AS j ON j.doi = p.doi AND j.page = p.page
 WHERE (p.doi, p.page) > (:after_doi::text, :after_page::integer)
@@ -428,3 +426,19 @@ SELECT :doi::text, seed, depth + 1 FROM provenance WHERE doi = :via::text ORDER 
 ON CONFLICT (doi, seed) DO UPDATE SET depth = excluded.depth
 WHERE excluded.depth < provenance.depth;
 
+-- name: upsert_api_paper
+-- A paper's metadata from the API fills what the store lacks (a report page's header is
+-- better: it is never overwritten); `retracted` is the API's alone and always taken.
+INSERT INTO papers (doi, title, year, journal, abstract, retracted, first_seen_at)
+VALUES (:doi, :title, :year, :journal, :abstract, :retracted::boolean, :now)
+ON CONFLICT (doi) DO UPDATE SET
+    title = coalesce(papers.title, excluded.title),
+    year = coalesce(papers.year, excluded.year),
+    journal = coalesce(papers.journal, excluded.journal),
+    abstract = coalesce(papers.abstract, excluded.abstract),
+    retracted = coalesce(excluded.retracted, papers.retracted);
+
+-- name: import_notices
+INSERT INTO notices (doi, status, date, notice_doi, url, first_seen_at, last_seen_at)
+VALUES (:doi, :status, :date, :notice_doi, :url, :first_seen_at::text::timestamptz, :last_seen_at::text::timestamptz)
+ON CONFLICT DO NOTHING;

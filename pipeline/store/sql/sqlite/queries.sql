@@ -12,12 +12,12 @@
 -- (etag, last_modified, content_hash, next_url) and what the page held are kept so the
 -- refresh can be conditional. A next page carries its report's chain (page 1: NULL).
 -- A whole chunk in one statement: :rows is a JSON array of
--- [doi, url, page, depth, round, not_before, chain] (one bind and one parse in C instead
--- of a bind per row), inserted in array order, as one INSERT a row would.
+-- [doi, url, page, depth, round, not_before, chain, batch] (one bind and one parse in C
+-- instead of a bind per row), inserted in array order, as one INSERT a row would.
 INSERT INTO jobs (doi, url, page, depth, round, state, attempts, not_before,
-                  created_at, updated_at, chain)
+                  created_at, updated_at, chain, batch)
 SELECT value ->> 0, value ->> 1, value ->> 2, value ->> 3, value ->> 4, 'queued', 0,
-       value ->> 5, :now, :now, value ->> 6
+       value ->> 5, :now, :now, value ->> 6, value ->> 7
 FROM json_each(:rows) WHERE true
 ON CONFLICT (doi, page) DO UPDATE SET
     state = 'queued', attempts = 0, round = excluded.round, url = excluded.url,
@@ -39,7 +39,7 @@ WHERE id IN (
     LIMIT :limit
 )
 RETURNING id, doi, url, page, attempts, depth, round, etag, last_modified, content_hash,
-          next_url, not_before, chain, page_statements, page_counted;
+          next_url, not_before, chain, page_statements, page_counted, batch;
 
 -- name: requeue_expired
 UPDATE jobs INDEXED BY jobs_leases
@@ -179,7 +179,7 @@ SELECT id, snippet FROM statements WHERE id > :after_id;
 -- name: search_bulk_end
 UPDATE search_bulk SET bulk = 0;
 
--- ---------------------------------------------------------------- status
+-- ---------------------------------------------------------------- the API (migration 9)
 
 -- name: dead_among
 SELECT coalesce(last_error, ''), count(*) FROM jobs
@@ -199,17 +199,15 @@ GROUP BY 1 ORDER BY 2 DESC, 1;
 -- for the next ones (row values compare as tuples). :limit rows a page.
 
 -- name: export_papers
-SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason
+SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason, retracted
 FROM papers
 ORDER BY doi LIMIT :limit;
 
 -- name: export_papers_after
-SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason
+SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason, retracted
 FROM papers
 WHERE doi > :after_doi
 ORDER BY doi LIMIT :limit;
-
--- ---------------------------------------------------------------- politeness (hosts)
 
 -- name: host_ensure
 INSERT INTO hosts (host, next_at, paused_until) VALUES (:host, :now, :now)
@@ -251,7 +249,7 @@ DELETE FROM pages WHERE doi = :doi AND page = :page AND broken = 1;
 -- array, or NULL for every DOI; :broken_only 1 or 0.
 SELECT p.doi, p.page, p.url AS page_url, p.fetched_at, p.broken, p.error, p.body,
        j.id, j.url, j.attempts, j.depth, j.round, j.etag, j.last_modified, j.content_hash,
-       j.next_url, j.chain, j.page_statements, j.page_counted, j.state
+       j.next_url, j.chain, j.page_statements, j.page_counted, j.batch, j.state
 FROM pages AS p
 JOIN jobs AS j ON j.doi = p.doi AND j.page = p.page
 WHERE (p.doi, p.page) > (:after_doi, :after_page)
@@ -290,13 +288,13 @@ LIMIT :limit;
 -- as it is, ids included; a row already there is left alone, so a copy can resume.
 
 -- name: import_papers
-INSERT INTO papers (doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason)
-VALUES (:doi, :title, :year, :publication_date, :journal, :abstract, :abstract_truncated, :report_url, :first_seen_at, :last_crawled_at, :incomplete, :refresh_interval, :next_refresh_at, :incomplete_reason)
+INSERT INTO papers (doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason, retracted)
+VALUES (:doi, :title, :year, :publication_date, :journal, :abstract, :abstract_truncated, :report_url, :first_seen_at, :last_crawled_at, :incomplete, :refresh_interval, :next_refresh_at, :incomplete_reason, :retracted)
 ON CONFLICT DO NOTHING;
 
 -- name: import_tallies
-INSERT INTO tallies (doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at)
-VALUES (:doi, :supporting, :mentioning, :contrasting, :citing_publications, :citation_statements, :references_count, :observed_at)
+INSERT INTO tallies (doi, supporting, mentioning, contrasting, citing_publications, citation_statements, references_count, observed_at, source, api_statements)
+VALUES (:doi, :supporting, :mentioning, :contrasting, :citing_publications, :citation_statements, :references_count, :observed_at, :source, :api_statements)
 ON CONFLICT DO NOTHING;
 
 -- name: import_tally_history
@@ -310,14 +308,9 @@ VALUES (:id, :cited_doi, :citing_doi, :snippet, :snippet_hash, :section, :type, 
 ON CONFLICT DO NOTHING;
 
 -- name: import_jobs
-INSERT INTO jobs (id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted)
-VALUES (:id, :doi, :url, :page, :state, :attempts, :not_before, :lease_until, :last_error, :depth, :created_at, :updated_at, :round, :worker, :etag, :last_modified, :content_hash, :next_url, :chain, :page_statements, :page_counted)
+INSERT INTO jobs (id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted, batch)
+VALUES (:id, :doi, :url, :page, :state, :attempts, :not_before, :lease_until, :last_error, :depth, :created_at, :updated_at, :round, :worker, :etag, :last_modified, :content_hash, :next_url, :chain, :page_statements, :page_counted, :batch)
 ON CONFLICT DO NOTHING;
-
--- ---------------------------------------------------------------- changes and digests
--- `citepipe changes` and the digest of `--digest`/`--notify` (ops/changes.py, migration
--- 10). A window is [:since, :until], both included; :dois narrows it to these cited
--- papers, or NULL for all.
 
 -- name: run_record
 -- One run, finished or not, with the pages it fetched (its summary's `pages`).
@@ -397,3 +390,19 @@ SELECT :doi, seed, depth + 1 FROM provenance WHERE doi = :via ORDER BY seed
 ON CONFLICT (doi, seed) DO UPDATE SET depth = excluded.depth
 WHERE excluded.depth < provenance.depth;
 
+-- name: upsert_api_paper
+-- A paper's metadata from the API fills what the store lacks (a report page's header is
+-- better: it is never overwritten); `retracted` is the API's alone and always taken.
+INSERT INTO papers (doi, title, year, journal, abstract, retracted, first_seen_at)
+VALUES (:doi, :title, :year, :journal, :abstract, :retracted, :now)
+ON CONFLICT (doi) DO UPDATE SET
+    title = coalesce(papers.title, excluded.title),
+    year = coalesce(papers.year, excluded.year),
+    journal = coalesce(papers.journal, excluded.journal),
+    abstract = coalesce(papers.abstract, excluded.abstract),
+    retracted = coalesce(excluded.retracted, papers.retracted);
+
+-- name: import_notices
+INSERT INTO notices (doi, status, date, notice_doi, url, first_seen_at, last_seen_at)
+VALUES (:doi, :status, :date, :notice_doi, :url, :first_seen_at, :last_seen_at)
+ON CONFLICT DO NOTHING;
