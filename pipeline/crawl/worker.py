@@ -251,25 +251,26 @@ class Worker:
                     log.warning("lease heartbeat failed", error=str(exc))
 
     async def _run_job(self, job: Job, slots: asyncio.Semaphore) -> None:
-        try:
-            with structlog.contextvars.bound_contextvars(
-                job_id=job.id, doi=job.doi, url=job.url, attempt=job.attempts
-            ):
+        # bound around the outcome too: a crash or store-error line names its job
+        with structlog.contextvars.bound_contextvars(
+            job_id=job.id, doi=job.doi, url=job.url, attempt=job.attempts
+        ):
+            try:
                 await self._process(job)
-            self._in_flight.pop(job.id, None)
-        except asyncio.CancelledError:
-            raise  # left in _in_flight: released by _finish_in_flight
-        except StoreDataError as exc:  # our rows broke a constraint: a bug, like below
-            self._in_flight.pop(job.id, None)
-            await self._crashed(job, exc)
-        except StoreError as exc:  # the store failed, not the job: it is tried again
-            self._in_flight.pop(job.id, None)
-            await self._store_failed(job, exc)
-        except Exception as exc:  # a bug in citepipe: the job dies
-            self._in_flight.pop(job.id, None)
-            await self._crashed(job, exc)
-        finally:
-            slots.release()
+                self._in_flight.pop(job.id, None)
+            except asyncio.CancelledError:
+                raise  # left in _in_flight: released by _finish_in_flight
+            except StoreDataError as exc:  # our rows broke a constraint: a bug, like below
+                self._in_flight.pop(job.id, None)
+                await self._crashed(job, exc)
+            except StoreError as exc:  # the store failed, not the job: it is tried again
+                self._in_flight.pop(job.id, None)
+                await self._store_failed(job, exc)
+            except Exception as exc:  # a bug in citepipe: the job dies
+                self._in_flight.pop(job.id, None)
+                await self._crashed(job, exc)
+            finally:
+                slots.release()
 
     async def _crashed(self, job: Job, exc: Exception) -> None:
         """A bug in our code kills the job with `internal error: Type: message`, counted
