@@ -11,6 +11,7 @@ and maps every aiohttp/timeout error to our tree in exactly one place (`_transla
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -202,14 +203,7 @@ class AiohttpFetcher:
                 )
             page_or_location = await self._request(current, headers)
             if isinstance(page_or_location, Page):
-                return Page(
-                    url=url,
-                    final_url=page_or_location.final_url,
-                    status=page_or_location.status,
-                    body=page_or_location.body,
-                    etag=page_or_location.etag,
-                    last_modified=page_or_location.last_modified,
-                )
+                return dataclasses.replace(page_or_location, url=url)
             current = strip_userinfo(urljoin(current, page_or_location))
             if current in seen:
                 raise PermanentFetchError(
@@ -268,6 +262,8 @@ class AiohttpFetcher:
                     body=body,
                     etag=resp.headers.get("ETag"),
                     last_modified=resp.headers.get("Last-Modified"),
+                    media_type=resp.content_type,
+                    charset=resp.charset,
                 )
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -376,7 +376,16 @@ class Worker:
         kept = None
         if result is not None and self.options.keep_pages == "all":
             packed = pack_page(page.body)  # here, not on the store's writer thread
-            kept = KeptPage(job.doi, job.page, page.final_url, now, page.body, packed=packed)
+            kept = KeptPage(
+                job.doi,
+                job.page,
+                page.final_url,
+                now,
+                page.body,
+                packed=packed,
+                media_type=page.media_type,
+                charset=page.charset,
+            )
         if result is not None and job.depth > 0 and job.page == 1:
             follow += self._citing(job, result)
         return Completion(
@@ -448,7 +457,17 @@ class Worker:
 
     async def _keep_broken(self, job: Job, page: Page, error: ParseError) -> str:
         """Keep a broken page in the store (for `citepipe reparse`); say whether it was."""
-        kept = KeptPage(job.doi, job.page, page.final_url, self._now(), page.body, True, str(error))
+        kept = KeptPage(
+            job.doi,
+            job.page,
+            page.final_url,
+            self._now(),
+            page.body,
+            True,
+            str(error),
+            media_type=page.media_type,
+            charset=page.charset,
+        )
         try:
             await self.store.keep_page(kept)
         except PipelineError as exc:

@@ -159,7 +159,14 @@ def _completion(worker: Worker, stored: StoredPage, keep_all: bool) -> Completio
     kept = stored.kept
     job = dataclasses.replace(stored.job, content_hash=None)  # parse even if unchanged
     # as fetched: asked for at the job's address, the body from where redirects led
-    page = Page(url=stored.job.url, final_url=kept.url, status=200, body=kept.body)
+    page = Page(
+        url=stored.job.url,
+        final_url=kept.url,
+        status=200,
+        body=kept.body,
+        media_type=kept.media_type,
+        charset=kept.charset,
+    )
     completion = worker.completion(job, page)
     keep = keep_all or not kept.broken  # a page kept as good stays kept
     return dataclasses.replace(

@@ -134,6 +134,7 @@ async def test_migrations_run_once_at_open(tmp_path: Path) -> None:
             (3, "incomplete_reason"),
             (4, "after_crawl"),
             (5, "search_merges"),
+            (6, "page_charset"),
         ]
         assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (1,)
         # migration 5: the search index merges its segments 8 at a time

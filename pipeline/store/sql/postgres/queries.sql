@@ -505,17 +505,19 @@ SELECT setval(pg_get_serial_sequence('tally_history', 'id'),
 -- ---------------------------------------------------------------- kept pages
 
 -- name: keep_page
-INSERT INTO pages (doi, page, url, fetched_at, broken, error, size, body)
-VALUES (:doi, :page, :url, :fetched_at, :broken, :error, :size, :body)
+INSERT INTO pages (doi, page, url, fetched_at, broken, error, size, body, media_type, charset)
+VALUES (:doi, :page, :url, :fetched_at, :broken, :error, :size, :body, :media_type, :charset)
 ON CONFLICT (doi, page) DO UPDATE SET
     url = excluded.url, fetched_at = excluded.fetched_at, broken = excluded.broken,
-    error = excluded.error, size = excluded.size, body = excluded.body;
+    error = excluded.error, size = excluded.size, body = excluded.body,
+    media_type = excluded.media_type, charset = excluded.charset;
 
 -- name: forget_broken_page
 DELETE FROM pages WHERE doi = :doi AND page = :page AND broken;
 
 -- name: kept_pages
 SELECT p.doi, p.page, p.url AS page_url, p.fetched_at, p.broken, p.error, p.body,
+       p.media_type, p.charset,
        j.id, j.url, j.attempts, j.depth, j.round, j.etag, j.last_modified, j.content_hash,
        j.next_url, j.chain, j.page_statements, j.page_counted, j.state
 FROM pages AS p

@@ -407,11 +407,12 @@ WHERE hosts.robots_fetched_at IS NULL OR hosts.robots_fetched_at <= excluded.rob
 -- ---------------------------------------------------------------- kept pages
 
 -- name: keep_page
-INSERT INTO pages (doi, page, url, fetched_at, broken, error, size, body)
-VALUES (:doi, :page, :url, :fetched_at, :broken, :error, :size, :body)
+INSERT INTO pages (doi, page, url, fetched_at, broken, error, size, body, media_type, charset)
+VALUES (:doi, :page, :url, :fetched_at, :broken, :error, :size, :body, :media_type, :charset)
 ON CONFLICT (doi, page) DO UPDATE SET
     url = excluded.url, fetched_at = excluded.fetched_at, broken = excluded.broken,
-    error = excluded.error, size = excluded.size, body = excluded.body;
+    error = excluded.error, size = excluded.size, body = excluded.body,
+    media_type = excluded.media_type, charset = excluded.charset;
 
 -- name: forget_broken_page
 -- A job completed: a broken page kept for it is stale (served by pages_broken).
@@ -421,6 +422,7 @@ DELETE FROM pages WHERE doi = :doi AND page = :page AND broken = 1;
 -- Keyset pages of kept pages with their jobs, in (doi, page) order. :dois is a JSON
 -- array, or NULL for every DOI; :broken_only 1 or 0.
 SELECT p.doi, p.page, p.url AS page_url, p.fetched_at, p.broken, p.error, p.body,
+       p.media_type, p.charset,
        j.id, j.url, j.attempts, j.depth, j.round, j.etag, j.last_modified, j.content_hash,
        j.next_url, j.chain, j.page_statements, j.page_counted, j.state
 FROM pages AS p
