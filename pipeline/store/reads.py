@@ -19,6 +19,8 @@ The status counts (`read_stats`) are assembled here too, from the same named que
 
 from __future__ import annotations
 
+import os
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
@@ -40,6 +42,21 @@ from pipeline.models import (
 from pipeline.store import rules
 from pipeline.store.base import EXPORT_TABLES
 from pipeline.store.rules import Params
+
+
+def process_gone(pid: int) -> bool:
+    """Whether no process with this id exists on this host (provably, not 'maybe'): its
+    runs are over and its leases free, whatever their heartbeat says."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists (someone else's), or we cannot tell: not provably gone
+    return False
+
 
 Rows = Callable[[str, Params | None], Awaitable[list[Any]]]
 
@@ -168,9 +185,11 @@ class SQLReads(ABC):
     # ------------------------------------------------------------ runs
 
     async def active_runs(self, stale_after: float) -> list[RunInfo]:
-        """Unfinished runs whose heartbeat is younger than `stale_after` seconds."""
+        """Unfinished runs whose heartbeat is younger than `stale_after` seconds, but for
+        those of this host whose process is gone (a run that died a moment ago)."""
         since = self._now() - timedelta(seconds=stale_after)
         rows = await self._read_all("active_runs", {"since": since})
+        host = socket.gethostname()
         return [
             RunInfo(
                 r["id"],
@@ -181,6 +200,7 @@ class SQLReads(ABC):
                 self._time(r["heartbeat_at"]),
             )
             for r in rows
+            if not (r["host"] == host and process_gone(r["pid"]))
         ]
 
     # ------------------------------------------------------------ politeness (hosts)
