@@ -24,6 +24,7 @@ from typing import Any
 from pipeline.clock import Clock, SystemClock
 from pipeline.config import Settings, check_shareable
 from pipeline.crawl.fetcher import AiohttpFetcher, Fetcher
+from pipeline.crawl.parsing import ParseBudget, Parser, ProcessBudgetParser
 from pipeline.crawl.retry import RetryPolicy
 from pipeline.crawl.worker import RunCounters, Worker, WorkerOptions
 from pipeline.errors import ConfigError, StoreError
@@ -60,6 +61,7 @@ class Pipeline:
     policy: RetryPolicy
     clock: Clock
     options: RunOptions
+    parser: Parser | None = None  # where pages are parsed (bounded worker processes)
 
     def worker(
         self, *, burst: bool, on_page: Callable[[RunCounters], None] | None = None
@@ -72,6 +74,7 @@ class Pipeline:
             WorkerOptions.from_settings(self.settings, burst=burst),
             on_page=on_page,
             now=self.clock.now,
+            parser=self.parser,
         )
 
     async def register_run(self, kind: str) -> int:
@@ -195,6 +198,8 @@ async def open_pipeline(
         if fetcher is not None
         else AiohttpFetcher(settings, hosts=the_store, scope=source.in_scope)
     )
+    budget = ParseBudget(settings.parse_cpu_seconds, settings.parse_memory_mb)
+    parser = ProcessBudgetParser(source, budget)  # its processes start at the first page
     try:
         yield Pipeline(
             settings,
@@ -204,8 +209,10 @@ async def open_pipeline(
             RetryPolicy.from_settings(settings),
             clock,
             RunOptions.from_settings(settings),
+            parser,
         )
     finally:
+        parser.close()
         try:
             if own_fetcher:
                 await the_fetcher.close()

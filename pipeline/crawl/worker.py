@@ -28,6 +28,7 @@ import structlog
 from pipeline.config import Settings
 from pipeline.crawl.fetcher import Fetcher
 from pipeline.crawl.pagination import FEWER, Step, next_step, reason_kind
+from pipeline.crawl.parsing import Parser, ThreadParser
 from pipeline.crawl.politeness import host_key
 from pipeline.crawl.retry import RetryPolicy
 from pipeline.errors import (
@@ -127,9 +128,13 @@ class Worker:
         options: WorkerOptions,
         on_page: Callable[[RunCounters], None] | None = None,
         now: Callable[[], datetime] | None = None,
+        parser: Parser | None = None,
     ) -> None:
         """`now` is the wall clock (UTC) for fetch times and retry times; the composition
-        root passes its injected clock's, so that store and worker agree on time."""
+        root passes its injected clock's, so that store and worker agree on time.
+        `parser` is where pages are parsed (the composition root's bounded worker
+        processes; without one, a thread of this process)."""
+        self.parser = parser or ThreadParser(source)
         self.store = store
         self.fetcher = fetcher
         self.source = source
@@ -306,7 +311,7 @@ class Worker:
         )
         try:
             page = await self.policy.call(lambda: self.fetcher.fetch(job.url, validators))
-            completion = self._completion(job, page)
+            completion = await self._completion(job, page)
         except TransientFetchError as exc:
             await self._fail_transient(job, exc)
             return
@@ -344,13 +349,13 @@ class Worker:
         if self._on_page is not None:
             self._on_page(self.counters)
 
-    def completion(self, job: Job, page: Page) -> Completion:
+    async def completion(self, job: Job, page: Page) -> Completion:
         """What a fetched page completes: its parse and follow-ups, exactly as a crawl
         builds them (`citepipe reparse` builds completions from kept pages with this).
         Raises ParseError for a broken page."""
-        return self._completion(job, page)
+        return await self._completion(job, page)
 
-    def _completion(self, job: Job, page: Page) -> Completion:
+    async def _completion(self, job: Job, page: Page) -> Completion:
         """Parse the page (unless unchanged) and build the completion with follow-ups."""
         now = self._now()
         if page.not_modified:
@@ -367,7 +372,7 @@ class Worker:
                 incomplete=step.incomplete,
             )
         digest = hashlib.sha256(page.body).hexdigest()[:32]  # SHA-NI: twice blake2b's speed
-        result = None if digest == job.content_hash else self.source.parse(page)
+        result = None if digest == job.content_hash else await self.parser.parse(page)
         step = self._step(job, page, result)
         stored_hash: str | None = digest
         if not step.keep:  # another report's page: nothing of it is stored under this one

@@ -136,7 +136,7 @@ async def reparse(
             summary.skipped += 1
             continue
         try:
-            completion = _completion(worker, stored, keep_all)
+            completion = await _completion(worker, stored, keep_all)
         except ParseError as exc:
             summary.still_broken[f"broken page: {exc}"] += 1
             if stored.kept.broken and stored.kept.error != str(exc):
@@ -154,7 +154,7 @@ async def reparse(
     return summary
 
 
-def _completion(worker: Worker, stored: StoredPage, keep_all: bool) -> Completion:
+async def _completion(worker: Worker, stored: StoredPage, keep_all: bool) -> Completion:
     """The completion a crawl would build for this page, dated when it was fetched."""
     kept = stored.kept
     job = dataclasses.replace(stored.job, content_hash=None)  # parse even if unchanged
@@ -167,7 +167,7 @@ def _completion(worker: Worker, stored: StoredPage, keep_all: bool) -> Completio
         media_type=kept.media_type,
         charset=kept.charset,
     )
-    completion = worker.completion(job, page)
+    completion = await worker.completion(job, page)
     keep = keep_all or not kept.broken  # a page kept as good stays kept
     return dataclasses.replace(
         completion,

@@ -191,7 +191,10 @@ def _tree(html: str | bytes) -> LexborHTMLParser:
     tags = data.count(b"<")
     if tags > MAX_TAGS:
         raise ParseError(f"not a report page: {tags} tags, more than {MAX_TAGS}", missing=())
-    return LexborHTMLParser(data)
+    try:
+        return LexborHTMLParser(data)
+    except SelectolaxError as exc:  # lexbor fails to build a tree only when out of memory
+        raise MemoryError(f"lexbor: {exc}") from None
 
 
 def _prepare(root: Node) -> None:
