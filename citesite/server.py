@@ -137,6 +137,10 @@ class RequestRecord:
     dois: int | None = None  # an API request: how many DOIs it asked for
 
 
+DECLARE = ("header", "meta", "both", "none")  # where a page's encoding is declared
+_UTF8_META = '<meta charset="utf-8">'  # as `citesite.render` writes it
+
+
 @dataclass(frozen=True, slots=True)
 class _Answer:
     status: int
@@ -299,11 +303,22 @@ class CitationSite:
         api_token: str | None = None,
         api_per_second: int = PER_SECOND,
         api_per_minute: int = PER_MINUTE,
+        encoding: str = "utf-8",
+        declare: str = "both",
     ) -> None:
         """`api_token` is the token the API accepts (`Authorization: Bearer ...`), which
-        lifts its limits of `api_per_second` and `api_per_minute` (citesite/api.py)."""
+        lifts its limits of `api_per_second` and `api_per_minute` (citesite/api.py).
+        `encoding` is how report pages are encoded (`iso-8859-1`, `windows-1252`: what
+        the encoding cannot hold is written as character references) and `declare` where
+        the encoding is said: `header` (Content-Type charset), `meta` (`<meta charset>`),
+        `both` or `none` (neither: bytes a client must not read as UTF-8 in silence)."""
         if per_page < 1:
             raise ValueError("per_page must be >= 1")
+        if declare not in DECLARE:
+            raise ValueError(f"declare must be one of {', '.join(DECLARE)}")
+        "".encode(encoding)  # an unknown encoding is a LookupError here, not at serve time
+        self.encoding = encoding
+        self.declare = declare
         self.public_url = public_url_or_error(public_url) if public_url else None
         self._reports = _Reports(_as_mapping(reports))
         self.host = host
@@ -548,13 +563,25 @@ class CitationSite:
                 self._fingerprints.popitem(last=False)
         return fp
 
+    def _encoded(self, body: bytes) -> tuple[bytes, str]:
+        """A rendered (UTF-8) page in the site's `encoding`, declared as `declare` says;
+        with its Content-Type."""
+        if self.encoding == "utf-8" and self.declare == "both":
+            return body, CONTENT_TYPE
+        meta = f'<meta charset="{self.encoding}">' if self.declare in ("meta", "both") else ""
+        text = body.decode("utf-8").replace(_UTF8_META, meta, 1)
+        header = self.declare in ("header", "both")
+        content_type = f"text/html; charset={self.encoding}" if header else "text/html"
+        return text.encode(self.encoding, "xmlcharrefreplace"), content_type
+
     def _serve(self, request: web.Request, report: SiteReport, page: int) -> _Answer:
         body, etag = self._page(report, page, self.link_base(request.headers.get("Host")))
+        body, content_type = self._encoded(body)
         modified = _http_date(report.updated_at)
         headers = {
             "ETag": etag,
             "Last-Modified": modified,
-            "Content-Type": CONTENT_TYPE,
+            "Content-Type": content_type,
             "Cache-Control": "private, max-age=0",
         }
         inm = request.headers.get("If-None-Match")

@@ -22,6 +22,7 @@ from pipeline.clock import Clock, SystemClock
 from pipeline.config import Settings, check_shareable
 from pipeline.crawl.api import ApiClient
 from pipeline.crawl.fetcher import AiohttpFetcher, Fetcher
+from pipeline.crawl.parsing import ParseBudget, Parser, ProcessBudgetParser
 from pipeline.crawl.retry import RetryPolicy
 from pipeline.crawl.worker import RunCounters, Worker, WorkerOptions
 from pipeline.errors import ConfigError, StoreError
@@ -59,6 +60,7 @@ class Pipeline:
     options: RunOptions
     api: ApiClient | None = None  # scite's API (batch jobs), over the store's host ledger
     batch_source: BatchSource | None = None
+    parser: Parser | None = None  # where pages are parsed (bounded worker processes)
 
     def worker(
         self, *, burst: bool, on_page: Callable[[RunCounters], None] | None = None
@@ -73,6 +75,7 @@ class Pipeline:
             now=self.clock.now,
             api=self.api,
             batch_source=self.batch_source,
+            parser=self.parser,
         )
 
     async def register_run(self, kind: str) -> int:
@@ -127,6 +130,8 @@ async def open_pipeline(
     )
     # any process can work batch jobs another queued; its session opens at first use
     api = ApiClient(settings, hosts=the_store)
+    budget = ParseBudget(settings.parse_cpu_seconds, settings.parse_memory_mb)
+    parser = ProcessBudgetParser(source, budget)  # its processes start at the first page
     try:
         yield Pipeline(
             settings,
@@ -138,8 +143,10 @@ async def open_pipeline(
             RunOptions.from_settings(settings),
             api=api,
             batch_source=make_batch_source(settings),
+            parser=parser,
         )
     finally:
+        parser.close()
         try:
             try:
                 await api.close()

@@ -129,6 +129,20 @@ class Settings:
         900.0, "longest backoff between attempts (seconds)", low=0, high=YEAR
     )
     max_page_bytes: int = setting(5_000_000, "largest page body read", low=1, high=2**31)
+    parse_cpu_seconds: float = setting(
+        5.0,
+        "CPU seconds one page's parse may take (a report takes ~1 ms); over it, a broken page",
+        low=1,
+        high=DAY,
+        flags=("crawl",),
+    )
+    parse_memory_mb: int = setting(
+        512,
+        "megabytes of memory one page's parse may take; over it, a broken page",
+        low=16,
+        high=1_000_000,
+        flags=("crawl",),
+    )
     max_redirects: int = setting(5, "redirects followed per request", low=0, high=100)
     max_pages_per_report: int = setting(
         500, "a report's crawl follows at most this many pages", low=1, high=1_000_000

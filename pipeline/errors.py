@@ -32,6 +32,20 @@ class PipelineError(Exception):
     def message(self) -> str:
         return str(self.args[0]) if self.args else ""
 
+    def __reduce__(self) -> tuple[object, ...]:
+        """Pickled with its attributes (`missing`, `wall`, `reason`...): a page parsed in
+        a worker process raises its error in this one as it was."""
+        return (_restore, (type(self), self.args, dict(self.__dict__)))
+
+
+def _restore(
+    cls: type[PipelineError], args: tuple[object, ...], state: dict[str, object]
+) -> PipelineError:
+    error = cls.__new__(cls)
+    error.args = args
+    error.__dict__.update(state)
+    return error
+
 
 class ConfigError(PipelineError):
     """A setting is missing or has a bad value."""

@@ -56,8 +56,18 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
+# Libraries whose own `logging` is too chatty below a warning (aiohttp's access log, asyncpg).
+_QUIET_LIBRARIES = ("aiohttp.access", "asyncpg", "asyncio")
+
+
 def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | None = None) -> None:
-    """Set up structlog once for the process. `fmt` is auto, json or console."""
+    """Set up structlog once for the process. `fmt` is auto, json or console.
+
+    The standard `logging` of every library (asyncpg, aiohttp, asyncio, warnings) goes
+    through the same renderer and the same redaction (structlog's `ProcessorFormatter` on
+    the root logger), so a JSON run's stderr is JSON lines only and no connection string
+    is printed as is, whoever logs it.
+    """
     out = stream or sys.stderr
     use_console = fmt == "console" or (fmt == "auto" and out.isatty())
     renderer: Any = (
@@ -65,11 +75,14 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         if use_console
         else structlog.processors.JSONRenderer()
     )
+    shared: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True),
+    ]
     structlog.configure(
         processors=[
-            structlog.contextvars.merge_contextvars,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *shared,
             structlog.processors.format_exc_info,
             _redact,  # after format_exc_info, so that tracebacks are redacted too
             renderer,
@@ -78,6 +91,28 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
         logger_factory=structlog.PrintLoggerFactory(file=out),
         cache_logger_on_first_use=False,
     )
+    handler = logging.StreamHandler(out)
+    handler.setFormatter(
+        structlog.stdlib.ProcessorFormatter(
+            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            processors=[
+                structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+                structlog.processors.format_exc_info,  # text, then redacted
+                _redact,
+                renderer,
+            ],
+        )
+    )
+    root = logging.getLogger()
+    for old in list(root.handlers):  # configured again (tests, a helper process): replace
+        if getattr(old, "_citepipe", False):
+            root.removeHandler(old)
+    handler._citepipe = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(_LEVELS.get(level, logging.INFO))
+    for name in _QUIET_LIBRARIES:
+        logging.getLogger(name).setLevel(max(logging.WARNING, root.level))
+    logging.captureWarnings(True)  # warnings.warn -> the `py.warnings` logger, as above
 
 
 def get_logger(name: str = "citepipe") -> Any:

@@ -107,7 +107,12 @@ class Validators:
 
 @dataclass(frozen=True, slots=True)
 class Page:
-    """A fetched page. `status` 304 means not modified: `body` is then empty."""
+    """A fetched page. `status` 304 means not modified: `body` is then empty.
+
+    `media_type` and `charset` are what the `Content-Type` header said (`text/html`,
+    `iso-8859-1`; None when it said nothing): the body is decoded with them as a browser
+    would (`pipeline.sources.charset`).
+    """
 
     url: str
     final_url: str
@@ -115,6 +120,8 @@ class Page:
     body: bytes
     etag: str | None = None
     last_modified: str | None = None
+    media_type: str | None = None
+    charset: str | None = None
 
     @property
     def not_modified(self) -> bool:
@@ -349,7 +356,8 @@ class KeptPage:
     (after redirects): its relative links are read against it. `packed` is the body
     already compressed (`rules.pack_page`), when the caller did it: the worker does, on
     its own thread, so that the store's writer thread does not hand Python's GIL back and
-    forth once a page.
+    forth once a page. `media_type` and `charset` are the `Content-Type` header's, kept so
+    that `reparse` decodes the body exactly as the crawl did.
     """
 
     doi: str
@@ -360,6 +368,8 @@ class KeptPage:
     broken: bool = False
     error: str | None = None
     packed: bytes | None = field(default=None, compare=False, repr=False)  # body, zlib'd
+    media_type: str | None = None
+    charset: str | None = None
 
 
 @dataclass(frozen=True, slots=True)

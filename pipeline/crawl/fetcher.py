@@ -6,11 +6,16 @@ the base URL; nothing is ever requested from another host), sends conditional re
 and maps every aiohttp/timeout error to our tree in exactly one place (`_translate`):
 
 - TransientFetchError: timeouts, connection errors, resets, truncated bodies, 408/429/5xx
-- PermanentFetchError: 404/410 and other 4xx, not HTML, too large, off-site redirect, loop
+- PermanentFetchError: 404/410 and other 4xx, not HTML, too large, off-site redirect, loop,
+  a response that is not HTTP (headers too large, a malformed status line)
+
+aiohttp's own resend of a request on a dropped kept-alive connection is off: the site
+sees each request once, and retries are the retry policy's (`pipeline.crawl.retry`).
 """
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -84,8 +89,13 @@ def _translate(url: str) -> Iterator[None]:
             f"connection error for {url}: {exc!r}", url=url, reason="connection error"
         ) from exc
     except aiohttp.ClientResponseError as exc:
-        raise TransientFetchError(
-            f"bad response from {url}: {exc}", url=url, reason="bad response"
+        # raised (no raise_for_status here) only when the response could not be read as
+        # HTTP: a header line over aiohttp's limit, a bad status line. The same request gets
+        # the same answer, so it is not retried like a timeout or a reset.
+        too_large = "Got more than" in exc.message or "too long" in exc.message.lower()
+        reason = "headers too large" if too_large else "malformed response"
+        raise PermanentFetchError(
+            f"{reason} from {url}: {exc.message[:200]}", url=url, reason=reason
         ) from exc
     except aiohttp.ClientError as exc:
         raise TransientFetchError(
@@ -139,6 +149,11 @@ class AiohttpFetcher:
                 headers={"User-Agent": s.user_agent, "Accept": "text/html"},
                 cookie_jar=aiohttp.DummyCookieJar(),
             )
+            # aiohttp resends an idempotent request once when a kept-alive connection
+            # drops before the answer (RFC 9112 9.3.1.1); that doubles requests to a site
+            # that disconnects, behind the retry policy's back: retries are the policy's
+            # alone. No public option exists (aiohttp's own test client sets this too).
+            self._session._retry_connection = False
         return self._session
 
     def cancel_waiting(self) -> int:
@@ -202,14 +217,7 @@ class AiohttpFetcher:
                 )
             page_or_location = await self._request(current, headers)
             if isinstance(page_or_location, Page):
-                return Page(
-                    url=url,
-                    final_url=page_or_location.final_url,
-                    status=page_or_location.status,
-                    body=page_or_location.body,
-                    etag=page_or_location.etag,
-                    last_modified=page_or_location.last_modified,
-                )
+                return dataclasses.replace(page_or_location, url=url)
             current = strip_userinfo(urljoin(current, page_or_location))
             if current in seen:
                 raise PermanentFetchError(
@@ -268,6 +276,8 @@ class AiohttpFetcher:
                     body=body,
                     etag=resp.headers.get("ETag"),
                     last_modified=resp.headers.get("Last-Modified"),
+                    media_type=resp.content_type,
+                    charset=resp.charset,
                 )
         raise AssertionError("unreachable")  # pragma: no cover
 

@@ -29,6 +29,7 @@ import structlog
 from pipeline.config import Settings
 from pipeline.crawl.fetcher import Fetcher
 from pipeline.crawl.pagination import FEWER, Step, next_step, reason_kind
+from pipeline.crawl.parsing import Parser, ThreadParser
 from pipeline.crawl.politeness import host_key
 from pipeline.crawl.retry import RetryPolicy
 from pipeline.errors import (
@@ -146,13 +147,16 @@ class Worker:
         *,
         api: BatchFetcher | None = None,
         batch_source: BatchSource | None = None,
+        parser: Parser | None = None,
     ) -> None:
         """`now` is the wall clock (UTC) for fetch times and retry times; the composition
         root passes its injected clock's, so that store and worker agree on time. `api`
         and `batch_source` work batch jobs (scite's API); without them a batch job dies
-        with a reason."""
+        with a reason. `parser` is where pages are parsed (the composition root's bounded
+        worker processes; without one, a thread of this process)."""
         self.api = api
         self.batch_source = batch_source
+        self.parser = parser or ThreadParser(source)
         self.store = store
         self.fetcher = fetcher
         self.source = source
@@ -274,25 +278,26 @@ class Worker:
                     log.warning("lease heartbeat failed", error=str(exc))
 
     async def _run_job(self, job: Job, slots: asyncio.Semaphore) -> None:
-        try:
-            with structlog.contextvars.bound_contextvars(
-                job_id=job.id, doi=job.doi, url=job.url, attempt=job.attempts
-            ):
+        # bound around the outcome too: a crash or store-error line names its job
+        with structlog.contextvars.bound_contextvars(
+            job_id=job.id, doi=job.doi, url=job.url, attempt=job.attempts
+        ):
+            try:
                 await self._process(job)
-            self._in_flight.pop(job.id, None)
-        except asyncio.CancelledError:
-            raise  # left in _in_flight: released by _finish_in_flight
-        except StoreDataError as exc:  # our rows broke a constraint: a bug, like below
-            self._in_flight.pop(job.id, None)
-            await self._crashed(job, exc)
-        except StoreError as exc:  # the store failed, not the job: it is tried again
-            self._in_flight.pop(job.id, None)
-            await self._store_failed(job, exc)
-        except Exception as exc:  # a bug in citepipe: the job dies
-            self._in_flight.pop(job.id, None)
-            await self._crashed(job, exc)
-        finally:
-            slots.release()
+                self._in_flight.pop(job.id, None)
+            except asyncio.CancelledError:
+                raise  # left in _in_flight: released by _finish_in_flight
+            except StoreDataError as exc:  # our rows broke a constraint: a bug, like below
+                self._in_flight.pop(job.id, None)
+                await self._crashed(job, exc)
+            except StoreError as exc:  # the store failed, not the job: it is tried again
+                self._in_flight.pop(job.id, None)
+                await self._store_failed(job, exc)
+            except Exception as exc:  # a bug in citepipe: the job dies
+                self._in_flight.pop(job.id, None)
+                await self._crashed(job, exc)
+            finally:
+                slots.release()
 
     async def _crashed(self, job: Job, exc: Exception) -> None:
         """A bug in our code kills the job with `internal error: Type: message`, counted
@@ -331,7 +336,7 @@ class Worker:
         )
         try:
             page = await self.policy.call(lambda: self.fetcher.fetch(job.url, validators))
-            completion = self._completion(job, page)
+            completion = await self._completion(job, page)
         except TransientFetchError as exc:
             await self._fail_transient(job, exc)
             return
@@ -417,13 +422,13 @@ class Worker:
         if self._on_page is not None:
             self._on_page(self.counters)
 
-    def completion(self, job: Job, page: Page) -> Completion:
+    async def completion(self, job: Job, page: Page) -> Completion:
         """What a fetched page completes: its parse and follow-ups, exactly as a crawl
         builds them (`citepipe reparse` builds completions from kept pages with this).
         Raises ParseError for a broken page."""
-        return self._completion(job, page)
+        return await self._completion(job, page)
 
-    def _completion(self, job: Job, page: Page) -> Completion:
+    async def _completion(self, job: Job, page: Page) -> Completion:
         """Parse the page (unless unchanged) and build the completion with follow-ups."""
         now = self._now()
         if page.not_modified:
@@ -440,7 +445,7 @@ class Worker:
                 incomplete=step.incomplete,
             )
         digest = hashlib.sha256(page.body).hexdigest()[:32]  # SHA-NI: twice blake2b's speed
-        result = None if digest == job.content_hash else self.source.parse(page)
+        result = None if digest == job.content_hash else await self.parser.parse(page)
         step = self._step(job, page, result)
         stored_hash: str | None = digest
         if not step.keep:  # another report's page: nothing of it is stored under this one
@@ -449,7 +454,16 @@ class Worker:
         kept = None
         if result is not None and self.options.keep_pages == "all":
             packed = pack_page(page.body)  # here, not on the store's writer thread
-            kept = KeptPage(job.doi, job.page, page.final_url, now, page.body, packed=packed)
+            kept = KeptPage(
+                job.doi,
+                job.page,
+                page.final_url,
+                now,
+                page.body,
+                packed=packed,
+                media_type=page.media_type,
+                charset=page.charset,
+            )
         if result is not None and job.depth > 0 and job.page == 1:
             follow += self._citing(job, result)
         return Completion(
@@ -521,7 +535,17 @@ class Worker:
 
     async def _keep_broken(self, job: Job, page: Page, error: ParseError) -> str:
         """Keep a broken page in the store (for `citepipe reparse`); say whether it was."""
-        kept = KeptPage(job.doi, job.page, page.final_url, self._now(), page.body, True, str(error))
+        kept = KeptPage(
+            job.doi,
+            job.page,
+            page.final_url,
+            self._now(),
+            page.body,
+            True,
+            str(error),
+            media_type=page.media_type,
+            charset=page.charset,
+        )
         try:
             await self.store.keep_page(kept)
         except PipelineError as exc:

@@ -136,7 +136,7 @@ async def reparse(
             summary.skipped += 1
             continue
         try:
-            completion = _completion(worker, stored, keep_all)
+            completion = await _completion(worker, stored, keep_all)
         except ParseError as exc:
             summary.still_broken[f"broken page: {exc}"] += 1
             if stored.kept.broken and stored.kept.error != str(exc):
@@ -154,13 +154,20 @@ async def reparse(
     return summary
 
 
-def _completion(worker: Worker, stored: StoredPage, keep_all: bool) -> Completion:
+async def _completion(worker: Worker, stored: StoredPage, keep_all: bool) -> Completion:
     """The completion a crawl would build for this page, dated when it was fetched."""
     kept = stored.kept
     job = dataclasses.replace(stored.job, content_hash=None)  # parse even if unchanged
     # as fetched: asked for at the job's address, the body from where redirects led
-    page = Page(url=stored.job.url, final_url=kept.url, status=200, body=kept.body)
-    completion = worker.completion(job, page)
+    page = Page(
+        url=stored.job.url,
+        final_url=kept.url,
+        status=200,
+        body=kept.body,
+        media_type=kept.media_type,
+        charset=kept.charset,
+    )
+    completion = await worker.completion(job, page)
     keep = keep_all or not kept.broken  # a page kept as good stays kept
     return dataclasses.replace(
         completion,

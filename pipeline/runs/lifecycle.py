@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
 import signal
 import socket
 import sys
@@ -32,6 +31,7 @@ from pipeline.runs.processes import HELPER_POLL, Helpers
 from pipeline.runs.progress import Progress
 from pipeline.runs.summary import InputTally, plural
 from pipeline.sources.scite_api import BACKFILL_ENDPOINTS
+from pipeline.store.sql import process_gone
 
 log = structlog.get_logger("citepipe")
 
@@ -260,20 +260,11 @@ async def log_progress(
         last_pages, last_time = c.pages_done, now
 
 
-def _pid_gone(pid: int) -> bool:
-    """Whether no process with this id exists on this host (provably, not 'maybe')."""
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return True
-    except (PermissionError, OSError):
-        return False  # it exists (someone else's), or we cannot tell: not provably gone
-    return False
-
-
 async def reclaim_and_name_waits(p: Pipeline, ui: RunUI) -> None:
     """Before working: give back at once the leases of a run that is provably dead (same
-    host, its pid gone, no live heartbeat), and name the wait for the others' leases.
+    host, its pid gone: whatever its heartbeat's age, as a run that died a second ago
+    still has a fresh one), and name the wait for the others' leases, with its reason and
+    its end, in the log too.
 
     Without this a rerun after a SIGKILL sits silent until the killed run's leases expire
     (`lease_seconds`). Costs one count, and one read of the leased jobs when there are any.
@@ -291,7 +282,7 @@ async def reclaim_and_name_waits(p: Pipeline, ui: RunUI) -> None:
             holder = leased.worker
             h, _, pid_text = holder.rpartition(":")
             pid = int(pid_text) if pid_text.isdigit() else -1
-            if h == host and pid > 0 and (h, pid) not in live and _pid_gone(pid):
+            if h == host and process_gone(pid):
                 dead.append(leased.job)
                 dead_holders.add(holder)
             elif (h, pid) not in live:
@@ -311,6 +302,13 @@ async def reclaim_and_name_waits(p: Pipeline, ui: RunUI) -> None:
             ui.message(
                 f"waiting for {plural(waiting, 'lease')} of an earlier run to expire{at}; "
                 "those pages are worked then"
+            )
+            log.info(
+                "waiting for leases of an earlier run",
+                reason="held by a run this host cannot check (another host, or its process"
+                " is alive) and not heartbeating",
+                leases=waiting,
+                until=until.isoformat() if until is not None else None,
             )
     except PipelineError as exc:  # a courtesy: never a reason to fail the run
         log.warning("could not look at leases of earlier runs", error=str(exc))

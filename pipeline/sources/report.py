@@ -39,6 +39,7 @@ from pipeline.normalise import (
     strip_label,
     strip_snippet_quotes,
 )
+from pipeline.sources.charset import UTF8, decode_page
 from pipeline.sources.selectors import (
     FacetSelectors,
     PaperSelectors,
@@ -166,8 +167,13 @@ class ReportSource:
         return moved if self.in_scope(moved) else None
 
     def parse(self, page: Page) -> ParseResult:
-        """Parse a fetched page; `ParseError` if it is not a report."""
-        return parse_report(page.body, page.final_url or page.url, self.selectors)
+        """Parse a fetched page, decoded as a browser would (`charset`); `ParseError` if
+        it is not a report or its bytes are invalid in the encoding it declares."""
+        decoded = decode_page(page.body, page.charset)
+        # UTF-8 without a BOM: lexbor reads the bytes themselves (no second encoding)
+        plain = decoded.encoding == UTF8 and decoded.source != "bom"
+        html = page.body if plain else decoded.text
+        return parse_report(html, page.final_url or page.url, self.selectors)
 
 
 def parse_report(html: str | bytes, url: str, selectors: Selectors | None = None) -> ParseResult:
@@ -185,7 +191,10 @@ def _tree(html: str | bytes) -> LexborHTMLParser:
     tags = data.count(b"<")
     if tags > MAX_TAGS:
         raise ParseError(f"not a report page: {tags} tags, more than {MAX_TAGS}", missing=())
-    return LexborHTMLParser(data)
+    try:
+        return LexborHTMLParser(data)
+    except SelectolaxError as exc:  # lexbor fails to build a tree only when out of memory
+        raise MemoryError(f"lexbor: {exc}") from None
 
 
 def _prepare(root: Node) -> None:

@@ -93,7 +93,12 @@ def _db_errors(what: str) -> Iterator[None]:
         raise
     except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
         raise StoreDataError(redact_text(f"{what}: {exc}")) from exc
-    except (asyncpg.PostgresError, asyncpg.InterfaceError, OSError) as exc:
+    except (
+        asyncpg.PostgresError,  # CannotConnectNowError, connection errors among them
+        asyncpg.InterfaceError,
+        asyncpg.exceptions.InternalClientError,  # ProtocolError; "cannot switch to state"
+        OSError,
+    ) as exc:
         raise StoreError(redact_text(f"{what}: {exc}")) from exc
     except TimeoutError as exc:
         raise StoreError(f"{what}: the database did not answer in time") from exc

@@ -608,6 +608,8 @@ def page_params(page: KeptPage) -> Params:
         "error": page.error,
         "size": len(page.body),
         "body": page.packed if page.packed is not None else pack_page(page.body),
+        "media_type": page.media_type,
+        "charset": page.charset,
     }
 
 
@@ -626,6 +628,8 @@ def stored_page_from_row(row: RowLike, fetched_at: datetime) -> StoredPage:
         body=body,
         broken=bool(row["broken"]),
         error=row["error"],
+        media_type=row["media_type"],
+        charset=row["charset"],
     )
     return StoredPage(kept=kept, job=job_from_row(row), state=row["state"])
 

@@ -31,6 +31,8 @@ counts (`read_stats`) are assembled here too, from the same named queries.
 from __future__ import annotations
 
 import json
+import os
+import socket
 from abc import ABC, abstractmethod
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator, Sequence
 from datetime import datetime, timedelta
@@ -68,6 +70,22 @@ from pipeline.store.rules import Params
 T = TypeVar("T")
 Clock = Callable[[], datetime]
 Row = Any  # a driver's row: sqlite3.Row or asyncpg.Record, by position and by column name
+
+
+def process_gone(pid: int) -> bool:
+    """Whether no process with this id exists on this host (provably, not 'maybe'): its
+    runs are over and its leases free, whatever their heartbeat says."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return True
+    except OSError:
+        return False  # it exists (someone else's), or we cannot tell: not provably gone
+    return False
+
+
 Rows = Callable[[str, Params | None], Awaitable[list[Any]]]
 
 EXPORT_CHUNK = 1000  # rows per keyset page when exporting
@@ -337,9 +355,11 @@ class SQLStore(ABC):
         await self._write("finish run", "finish_run", [row])
 
     async def active_runs(self, stale_after: float) -> list[RunInfo]:
-        """Unfinished runs whose heartbeat is younger than `stale_after` seconds."""
+        """Unfinished runs whose heartbeat is younger than `stale_after` seconds, but for
+        those of this host whose process is gone (a run that died a moment ago)."""
         since = self._now() - timedelta(seconds=stale_after)
         rows = await self._read_all("active_runs", {"since": since})
+        host = socket.gethostname()
         return [
             RunInfo(
                 r["id"],
@@ -350,6 +370,7 @@ class SQLStore(ABC):
                 self._time(r["heartbeat_at"]),
             )
             for r in rows
+            if not (r["host"] == host and process_gone(r["pid"]))
         ]
 
     # ------------------------------------------------------------ politeness (hosts)

@@ -576,6 +576,32 @@ async def test_leases_of_a_dead_process_on_this_host_are_reclaimed_at_once(
     assert set(stored_statements(db)) == expected_statements(reps)
 
 
+async def test_leases_of_a_gone_process_with_a_fresh_heartbeat_are_reclaimed_at_once(
+    tmp_path: Path,
+) -> None:
+    """A run that died a second ago (a full disk) still has a fresh heartbeat row; its pid
+    is gone on this host, so its leases come back at once, and `status` does not list it
+    as active (issue 20, points 6 and 7)."""
+    reps = reports(3, seed=53)
+    dois = list(reps)
+    gone = await asyncio.create_subprocess_exec("true")
+    await gone.wait()
+    host = socket.gethostname()
+    db = tmp_path / "c.sqlite"
+    ui = quiet_ui()
+    async with CitationSite(reps) as site:
+        settings = fast_settings(site.base_url, db, lease_seconds=600.0)
+        async with app.open_pipeline(settings) as p:
+            await p.store.start_run("backfill", host, gone.pid)  # heartbeat: now
+            await p.store.enqueue([NewJob(doi=d, url=f"{site.base_url}/reports/{d}") for d in dois])
+            assert len(await p.store.claim(f"{host}:{gone.pid}", 2, 600)) == 2
+            assert (await p.store.stats()).active_runs == ()
+        summary = await asyncio.wait_for(run_backfill(settings, dois, ui), 20)
+    assert summary.exit_code == 0, summary.render()
+    assert "reclaimed 2 leases of a run whose process is gone" in ui_text(ui)
+    assert set(stored_statements(db)) == expected_statements(reps)
+
+
 async def test_the_wait_for_leases_of_an_earlier_run_is_named(tmp_path: Path) -> None:
     """Leases held by a process this host cannot check (another host) are waited for,
     and the wait says how many and until when; once they expire the run finishes."""

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import replace
@@ -317,3 +318,78 @@ async def test_redirects_off_the_report_pages_are_refused_unfetched() -> None:
 def test_retry_after_is_bounded() -> None:
     assert parse_retry_after("9" * 400) == MAX_WAIT
     assert parse_retry_after("\u00b2") is None  # a digit to str.isdigit, not to float
+
+
+@asynccontextmanager
+async def raw_site(answers: dict[str, bytes | None]) -> AsyncIterator[tuple[str, Counter[str]]]:
+    """A bare HTTP/1.1 server: each path gets its bytes as they are (None: the connection
+    is closed unanswered, a server disconnect); it counts the requests per path."""
+    seen: Counter[str] = Counter()
+
+    async def talk(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            while True:
+                head = await reader.readuntil(b"\r\n\r\n")
+                path = head.split(b" ", 2)[1].decode()
+                seen[path] += 1
+                answer = answers.get(path)
+                if answer is None:
+                    break
+                writer.write(answer)
+                await writer.drain()
+        except (asyncio.IncompleteReadError, ConnectionError):
+            pass
+        finally:
+            writer.close()
+
+    server = await asyncio.start_server(talk, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        yield f"http://127.0.0.1:{port}", seen
+    finally:
+        server.close()
+        await server.wait_closed()
+
+
+OK_RESPONSE = (
+    b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: 2\r\n"
+    b"Connection: keep-alive\r\n\r\nok"
+)
+
+
+async def test_a_server_disconnect_is_not_retried_by_the_http_client() -> None:
+    """aiohttp resends an idempotent request once when a kept-alive connection drops;
+    citepipe's retry policy decides retries, so the site sees one request (issue 20)."""
+    async with raw_site({"/ok": OK_RESPONSE, "/drop": None}) as (base, seen):
+        f = AiohttpFetcher(settings(base))
+        try:
+            await f.fetch(f"{base}/ok")  # the connection is kept alive for the next one
+            with pytest.raises(TransientFetchError):
+                await f.fetch(f"{base}/drop")
+        finally:
+            await f.close()
+    assert seen == Counter({"/ok": 1, "/drop": 1})
+
+
+@pytest.mark.parametrize(
+    ("answer", "reason"),
+    [
+        (
+            b"HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nX-Big: "
+            + b"a" * 20_000
+            + b"\r\nContent-Length: 2\r\n\r\nok",
+            "headers too large",
+        ),
+        (b"HTTP/1.1 abc\r\n\r\n", "malformed response"),
+    ],
+)
+async def test_protocol_errors_are_permanent(answer: bytes, reason: str) -> None:
+    async with raw_site({"/p": answer}) as (base, seen):
+        f = AiohttpFetcher(settings(base))
+        try:
+            with pytest.raises(PermanentFetchError) as caught:
+                await f.fetch(f"{base}/p")
+        finally:
+            await f.close()
+    assert caught.value.reason == reason
+    assert seen == Counter({"/p": 1})

@@ -17,6 +17,7 @@ from pipeline.errors import StoreError
 from pipeline.models import Completion, Facet, NewJob, Paper, ParseResult, Statement, Tally
 from pipeline.store import PostgresStore, SQLiteStore, Store
 from pipeline.store.copy import TABLE_ORDER, copy_store
+from pipeline.store.postgres import _db_errors
 from pipeline.store.postgres_sql import SET_WRITES, merge_statements, positional, statements
 from pipeline.store.queries import migrations, queries
 from pipeline.store.rules import COLUMNS, KEYS
@@ -30,6 +31,26 @@ async def fetch(url: str, sql: str, *args: Any) -> list[Any]:
         return list(await conn.fetch(sql, *args))
     finally:
         await conn.close()
+
+
+@pytest.mark.parametrize(
+    "error",
+    [
+        asyncpg.exceptions.InternalClientError(
+            "cannot switch to state 12; another operation (2) is in progress"
+        ),
+        asyncpg.exceptions.ProtocolError("unexpected message"),
+        asyncpg.exceptions.CannotConnectNowError("the database system is shutting down"),
+        asyncpg.exceptions.ConnectionDoesNotExistError("connection was closed"),
+        asyncpg.exceptions.InterfaceError("cannot perform operation: connection is closed"),
+    ],
+    ids=lambda e: type(e).__name__,
+)
+def test_every_driver_error_family_is_a_store_error(error: Exception) -> None:
+    """What asyncpg raises while the server restarts is a store error (the job is tried
+    again), never a bug that kills the job (issue 20, point 3)."""
+    with pytest.raises(StoreError, match="complete: "), _db_errors("complete"):
+        raise error
 
 
 def test_named_parameters_become_positional() -> None:

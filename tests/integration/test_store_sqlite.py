@@ -161,6 +161,7 @@ async def test_migrations_run_once_at_open(tmp_path: Path) -> None:
             (3, "incomplete_reason"),
             (4, "after_crawl"),
             (5, "search_merges"),
+            (6, "page_charset"),
             (7, "notices"),
             (8, "provenance"),
             (9, "api"),

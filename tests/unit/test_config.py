@@ -52,6 +52,7 @@ FLOAT_SETTINGS = [
     "refresh_max",
     "max_duration",
     "progress_interval",
+    "parse_cpu_seconds",
 ]
 
 

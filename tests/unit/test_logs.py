@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 import json
+import logging
 
 import pytest
 import structlog
@@ -58,3 +59,32 @@ def test_redact_text_keeps_what_is_not_a_password() -> None:
         redact_text("a https://u:p@h/x and sqlite:///d.db")
         == "a https://u:***@h/x and sqlite:///d.db"
     )
+
+
+def test_library_logging_goes_through_the_same_json_and_redaction() -> None:
+    """asyncpg's, aiohttp's and asyncio's own `logging` lines are JSON lines, redacted, with
+    their tracebacks inside the line (issue 20, point 4)."""
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+    try:
+        logging.getLogger("asyncpg.pool").warning(
+            "Failed to restore the pool connection floor; retrying: %s",
+            "postgresql://citepipe:hunter2@db/crawl",
+        )
+        try:
+            raise ConnectionError("cannot connect now to postgresql://u:hunter2@db/x")
+        except ConnectionError:
+            logging.getLogger("asyncio").exception("Task exception was never retrieved")
+        logging.getLogger("aiohttp.client").warning("server disconnected")
+        logging.getLogger("asyncpg").info("below warning: not shown")
+    finally:
+        logging.getLogger().handlers.clear()
+    parsed = lines(out)  # every line is JSON
+    assert [p["event"].split(";")[0].split(":")[0] for p in parsed] == [
+        "Failed to restore the pool connection floor",
+        "Task exception was never retrieved",
+        "server disconnected",
+    ]
+    assert [p["logger"] for p in parsed] == ["asyncpg.pool", "asyncio", "aiohttp.client"]
+    assert "hunter2" not in out.getvalue()
+    assert "ConnectionError" in str(parsed[1]["exception"])

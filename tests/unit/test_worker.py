@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import json
 from collections import Counter
 from dataclasses import dataclass, field
 
 import pytest
+import structlog
 
 from pipeline.crawl.retry import RetryPolicy
 from pipeline.crawl.worker import Worker, WorkerOptions, crash_site
@@ -18,6 +20,7 @@ from pipeline.errors import (
     StoreError,
     TransientFetchError,
 )
+from pipeline.logs import configure_logging
 from pipeline.models import (
     Completion,
     NewJob,
@@ -317,3 +320,33 @@ async def test_a_cut_pagination_is_done_and_counted_incomplete() -> None:
     rows = [r async for r in store.export("papers") if r["doi"] == "10.1/z"]
     assert rows[0]["incomplete"] == 1
     assert rows[0]["incomplete_reason"] == f"pagination cycle: page 2 links back to {p1}"
+
+
+async def test_crash_and_store_error_lines_name_their_job(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """`job crashed` and `store error; ...` carry job_id, doi and url (issue 20, point 5)."""
+    out = io.StringIO()
+    configure_logging("info", "json", stream=out)
+    try:
+
+        class BuggySource(FakeSource):
+            def parse(self, page: Page) -> ParseResult:
+                if page.url.endswith("bug"):
+                    raise KeyError(page.url)
+                return super().parse(page)
+
+        store = FlakyStore(failures=1)
+        await store.open()
+        jobs = [NewJob(doi=f"10.1/{n}", url=f"{BASE}/reports/10.1/{n}") for n in ("ok", "bug")]
+        await store.enqueue(jobs)
+        worker = make_worker(store, FakeFetcher(), BuggySource())
+        await asyncio.wait_for(worker.run(), 20)
+    finally:
+        structlog.reset_defaults()
+    records = [json.loads(line) for line in out.getvalue().splitlines()]
+    wanted = {"job crashed", "store error; the job will be tried again"}
+    said = [r for r in records if r["event"] in wanted]
+    assert {r["event"] for r in said} == wanted
+    for r in said:
+        assert r["job_id"] and r["doi"].startswith("10.1/") and r["url"].startswith(BASE)

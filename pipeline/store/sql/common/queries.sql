@@ -198,13 +198,12 @@ FROM hosts WHERE host = :host AND robots_fetched_at IS NOT NULL;
 -- ---------------------------------------------------------------- kept pages
 
 -- name: keep_page
-INSERT INTO pages (doi, page, url, fetched_at, broken, error, size, body)
-VALUES (:doi, :page, :url, :fetched_at, :broken, :error, :size, :body)
+INSERT INTO pages (doi, page, url, fetched_at, broken, error, size, body, media_type, charset)
+VALUES (:doi, :page, :url, :fetched_at, :broken, :error, :size, :body, :media_type, :charset)
 ON CONFLICT (doi, page) DO UPDATE SET
     url = excluded.url, fetched_at = excluded.fetched_at, broken = excluded.broken,
-    error = excluded.error, size = excluded.size, body = excluded.body;
-
--- ---------------------------------------------------------------- show and search
+    error = excluded.error, size = excluded.size, body = excluded.body,
+    media_type = excluded.media_type, charset = excluded.charset;
 
 -- name: show_paper
 SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated,

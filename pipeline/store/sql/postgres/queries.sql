@@ -311,6 +311,7 @@ DELETE FROM pages WHERE doi = :doi AND page = :page AND broken;
 
 -- name: kept_pages
 SELECT p.doi, p.page, p.url AS page_url, p.fetched_at, p.broken, p.error, p.body,
+       p.media_type, p.charset,
        j.id, j.url, j.attempts, j.depth, j.round, j.etag, j.last_modified, j.content_hash,
        j.next_url, j.chain, j.page_statements, j.page_counted, j.batch, j.state
 FROM pages AS p

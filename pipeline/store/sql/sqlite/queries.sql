@@ -248,6 +248,7 @@ DELETE FROM pages WHERE doi = :doi AND page = :page AND broken = 1;
 -- Keyset pages of kept pages with their jobs, in (doi, page) order. :dois is a JSON
 -- array, or NULL for every DOI; :broken_only 1 or 0.
 SELECT p.doi, p.page, p.url AS page_url, p.fetched_at, p.broken, p.error, p.body,
+       p.media_type, p.charset,
        j.id, j.url, j.attempts, j.depth, j.round, j.etag, j.last_modified, j.content_hash,
        j.next_url, j.chain, j.page_statements, j.page_counted, j.batch, j.state
 FROM pages AS p
