@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from datetime import UTC, datetime
@@ -11,6 +12,7 @@ from pipeline.cli import views
 from pipeline.cli._base import Command, Invocation, print_json, print_rich
 from pipeline.errors import ConfigError
 from pipeline.ops import export as exporting
+from pipeline.ops.output import refuse_store
 from pipeline.ops.read import search as search_store
 from pipeline.ops.read import show as show_paper
 from pipeline.runs.summary import EXIT_OK, plural, render_status
@@ -64,6 +66,8 @@ def export_arguments(p: argparse.ArgumentParser) -> None:
 
 async def export(inv: Invocation) -> int:
     args = inv.args
+    if args.output:  # before anything is opened or written
+        refuse_store(args.output, inv.settings.db)
     if args.datasette_metadata:
         if exporting.write_metadata(inv.settings.db, args.output):
             print(f"Datasette metadata written to {args.output}", file=sys.stderr)
@@ -75,8 +79,13 @@ async def export(inv: Invocation) -> int:
     keep = exporting.RowFilter.build(
         args.table, args.where or (), args.since, now=datetime.now(UTC)
     )
-    async with inv.pipeline() as p:  # first: a bad store leaves no output file behind
-        n = await exporting.export(p, args.table, args.format, args.output, keep)
+    try:
+        async with inv.pipeline() as p:  # first: a bad store leaves no output file behind
+            n = await exporting.export(p, args.table, args.format, args.output, keep)
+    except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C: the old file is kept
+        if args.output:
+            print(f"citepipe: export interrupted; {args.output} left as it was", file=sys.stderr)
+        raise
     print(f"exported {plural(n, 'row')} from {args.table}", file=sys.stderr)
     return EXIT_OK
 

@@ -29,6 +29,7 @@ from typing import IO, Any
 from pipeline.app import Pipeline, sqlite_path
 from pipeline.errors import ConfigError
 from pipeline.ops.datasette import datasette_metadata
+from pipeline.ops.output import replacing
 from pipeline.store.rules import COLUMNS, TALLY_FIELDS
 
 # The time columns `--since` looks at (any of them at or after the time): when a row was
@@ -231,10 +232,7 @@ def _arrow_value(column: str, value: Any) -> Any:
 
 async def write_parquet(rows: AsyncIterator[dict[str, Any]], table: str, path: Path) -> int:
     """Stream rows into a Parquet file (row groups of `PARQUET_BATCH`); return how many.
-
-    A new or regular file is written beside itself and renamed into place once complete,
-    so a failure leaves no half file behind; anything else (a device, a pipe) is written
-    directly: it is never replaced by a file."""
+    Written through `output.replacing`: a failure leaves the old file as it was."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -242,42 +240,25 @@ async def write_parquet(rows: AsyncIterator[dict[str, Any]], table: str, path: P
         raise ConfigError(
             "--format parquet needs pyarrow: pip install 'citepipe[parquet]'"
         ) from None
-    target, regular = _parquet_target(path)
     schema = arrow_schema(table)
     columns = list(COLUMNS[table])
     n = 0
-    try:
-        with pq.ParquetWriter(str(target), schema) as writer:
-            batch: list[dict[str, Any]] = []
+    with replacing(path) as target, pq.ParquetWriter(str(target), schema) as writer:
+        batch: list[dict[str, Any]] = []
 
-            def flush() -> None:
-                data = {c: [_arrow_value(c, r.get(c)) for r in batch] for c in columns}
-                writer.write_table(pa.Table.from_pydict(data, schema=schema))
-                batch.clear()
+        def flush() -> None:
+            data = {c: [_arrow_value(c, r.get(c)) for r in batch] for c in columns}
+            writer.write_table(pa.Table.from_pydict(data, schema=schema))
+            batch.clear()
 
-            async for row in rows:
-                batch.append(row)
-                n += 1
-                if len(batch) >= PARQUET_BATCH:
-                    flush()
-            if batch or n == 0:
+        async for row in rows:
+            batch.append(row)
+            n += 1
+            if len(batch) >= PARQUET_BATCH:
                 flush()
-        if regular:
-            target.replace(path)
-    except BaseException:
-        if regular:
-            target.unlink(missing_ok=True)
-        raise
+        if batch or n == 0:
+            flush()
     return n
-
-
-def _parquet_target(path: Path) -> tuple[Path, bool]:
-    """Where to write: a hidden file beside a new or regular `path` (renamed into place
-    when complete), or `path` itself when it is a device or a pipe."""
-    if path.is_dir():
-        raise IsADirectoryError(21, "Is a directory", str(path))
-    regular = not path.exists() or path.is_file()
-    return (path.with_name(f".{path.name}.partial") if regular else path), regular
 
 
 async def write_rows(rows: AsyncIterator[dict[str, Any]], fmt: str, out: IO[str]) -> int:
@@ -307,10 +288,13 @@ async def export(p: Pipeline, table: str, fmt: str, output: str | None, keep: Ro
     try:
         if fmt == "parquet":
             return await write_parquet(rows, table, Path(output))
-        with open(output, "w", encoding="utf-8", newline="") as out:  # noqa: ASYNC230
+        with (
+            replacing(Path(output)) as target,
+            open(target, "w", encoding="utf-8", newline="") as out,  # noqa: ASYNC230
+        ):
             return await write_rows(rows, fmt, out)
     except OSError as exc:
-        raise ConfigError(f"--output {output}: {exc.strerror or exc}") from None
+        raise ConfigError(f"--output {output}: {_unchanged(output, exc)}") from None
 
 
 def write_metadata(db: str, output: str | None) -> bool:
@@ -324,7 +308,15 @@ def write_metadata(db: str, output: str | None) -> bool:
         sys.stdout.write(text)
         return False
     try:
-        Path(output).write_text(text, encoding="utf-8")
+        with replacing(Path(output)) as target:
+            target.write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"--output {output}: {exc.strerror or exc}") from None
+        raise ConfigError(f"--output {output}: {_unchanged(output, exc)}") from None
     return True
+
+
+def _unchanged(output: str, exc: OSError) -> str:
+    """An output error, and (a file there before) that the file is as it was."""
+    why = exc.strerror or str(exc)
+    path = Path(output)
+    return f"{why}; {output} left as it was" if path.is_file() else why
