@@ -70,6 +70,7 @@ TIME_COLUMNS = frozenset(
         "lease_until",
         "created_at",
         "updated_at",
+        "fetched_at",
     }
 )
 PARQUET_BATCH = 10_000  # rows per Parquet row group written

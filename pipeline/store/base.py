@@ -48,6 +48,8 @@ EXPORT_TABLES = (
     "statements",
     "jobs",
 )
+# What `copy-store` moves (and `stats` counts): the exported tables and the kept pages.
+COPY_TABLES = (*EXPORT_TABLES, "pages")
 
 
 class JobQueue(Protocol):

@@ -101,6 +101,8 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "page_statements",
         "page_counted",
     ),
+    # Kept pages (`copy-store` moves them; never exported as CSV: `body` is zlib bytes).
+    "pages": ("doi", "page", "url", "fetched_at", "broken", "error", "size", "body"),
 }
 KEYS: dict[str, tuple[str, ...]] = {
     "papers": ("doi",),
@@ -110,6 +112,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "facets": ("doi", "facet", "label"),
     "statements": ("id",),
     "jobs": ("id",),
+    "pages": ("doi", "page"),
 }
 RESULT_TABLES = ("papers", "authors", "tallies", "tally_history", "facets", "statements")
 

@@ -79,6 +79,7 @@ PUBLIC = {
         "created_at",
         "updated_at",
     },
+    "pages": {"doi", "page", "url", "fetched_at", "broken", "error", "size", "body"},
 }
 
 

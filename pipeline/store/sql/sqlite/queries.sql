@@ -249,7 +249,8 @@ UNION ALL SELECT 'tallies', count(*) FROM tallies
 UNION ALL SELECT 'tally_history', count(*) FROM tally_history
 UNION ALL SELECT 'facets', count(*) FROM facets
 UNION ALL SELECT 'statements', count(*) FROM statements
-UNION ALL SELECT 'jobs', count(*) FROM jobs;
+UNION ALL SELECT 'jobs', count(*) FROM jobs
+UNION ALL SELECT 'pages', count(*) FROM pages;
 
 -- name: incomplete_by_reason
 -- Papers stored in part, by the kind of reason (the text before its first ':').
@@ -365,6 +366,18 @@ SELECT id, doi, url, page, state, attempts, not_before, lease_until, last_error,
 FROM jobs
 WHERE id > :after_id
 ORDER BY id LIMIT :limit;
+
+-- name: export_pages
+-- Kept pages (`copy-store` only: bodies are zlib bytes, not for a CSV).
+SELECT doi, page, url, fetched_at, broken, error, size, body
+FROM pages
+ORDER BY doi, page LIMIT :limit;
+
+-- name: export_pages_after
+SELECT doi, page, url, fetched_at, broken, error, size, body
+FROM pages
+WHERE (doi, page) > (:after_doi, :after_page)
+ORDER BY doi, page LIMIT :limit;
 
 -- ---------------------------------------------------------------- politeness (hosts)
 
@@ -548,4 +561,12 @@ SELECT id FROM jobs ORDER BY id DESC LIMIT 1;
 -- name: import_jobs
 INSERT INTO jobs (id, doi, url, page, state, attempts, not_before, lease_until, last_error, depth, created_at, updated_at, round, worker, etag, last_modified, content_hash, next_url, chain, page_statements, page_counted)
 VALUES (:id, :doi, :url, :page, :state, :attempts, :not_before, :lease_until, :last_error, :depth, :created_at, :updated_at, :round, :worker, :etag, :last_modified, :content_hash, :next_url, :chain, :page_statements, :page_counted)
+ON CONFLICT DO NOTHING;
+
+-- name: last_pages
+SELECT doi, page FROM pages ORDER BY doi DESC, page DESC LIMIT 1;
+
+-- name: import_pages
+INSERT INTO pages (doi, page, url, fetched_at, broken, error, size, body)
+VALUES (:doi, :page, :url, :fetched_at, :broken, :error, :size, :body)
 ON CONFLICT DO NOTHING;
