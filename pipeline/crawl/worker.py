@@ -376,7 +376,7 @@ class Worker:
         if result is not None and self.options.keep_pages == "all":
             packed = pack_page(page.body)  # here, not on the store's writer thread
             kept = KeptPage(job.doi, job.page, page.final_url, now, page.body, packed=packed)
-        if result is not None and job.depth > 0 and job.page == 1:
+        if result is not None and job.depth > 0:  # every page's citers, not page 1's only
             follow += self._citing(job, result)
         return Completion(
             job=job,

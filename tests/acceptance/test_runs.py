@@ -279,6 +279,21 @@ async def test_depth_crawls_citing_papers_on_the_site(tmp_path: Path) -> None:
     assert query(db, "select max(depth) from jobs") == [(1,)]
 
 
+async def test_depth_follows_the_citers_of_every_page_of_a_report(tmp_path: Path) -> None:
+    """`--depth 1` queues every paper citing the listed one, from every page of its report
+    (issue 25, point 4: only page 1's citers were followed)."""
+    reps = reports(60, seed=6)
+    root = max(reps.values(), key=lambda r: len({s.citing_doi for s in r.statements}))
+    citers = {s.citing_doi for s in root.statements} - {root.doi}
+    db = tmp_path / "c.sqlite"
+    async with CitationSite(reps, per_page=5) as site:
+        assert site.pages(root.doi) >= 3
+        summary = await run_backfill(fast_settings(site.base_url, db, depth=1), [root.doi])
+    assert summary.exit_code in (0, 1)  # citers the site does not hold are not found
+    queued = {d for (d,) in query(db, "select doi from jobs where page = 1 and depth = 0")}
+    assert queued == citers
+
+
 async def test_summary_times_are_each_measured(tmp_path: Path) -> None:
     """Enqueue, crawl and total times come from the injected clock, phase by phase."""
     reps = reports(4, seed=14)
