@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import hashlib
 import os
 import socket
@@ -394,7 +395,13 @@ class Worker:
         )
 
     def _step(self, job: Job, page: Page, result: ParseResult | None) -> Step:
-        """The report's next page, or why its crawl ends here (`pipeline.crawl.pagination`)."""
+        """The report's next page, or why its crawl ends here (`pipeline.crawl.pagination`).
+        An unchanged page's stored next link that is on a former site (`base_url` changed
+        since it was read) is the same report page on the current site (`relocate`)."""
+        if result is None and job.next_url and not self.source.in_scope(job.next_url):
+            moved = self.source.relocate(job.next_url)
+            if moved is not None:
+                job = dataclasses.replace(job, next_url=moved)
         return next_step(
             job,
             page,

@@ -526,13 +526,19 @@ class SQLiteStore(reads.SQLReads):
             "requeue expired", self._executemany("requeue_expired", rows)
         )
 
-    async def enqueue_stale(self, now: datetime) -> int:
-        """Page 1 of every report due for a refresh, with round = its max round + 1."""
+    async def enqueue_stale(
+        self, now: datetime, address: Callable[[str, str], str] | None = None
+    ) -> int:
+        """Page 1 of every report due for a refresh, with round = its max round + 1, at
+        `address(doi, url)` when given."""
+        where = address or (lambda _doi, url: url)
         params = _encode({"now": now})
 
         def body(conn: sqlite3.Connection) -> int:
             rows = conn.execute(self._sql["stale_page_one"], params).fetchall()
-            jobs = [NewJob(r["doi"], r["url"], 1, r["depth"], r["round"]) for r in rows]
+            jobs = [
+                NewJob(r["doi"], where(r["doi"], r["url"]), 1, r["depth"], r["round"]) for r in rows
+            ]
             return self._enqueue_rows(conn, jobs) if jobs else 0
 
         return await self._transaction("enqueue stale", body)
