@@ -313,8 +313,9 @@ class Worker:
         except FetchError as exc:
             await self._fail_dead(job, exc.reason, str(exc))
             return
-        except BlockedError as exc:  # a captcha or login wall, not a layout drift
-            await self._fail_dead(job, exc.reason, str(exc))
+        except BlockedError as exc:  # a captcha or login wall, not a layout drift; kept
+            kept = await self._keep_broken(job, page, exc)  # all the same: reparse can judge
+            await self._fail_dead(job, exc.reason, f"{exc} ({kept})")  # it again
             return
         except ParseError as exc:
             kept = await self._keep_broken(job, page, exc)

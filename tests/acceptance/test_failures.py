@@ -413,3 +413,11 @@ async def test_a_closed_pipe_does_not_turn_a_failing_run_into_success(tmp_path: 
         assert summary["exit_code"] == 1 and code == 1
         code, err = await closed_stdout_run("export", "--table", "papers", env=env)
         assert (code, err) == (0, "")
+
+
+def test_parse_of_the_readme_is_not_a_captcha_wall(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README explains captcha walls; it is not one (issue 25, point 7)."""
+    code, out, err = run_main(capsys, "parse", str(ROOT / "README.md"))
+    assert (code, out) == (1, "")
+    line = one_line(err)
+    assert "not a report page" in line and "wall" not in line
