@@ -64,8 +64,8 @@ def paper_renderable(view: PaperView) -> RenderableType:
             meta.add_row(label, str(p[key]))
     if view.authors:
         meta.add_row("authors", ", ".join(view.authors))
-    if p.get("incomplete"):
-        meta.add_row("incomplete", "yes: some pages of its report could not be read")
+    if p.get("incomplete"):  # the reason the store keeps: a dead page, a cut, a shortfall
+        meta.add_row("incomplete", f"yes: {p.get('incomplete_reason') or 'no reason stored'}")
     if p.get("abstract"):
         meta.add_row("abstract", _short(p["abstract"], 400))
     parts: list[RenderableType] = [meta]

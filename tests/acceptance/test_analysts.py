@@ -102,6 +102,22 @@ def test_show_gives_one_paper_as_json_and_as_a_table(
     assert "facets" in out and "statements citing it (2 shown)" in out
 
 
+def test_show_says_why_a_report_is_incomplete(
+    demo_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The stored reason, on the terminal and in JSON (issue 25, point 11)."""
+    doi, reason = query(
+        demo_db, "select doi, incomplete_reason from papers where incomplete = 1 limit 1"
+    )[0]
+    assert reason
+    code, out, _ = run_main(capsys, "show", doi, "--json", "--db", str(demo_db))
+    assert code == 0 and json.loads(out)["paper"]["incomplete_reason"] == reason
+    code, out, _ = run_main(capsys, "show", doi, "--db", str(demo_db), "--statements", "0")
+    assert code == 0
+    assert f"yes: {reason}" in " ".join(out.split())  # a wrapped line is still the reason
+    assert "some pages of its report could not be read" not in out
+
+
 def test_show_of_an_unknown_doi_is_one_line_exit_1(
     demo_db: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:

@@ -552,7 +552,7 @@ LIMIT :limit;
 -- name: show_paper
 SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated,
        report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval,
-       next_refresh_at
+       next_refresh_at, incomplete_reason
 FROM papers WHERE doi = :doi;
 
 -- name: show_authors

@@ -458,7 +458,7 @@ WHERE doi IN (SELECT value FROM json_each(:dois)) AND incomplete = 1
 -- name: show_paper
 SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated,
        report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval,
-       next_refresh_at
+       next_refresh_at, incomplete_reason
 FROM papers WHERE doi = :doi;
 
 -- name: show_authors
