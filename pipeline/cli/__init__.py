@@ -27,7 +27,7 @@ from pipeline.cli._base import (
     merge_settings,
 )
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.errors import ConfigError, PipelineError, UsageError
 from pipeline.logs import configure_logging, redact_text
 from pipeline.runs.lifecycle import RunUI, Stop
 from pipeline.runs.progress import LiveStderr, Progress
@@ -123,6 +123,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return execute(args._command, args)
+    except UsageError as exc:
+        print(f"citepipe: {redact_text(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
     except ConfigError as exc:
         print(f"citepipe: configuration error: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_USAGE

@@ -126,11 +126,11 @@ def search_arguments(p: argparse.ArgumentParser) -> None:
 async def search(inv: Invocation) -> int:
     args = inv.args
     async with inv.pipeline() as p:
-        hits = await search_store(p, args.query, type=args.type, limit=args.limit)
+        found = await search_store(p, args.query, type=args.type, limit=args.limit)
     if args.json:
-        print(json.dumps(views.hits_json(hits), indent=1, ensure_ascii=False))
+        print(json.dumps(views.hits_json(found.hits), indent=1, ensure_ascii=False))
     else:
-        print_rich(views.hits_renderable(args.query, hits))
+        print_rich(views.hits_renderable(args.query, found.hits, more=found.more))
     return EXIT_OK
 
 
@@ -159,9 +159,9 @@ COMMANDS = (
     Command(
         "search",
         "full-text search over statement snippets",
-        "Find statements whose snippet matches QUERY, best first. QUERY is "
-        'SQLite FTS5 syntax: words (all must match; stemmed), "a phrase", OR, NOT, '
-        "prefix*, NEAR(a b). It never creates a store.",
+        "Find statements whose snippet matches QUERY, best first. QUERY: words "
+        '(all must match; stemmed; COVID-19 or T-cells as they are), "a phrase", OR, '
+        "NOT, prefix*, NEAR(a b) (SQLite FTS5 syntax). It never creates a store.",
         search,
         search_arguments,
     ),

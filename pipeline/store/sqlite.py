@@ -49,6 +49,7 @@ from pipeline.models import (
 )
 from pipeline.store import reads, rules
 from pipeline.store.batching import CompletionWriter
+from pipeline.store.fts import fts5_query
 from pipeline.store.queries import Migration, migrations, queries
 from pipeline.store.rules import from_iso, iso
 
@@ -637,7 +638,9 @@ class SQLiteStore(reads.SQLReads):
         return dict(zip(row.keys(), row, strict=True))
 
     async def _search_rows(self, query: str, params: rules.Params) -> list[Any]:
-        """FTS5 rejects a malformed query (`"unbalanced`): say which query was bad."""
+        """The query as FTS5 reads it (`fts.fts5_query`: terms with punctuation quoted);
+        FTS5 rejects a malformed one (`a OR`): say which query was bad."""
+        params = {**params, "query": fts5_query(query)}
         try:
             return await self._read_all("search_statements", params)
         except StoreError as exc:

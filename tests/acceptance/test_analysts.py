@@ -143,8 +143,22 @@ def test_search_finds_the_matching_statements(
     assert all(h["type"] == "contrasting" for h in hits)
     assert all("[" in h["highlighted"] for h in hits)
 
-    code, out, _ = run_main(capsys, "search", word, "--db", str(demo_db), "--limit", "3")
+    code, out, _ = run_main(capsys, "search", "patients", "--db", str(demo_db), "--limit", "3")
     assert code == 0 and "3 statements matching" in out and "(s)" not in out
+    assert "more match" in out  # the 3 shown are not all of them (issue 25, point 14)
+    code, out, _ = run_main(capsys, "search", word, "--db", str(demo_db), "--limit", "500")
+    assert code == 0 and "more match" not in out
+    code, out, _ = run_main(capsys, "search", "patients", "--db", str(demo_db), "--json")
+    assert len(json.loads(out)) == 20  # the default --limit, more matched
+
+
+@pytest.mark.parametrize("term", ["COVID-19", "T-cells", "it's", "e.g.", "graft-versus-host"])
+def test_search_takes_terms_with_punctuation(
+    demo_db: Path, capsys: pytest.CaptureFixture[str], term: str
+) -> None:
+    code, out, err = run_main(capsys, "search", term, "--db", str(demo_db), "--json")
+    assert (code, err) == (0, "")
+    assert isinstance(json.loads(out), list)
 
 
 def test_a_bad_search_query_is_one_line_exit_2(
@@ -153,6 +167,9 @@ def test_a_bad_search_query_is_one_line_exit_2(
     code, _, err = run_main(capsys, "search", '"unbalanced', "--db", str(demo_db))
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and "bad search query" in err
+    assert "configuration error" not in err  # a query is no setting (issue 25, point 14)
+    code, _, err = run_main(capsys, "search", "graft OR", "--db", str(demo_db))
+    assert code == 2 and "bad search query" in err and "configuration error" not in err
 
 
 def test_the_fts_index_follows_the_statements(demo_db: Path) -> None:

@@ -808,6 +808,39 @@ async def test_search_finds_statements_by_words_and_type(store: Store) -> None:
             await store.search('"unbalanced')
 
 
+async def test_search_takes_terms_with_punctuation_as_they_are(store: Store) -> None:
+    """`COVID-19`, `T-cells`, `it's`, `e.g.` find their statements on every engine, and
+    the explicit syntax still works (issue 25, point 14)."""
+    await crawl(
+        store,
+        result(
+            statements=(
+                stmt("10.2/a", "COVID-19 patients had lower T-cells counts", type="supporting"),
+                stmt("10.2/b", "it's known, e.g. from earlier cohorts", type="mentioning"),
+                stmt("10.2/c", "influenza patients only; covid not studied", type="contrasting"),
+                stmt("10.2/d", "cells of type T were counted in 19 patients"),
+            )
+        ),
+    )
+
+    async def found(query: str) -> set[str]:
+        return {h.citing_doi for h in await store.search(query)}
+
+    assert await found("COVID-19") == {"10.2/a"}  # "covid" then "19", next to each other
+    assert await found("T-cells") == {"10.2/a"}
+    # PostgreSQL's english configuration drops stop words: "it's" is "it" and "s", both
+    # stop words, so it matches nothing there (and fails nowhere)
+    assert await found("it's") == (set() if isinstance(store, PostgresStore) else {"10.2/b"})
+    assert await found("e.g.") == {"10.2/b"}
+    assert await found("COVID-19 patients") == {"10.2/a"}
+    assert await found("covid OR influenza") == {"10.2/a", "10.2/c"}
+    assert await found('"earlier cohorts"') == {"10.2/b"}
+    if isinstance(store, SQLiteStore):  # FTS5's own operators (websearch has -word, or)
+        assert await found("patients NOT influenza") == {"10.2/a", "10.2/d"}
+        assert await found("infl*") == {"10.2/c"}
+        assert await found("NEAR(covid studied, 3)") == {"10.2/c"}
+
+
 async def test_a_statement_seen_again_is_one_search_match(store: Store) -> None:
     await crawl(store, result(statements=(stmt("10.2/x", "unique wombat phrase"),)))
     assert len(await store.search("wombat")) == 1
