@@ -10,7 +10,7 @@ from datetime import UTC, datetime
 
 from pipeline.cli import views
 from pipeline.cli._base import Command, Invocation, print_json, print_rich
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, UsageError
 from pipeline.ops import export as exporting
 from pipeline.ops.output import refuse_store
 from pipeline.ops.read import search as search_store
@@ -35,7 +35,9 @@ async def status(inv: Invocation) -> int:
 
 def export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--table", choices=EXPORT_TABLES, help="the table (required unless --datasette-metadata)"
+        "--table",
+        choices=EXPORT_TABLES,
+        help="the table, or the citations view (required unless --datasette-metadata)",
     )
     p.add_argument(
         "--format",
@@ -69,6 +71,13 @@ async def export(inv: Invocation) -> int:
     if args.output:  # before anything is opened or written
         refuse_store(args.output, inv.settings.db)
     if args.datasette_metadata:
+        given = [f for f, v in (("--table", args.table), ("--where", args.where),
+                                ("--since", args.since)) if v]  # fmt: skip
+        if given:
+            raise UsageError(
+                f"--datasette-metadata describes the whole store: it takes no "
+                f"{' or '.join(given)} (export rows without --datasette-metadata)"
+            )
         if exporting.write_metadata(inv.settings.db, args.output):
             print(f"Datasette metadata written to {args.output}", file=sys.stderr)
         return EXIT_OK

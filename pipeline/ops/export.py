@@ -50,6 +50,7 @@ INTEGER_COLUMNS = frozenset(
         "position",
         *TALLY_FIELDS,  # the tallies are counts
         "count",
+        "statements",  # the citations view's count of statements
         "page",
         "attempts",
         "depth",
@@ -262,17 +263,21 @@ async def write_parquet(rows: AsyncIterator[dict[str, Any]], table: str, path: P
     return n
 
 
-async def write_rows(rows: AsyncIterator[dict[str, Any]], fmt: str, out: IO[str]) -> int:
-    """CSV (a header from the first row) or JSON lines, to a text stream; rows written."""
+async def write_rows(
+    rows: AsyncIterator[dict[str, Any]], fmt: str, out: IO[str], table: str
+) -> int:
+    """CSV or JSON lines, to a text stream; rows written. CSV has its header (the table's
+    columns, `COLUMNS`) even when no row matches, and `\n` line ends, as Unix tools and
+    pandas expect (RFC 4180's CRLF only in the `csv` module's default)."""
     n = 0
     writer: csv.DictWriter[str] | None = None
+    if fmt != "jsonl":
+        writer = csv.DictWriter(out, fieldnames=list(COLUMNS[table]), lineterminator="\n")
+        writer.writeheader()
     async for row in rows:
-        if fmt == "jsonl":
+        if writer is None:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
         else:
-            if writer is None:
-                writer = csv.DictWriter(out, fieldnames=list(row))
-                writer.writeheader()
             writer.writerow(row)
         n += 1
     return n
@@ -285,7 +290,7 @@ async def export(p: Pipeline, table: str, fmt: str, output: str | None, keep: Ro
     if keep.conditions or keep.since is not None:
         rows = filtered(rows, keep)
     if not output:
-        return await write_rows(rows, fmt, sys.stdout)
+        return await write_rows(rows, fmt, sys.stdout, table)
     try:
         if fmt == "parquet":
             return await write_parquet(rows, table, Path(output))
@@ -293,7 +298,7 @@ async def export(p: Pipeline, table: str, fmt: str, output: str | None, keep: Ro
             replacing(Path(output)) as target,
             open(target, "w", encoding="utf-8", newline="") as out,  # noqa: ASYNC230
         ):
-            return await write_rows(rows, fmt, out)
+            return await write_rows(rows, fmt, out, table)
     except OSError as exc:
         raise ConfigError(f"--output {output}: {_unchanged(output, exc)}") from None
 

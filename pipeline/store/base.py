@@ -47,9 +47,19 @@ EXPORT_TABLES = (
     "facets",
     "statements",
     "jobs",
+    "citations",  # a view: who cites whom, statements counted by type
 )
-# What `copy-store` moves (and `stats` counts): the exported tables and the kept pages.
-COPY_TABLES = (*EXPORT_TABLES, "pages")
+# What `copy-store` moves (and `stats` counts): the tables, kept pages included.
+COPY_TABLES = (
+    "papers",
+    "authors",
+    "tallies",
+    "tally_history",
+    "facets",
+    "statements",
+    "jobs",
+    "pages",
+)
 
 
 class JobQueue(Protocol):

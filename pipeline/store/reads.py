@@ -38,7 +38,7 @@ from pipeline.models import (
     StoredPage,
 )
 from pipeline.store import rules
-from pipeline.store.base import COPY_TABLES
+from pipeline.store.base import COPY_TABLES, EXPORT_TABLES
 from pipeline.store.rules import Params
 
 Rows = Callable[[str, Params | None], Awaitable[list[Any]]]
@@ -143,8 +143,8 @@ class SQLReads(ABC):
     ) -> AsyncIterator[dict[str, Any]]:
         """Keyset pages in key order (named queries `export_<table>[_after]`), each its own
         query. `after`: start past this key (a resumed copy)."""
-        if table not in COPY_TABLES:
-            raise StoreError(f"unknown table {table!r}; one of {', '.join(COPY_TABLES)}")
+        if table not in EXPORT_TABLES and table not in COPY_TABLES:
+            raise StoreError(f"unknown table {table!r}; one of {', '.join(EXPORT_TABLES)}")
         keys = rules.KEYS[table]
         params: Params = {"limit": EXPORT_CHUNK}
         name = f"export_{table}"

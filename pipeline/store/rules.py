@@ -103,6 +103,15 @@ COLUMNS: dict[str, tuple[str, ...]] = {
     ),
     # Kept pages (`copy-store` moves them; never exported as CSV: `body` is zlib bytes).
     "pages": ("doi", "page", "url", "fetched_at", "broken", "error", "size", "body"),
+    # The `citations` view (export only), in its column order.
+    "citations": (
+        "citing_doi",
+        "cited_doi",
+        "statements",
+        "supporting",
+        "mentioning",
+        "contrasting",
+    ),
 }
 KEYS: dict[str, tuple[str, ...]] = {
     "papers": ("doi",),
@@ -113,6 +122,7 @@ KEYS: dict[str, tuple[str, ...]] = {
     "statements": ("id",),
     "jobs": ("id",),
     "pages": ("doi", "page"),
+    "citations": ("cited_doi", "citing_doi"),  # the order statements_identity serves
 }
 RESULT_TABLES = ("papers", "authors", "tallies", "tally_history", "facets", "statements")
 

@@ -4,6 +4,7 @@ filters, the tally history picture, and Datasette serving the store over HTTP.""
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
 import json
 import re
@@ -27,6 +28,7 @@ from pipeline.models import Completion, NewJob, Paper, ParseResult, Statement, T
 from pipeline.ops import read as ops_read
 from pipeline.runs import demo
 from pipeline.store import SQLiteStore
+from pipeline.store.rules import COLUMNS
 
 from .conftest import fast_settings, query, quiet_ui
 
@@ -186,6 +188,56 @@ def test_the_fts_index_follows_the_statements(demo_db: Path) -> None:
             demo_db, "select count(distinct citing_doi) from statements where cited_doi = ?", SEED
         )[0][0]
     )
+
+
+# ---------------------------------------------------------------- CSV (issue 25, point 16)
+
+
+def test_csv_has_its_header_when_no_row_matches_and_unix_line_ends(
+    demo_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ("export", "--table", "statements", "--db", str(demo_db))
+    code, out, _ = run_main(capsys, *base, "--where", "type=no-such-type")
+    assert code == 0 and out == ",".join(COLUMNS["statements"]) + "\n"
+    code, out, _ = run_main(capsys, "export", "--table", "papers", "--db", str(demo_db))
+    assert code == 0 and "\r" not in out.replace('"', "")  # no CRLF line ends
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == query(demo_db, "select count(*) from papers")[0][0]
+    assert list(rows[0]) == list(COLUMNS["papers"])
+
+
+def test_the_citations_view_is_exported(
+    demo_db: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = run_main(capsys, "export", "--table", "citations", "--db", str(demo_db))
+    assert code == 0, err
+    got = {
+        (r["citing_doi"], r["cited_doi"], int(r["statements"]), int(r["supporting"]))
+        for r in csv.DictReader(io.StringIO(out))
+    }
+    view = query(demo_db, "select citing_doi, cited_doi, statements, supporting from citations")
+    assert got == set(view) and len(view) > 0
+    out_file = tmp_path / "citations.parquet"
+    code, _, _ = run_main(
+        capsys, "export", "--table", "citations", "--format", "parquet", "-o", str(out_file),
+        "--where", "statements>=2", "--db", str(demo_db),
+    )  # fmt: skip
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = pq.read_table(out_file)
+    assert code == 0 and table.num_rows == sum(1 for r in view if r[2] >= 2)
+
+
+def test_datasette_metadata_refuses_row_options(
+    demo_db: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    meta = tmp_path / "metadata.json"
+    code, _, err = run_main(
+        capsys, "export", "--datasette-metadata", "--table", "papers", "-o", str(meta),
+        "--db", str(demo_db),
+    )  # fmt: skip
+    assert code == 2 and not meta.exists()
+    (line,) = err.strip().splitlines()
+    assert "--datasette-metadata" in line and "--table" in line
 
 
 # ---------------------------------------------------------------- Parquet

@@ -29,7 +29,7 @@ from pipeline.models import (
     Tally,
 )
 from pipeline.normalise import snippet_hash
-from pipeline.store import MemoryStore, PostgresStore, SQLiteStore, Store
+from pipeline.store import MemoryStore, PostgresStore, SQLiteStore, Store, reads
 from pipeline.store.rules import COLUMNS
 from pipeline.store.sqlite import iso
 
@@ -839,6 +839,30 @@ async def test_search_takes_terms_with_punctuation_as_they_are(store: Store) -> 
         assert await found("patients NOT influenza") == {"10.2/a", "10.2/d"}
         assert await found("infl*") == {"10.2/c"}
         assert await found("NEAR(covid studied, 3)") == {"10.2/c"}
+
+
+async def test_the_citations_view_exports_the_same_on_every_engine(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(reads, "EXPORT_CHUNK", 2)  # keyset pages of 2: the _after query too
+    await crawl(
+        store,
+        result(
+            statements=(
+                stmt("10.2/x", "one", type="supporting"),
+                stmt("10.2/x", "two", type="contrasting"),
+                stmt("10.2/y", "three", type="mentioning"),
+                stmt("10.2/z", "four", type=None),
+            )
+        ),
+    )
+    rows = [r async for r in store.export("citations")]
+    assert [tuple(r) for r in rows] == [COLUMNS["citations"]] * 3
+    assert [tuple(r.values()) for r in rows] == [
+        ("10.2/x", "10.1/a", 2, 1, 0, 1),
+        ("10.2/y", "10.1/a", 1, 0, 1, 0),
+        ("10.2/z", "10.1/a", 1, 0, 0, 0),
+    ]
 
 
 async def test_a_statement_seen_again_is_one_search_match(store: Store) -> None:

@@ -391,6 +391,26 @@ FROM jobs
 WHERE id > :after_id
 ORDER BY id LIMIT :limit;
 
+-- name: export_citations
+-- The `citations` view's rows, computed here from statements in the order its
+-- statements_identity index serves (cited, citing), so each keyset page reads only its
+-- own rows.
+SELECT citing_doi, cited_doi, count(*) AS statements, count(*) FILTER (WHERE type = 'supporting') AS supporting,
+       count(*) FILTER (WHERE type = 'mentioning') AS mentioning,
+       count(*) FILTER (WHERE type = 'contrasting') AS contrasting
+FROM statements
+GROUP BY cited_doi, citing_doi
+ORDER BY cited_doi, citing_doi LIMIT :limit;
+
+-- name: export_citations_after
+SELECT citing_doi, cited_doi, count(*) AS statements, count(*) FILTER (WHERE type = 'supporting') AS supporting,
+       count(*) FILTER (WHERE type = 'mentioning') AS mentioning,
+       count(*) FILTER (WHERE type = 'contrasting') AS contrasting
+FROM statements
+WHERE (cited_doi, citing_doi) > (:after_cited_doi, :after_citing_doi)
+GROUP BY cited_doi, citing_doi
+ORDER BY cited_doi, citing_doi LIMIT :limit;
+
 -- name: export_pages
 -- Kept pages (`copy-store` only: bodies are zlib bytes, not for a CSV).
 SELECT doi, page, url, fetched_at, broken::integer AS broken, error, size, body
