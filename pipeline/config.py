@@ -153,7 +153,10 @@ class Settings:
         "User-Agent header: name the tool and a contact",
         flags=("crawl",),
     )
-    depth: int = setting(0, "also crawl citing papers, this many levels deep", low=0, high=1_000)
+    depth: int = setting(
+        0, "also crawl the papers citing each report (all its pages), this many levels deep",
+        low=0, high=1_000,
+    )  # fmt: skip
     lease_seconds: float = setting(
         30.0,
         "how long a claimed job is held before others may take it",

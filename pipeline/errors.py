@@ -2,6 +2,7 @@
 
     PipelineError
     ├── ConfigError            a setting is missing or has a bad value
+    │   └── UsageError            an argument is bad (a search query): said as it is
     ├── BadInputError          a line of a DOI list is not a DOI
     ├── FetchError             a page could not be fetched
     │   ├── TransientFetchError   worth retrying: timeout, reset, truncated, 408/429/5xx
@@ -49,6 +50,11 @@ def _restore(
 
 class ConfigError(PipelineError):
     """A setting is missing or has a bad value."""
+
+
+class UsageError(ConfigError):
+    """An argument of the command has a bad value (exit 2, like a bad setting, but not
+    called a configuration error: a malformed search query is no setting)."""
 
 
 class BadInputError(PipelineError):

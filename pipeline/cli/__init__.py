@@ -27,7 +27,7 @@ from pipeline.cli._base import (
     merge_settings,
 )
 from pipeline.config import Settings
-from pipeline.errors import ConfigError, PipelineError
+from pipeline.errors import ConfigError, PipelineError, UsageError
 from pipeline.logs import configure_logging, redact_text
 from pipeline.runs.lifecycle import RunUI, Stop
 from pipeline.runs.progress import LiveStderr, Progress
@@ -110,17 +110,29 @@ def execute(command: Command, args: argparse.Namespace) -> int:
     result = asyncio.run(dispatch(command, inv))
     if not isinstance(result, RunSummary):
         return result
-    if result.command not in LONG_RUNNING:
-        print(result.render())
-    for line in result.epilogue:
-        print(line)
+    try:
+        if result.command not in LONG_RUNNING:
+            print(result.render(), flush=True)
+        for line in result.epilogue:
+            print(line, flush=True)
+    except BrokenPipeError:  # `citepipe crawl ... | head`: the run's code still stands
+        _quiet_stdout()
     return result.exit_code
+
+
+def _quiet_stdout() -> None:
+    """The reader of standard output left: later writes (the interpreter's last flush
+    included) go nowhere instead of raising again."""
+    os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     try:
         return execute(args._command, args)
+    except UsageError as exc:
+        print(f"citepipe: {redact_text(str(exc))}", file=sys.stderr)
+        return EXIT_USAGE
     except ConfigError as exc:
         print(f"citepipe: configuration error: {redact_text(str(exc))}", file=sys.stderr)
         return EXIT_USAGE
@@ -129,9 +141,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_INCOMPLETE
     except KeyboardInterrupt:
         return EXIT_SIGNAL_BASE + signal.SIGINT
-    except BrokenPipeError:  # `citepipe export ... | head`: the reader left, not an error
-        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
-        return EXIT_OK
+    except BrokenPipeError:
+        _quiet_stdout()
+        # `citepipe export ... | head`: an output command whose reader left did its part.
+        # A run broken off by it did not finish: never a success.
+        return EXIT_INCOMPLETE if args._command.run_ui else EXIT_OK
 
 
 if __name__ == "__main__":

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import sys
 from datetime import UTC, datetime
 
 from pipeline.cli import views
 from pipeline.cli._base import Command, Invocation, print_json, print_rich
-from pipeline.errors import ConfigError
+from pipeline.errors import ConfigError, UsageError
 from pipeline.ops import export as exporting
 from pipeline.ops.bibliography import FORMATS as BIBLIOGRAPHY_FORMATS
 from pipeline.ops.bibliography import require as require_bibliography
+from pipeline.ops.output import refuse_store
 from pipeline.ops.read import search as search_store
 from pipeline.ops.read import show as show_paper
 from pipeline.runs.summary import EXIT_OK, plural, render_status
@@ -35,7 +37,9 @@ async def status(inv: Invocation) -> int:
 
 def export_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
-        "--table", choices=EXPORT_TABLES, help="the table (required unless --datasette-metadata)"
+        "--table",
+        choices=EXPORT_TABLES,
+        help="the table, or the citations view (required unless --datasette-metadata)",
     )
     p.add_argument(
         "--format",
@@ -68,7 +72,16 @@ def export_arguments(p: argparse.ArgumentParser) -> None:
 
 async def export(inv: Invocation) -> int:
     args = inv.args
+    if args.output:  # before anything is opened or written
+        refuse_store(args.output, inv.settings.db)
     if args.datasette_metadata:
+        given = [f for f, v in (("--table", args.table), ("--where", args.where),
+                                ("--since", args.since)) if v]  # fmt: skip
+        if given:
+            raise UsageError(
+                f"--datasette-metadata describes the whole store: it takes no "
+                f"{' or '.join(given)} (export rows without --datasette-metadata)"
+            )
         if exporting.write_metadata(inv.settings.db, args.output):
             print(f"Datasette metadata written to {args.output}", file=sys.stderr)
         return EXIT_OK
@@ -83,8 +96,13 @@ async def export(inv: Invocation) -> int:
     keep = exporting.RowFilter.build(
         args.table, args.where or (), args.since, now=datetime.now(UTC)
     )
-    async with inv.pipeline() as p:  # first: a bad store leaves no output file behind
-        n = await exporting.export(p, args.table, args.format, args.output, keep)
+    try:
+        async with inv.pipeline() as p:  # first: a bad store leaves no output file behind
+            n = await exporting.export(p, args.table, args.format, args.output, keep)
+    except (asyncio.CancelledError, KeyboardInterrupt):  # Ctrl-C: the old file is kept
+        if args.output:
+            print(f"citepipe: export interrupted; {args.output} left as it was", file=sys.stderr)
+        raise
     print(f"exported {plural(n, 'row')} from {args.table}", file=sys.stderr)
     return EXIT_OK
 
@@ -125,11 +143,11 @@ def search_arguments(p: argparse.ArgumentParser) -> None:
 async def search(inv: Invocation) -> int:
     args = inv.args
     async with inv.pipeline() as p:
-        hits = await search_store(p, args.query, type=args.type, limit=args.limit)
+        found = await search_store(p, args.query, type=args.type, limit=args.limit)
     if args.json:
-        print(json.dumps(views.hits_json(hits), indent=1, ensure_ascii=False))
+        print(json.dumps(views.hits_json(found.hits), indent=1, ensure_ascii=False))
     else:
-        print_rich(views.hits_renderable(args.query, hits))
+        print_rich(views.hits_renderable(args.query, found.hits, more=found.more))
     return EXIT_OK
 
 
@@ -158,9 +176,9 @@ COMMANDS = (
     Command(
         "search",
         "full-text search over statement snippets",
-        "Find statements whose snippet matches QUERY, best first. QUERY is "
-        'SQLite FTS5 syntax: words (all must match; stemmed), "a phrase", OR, NOT, '
-        "prefix*, NEAR(a b). It never creates a store.",
+        "Find statements whose snippet matches QUERY, best first. QUERY: words "
+        '(all must match; stemmed; COVID-19 or T-cells as they are), "a phrase", OR, '
+        "NOT, prefix*, NEAR(a b) (SQLite FTS5 syntax). It never creates a store.",
         search,
         search_arguments,
     ),

@@ -64,8 +64,8 @@ def paper_renderable(view: PaperView) -> RenderableType:
             meta.add_row(label, str(p[key]))
     if view.authors:
         meta.add_row("authors", ", ".join(view.authors))
-    if p.get("incomplete"):
-        meta.add_row("incomplete", "yes: some pages of its report could not be read")
+    if p.get("incomplete"):  # the reason the store keeps: a dead page, a cut, a shortfall
+        meta.add_row("incomplete", f"yes: {p.get('incomplete_reason') or 'no reason stored'}")
     if p.get("abstract"):
         meta.add_row("abstract", _short(p["abstract"], 400))
     parts: list[RenderableType] = [meta]
@@ -129,11 +129,13 @@ def _tally_key(row: dict[str, Any]) -> tuple[Any, ...]:
     return tuple(row[k] for k in TALLY_TYPES)
 
 
-def hits_renderable(query: str, hits: Sequence[SearchHit]) -> RenderableType:
-    """`search` on a terminal: the matches highlighted."""
+def hits_renderable(query: str, hits: Sequence[SearchHit], *, more: bool = False) -> RenderableType:
+    """`search` on a terminal: the matches highlighted; `more`: others matched too."""
     if not hits:
         return Text(f"no statement matches {query!r}")
     title = f"{plural(len(hits), 'statement')} matching {query!r}"
+    if more:
+        title = f"the best {title} (more match: raise --limit to see them)"
     table = Table(title=title, title_justify="left")
     table.add_column("cited", max_width=20)
     table.add_column("citing", max_width=18)

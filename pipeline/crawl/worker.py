@@ -343,8 +343,9 @@ class Worker:
         except FetchError as exc:
             await self._fail_dead(job, exc.reason, str(exc))
             return
-        except BlockedError as exc:  # a captcha or login wall, not a layout drift
-            await self._fail_dead(job, exc.reason, str(exc))
+        except BlockedError as exc:  # a captcha or login wall, not a layout drift; kept
+            kept = await self._keep_broken(job, page, exc)  # all the same: reparse can judge
+            await self._fail_dead(job, exc.reason, f"{exc} ({kept})")  # it again
             return
         except ParseError as exc:
             kept = await self._keep_broken(job, page, exc)
@@ -464,7 +465,7 @@ class Worker:
                 media_type=page.media_type,
                 charset=page.charset,
             )
-        if result is not None and job.depth > 0 and job.page == 1:
+        if result is not None and job.depth > 0:  # every page's citers, not page 1's only
             follow += self._citing(job, result)
         return Completion(
             job=job,
@@ -482,7 +483,13 @@ class Worker:
         )
 
     def _step(self, job: Job, page: Page, result: ParseResult | None) -> Step:
-        """The report's next page, or why its crawl ends here (`pipeline.crawl.pagination`)."""
+        """The report's next page, or why its crawl ends here (`pipeline.crawl.pagination`).
+        An unchanged page's stored next link that is on a former site (`base_url` changed
+        since it was read) is the same report page on the current site (`relocate`)."""
+        if result is None and job.next_url and not self.source.in_scope(job.next_url):
+            moved = self.source.relocate(job.next_url)
+            if moved is not None:
+                job = dataclasses.replace(job, next_url=moved)
         return next_step(
             job,
             page,

@@ -146,9 +146,16 @@ TABLES: dict[str, dict[str, Any]] = {
         "description": "Fetched pages kept for `citepipe reparse` (zlib-compressed): the "
         "broken ones, or every page with keep_pages = all.",
         "columns": {
+            "doi": "the report's paper",
+            "page": "page number",
+            "url": "where the page came from",
+            "fetched_at": "when it was fetched (UTC)",
             "broken": "1 if it did not parse",
             "error": "why not",
             "size": "bytes before compression",
+            "body": "the page, zlib-compressed",
+            "media_type": "its Content-Type's media type, as served",
+            "charset": "the character encoding it was decoded with",
         },
     },
 }

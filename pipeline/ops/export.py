@@ -31,6 +31,7 @@ from pipeline.app import Pipeline
 from pipeline.errors import ConfigError
 from pipeline.ops import bibliography
 from pipeline.ops.datasette import datasette_metadata
+from pipeline.ops.output import replacing
 from pipeline.store.rules import COLUMNS, TALLY_FIELDS
 from pipeline.store.sqlite_file import sqlite_path
 
@@ -52,6 +53,7 @@ INTEGER_COLUMNS = frozenset(
         "position",
         *TALLY_FIELDS,  # the tallies are counts
         "count",
+        "statements",  # the citations view's count of statements
         "page",
         "attempts",
         "depth",
@@ -72,6 +74,7 @@ TIME_COLUMNS = frozenset(
         "lease_until",
         "created_at",
         "updated_at",
+        "fetched_at",
     }
 )
 PARQUET_BATCH = 10_000  # rows per Parquet row group written
@@ -234,10 +237,7 @@ def _arrow_value(column: str, value: Any) -> Any:
 
 async def write_parquet(rows: AsyncIterator[dict[str, Any]], table: str, path: Path) -> int:
     """Stream rows into a Parquet file (row groups of `PARQUET_BATCH`); return how many.
-
-    A new or regular file is written beside itself and renamed into place once complete,
-    so a failure leaves no half file behind; anything else (a device, a pipe) is written
-    directly: it is never replaced by a file."""
+    Written through `output.replacing`: a failure leaves the old file as it was."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -245,55 +245,42 @@ async def write_parquet(rows: AsyncIterator[dict[str, Any]], table: str, path: P
         raise ConfigError(
             "--format parquet needs pyarrow: pip install 'citepipe[parquet]'"
         ) from None
-    target, regular = _parquet_target(path)
     schema = arrow_schema(table)
     columns = list(COLUMNS[table])
     n = 0
-    try:
-        with pq.ParquetWriter(str(target), schema) as writer:
-            batch: list[dict[str, Any]] = []
+    with replacing(path) as target, pq.ParquetWriter(str(target), schema) as writer:
+        batch: list[dict[str, Any]] = []
 
-            def flush() -> None:
-                data = {c: [_arrow_value(c, r.get(c)) for r in batch] for c in columns}
-                writer.write_table(pa.Table.from_pydict(data, schema=schema))
-                batch.clear()
+        def flush() -> None:
+            data = {c: [_arrow_value(c, r.get(c)) for r in batch] for c in columns}
+            writer.write_table(pa.Table.from_pydict(data, schema=schema))
+            batch.clear()
 
-            async for row in rows:
-                batch.append(row)
-                n += 1
-                if len(batch) >= PARQUET_BATCH:
-                    flush()
-            if batch or n == 0:
+        async for row in rows:
+            batch.append(row)
+            n += 1
+            if len(batch) >= PARQUET_BATCH:
                 flush()
-        if regular:
-            target.replace(path)
-    except BaseException:
-        if regular:
-            target.unlink(missing_ok=True)
-        raise
+        if batch or n == 0:
+            flush()
     return n
 
 
-def _parquet_target(path: Path) -> tuple[Path, bool]:
-    """Where to write: a hidden file beside a new or regular `path` (renamed into place
-    when complete), or `path` itself when it is a device or a pipe."""
-    if path.is_dir():
-        raise IsADirectoryError(21, "Is a directory", str(path))
-    regular = not path.exists() or path.is_file()
-    return (path.with_name(f".{path.name}.partial") if regular else path), regular
-
-
-async def write_rows(rows: AsyncIterator[dict[str, Any]], fmt: str, out: IO[str]) -> int:
-    """CSV (a header from the first row) or JSON lines, to a text stream; rows written."""
+async def write_rows(
+    rows: AsyncIterator[dict[str, Any]], fmt: str, out: IO[str], table: str
+) -> int:
+    """CSV or JSON lines, to a text stream; rows written. CSV has its header (the table's
+    columns, `COLUMNS`) even when no row matches, and `\n` line ends, as Unix tools and
+    pandas expect (RFC 4180's CRLF only in the `csv` module's default)."""
     n = 0
     writer: csv.DictWriter[str] | None = None
+    if fmt != "jsonl":
+        writer = csv.DictWriter(out, fieldnames=list(COLUMNS[table]), lineterminator="\n")
+        writer.writeheader()
     async for row in rows:
-        if fmt == "jsonl":
+        if writer is None:
             out.write(json.dumps(row, ensure_ascii=False) + "\n")
         else:
-            if writer is None:
-                writer = csv.DictWriter(out, fieldnames=list(row))
-                writer.writeheader()
             writer.writerow(row)
         n += 1
     return n
@@ -305,7 +292,7 @@ async def export(p: Pipeline, table: str, fmt: str, output: str | None, keep: Ro
     rows = p.store.export(table)
     if keep.conditions or keep.since is not None:
         rows = filtered(rows, keep)
-    write = write_rows
+    write = partial(write_rows, table=table)
     if fmt in bibliography.FORMATS:  # records for reference managers, from `papers`
         if table != "papers":
             raise ConfigError(f"--format {fmt}: exports --table papers only")
@@ -315,10 +302,13 @@ async def export(p: Pipeline, table: str, fmt: str, output: str | None, keep: Ro
     try:
         if fmt == "parquet":
             return await write_parquet(rows, table, Path(output))
-        with open(output, "w", encoding="utf-8", newline="") as out:  # noqa: ASYNC230
+        with (
+            replacing(Path(output)) as target,
+            open(target, "w", encoding="utf-8", newline="") as out,  # noqa: ASYNC230
+        ):
             return await write(rows, fmt, out)
     except OSError as exc:
-        raise ConfigError(f"--output {output}: {exc.strerror or exc}") from None
+        raise ConfigError(f"--output {output}: {_unchanged(output, exc)}") from None
 
 
 def write_metadata(db: str, output: str | None) -> bool:
@@ -332,7 +322,15 @@ def write_metadata(db: str, output: str | None) -> bool:
         sys.stdout.write(text)
         return False
     try:
-        Path(output).write_text(text, encoding="utf-8")
+        with replacing(Path(output)) as target:
+            target.write_text(text, encoding="utf-8")
     except OSError as exc:
-        raise ConfigError(f"--output {output}: {exc.strerror or exc}") from None
+        raise ConfigError(f"--output {output}: {_unchanged(output, exc)}") from None
     return True
+
+
+def _unchanged(output: str, exc: OSError) -> str:
+    """An output error, and (a file there before) that the file is as it was."""
+    why = exc.strerror or str(exc)
+    path = Path(output)
+    return f"{why}; {output} left as it was" if path.is_file() else why

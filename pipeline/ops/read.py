@@ -5,12 +5,13 @@ a DOI named on the command line (`doi_argument`) lives here."""
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
 
 from pipeline.app import Pipeline
 from pipeline.config import Settings
-from pipeline.errors import BadInputError, ConfigError, NotFoundError, StoreError
+from pipeline.errors import BadInputError, ConfigError, NotFoundError, StoreError, UsageError
 from pipeline.models import Page, PaperView, SearchHit, StatementType
 from pipeline.normalise import normalise_doi
 from pipeline.sources.report import ReportSource, load_selectors, result_to_dict
@@ -54,21 +55,32 @@ async def show(p: Pipeline, doi: str, *, statements: int = 1000) -> PaperView:
     return view
 
 
+@dataclass(frozen=True, slots=True)
+class SearchResults:
+    """The best `limit` hits, and whether more statements matched than were returned."""
+
+    hits: tuple[SearchHit, ...]
+    more: bool
+
+
 async def search(
     p: Pipeline, query: str, *, type: StatementType | None = None, limit: int = 20
-) -> list[SearchHit]:
-    """`citepipe search`: statements whose snippet matches (FTS5 query syntax)."""
+) -> SearchResults:
+    """`citepipe search`: statements whose snippet matches, best first. SQLite reads the
+    query as FTS5 syntax with every term holding punctuation quoted (`store/fts.py`:
+    `COVID-19`, `T-cells` and `it's` work); PostgreSQL as `websearch_to_tsquery`. One
+    more hit than `limit` is asked for, to say whether more matched."""
     if not query.strip():
-        raise ConfigError("search: the query is empty")
+        raise UsageError("search: the query is empty")
     if limit < 1:
-        raise ConfigError(f"--limit: must be at least 1, got {limit}")
+        raise UsageError(f"--limit: must be at least 1, got {limit}")
     try:
-        return await p.store.search(query, type=type, limit=limit)
+        hits = await p.store.search(query, type=type, limit=limit + 1)
     except StoreError as exc:
-        raise ConfigError(
-            f'{exc} (FTS5 syntax: words, "a phrase", OR, NOT, prefix*; put words with '
-            "punctuation in double quotes)"
+        raise UsageError(
+            f'{exc} (search syntax: words, "a phrase", OR, NOT, prefix*, NEAR(a b))'
         ) from None
+    return SearchResults(tuple(hits[:limit]), more=len(hits) > limit)
 
 
 def doi_argument(text: str, flag: str | None = None) -> str:

@@ -17,7 +17,7 @@ from croniter import croniter
 from pipeline.app import Pipeline
 from pipeline.clock import Clock
 from pipeline.crawl.worker import RunCounters
-from pipeline.errors import PipelineError
+from pipeline.errors import BadInputError, PipelineError
 from pipeline.models import RUN_STALE_AFTER
 from pipeline.ops.digest import after_run
 from pipeline.runs.inputs import InputDois
@@ -150,7 +150,7 @@ async def crawl(
         ui.progress.start_enqueue()
     if seeds is not None:
         await enqueue_lines(p, seeds, p.settings.depth, tally, ui, seen, stop)
-    tally.enqueued += await p.store.enqueue_stale(clock.now())
+    tally.enqueued += await p.store.enqueue_stale(clock.now(), address=on_this_site(p))
     enqueued = clock.monotonic()
     budget = p.settings.max_duration if max_duration is None else max_duration
     outcome = await work(
@@ -160,6 +160,21 @@ async def crawl(
         p, "crawl", outcome, stop, tally, seen, (started, enqueued, clock.monotonic()), notes
     )
     return await _finish(p, summary, run_id, ui)
+
+
+def on_this_site(p: Pipeline) -> Callable[[str, str], str]:
+    """Where a due refresh fetches a report: its stored address when it is on the current
+    site, else the same report path on the current `base_url` (`Source.relocate`), else
+    the address the Source makes for the DOI. After a change of `base_url` a refresh
+    goes to the new site instead of dying as an off-site redirect without a request."""
+
+    def address(doi: str, url: str) -> str:
+        try:
+            return p.source.relocate(url) or p.source.address(doi)
+        except BadInputError:  # a DOI with no safe address: the stored one says so
+            return url
+
+    return address
 
 
 async def worker(

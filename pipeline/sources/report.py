@@ -414,9 +414,22 @@ def _abstract(node: Node | None, sel: PaperSelectors) -> tuple[str | None, bool 
     return text, flagged or text.endswith(_ELLIPSES)
 
 
+# A wall is a short page: a challenge or a login form and a line or two (Cloudflare's
+# "Just a moment..." holds ~300 characters of text, Google's "unusual traffic" ~600). A
+# longer page that is not a report is a drifted layout, even when it mentions a captcha
+# or holds a captcha widget in a form of its own.
+WALL_TEXT_MAX = 2000
+
+
 def _wall(tree: LexborHTMLParser, sel: WallSelectors) -> str | None:
-    """`captcha wall` or `login wall` if a page that is not a report shows one, else None."""
-    text = None
+    """`captcha wall` or `login wall` if a page that is not a report is one: short (at
+    most `WALL_TEXT_MAX` characters of text) and showing one of its elements or phrases;
+    else None (a layout drift, kept for `citepipe reparse`)."""
+    title = _text(_first(tree, "title")) or ""
+    body = tree.body.text(separator=" ") if tree.body is not None else ""
+    text = " ".join(f"{title} {body}".lower().split())
+    if len(text) > WALL_TEXT_MAX:
+        return None
     for name, css, words in (
         ("captcha wall", sel.captcha, sel.captcha_words),
         ("login wall", sel.login, sel.login_words),
@@ -424,13 +437,8 @@ def _wall(tree: LexborHTMLParser, sel: WallSelectors) -> str | None:
         if _first(tree, css) is not None:
             return name
         phrases = [w.strip().lower() for w in words.split("|") if w.strip()]
-        if phrases:
-            if text is None:
-                title = _text(_first(tree, "title")) or ""
-                body = tree.body.text(separator=" ") if tree.body is not None else ""
-                text = " ".join(f"{title} {body}".lower().split())
-            if any(p in text for p in phrases):
-                return name
+        if any(p in text for p in phrases):
+            return name
     return None
 
 

@@ -55,6 +55,20 @@ EXPORT_TABLES = (
     "notices",
     "jobs",
     "provenance",
+    "citations",  # a view: who cites whom, statements counted by type
+)
+# What `copy-store` moves (and `stats` counts): the tables, kept pages included.
+COPY_TABLES = (
+    "papers",
+    "authors",
+    "tallies",
+    "tally_history",
+    "facets",
+    "statements",
+    "notices",
+    "jobs",
+    "pages",
+    "provenance",
 )
 
 
@@ -103,11 +117,15 @@ class JobQueue(Protocol):
     async def requeue_expired(self) -> int:
         """Put jobs whose lease ran out back in the queue; return how many."""
 
-    async def enqueue_stale(self, now: datetime) -> int:
+    async def enqueue_stale(
+        self, now: datetime, address: Callable[[str, str], str] | None = None
+    ) -> int:
         """Queue page 1 again for every report whose refresh time has come (cron crawl).
 
         Uses a new round (max stored round + 1) so that the follow-up pages, which
-        inherit it, are fetched again too. Returns how many reports were queued.
+        inherit it, are fetched again too. `address(doi, stored_url)` gives the address
+        to fetch (the current site's, after a change of `base_url`); None keeps the
+        stored one. Returns how many reports were queued.
         """
 
     async def requeue_dead(

@@ -407,13 +407,19 @@ class PostgresStore(sql.SQLStore):
 
         await self._transaction("fail", body)
 
-    async def enqueue_stale(self, now: datetime) -> int:
-        """Page 1 of every report due for a refresh, with round = its max round + 1."""
+    async def enqueue_stale(
+        self, now: datetime, address: Callable[[str, str], str] | None = None
+    ) -> int:
+        """Page 1 of every report due for a refresh, with round = its max round + 1, at
+        `address(doi, url)` when given."""
+        where = address or (lambda _doi, url: url)
         stmt = self._sql["stale_page_one"]
 
         async def body(conn: Conn) -> int:
             rows = await conn.fetch(stmt.sql, *stmt.args({"now": now}))
-            jobs = [NewJob(r["doi"], r["url"], 1, r["depth"], r["round"]) for r in rows]
+            jobs = [
+                NewJob(r["doi"], where(r["doi"], r["url"]), 1, r["depth"], r["round"]) for r in rows
+            ]
             return await self._enqueue_rows(conn, jobs) if jobs else 0
 
         return await self._transaction("enqueue stale", body, durable=True)

@@ -114,6 +114,28 @@ COLUMNS: dict[str, tuple[str, ...]] = {
         "last_seen_at",
     ),
     "provenance": ("doi", "seed", "depth"),
+    # Kept pages (`copy-store` moves them; never exported as CSV: `body` is zlib bytes).
+    "pages": (
+        "doi",
+        "page",
+        "url",
+        "fetched_at",
+        "broken",
+        "error",
+        "size",
+        "body",
+        "media_type",
+        "charset",
+    ),
+    # The `citations` view (export only), in its column order.
+    "citations": (
+        "citing_doi",
+        "cited_doi",
+        "statements",
+        "supporting",
+        "mentioning",
+        "contrasting",
+    ),
 }
 KEYS: dict[str, tuple[str, ...]] = {
     "papers": ("doi",),
@@ -125,6 +147,8 @@ KEYS: dict[str, tuple[str, ...]] = {
     "jobs": ("id",),
     "provenance": ("doi", "seed"),
     "notices": ("doi", "status", "date", "notice_doi"),
+    "pages": ("doi", "page"),
+    "citations": ("cited_doi", "citing_doi"),  # the order statements_identity serves
 }
 RESULT_TABLES = (
     "papers",

@@ -64,7 +64,7 @@ from pipeline.models import (
     WindowChanges,
 )
 from pipeline.store import rules
-from pipeline.store.base import EXPORT_TABLES, LeasedJob
+from pipeline.store.base import COPY_TABLES, EXPORT_TABLES, LeasedJob
 from pipeline.store.rules import Params
 
 T = TypeVar("T")
@@ -141,7 +141,7 @@ async def read_stats(rows: Rows, now: datetime, active_runs: Sequence[RunInfo]) 
         incomplete_reports=sum(d.count for d in incomplete),
         incomplete_by_reason=incomplete,
         not_found=int(await first_value(rows, "not_found_reports")),
-        rows_by_table={t: counts[t] for t in EXPORT_TABLES},
+        rows_by_table={t: counts[t] for t in COPY_TABLES},
         pages_last_minute=await done_since(timedelta(minutes=1)),
         pages_last_hour=await done_since(timedelta(hours=1)),
         active_runs=tuple(active_runs),
@@ -312,7 +312,7 @@ class SQLStore(ABC):
     ) -> AsyncIterator[dict[str, Any]]:
         """Keyset pages in key order (named queries `export_<table>[_after]`), each its own
         query. `after`: start past this key (a resumed copy)."""
-        if table not in EXPORT_TABLES:
+        if table not in EXPORT_TABLES and table not in COPY_TABLES:
             raise StoreError(f"unknown table {table!r}; one of {', '.join(EXPORT_TABLES)}")
         keys = rules.KEYS[table]
         params: Params = {"limit": EXPORT_CHUNK}

@@ -39,6 +39,7 @@ from pipeline.errors import StoreDataError, StoreError
 from pipeline.models import Completion, DeadJob, Job, NewJob, Requeued
 from pipeline.store import rules, sql
 from pipeline.store.batching import CompletionWriter
+from pipeline.store.fts import fts5_query
 from pipeline.store.queries import queries
 from pipeline.store.rules import from_iso, iso
 from pipeline.store.sqlite_file import (
@@ -319,13 +320,19 @@ class SQLiteStore(sql.SQLStore):
 
         await self._transaction("fail", body)
 
-    async def enqueue_stale(self, now: datetime) -> int:
-        """Page 1 of every report due for a refresh, with round = its max round + 1."""
+    async def enqueue_stale(
+        self, now: datetime, address: Callable[[str, str], str] | None = None
+    ) -> int:
+        """Page 1 of every report due for a refresh, with round = its max round + 1, at
+        `address(doi, url)` when given."""
+        where = address or (lambda _doi, url: url)
         params = _encode({"now": now})
 
         def body(conn: sqlite3.Connection) -> int:
             rows = conn.execute(self._sql["stale_page_one"], params).fetchall()
-            jobs = [NewJob(r["doi"], r["url"], 1, r["depth"], r["round"]) for r in rows]
+            jobs = [
+                NewJob(r["doi"], where(r["doi"], r["url"]), 1, r["depth"], r["round"]) for r in rows
+            ]
             return self._enqueue_rows(conn, jobs) if jobs else 0
 
         return await self._transaction("enqueue stale", body)
@@ -424,7 +431,9 @@ class SQLiteStore(sql.SQLStore):
         return dict(zip(row.keys(), row, strict=True))
 
     async def _search_rows(self, query: str, params: rules.Params) -> list[Any]:
-        """FTS5 rejects a malformed query (`"unbalanced`): say which query was bad."""
+        """The query as FTS5 reads it (`fts.fts5_query`: terms with punctuation quoted);
+        FTS5 rejects a malformed one (`a OR`): say which query was bad."""
+        params = {**params, "query": fts5_query(query)}
         try:
             return await self._read_all("search_statements", params)
         except StoreError as exc:

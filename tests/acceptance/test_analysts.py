@@ -4,6 +4,7 @@ filters, the tally history picture, and Datasette serving the store over HTTP.""
 from __future__ import annotations
 
 import asyncio
+import csv
 import io
 import json
 import re
@@ -27,6 +28,7 @@ from pipeline.models import Completion, NewJob, Paper, ParseResult, Statement, T
 from pipeline.ops import read as ops_read
 from pipeline.runs import demo
 from pipeline.store import SQLiteStore
+from pipeline.store.rules import COLUMNS
 
 from .conftest import fast_settings, query, quiet_ui
 
@@ -102,6 +104,22 @@ def test_show_gives_one_paper_as_json_and_as_a_table(
     assert "facets" in out and "statements citing it (2 shown)" in out
 
 
+def test_show_says_why_a_report_is_incomplete(
+    demo_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """The stored reason, on the terminal and in JSON (issue 25, point 11)."""
+    doi, reason = query(
+        demo_db, "select doi, incomplete_reason from papers where incomplete = 1 limit 1"
+    )[0]
+    assert reason
+    code, out, _ = run_main(capsys, "show", doi, "--json", "--db", str(demo_db))
+    assert code == 0 and json.loads(out)["paper"]["incomplete_reason"] == reason
+    code, out, _ = run_main(capsys, "show", doi, "--db", str(demo_db), "--statements", "0")
+    assert code == 0
+    assert f"yes: {reason}" in " ".join(out.split())  # a wrapped line is still the reason
+    assert "some pages of its report could not be read" not in out
+
+
 def test_show_of_an_unknown_doi_is_one_line_exit_1(
     demo_db: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -127,8 +145,22 @@ def test_search_finds_the_matching_statements(
     assert all(h["type"] == "contrasting" for h in hits)
     assert all("[" in h["highlighted"] for h in hits)
 
-    code, out, _ = run_main(capsys, "search", word, "--db", str(demo_db), "--limit", "3")
+    code, out, _ = run_main(capsys, "search", "patients", "--db", str(demo_db), "--limit", "3")
     assert code == 0 and "3 statements matching" in out and "(s)" not in out
+    assert "more match" in out  # the 3 shown are not all of them (issue 25, point 14)
+    code, out, _ = run_main(capsys, "search", word, "--db", str(demo_db), "--limit", "500")
+    assert code == 0 and "more match" not in out
+    code, out, _ = run_main(capsys, "search", "patients", "--db", str(demo_db), "--json")
+    assert len(json.loads(out)) == 20  # the default --limit, more matched
+
+
+@pytest.mark.parametrize("term", ["COVID-19", "T-cells", "it's", "e.g.", "graft-versus-host"])
+def test_search_takes_terms_with_punctuation(
+    demo_db: Path, capsys: pytest.CaptureFixture[str], term: str
+) -> None:
+    code, out, err = run_main(capsys, "search", term, "--db", str(demo_db), "--json")
+    assert (code, err) == (0, "")
+    assert isinstance(json.loads(out), list)
 
 
 def test_a_bad_search_query_is_one_line_exit_2(
@@ -137,6 +169,9 @@ def test_a_bad_search_query_is_one_line_exit_2(
     code, _, err = run_main(capsys, "search", '"unbalanced', "--db", str(demo_db))
     assert code == 2
     assert len(err.strip().splitlines()) == 1 and "bad search query" in err
+    assert "configuration error" not in err  # a query is no setting (issue 25, point 14)
+    code, _, err = run_main(capsys, "search", "graft OR", "--db", str(demo_db))
+    assert code == 2 and "bad search query" in err and "configuration error" not in err
 
 
 def test_the_fts_index_follows_the_statements(demo_db: Path) -> None:
@@ -153,6 +188,56 @@ def test_the_fts_index_follows_the_statements(demo_db: Path) -> None:
             demo_db, "select count(distinct citing_doi) from statements where cited_doi = ?", SEED
         )[0][0]
     )
+
+
+# ---------------------------------------------------------------- CSV (issue 25, point 16)
+
+
+def test_csv_has_its_header_when_no_row_matches_and_unix_line_ends(
+    demo_db: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    base = ("export", "--table", "statements", "--db", str(demo_db))
+    code, out, _ = run_main(capsys, *base, "--where", "type=no-such-type")
+    assert code == 0 and out == ",".join(COLUMNS["statements"]) + "\n"
+    code, out, _ = run_main(capsys, "export", "--table", "papers", "--db", str(demo_db))
+    assert code == 0 and "\r" not in out.replace('"', "")  # no CRLF line ends
+    rows = list(csv.DictReader(io.StringIO(out)))
+    assert len(rows) == query(demo_db, "select count(*) from papers")[0][0]
+    assert list(rows[0]) == list(COLUMNS["papers"])
+
+
+def test_the_citations_view_is_exported(
+    demo_db: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    code, out, err = run_main(capsys, "export", "--table", "citations", "--db", str(demo_db))
+    assert code == 0, err
+    got = {
+        (r["citing_doi"], r["cited_doi"], int(r["statements"]), int(r["supporting"]))
+        for r in csv.DictReader(io.StringIO(out))
+    }
+    view = query(demo_db, "select citing_doi, cited_doi, statements, supporting from citations")
+    assert got == set(view) and len(view) > 0
+    out_file = tmp_path / "citations.parquet"
+    code, _, _ = run_main(
+        capsys, "export", "--table", "citations", "--format", "parquet", "-o", str(out_file),
+        "--where", "statements>=2", "--db", str(demo_db),
+    )  # fmt: skip
+    pq = pytest.importorskip("pyarrow.parquet")
+    table = pq.read_table(out_file)
+    assert code == 0 and table.num_rows == sum(1 for r in view if r[2] >= 2)
+
+
+def test_datasette_metadata_refuses_row_options(
+    demo_db: Path, capsys: pytest.CaptureFixture[str], tmp_path: Path
+) -> None:
+    meta = tmp_path / "metadata.json"
+    code, _, err = run_main(
+        capsys, "export", "--datasette-metadata", "--table", "papers", "-o", str(meta),
+        "--db", str(demo_db),
+    )  # fmt: skip
+    assert code == 2 and not meta.exists()
+    (line,) = err.strip().splitlines()
+    assert "--datasette-metadata" in line and "--table" in line
 
 
 # ---------------------------------------------------------------- Parquet

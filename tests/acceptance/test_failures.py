@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import io
+import json
 import os
 import shutil
 import signal
@@ -30,7 +31,7 @@ from pipeline.models import NewJob
 from pipeline.runs import demo
 from pipeline.runs.lifecycle import Stop
 
-from .conftest import fast_env, fast_settings, query, reports, run_cli, start_cli, write_dois
+from .conftest import ROOT, fast_env, fast_settings, query, reports, run_cli, start_cli, write_dois
 
 
 def run_main(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
@@ -377,3 +378,46 @@ def test_an_unknown_timezone_is_a_configuration_error(
     code, _, err = run_main(capsys, "schedule", "--db", "s.sqlite")
     assert code == 2 and "timezone" in one_line(err)
     assert not Path("s.sqlite").exists()
+
+
+async def closed_stdout_run(*args: str, env: dict[str, str]) -> tuple[int, str]:
+    """Run citepipe with its standard output a pipe nobody reads (the read end is closed
+    before it starts, as `| head` closes it): every write to it fails with EPIPE."""
+    read, write = os.pipe()
+    os.close(read)
+    try:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "pipeline", *args, env=env, cwd=str(ROOT),
+            stdin=asyncio.subprocess.DEVNULL, stdout=write, stderr=asyncio.subprocess.PIPE,
+        )  # fmt: skip
+    finally:
+        os.close(write)
+    _, err = await asyncio.wait_for(proc.communicate(), 120)
+    assert proc.returncode is not None
+    return proc.returncode, err.decode()
+
+
+async def test_a_closed_pipe_does_not_turn_a_failing_run_into_success(tmp_path: Path) -> None:
+    """`citepipe backfill ... | head`: the summary cannot be printed, but the run's exit
+    code (1: a report the site does not have) is kept; an output command whose reader
+    left (`export | head`) still ends quietly with 0 (issue 25, point 6)."""
+    reps = reports(2, seed=26)
+    db = tmp_path / "s.sqlite"
+    inp = write_dois(tmp_path / "in.txt", [*reps, "10.5555/not-on-the-site"])
+    async with CitationSite(reps) as site:
+        env = fast_env(site.base_url, db)
+        code, err = await closed_stdout_run("backfill", str(inp), env=env)
+        assert "Traceback" not in err
+        logged = [json.loads(x) for x in err.splitlines() if x.startswith("{")]
+        (summary,) = [e for e in logged if e.get("event") == "summary"]
+        assert summary["exit_code"] == 1 and code == 1
+        code, err = await closed_stdout_run("export", "--table", "papers", env=env)
+        assert (code, err) == (0, "")
+
+
+def test_parse_of_the_readme_is_not_a_captcha_wall(capsys: pytest.CaptureFixture[str]) -> None:
+    """The README explains captcha walls; it is not one (issue 25, point 7)."""
+    code, out, err = run_main(capsys, "parse", str(ROOT / "README.md"))
+    assert (code, out) == (1, "")
+    line = one_line(err)
+    assert "not a report page" in line and "wall" not in line

@@ -237,7 +237,9 @@ async def test_a_wall_is_blocked_not_layout_drift(tmp_path: Path, kind: str, rea
     dead = query(db, "select doi, last_error from jobs where state = 'dead'")
     assert dead == [(reps[0].doi, f"blocked: {reason} wall")]
     assert summary.counters.dead == {f"blocked: {reason} wall": 1}
-    assert not (tmp_path / "broken").exists()  # not kept as a broken page: it is no drift
+    # kept in the store all the same (issue 25, point 7): a page judged a wall wrongly can
+    # be read again by `reparse`
+    assert query(db, "select doi, broken from pages") == [(reps[0].doi, 1)]
 
 
 async def test_not_found_is_not_incomplete(tmp_path: Path) -> None:

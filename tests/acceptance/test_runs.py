@@ -14,6 +14,7 @@ from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pytest
 from aiohttp import web
@@ -279,6 +280,21 @@ async def test_depth_crawls_citing_papers_on_the_site(tmp_path: Path) -> None:
     assert query(db, "select max(depth) from jobs") == [(1,)]
 
 
+async def test_depth_follows_the_citers_of_every_page_of_a_report(tmp_path: Path) -> None:
+    """`--depth 1` queues every paper citing the listed one, from every page of its report
+    (issue 25, point 4: only page 1's citers were followed)."""
+    reps = reports(60, seed=6)
+    root = max(reps.values(), key=lambda r: len({s.citing_doi for s in r.statements}))
+    citers = {s.citing_doi for s in root.statements} - {root.doi}
+    db = tmp_path / "c.sqlite"
+    async with CitationSite(reps, per_page=5) as site:
+        assert site.pages(root.doi) >= 3
+        summary = await run_backfill(fast_settings(site.base_url, db, depth=1), [root.doi])
+    assert summary.exit_code in (0, 1)  # citers the site does not hold are not found
+    queued = {d for (d,) in query(db, "select doi from jobs where page = 1 and depth = 0")}
+    assert queued == citers
+
+
 async def test_summary_times_are_each_measured(tmp_path: Path) -> None:
     """Enqueue, crawl and total times come from the injected clock, phase by phase."""
     reps = reports(4, seed=14)
@@ -372,6 +388,32 @@ async def test_second_crawl_records_changes_and_skips_unchanged_pages(tmp_path: 
         == same_rows
     )
     assert query(db, "select count(*) from jobs where state != 'done'") == [(0,)]
+
+
+async def test_a_due_refresh_after_a_change_of_base_url_goes_to_the_new_site(
+    tmp_path: Path,
+) -> None:
+    """The site moved (a new `base_url`): due refreshes are fetched from the new site,
+    each stored address rebuilt on it, instead of dying as `off-site redirect` without a
+    request (issue 25, point 5)."""
+    reps = reports(5, seed=25)
+    clock = OffsetClock()
+    db = tmp_path / "c.sqlite"
+    async with CitationSite(reps, per_page=5) as old:
+        first = await run_crawl(fast_settings(old.base_url, db, **REFRESH), list(reps), clock=clock)
+        assert first.exit_code == 0, first.render()
+    stored = {u for (u,) in query(db, "select url from jobs where page = 1")}
+    assert all(u.startswith(old.base_url) for u in stored)
+    async with CitationSite(reps, per_page=5) as new:
+        assert new.base_url != old.base_url
+        clock.offset += 5.0  # past refresh_max: every report is due
+        second = await run_crawl(fast_settings(new.base_url, db, **REFRESH), None, clock=clock)
+        fetched = {r.path_qs.split("?")[0] for r in new.requests if r.status in (200, 304)}
+    assert second.exit_code == 0, second.render()
+    assert query(db, "select count(*) from jobs where state = 'dead'") == [(0,)]
+    assert all(u.startswith(new.base_url) for (u,) in query(db, "select url from jobs"))
+    assert {urlsplit(u).path for u in stored} <= fetched
+    assert second.counters.pages_done == query(db, "select count(*) from jobs")[0][0]  # all read
 
 
 async def test_two_crawls_at_once_never_fetch_a_page_twice(tmp_path: Path) -> None:

@@ -29,7 +29,7 @@ from pipeline.models import (
     Tally,
 )
 from pipeline.normalise import snippet_hash
-from pipeline.store import MemoryStore, PostgresStore, SQLiteStore, Store
+from pipeline.store import MemoryStore, PostgresStore, SQLiteStore, Store, sql
 from pipeline.store.rules import COLUMNS
 from pipeline.store.sqlite import iso
 
@@ -850,6 +850,63 @@ async def test_search_finds_statements_by_words_and_type(store: Store) -> None:
     if isinstance(store, SQLiteStore):  # FTS5 syntax; PostgreSQL's websearch reads any text
         with pytest.raises(StoreError, match="bad search query"):
             await store.search('"unbalanced')
+
+
+async def test_search_takes_terms_with_punctuation_as_they_are(store: Store) -> None:
+    """`COVID-19`, `T-cells`, `it's`, `e.g.` find their statements on every engine, and
+    the explicit syntax still works (issue 25, point 14)."""
+    await crawl(
+        store,
+        result(
+            statements=(
+                stmt("10.2/a", "COVID-19 patients had lower T-cells counts", type="supporting"),
+                stmt("10.2/b", "it's known, e.g. from earlier cohorts", type="mentioning"),
+                stmt("10.2/c", "influenza patients only; covid not studied", type="contrasting"),
+                stmt("10.2/d", "cells of type T were counted in 19 patients"),
+            )
+        ),
+    )
+
+    async def found(query: str) -> set[str]:
+        return {h.citing_doi for h in await store.search(query)}
+
+    assert await found("COVID-19") == {"10.2/a"}  # "covid" then "19", next to each other
+    assert await found("T-cells") == {"10.2/a"}
+    # PostgreSQL's english configuration drops stop words: "it's" is "it" and "s", both
+    # stop words, so it matches nothing there (and fails nowhere)
+    assert await found("it's") == (set() if isinstance(store, PostgresStore) else {"10.2/b"})
+    assert await found("e.g.") == {"10.2/b"}
+    assert await found("COVID-19 patients") == {"10.2/a"}
+    assert await found("covid OR influenza") == {"10.2/a", "10.2/c"}
+    assert await found('"earlier cohorts"') == {"10.2/b"}
+    if isinstance(store, SQLiteStore):  # FTS5's own operators (websearch has -word, or)
+        assert await found("patients NOT influenza") == {"10.2/a", "10.2/d"}
+        assert await found("infl*") == {"10.2/c"}
+        assert await found("NEAR(covid studied, 3)") == {"10.2/c"}
+
+
+async def test_the_citations_view_exports_the_same_on_every_engine(
+    store: Store, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql, "EXPORT_CHUNK", 2)  # keyset pages of 2: the _after query too
+    await crawl(
+        store,
+        result(
+            statements=(
+                stmt("10.2/x", "one", type="supporting"),
+                stmt("10.2/x", "two", type="contrasting"),
+                stmt("10.2/y", "three", type="mentioning"),
+                stmt("10.2/z", "four", type=None),
+            )
+        ),
+    )
+    rows = [r async for r in store.export("citations")]
+    assert [tuple(r) for r in rows] == [COLUMNS["citations"]] * 3
+    assert [tuple(r.values()) for r in rows] == [
+        ("10.2/x", "10.1/a", 2, 1, 0, 1),
+        ("10.2/y", "10.1/a", 1, 0, 1, 0),
+        ("10.2/z", "10.1/a", 1, 0, 0, 0),
+    ]
 
 
 async def test_a_statement_seen_again_is_one_search_match(store: Store) -> None:

@@ -528,6 +528,40 @@ def test_a_captcha_or_login_wall_is_blocked_not_drift(body: str, wall: str) -> N
     assert info.value.reason == f"blocked: {wall} wall"
 
 
+RECAPTCHA_FOOTER = (
+    '<footer><form action="/feedback"><div class="g-recaptcha" data-sitekey="6Lc"></div>'
+    "<p>This site is protected by reCAPTCHA and the Google Privacy Policy applies. "
+    "Please complete the captcha to send feedback.</p></form></footer></body>"
+)
+
+
+def test_a_drifted_report_mentioning_recaptcha_is_drift_not_a_wall(html: str) -> None:
+    """A report page whose statement list moved (a layout drift) and whose footer holds a
+    reCAPTCHA feedback form is broken, kept for reparse, not "blocked: captcha wall"
+    (issue 25, point 7): a wall is a short page."""
+    page = edit(edit(html, '<ol class="statements">', '<ol class="citations">'), "</body>",
+                RECAPTCHA_FOOTER)  # fmt: skip
+    with pytest.raises(ParseError, match="no statement list") as info:
+        parse(page)
+    assert not isinstance(info.value, BlockedError)
+
+
+def test_a_long_text_about_captcha_walls_is_not_one() -> None:
+    """`citepipe parse README.md`: a document that explains captcha walls is no wall."""
+    text = (
+        "<html><body><pre>"
+        + (
+            "A page is `blocked: captcha wall` when the site sends a captcha (reCAPTCHA, "
+            "hCaptcha, Turnstile) instead of the report; verify you are human, just a moment. "
+        )
+        * 30
+        + "</pre></body></html>"
+    )
+    with pytest.raises(ParseError, match="not a report page") as info:
+        parse_report(text, URL)
+    assert not isinstance(info.value, BlockedError)
+
+
 def test_a_report_with_a_login_form_in_its_header_is_still_a_report(html: str) -> None:
     page = edit(html, "<body>", '<body><form action="/login"><input type="password"></form>')
     assert parse(page)["doi"] == "10.1038/bmt.2012.184"

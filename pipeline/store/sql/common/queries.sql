@@ -87,6 +87,7 @@ UNION ALL SELECT 'facets', count(*) FROM facets
 UNION ALL SELECT 'statements', count(*) FROM statements
 UNION ALL SELECT 'notices', count(*) FROM notices
 UNION ALL SELECT 'jobs', count(*) FROM jobs
+UNION ALL SELECT 'pages', count(*) FROM pages
 UNION ALL SELECT 'provenance', count(*) FROM provenance;
 
 -- name: not_found_reports
@@ -208,7 +209,7 @@ ON CONFLICT (doi, page) DO UPDATE SET
 -- name: show_paper
 SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated,
        report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval,
-       next_refresh_at
+       next_refresh_at, incomplete_reason
 FROM papers WHERE doi = :doi;
 
 -- name: show_authors
@@ -370,3 +371,26 @@ ORDER BY doi, status, date, notice_doi LIMIT :limit;
 -- name: last_notices
 SELECT doi, status, date, notice_doi FROM notices
 ORDER BY doi DESC, status DESC, date DESC, notice_doi DESC LIMIT 1;
+
+-- name: export_citations
+-- The `citations` view's rows, computed here from statements in the order its
+-- statements_identity index serves (cited, citing), so each keyset page reads only its
+-- own rows.
+SELECT citing_doi, cited_doi, count(*) AS statements, count(*) FILTER (WHERE type = 'supporting') AS supporting,
+       count(*) FILTER (WHERE type = 'mentioning') AS mentioning,
+       count(*) FILTER (WHERE type = 'contrasting') AS contrasting
+FROM statements
+GROUP BY cited_doi, citing_doi
+ORDER BY cited_doi, citing_doi LIMIT :limit;
+
+-- name: export_citations_after
+SELECT citing_doi, cited_doi, count(*) AS statements, count(*) FILTER (WHERE type = 'supporting') AS supporting,
+       count(*) FILTER (WHERE type = 'mentioning') AS mentioning,
+       count(*) FILTER (WHERE type = 'contrasting') AS contrasting
+FROM statements
+WHERE (cited_doi, citing_doi) > (:after_cited_doi, :after_citing_doi)
+GROUP BY cited_doi, citing_doi
+ORDER BY cited_doi, citing_doi LIMIT :limit;
+
+-- name: last_pages
+SELECT doi, page FROM pages ORDER BY doi DESC, page DESC LIMIT 1;

@@ -443,3 +443,22 @@ ON CONFLICT (doi) DO UPDATE SET
 INSERT INTO notices (doi, status, date, notice_doi, url, first_seen_at, last_seen_at)
 VALUES (:doi, :status, :date, :notice_doi, :url, :first_seen_at::text::timestamptz, :last_seen_at::text::timestamptz)
 ON CONFLICT DO NOTHING;
+
+-- name: export_pages
+-- Kept pages (`copy-store` only: bodies are zlib bytes, not for a CSV).
+SELECT doi, page, url, fetched_at, broken::integer AS broken, error, size, body, media_type, charset
+FROM pages
+ORDER BY doi, page LIMIT :limit;
+
+-- name: export_pages_after
+SELECT doi, page, url, fetched_at, broken::integer AS broken, error, size, body, media_type, charset
+FROM pages
+WHERE (doi, page) > (:after_doi, :after_page)
+ORDER BY doi, page LIMIT :limit;
+
+-- ---------------------------------------------------------------- politeness (hosts)
+
+-- name: import_pages
+INSERT INTO pages (doi, page, url, fetched_at, broken, error, size, body, media_type, charset)
+VALUES (:doi, :page, :url, :fetched_at::text::timestamptz, :broken::integer::boolean, :error, :size, :body, :media_type, :charset)
+ON CONFLICT DO NOTHING;
