@@ -27,6 +27,7 @@ from urllib.parse import urljoin
 from bs4 import BeautifulSoup, Tag
 from selectolax.lexbor import LexborHTMLParser
 
+from pipeline.models import result_to_dict
 from pipeline.normalise import (
     clean_text,
     doi_or_none,
@@ -38,7 +39,7 @@ from pipeline.normalise import (
     strip_label,
     strip_snippet_quotes,
 )
-from pipeline.sources.report import parse_report, result_to_dict
+from pipeline.sources.report import parse_report
 
 BASE = "https://scite.ai"
 SAMPLE = Path(__file__).resolve().parents[1] / "tests" / "fixtures" / "samples"

@@ -8,7 +8,7 @@ for a finished job, in one transaction.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
@@ -482,3 +482,23 @@ class DigestRecord:
     attempts: int
     last_error: str | None
     sent_at: datetime | None
+
+
+def result_to_dict(result: ParseResult) -> dict[str, Any]:
+    """A JSON-ready view of a parse, with the store contract's names (`citepipe parse`)."""
+    p = result.paper
+    return {
+        "report_url": p.report_url,
+        "doi": p.doi,
+        "title": p.title,
+        "authors": list(p.authors),
+        "journal": p.journal,
+        "publication_date": p.publication_date,
+        "year": p.year,
+        "abstract": p.abstract,
+        "abstract_truncated": p.abstract_truncated,
+        "tallies": asdict(result.tallies),
+        "facets": [[f.facet, f.label, f.count] for f in result.facets],
+        "statements": [asdict(s) for s in result.statements],
+        "next_page_url": result.next_page_url,
+    }

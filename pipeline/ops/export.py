@@ -4,7 +4,7 @@
 Filters are applied to the rows the store streams (`StoreStats.export`), in Python: no
 text from the command line ever reaches SQL, so `--where` cannot inject anything. A
 `--where` is `column OP value` with OP one of `= != < <= > >=`, the column one of the
-table's (`rules.COLUMNS`); numbers compare as numbers, the rest as text; a row whose
+table's (`tables.COLUMNS`); numbers compare as numbers, the rest as text; a row whose
 column is NULL never matches. `--since` keeps rows new or changed since a time (each
 table's time column: `SINCE_COLUMNS`).
 
@@ -32,8 +32,8 @@ from pipeline.errors import ConfigError
 from pipeline.ops import bibliography
 from pipeline.ops.datasette import datasette_metadata
 from pipeline.ops.output import replacing
-from pipeline.store.rules import COLUMNS, TALLY_FIELDS
 from pipeline.store.sqlite_file import sqlite_path
+from pipeline.store.tables import COLUMNS, TALLY_FIELDS
 
 # The time columns `--since` looks at (any of them at or after the time): when a row was
 # written or last changed.

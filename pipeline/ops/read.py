@@ -12,9 +12,9 @@ from typing import IO, Any
 from pipeline.app import Pipeline
 from pipeline.config import Settings
 from pipeline.errors import BadInputError, ConfigError, NotFoundError, StoreError, UsageError
-from pipeline.models import Page, PaperView, SearchHit, StatementType
+from pipeline.models import Page, PaperView, SearchHit, StatementType, result_to_dict
 from pipeline.normalise import normalise_doi
-from pipeline.sources.report import ReportSource, load_selectors, result_to_dict
+from pipeline.sources.report import ReportSource, load_selectors
 
 
 def read_stdin_or_file(name: str, stdin: IO[bytes] | None = None) -> bytes:

@@ -16,9 +16,8 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable
-from dataclasses import asdict
 from functools import lru_cache
-from typing import Any, TypeVar
+from typing import TypeVar
 from urllib.parse import urljoin, urlsplit
 
 from selectolax.lexbor import LexborHTMLParser, LexborNode, SelectolaxError
@@ -52,7 +51,7 @@ from pipeline.sources.selectors import (
 )
 from pipeline.urls import host_key, path_within, strip_userinfo, without_fragment
 
-__all__ = ["ReportSource", "Selectors", "load_selectors", "parse_report", "result_to_dict"]
+__all__ = ["ReportSource", "Selectors", "load_selectors", "parse_report"]
 
 # lexbor's tree builder is quadratic in nesting depth (20k nested <div> take 0.3 s, 200k a
 # minute). A report has a few thousand tags; a page with more `<` than this is not one,
@@ -588,26 +587,3 @@ def _next(node: Node | None, report_url: str) -> str | None:
     if not (parts.scheme or parts.netloc or parts.path or parts.query):
         return None  # nothing but a fragment (`#`), or `//`
     return _resolve(report_url, href)
-
-
-# --- output ---------------------------------------------------------------------------
-
-
-def result_to_dict(result: ParseResult) -> dict[str, Any]:
-    """A JSON-ready view of a parse, with the names of `shared/spec/store.md`."""
-    p = result.paper
-    return {
-        "report_url": p.report_url,
-        "doi": p.doi,
-        "title": p.title,
-        "authors": list(p.authors),
-        "journal": p.journal,
-        "publication_date": p.publication_date,
-        "year": p.year,
-        "abstract": p.abstract,
-        "abstract_truncated": p.abstract_truncated,
-        "tallies": asdict(result.tallies),
-        "facets": [[f.facet, f.label, f.count] for f in result.facets],
-        "statements": [asdict(s) for s in result.statements],
-        "next_page_url": result.next_page_url,
-    }

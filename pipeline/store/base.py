@@ -185,7 +185,7 @@ class StoreStats(Protocol):
     def export(
         self, table: str, *, after: Sequence[Any] | None = None
     ) -> AsyncIterator[dict[str, Any]]:
-        """Stream a table's rows as dicts, columns in `rules.COLUMNS` order, in primary-key
+        """Stream a table's rows as dicts, columns in `tables.COLUMNS` order, in primary-key
         order (any size), from just past the key `after` if given. Timestamps are ISO 8601
         UTC text, `YYYY-MM-DDTHH:MM:SS.ffffffZ`, and flags 0/1, whatever the driver
         stores: an export is the same from every driver."""

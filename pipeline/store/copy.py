@@ -33,7 +33,7 @@ from typing import Any, cast
 
 from pipeline.errors import ConfigError, StoreError
 from pipeline.store.base import Store
-from pipeline.store.rules import KEYS
+from pipeline.store.tables import KEYS
 
 # Parents before children (authors, tallies, facets, statements reference papers; pages
 # reference jobs).

@@ -56,7 +56,7 @@ from pipeline.config import Settings
 from pipeline.errors import StoreDataError, StoreError
 from pipeline.logs import redact_text
 from pipeline.models import Completion, DeadJob, Job, NewJob, Requeued
-from pipeline.store import rules, sql
+from pipeline.store import rules, sql, tables
 from pipeline.store.batching import CompletionWriter
 from pipeline.store.postgres_sql import (
     DIALECT,
@@ -509,7 +509,7 @@ class PostgresStore(sql.SQLStore):
         return {
             r["doi"]: rules.ReportState(
                 r["refresh_interval"],
-                tuple(r[f] for f in rules.TALLY_FIELDS) if r["has_tallies"] else None,
+                tuple(r[f] for f in tables.TALLY_FIELDS) if r["has_tallies"] else None,
             )
             for r in rows
         }
@@ -526,7 +526,7 @@ class PostgresStore(sql.SQLStore):
         async def body(conn: Conn) -> int:
             if args:
                 await conn.executemany(stmt.sql, args)
-            if "id" in rules.KEYS[table]:
+            if "id" in tables.KEYS[table]:
                 await conn.execute(sync.sql)
             return len(args)
 

@@ -37,7 +37,7 @@ from pipeline import config
 from pipeline.config import Settings
 from pipeline.errors import StoreDataError, StoreError
 from pipeline.models import Completion, DeadJob, Job, NewJob, Requeued
-from pipeline.store import rules, sql
+from pipeline.store import rules, sql, tables
 from pipeline.store.batching import CompletionWriter
 from pipeline.store.fts import fts5_query
 from pipeline.store.queries import queries
@@ -407,7 +407,7 @@ class SQLiteStore(sql.SQLStore):
         return {
             r["doi"]: rules.ReportState(
                 r["refresh_interval"],
-                tuple(r[f] for f in rules.TALLY_FIELDS) if r["has_tallies"] else None,
+                tuple(r[f] for f in tables.TALLY_FIELDS) if r["has_tallies"] else None,
             )
             for r in rows
         }

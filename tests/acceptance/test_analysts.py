@@ -28,7 +28,7 @@ from pipeline.models import Completion, NewJob, Paper, ParseResult, Statement, T
 from pipeline.ops import read as ops_read
 from pipeline.runs import demo
 from pipeline.store import SQLiteStore
-from pipeline.store.rules import COLUMNS
+from pipeline.store.tables import COLUMNS
 
 from .conftest import fast_settings, query, quiet_ui
 

@@ -30,8 +30,8 @@ from pipeline.models import (
 )
 from pipeline.normalise import snippet_hash
 from pipeline.store import MemoryStore, PostgresStore, SQLiteStore, Store, sql
-from pipeline.store.rules import COLUMNS
 from pipeline.store.sqlite import iso
+from pipeline.store.tables import COLUMNS
 
 DAY = 86400.0
 T0 = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)

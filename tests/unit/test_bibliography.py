@@ -18,8 +18,8 @@ from pipeline.config import Settings
 from pipeline.errors import ConfigError
 from pipeline.ops import bibliography
 from pipeline.ops import export as exporting
-from pipeline.store.rules import COLUMNS
 from pipeline.store.sqlite import SQLiteStore
+from pipeline.store.tables import COLUMNS
 
 WHEN = "2026-12-01T08:30:00.000000Z"
 PAPERS: dict[str, dict[str, Any]] = {

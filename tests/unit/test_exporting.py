@@ -8,7 +8,7 @@ import pytest
 
 from pipeline.errors import ConfigError
 from pipeline.ops.export import RowFilter, column_type, parse_since, parse_where
-from pipeline.store.rules import COLUMNS
+from pipeline.store.tables import COLUMNS
 
 NOW = datetime(2026, 12, 1, 12, 0, tzinfo=UTC)
 

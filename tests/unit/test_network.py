@@ -14,8 +14,8 @@ from pipeline.config import Settings
 from pipeline.errors import ConfigError
 from pipeline.ops import network
 from pipeline.ops.network import Selection
-from pipeline.store.rules import COLUMNS
 from pipeline.store.sqlite import SQLiteStore
+from pipeline.store.tables import COLUMNS
 
 WHEN = "2026-12-01T00:00:00.000000Z"
 

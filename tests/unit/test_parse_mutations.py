@@ -22,8 +22,9 @@ from hypothesis import strategies as st
 from selectolax.lexbor import LexborHTMLParser
 
 from pipeline.errors import ParseError
+from pipeline.models import result_to_dict
 from pipeline.normalise import DOI_RE
-from pipeline.sources.report import MAX_TAGS, parse_report, result_to_dict
+from pipeline.sources.report import MAX_TAGS, parse_report
 
 SAMPLE = Path(__file__).resolve().parents[1] / "fixtures" / "samples" / "seed-report-page1.html"
 URL = "https://scite.ai/reports/mesenchymal-sct-ameliorates-refractory-cytopenia-14Lxay"

@@ -15,12 +15,11 @@ from typing import Any
 import pytest
 
 from pipeline.errors import BlockedError, ParseError
-from pipeline.models import Page
+from pipeline.models import Page, result_to_dict
 from pipeline.sources.report import (
     ReportSource,
     load_selectors,
     parse_report,
-    result_to_dict,
 )
 
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "samples"
