@@ -5,7 +5,8 @@ touch; `check_writable` says why SQLite could not write one. A `Connection` is a
 `sqlite3` connection owned by its own one-thread executor (what aiosqlite does, with
 only public APIs): a transaction is one synchronous body run whole on that thread
 (`run_transaction`), so no cancelled await can leave it half done. `migrate` applies the
-numbered migrations a file lacks. The store itself is `store/sqlite.py`.
+numbered migrations a file lacks. The store itself is `store/sqlite.py`. Why not
+aiosqlite: docs/performance.md, "aiosqlite or our own executor".
 """
 
 from __future__ import annotations
