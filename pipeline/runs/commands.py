@@ -113,7 +113,7 @@ async def backfill(
         ui.message("the input holds no DOIs (it is empty, or only blank and # comment lines)")
     enqueued = clock.monotonic()
     run_id = await p.register_run(command)
-    outcome = await work(p, run_id, ui, stop, burst=True, reports=tally.enqueued)
+    outcome = await work(p, run_id, ui, stop, burst=True, reports=len(seen), input_reports=True)
     notes = ["the input holds no DOIs"] if tally.lines == 0 and not stop.requested else []
     summary = await _summarise(
         p, command, outcome, stop, tally, seen, (started, enqueued, clock.monotonic()), notes

@@ -82,6 +82,7 @@ class Progress:
         self._enqueue: TaskID | None = None
         self._crawl: TaskID | None = None
         self._reports: int | None = None
+        self._done_before = 0
         if width > 0:
             console = Console(file=self._out, width=width, force_terminal=True)
             self._bar = RichProgress(
@@ -118,14 +119,19 @@ class Progress:
                 description=f"reading input: {dois:,} DOI{'s' if dois != 1 else ''}",
             )
 
-    def start_crawl(self, pending: int | None, reports: int | None = None) -> None:
-        """The crawl phase begins with `pending` pages and `reports` reports known."""
+    def start_crawl(
+        self, pending: int | None, reports: int | None = None, done_before: int = 0
+    ) -> None:
+        """The crawl phase begins with `pending` pages and `reports` reports known, of
+        which `done_before` were finished by an earlier run (a resumed backfill counts
+        its whole input: `reports 603/800` at the start, not `0/197`)."""
         if self._bar is None:
             return
         if self._enqueue is not None:
             task = self._bar.tasks[self._enqueue]
             self._bar.update(self._enqueue, total=task.completed, description="input read")
         self._reports = reports
+        self._done_before = done_before
         self._crawl = self._bar.add_task(
             f"{self._desc} pages", total=pending, extra=self._extra(RunCounters())
         )
@@ -133,13 +139,11 @@ class Progress:
     def _extra(self, counters: RunCounters) -> str:
         """Reports done out of those known, retries, dead."""
         known = self._reports
-        if known is not None and counters.reports_done > known:
-            known = counters.reports_done  # citing papers (--depth) add reports
+        done = counters.reports_done + self._done_before
+        if known is not None and done > known:
+            known = done  # citing papers (--depth) add reports
         of = f"/{known}" if known is not None else ""
-        return (
-            f"reports {counters.reports_done}{of}, retries {counters.retries}, "
-            f"dead {counters.dead.total()}"
-        )
+        return f"reports {done}{of}, retries {counters.retries}, dead {counters.dead.total()}"
 
     def remaining(self, done: int, pending: int) -> None:
         """The known total moved: `done` pages done and `pending` still to do."""
