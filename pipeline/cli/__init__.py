@@ -25,6 +25,7 @@ from pipeline.cli._base import (
     add_setting_flags,
     handle_signals,
     merge_settings,
+    print_summary,
 )
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, PipelineError
@@ -78,7 +79,9 @@ async def dispatch(command: Command, inv: Invocation) -> int | RunSummary:
     inv.ui = RunUI(
         sys.stderr,
         Progress(inv.settings.progress, command.name),
-        log_summary=not sys.stderr.isatty(),  # people read the printed summary
+        # the summary once: printed for every run but a worker's (whose end is a signal,
+        # with nobody reading its stdout), logged for a worker (not on a terminal)
+        log_summary=command.name == "worker" and not sys.stderr.isatty(),
     )
     try:
         with handle_signals(inv.stop):
@@ -104,7 +107,7 @@ def execute(command: Command, args: argparse.Namespace) -> int:
     if not isinstance(result, RunSummary):
         return result
     if result.command not in LONG_RUNNING:
-        print(result.render())
+        print_summary(result)
     for line in result.epilogue:
         print(line)
     return result.exit_code

@@ -86,6 +86,7 @@ async def _summarise(
         out_of_time=out_of_time,
         stopped_by=stop.signum if stopped else None,
         notes=notes,
+        statements_before=outcome.statements_before,
     )
 
 
@@ -181,6 +182,7 @@ async def worker(
         stopped_by=stop.signum if outcome.stopped else None,
         long_running=not burst,
         notes=outcome.notes,
+        statements_before=outcome.statements_before,
     )
     log.info("worker stopped", pages=counters.pages_done, dead=counters.dead.total())
     return await _finish(p, summary, run_id, ui)

@@ -134,11 +134,8 @@ async def enqueue_lines(
                 problem = exc.message
         if line.doi is None or address is None:
             tally.bad_lines += 1
+            # one line each, on a terminal or not (it used to be a message and a log line)
             ui.message(f"line {line.lineno}: {problem or 'not a DOI'}: {line.raw[:200]!r}")
-            if not ui.err.isatty():  # on a terminal the line above says it all
-                log.warning(
-                    "bad input line", line=line.lineno, problem=problem, text=line.raw[:200]
-                )
             continue
         tally.dois += 1
         chunk.append(NewJob(doi=line.doi, url=address, depth=depth))
@@ -333,6 +330,7 @@ class WorkOutcome:
     out_of_time: bool = False
     stopped: bool = False
     notes: list[str] = field(default_factory=list)  # e.g. a worker process that failed
+    statements_before: int | None = None  # rows of `statements` as the work began
 
 
 async def work(
@@ -376,7 +374,7 @@ async def work(
         worker.idle_poll = HELPER_POLL
     if helpers is not None and progress is not None:
         helpers.on_report = lambda: on_page(worker.counters)
-    outcome = WorkOutcome(worker)
+    outcome = WorkOutcome(worker, statements_before=await _statement_rows(p))
     background = [asyncio.create_task(heartbeat_run(p, run_id))]
     if (progress is None or not progress.shown) and p.settings.progress_interval > 0:
         background.append(
@@ -473,6 +471,15 @@ def worker_processes(asked: int, count: int, cores: int, ui: RunUI) -> int:
         "compete for the cores; raise concurrency for more pages in flight)"
     )
     return cores
+
+
+async def _statement_rows(p: Pipeline) -> int | None:
+    """The store's statements now, so that the summary counts the new ones (not the
+    statements read again); None when the store cannot say."""
+    try:
+        return (await p.store.stats()).rows_by_table.get("statements")
+    except PipelineError:
+        return None
 
 
 async def _pending_or_none(p: Pipeline) -> int | None:

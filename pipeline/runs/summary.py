@@ -74,6 +74,17 @@ class RunSummary:
     long_running: bool = False  # worker without --burst, schedule: a signal is their end
     notes: list[str] = field(default_factory=list)
     epilogue: list[str] = field(default_factory=list)  # lines printed after the summary
+    statements_before: int | None = None  # rows of `statements` when the run began
+
+    @property
+    def new_statements(self) -> int | None:
+        """Distinct statements this run added to the store (a statement seen again, on a
+        refresh or twice in one report, is one row, counted once); None when the count
+        at the start is unknown. Another run writing the same store at the same time
+        adds its own to this figure."""
+        if self.statements_before is None:
+            return None
+        return max(0, self.stats.rows_by_table.get("statements", 0) - self.statements_before)
 
     @property
     def dead_jobs(self) -> int:
@@ -103,7 +114,9 @@ class RunSummary:
             "reports_incomplete_this_run": dict(c.incomplete),
             "pages_unchanged": c.pages_unchanged,
             "pages_per_s": round(self.pages_per_second, 1),
-            "statements_stored": c.statements,
+            "statements_stored": self.new_statements,
+            "statements_read": c.statements,
+            "exit_reason": exit_reason(self),
             "retries": c.retries,
             "dead_this_run": dict(c.dead),
             "input_lines": self.inputs.lines,
@@ -123,7 +136,9 @@ class RunSummary:
             "rows": s.rows_by_table,
         }
 
-    def render(self) -> str:
+    def render(self, json_line: bool = True) -> str:
+        """The summary for people; with `json_line`, then the `citepipe-summary {json}`
+        line for programs (not on a terminal: people read the lines above)."""
         c, s, t = self.counters, self.stats, self.times
         lines = [
             f"citepipe {self.command}: finished in {t.total:.1f} s "
@@ -170,7 +185,15 @@ class RunSummary:
                 else ""
             )
         )
-        lines.append(f"  statements: {c.statements} stored this run")
+        new = self.new_statements
+        read = plural(c.statements, "statement")
+        if new is None:
+            lines.append(f"  statements: {read} read this run")
+        else:
+            lines.append(
+                f"  statements: {new:,} new in the store this run ({read} read; "
+                f"{c.statements - new if c.statements >= new else 0:,} already stored)"
+            )
         lines.append("  queue:      " + ", ".join(f"{k} {v}" for k, v in s.jobs_by_state.items()))
         if s.dead_by_reason:
             shown = s.dead_by_reason[:DEAD_REASONS_SHOWN]  # the commonest first
@@ -191,7 +214,9 @@ class RunSummary:
             )
         lines.append("  rows:       " + ", ".join(f"{k} {v}" for k, v in s.rows_by_table.items()))
         lines.extend(f"  note:       {n}" for n in self.notes)
-        lines.append("citepipe-summary " + json.dumps(self.as_dict(), sort_keys=True))
+        lines.append(f"  exit code:  {self.exit_code} ({exit_reason(self)})")
+        if json_line:
+            lines.append("citepipe-summary " + json.dumps(self.as_dict(), sort_keys=True))
         return "\n".join(lines)
 
 
@@ -213,6 +238,30 @@ def exit_code(summary: RunSummary) -> int:
     if summary.dead_jobs or summary.inputs.bad_lines:
         return EXIT_INCOMPLETE
     return EXIT_OK
+
+
+def exit_reason(summary: RunSummary) -> str:
+    """Why the run ends with its exit code, in words (the branches of `exit_code`)."""
+    if summary.long_running:
+        return "a long-running command's normal end"
+    if summary.stopped_by is not None:
+        return f"stopped by signal {summary.stopped_by}; the rest stays queued"
+    if summary.out_of_time:
+        return "time budget spent; the rest stays queued for the next run"
+    why = []
+    if summary.dead_jobs:
+        why.append(
+            f"{plural(summary.dead_jobs, 'job')} "
+            f"{'of the input' if summary.inputs.dois else 'worked by this run'} ended dead "
+            "(`citepipe status` lists why, `citepipe retry` queues them again)"
+        )
+    if summary.inputs.bad_lines:
+        why.append(f"{plural(summary.inputs.bad_lines, 'bad input line')}")
+    if why:
+        return "; ".join(why)
+    if summary.stats.incomplete_reports:
+        return "every job done; the incomplete reports are the site's data, not a failure"
+    return "every job done"
 
 
 def render_status(stats: Stats) -> str:

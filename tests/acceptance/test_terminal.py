@@ -152,3 +152,23 @@ async def test_a_resumed_backfill_counts_the_reports_of_its_whole_input(tmp_path
     assert code == 0, text[-3000:]
     bars = [x for x in screen_lines(text) if x.startswith("backfill pages")]
     assert bars and "reports 10/10," in bars[-1], bars[-3:]
+
+
+async def test_a_narrow_terminal_keeps_the_numbers(tmp_path: Path) -> None:
+    """At 60 columns the bar used to squeeze its numbers out; the summary on a terminal
+    is for people: no `citepipe-summary` JSON line."""
+    reps = reports(6, seed=45)
+    async with CitationSite(reps, faults="slow=1.0,delay=0.02") as site:
+        db = tmp_path / "c.sqlite"
+        env = fast_env(site.base_url, db, concurrency=2, log_format="console")
+        env["CITEPIPE_PROGRESS"] = "true"
+        inp = write_dois(tmp_path / "in.txt", list(reps))
+        code, text = await run_on_terminal(["backfill", str(inp)], env, cols=60)
+    assert code == 0, text[-3000:]
+    done = query(db, "select count(*) from jobs where state = 'done'")[0][0]
+    bars = [x for x in screen_lines(text) if f"{done}/{done}" in x]
+    assert bars, text[-3000:]
+    assert all(len(x) <= 60 for x in bars), bars
+    assert any(f"reports {len(reps)}/{len(reps)}" in x and "dead 0" in x for x in bars), bars
+    assert "citepipe-summary" not in text
+    assert "exit code:  0" in text
