@@ -8,6 +8,7 @@ setting and where the value came from.
 from __future__ import annotations
 
 import difflib
+import ipaddress
 import math
 import os
 import re
@@ -167,8 +168,16 @@ class Settings:
     refresh_max: float = setting(
         DEFAULT_REFRESH_MAX, "longest refresh interval", low=0, strict=True, high=10 * YEAR
     )
-    schedule: str = setting("0 3 * * *", "cron expression of `citepipe schedule`")
-    timezone: str = setting("UTC", "the zone `schedule` is read in (IANA name, e.g. Europe/Paris)")
+    schedule: str = setting(
+        "0 3 * * *",
+        "cron expression of `citepipe schedule` (minute hour day month weekday)",
+        flags=("schedule",),
+    )
+    timezone: str = setting(
+        "UTC",
+        "the zone `schedule` is read in (IANA name, e.g. Europe/Paris)",
+        flags=("schedule",),
+    )
     max_duration: float = setting(0.0, "a crawl's time budget; 0 = none", low=0, high=YEAR)
     selectors: str = setting(
         "", "a TOML file overriding the report page selectors", flags=("crawl", "selectors")
@@ -315,6 +324,38 @@ def check_shareable(settings: Settings) -> None:
         or settings.db.lower().startswith("memory://")
     ):
         raise ConfigError("processes: a memory store cannot be shared; name a store file (db)")
+
+
+# A contact at a domain reserved for examples (RFC 2606): the default user_agent's, the
+# example config's. Sent to a real site it names nobody the site could write to.
+_PLACEHOLDER_CONTACT = re.compile(r"@example\.(?:org|com|net)\b", re.IGNORECASE)
+
+
+def is_public_host(url: str) -> bool:
+    """Whether `url`'s host may be a real site on the internet: a dotted name (not
+    `localhost`, not a compose service such as `site`) or a global IP address. Loopback,
+    private and link-local addresses are someone's own machines."""
+    host = (urlsplit(url).hostname or "").lower()
+    try:
+        return ipaddress.ip_address(host).is_global
+    except ValueError:
+        pass
+    return "." in host and not host.endswith((".localhost", ".local", ".internal", ".test"))
+
+
+def check_contact(settings: Settings) -> None:
+    """ConfigError before a placeholder contact would be sent to a real site.
+
+    A site that is crawled wants to know whom to write to (the User-Agent's contact);
+    the default `user_agent` names citepipe@example.org, nobody. Against the local site,
+    a compose service or any loopback/private address it is fine, and not asked for."""
+    if _PLACEHOLDER_CONTACT.search(settings.user_agent) and is_public_host(settings.base_url):
+        raise ConfigError(
+            f"user_agent: {settings.user_agent!r} names a placeholder contact, and "
+            f"{settings.base_url} is a real site: set user_agent (the config file or "
+            "CITEPIPE_USER_AGENT) to name your project and an address that reaches you, "
+            "e.g. 'myproject/1.0 (mailto:me@my-lab.org)'"
+        )
 
 
 _DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([smhd]?)", re.IGNORECASE)

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from pipeline import __version__
 from pipeline.cli import admin, read, run, tools
 from pipeline.cli._base import (
     Command,
@@ -51,6 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Harvest citation report pages into a queue-backed SQLite or PostgreSQL store.",
         epilog=EXIT_CODES_HELP,
     )
+    parser.add_argument("--version", action="version", version=f"citepipe {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         epilog = tools.faults_help() if command.epilog == "faults" else command.epilog

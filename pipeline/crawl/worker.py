@@ -34,6 +34,7 @@ from pipeline.errors import (
     BadInputError,
     BlockedError,
     FetchError,
+    HostUnreachableError,
     ParseError,
     PipelineError,
     StoreDataError,
@@ -48,6 +49,7 @@ from pipeline.store.rules import pack_page
 log = structlog.get_logger("citepipe.worker")
 
 IDLE_POLL = 1.0  # seconds between polls when the queue has nothing due
+UNREACHABLE_GRACE = 1.0  # seconds in-flight pages get once the site is found unreachable
 
 
 def worker_id() -> str:
@@ -66,6 +68,8 @@ class RunCounters:
     retries: int = 0
     dead: Counter[str] = field(default_factory=Counter)
     incomplete: Counter[str] = field(default_factory=Counter)  # of reports_done, by reason kind
+    # hosts found unreachable (`host: cause`), with the jobs that met it (given back)
+    unreachable: Counter[str] = field(default_factory=Counter)
 
     @property
     def elapsed(self) -> float:
@@ -306,6 +310,9 @@ class Worker:
         try:
             page = await self.policy.call(lambda: self.fetcher.fetch(job.url, validators))
             completion = self._completion(job, page)
+        except HostUnreachableError as exc:
+            await self._unreachable(job, exc)
+            return
         except TransientFetchError as exc:
             await self._fail_transient(job, exc)
             return
@@ -424,6 +431,24 @@ class Worker:
         if page.final_url != job.url and self.source.in_scope(page.final_url):
             return page.final_url
         return None
+
+    async def _unreachable(self, job: Job, exc: HostUnreachableError) -> None:
+        """The site gave no answer at all (`Politeness.no_answer` has the rule): nothing
+        of it can be worked, so the run stops, says why in one line, and gives this job
+        and the others back to the queue with their attempts refunded: not dead, and
+        not retried in a loop. The next run tries again."""
+        first = not self.counters.unreachable
+        self.counters.unreachable[f"{exc.host}: {exc.cause}"] += 1
+        await self.store.release([job])
+        if first:
+            log.error(
+                "site unreachable: stopping; its jobs stay queued for the next run",
+                host=exc.host,
+                cause=exc.cause,
+                tries=exc.tries,
+            )
+            self.stop(grace=UNREACHABLE_GRACE)
+            self.fetcher.cancel_waiting()
 
     async def _fail_transient(self, job: Job, exc: TransientFetchError) -> None:
         retry_at = self.policy.next_retry_at(job.attempts, exc.retry_after, self._now())

@@ -356,6 +356,9 @@ async def work(
     this run (at least the jobs pending at its start).
     """
     await reclaim_and_name_waits(p, ui)
+    new_run = getattr(p.fetcher, "new_run", None)  # the site must answer this run again
+    if new_run is not None:
+        new_run()
     progress = ui.progress
     pending = await _pending_or_none(p)
     count = worker_processes(p.settings.processes, process_count(p.settings), cpu_cores(), ui)

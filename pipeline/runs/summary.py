@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.crawl.pagination import FEWER
 from pipeline.crawl.worker import RunCounters
 from pipeline.models import Stats
 
@@ -119,6 +120,7 @@ class RunSummary:
             "exit_reason": exit_reason(self),
             "retries": c.retries,
             "dead_this_run": dict(c.dead),
+            "unreachable": dict(c.unreachable),
             "input_lines": self.inputs.lines,
             "input_dois": self.inputs.dois,
             "bad_lines": self.inputs.bad_lines,
@@ -175,18 +177,23 @@ class RunSummary:
             f"{c.pages_unchanged} unchanged, {plural(c.retries, 'retry', 'retries')} scheduled"
         )
         partial = c.incomplete.total()
-        lines.append(
-            f"  reports:    {c.reports_done - partial} complete this run"
-            + (
-                f", {partial} incomplete ("
-                + "; ".join(f"{k}: {v}" for k, v in sorted(c.incomplete.items()))
-                + ")"
-                if partial
-                else ""
+        fewer = c.incomplete.get(FEWER, 0)
+        cut = {k: v for k, v in c.incomplete.items() if k != FEWER}
+        line = f"  reports:    {c.reports_done - partial} complete this run"
+        if fewer:  # the site's own listing (scite lists fewer than it counts): no failure
+            line += (
+                f", {fewer} whose site lists fewer statements than it counts (every "
+                "listed statement is stored: the site's data, not a failure)"
             )
-        )
+        if cut:
+            line += (
+                f", {sum(cut.values())} incomplete ("
+                + "; ".join(f"{k}: {v}" for k, v in sorted(cut.items()))
+                + ")"
+            )
+        lines.append(line)
         new = self.new_statements
-        read = plural(c.statements, "statement")
+        read = f"{c.statements:,} statement{'' if c.statements == 1 else 's'}"
         if new is None:
             lines.append(f"  statements: {read} read this run")
         else:
@@ -213,6 +220,11 @@ class RunSummary:
                 + "; not a failure: `papers.incomplete_reason` says why)"
             )
         lines.append("  rows:       " + ", ".join(f"{k} {v}" for k, v in s.rows_by_table.items()))
+        for where in sorted(c.unreachable):
+            lines.append(
+                f"  unreachable: {where}; the run stopped, its jobs stay queued "
+                "(check base_url; the next run tries again)"
+            )
         lines.extend(f"  note:       {n}" for n in self.notes)
         lines.append(f"  exit code:  {self.exit_code} ({exit_reason(self)})")
         if json_line:
@@ -229,6 +241,8 @@ def exit_code(summary: RunSummary) -> int:
     process, or an input line was bad; else 0. (2 never comes from a summary: a run
     that cannot start raises a ConfigError instead.)
     """
+    if summary.counters.unreachable and summary.stopped_by is None:
+        return EXIT_INCOMPLETE  # even a long-running worker: it stopped for it
     if summary.long_running:
         return EXIT_OK
     if summary.stopped_by is not None:
@@ -242,6 +256,12 @@ def exit_code(summary: RunSummary) -> int:
 
 def exit_reason(summary: RunSummary) -> str:
     """Why the run ends with its exit code, in words (the branches of `exit_code`)."""
+    if summary.counters.unreachable and summary.stopped_by is None:
+        return (
+            "the site is unreachable ("
+            + "; ".join(summary.counters.unreachable)
+            + "); its jobs stay queued for the next run"
+        )
     if summary.long_running:
         return "a long-running command's normal end"
     if summary.stopped_by is not None:

@@ -111,3 +111,16 @@ def test_the_summary_states_its_exit_code_and_why() -> None:
 def test_the_json_line_can_be_left_out() -> None:
     text = RunSummary("backfill", counters(), stats()).render(json_line=False)
     assert "citepipe-summary" not in text and "exit code:" in text
+
+
+def test_reports_the_site_lists_in_part_do_not_read_as_failures() -> None:
+    """The demo: 26 of 40 reports 'incomplete' read as failure on a first run; they are
+    reports whose site lists fewer statements than it counts, all of them stored."""
+    from pipeline.crawl.pagination import FEWER
+
+    c = RunCounters(pages_done=60, reports_done=40, incomplete=Counter({FEWER: 26, "cut": 1}))
+    text = RunSummary("demo", c, stats(), InputTally(lines=40, dois=40, enqueued=40)).render()
+    [line] = [x for x in text.splitlines() if x.startswith("  reports:")]
+    assert line.startswith("  reports:    13 complete this run, 26 whose site lists fewer")
+    assert "the site's data, not a failure" in line
+    assert line.endswith(", 1 incomplete (cut: 1)")
