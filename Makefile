@@ -4,17 +4,33 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: setup demo test test-all test-containers lint typecheck unit integration acceptance bench clean
+.PHONY: setup dev extras demo test test-all test-containers lint typecheck unit integration acceptance bench clean
 
-$(STAMP): pyproject.toml
+# Two stamps: the package alone (what `citepipe` and the demo need), and the package with
+# its test extra (pytest, ruff, mypy and the analysts' extras), for every target that tests.
+BASE := $(VENV)/.installed-base
+
+$(BASE): pyproject.toml
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e .
+	touch $(BASE)
+
+$(STAMP): $(BASE)
 	$(BIN)/python -m pip install --quiet -e '.[test]'
 	touch $(STAMP)
 
-setup: $(STAMP)
+# `citepipe` in .venv/bin, with what the demo needs and nothing more.
+setup: $(BASE)
 
-demo: $(STAMP)
+# The developer's set-up: the package with the test extra.
+dev: $(STAMP)
+
+# The analysts' extras (parquet, plot, datasette, network, bibliography), editable.
+extras: $(BASE)
+	$(BIN)/python -m pip install --quiet -e '.[parquet,plot,datasette,network,bibliography]'
+
+demo: $(BASE)
 	$(BIN)/citepipe demo --source both
 
 lint: $(STAMP)

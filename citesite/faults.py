@@ -20,9 +20,8 @@ that retries long enough ends with every page.
     slow          the normal answer after `delay` seconds
 
 *Permanent* kinds take a rate decided per report (per DOI, not per attempt): a report that
-draws one gets it on every request to any of its pages, always. `FaultSpec(permanent=
-{doi: kind})` assigns them to chosen DOIs; `spec.permanent_fault(doi)` tells a test which
-DOIs must end dead and why.
+draws one gets it on every request to any of its pages, always. (Tests can also assign
+them to chosen DOIs, in Python: see `FaultSpec.permanent`.)
 
     captcha       200 text/html challenge page: no DOI, no tallies (not a report)
     login         200 text/html login wall (not a report)
@@ -58,8 +57,8 @@ request of more than N DOIs (default 500, scite's limit).
 
 The transient kinds apply to the API's batch requests too (`citesite/api.py`), decided per
 (path and DOIs of the batch, attempt): a retry of the same batch is its next attempt. A
-rate may be written `5%`. Anything else is a `FaultSpecError` that says what is wrong and
-where.
+rate may be written `5%`. Anything else is refused with a message that says what is wrong
+and where.
 """
 
 from __future__ import annotations

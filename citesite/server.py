@@ -1055,7 +1055,8 @@ async def serve_forever(
         else:
             links = site.public_url or "the address each request names (its Host)"
             print(
-                f"citation site at {site.base_url} serving {len(site.reports)} reports "
+                f"citation site at {site.base_url} serving {len(site.reports)} "
+                f"report{'' if len(site.reports) == 1 else 's'} "
                 f"(faults: {site.faults}; links name {links})",
                 flush=True,
             )

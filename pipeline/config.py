@@ -7,6 +7,8 @@ setting and where the value came from.
 
 from __future__ import annotations
 
+import difflib
+import ipaddress
 import math
 import os
 import re
@@ -190,8 +192,16 @@ class Settings:
     refresh_max: float = setting(
         DEFAULT_REFRESH_MAX, "longest refresh interval", low=0, strict=True, high=10 * YEAR
     )
-    schedule: str = setting("0 3 * * *", "cron expression of `citepipe schedule`")
-    timezone: str = setting("UTC", "the zone `schedule` is read in (IANA name, e.g. Europe/Paris)")
+    schedule: str = setting(
+        "0 3 * * *",
+        "cron expression of `citepipe schedule` (minute hour day month weekday)",
+        flags=("schedule",),
+    )
+    timezone: str = setting(
+        "UTC",
+        "the zone `schedule` is read in (IANA name, e.g. Europe/Paris)",
+        flags=("schedule",),
+    )
     max_duration: float = setting(0.0, "a crawl's time budget; 0 = none", low=0, high=YEAR)
     selectors: str = setting(
         "", "a TOML file overriding the report page selectors", flags=("crawl", "selectors")
@@ -258,38 +268,14 @@ class Settings:
         """Raise ConfigError, naming the setting, for a value no run could use; return the
         settings, with any `user:password@` removed from `base_url` (never stored or sent).
         """
-        try:
-            parts = urlsplit(self.base_url)
-            _ = parts.port  # ValueError for a port that is not one
-        except ValueError:
-            parts = urlsplit("")
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise ConfigError(f"base_url: {redact_text(self.base_url)!r} is not an http(s) URL")
-        for name, (low, strict, high) in NUMBER_BOUNDS.items():
-            _check_number(name, getattr(self, name), low, strict, high)
+        for f in fields(self):
+            check_value(f.name, getattr(self, f.name))
         if self.refresh_min > self.refresh_max:
             raise ConfigError("refresh_min: must not exceed refresh_max")
-        if self.keep_pages not in KEEP_PAGES:
-            raise ConfigError(
-                f"keep_pages: must be one of {', '.join(KEEP_PAGES)}, got {self.keep_pages!r}"
-            )
-        if self.source not in SOURCE_MODES:
-            raise ConfigError(
-                f"source: must be one of {', '.join(SOURCE_MODES)}, got {self.source!r}"
-            )
-        _check_api_url(self.api_url)
         if self.pg_pool_min > self.pg_pool_max:
             raise ConfigError("pg_pool_min: must not exceed pg_pool_max")
-        if self.log_level not in LOG_LEVELS:
-            raise ConfigError(f"log_level: must be one of {', '.join(LOG_LEVELS)}")
-        if self.log_format not in LOG_FORMATS:
-            raise ConfigError(f"log_format: must be one of {', '.join(LOG_FORMATS)}")
-        if not croniter.is_valid(self.schedule):
-            raise ConfigError(f"schedule: {self.schedule!r} is not a cron expression")
-        schedule_zone(self.timezone)  # raises ConfigError naming `timezone`
+        _check_api_url(self.api_url)
         _check_notify(self)
-        if not self.user_agent.strip():
-            raise ConfigError("user_agent: must not be empty")
         check_shareable(self)
         if has_userinfo(self.base_url):
             return replace(self, base_url=strip_userinfo(self.base_url))
@@ -321,15 +307,74 @@ NUMBER_BOUNDS: dict[str, tuple[float, bool, float]] = {
 
 
 def _check_number(name: str, value: float, low: float, strict: bool, high: float) -> None:
-    """ConfigError naming `name` unless `value` is finite and within its bounds."""
+    """ConfigError naming `name` unless `value` is finite and within its bounds. Seconds
+    are said as durations (`365 days`), counts with thousands separators."""
     if not math.isfinite(value):
         raise ConfigError(f"{name}: must be a finite number, got {value!r}")
+    say = format_duration if _FIELD_TYPES.get(name) is float else _count
     if strict and value <= low:
-        raise ConfigError(f"{name}: must be > {low:g}, got {value!r}")
+        raise ConfigError(f"{name}: must be more than {say(low)}, got {say(value)}")
     if value < low:
-        raise ConfigError(f"{name}: must be >= {low:g}, got {value!r}")
+        raise ConfigError(f"{name}: must be at least {say(low)}, got {say(value)}")
     if value > high:
-        raise ConfigError(f"{name}: must be at most {high:g}, got {value!r}")
+        raise ConfigError(f"{name}: must be at most {say(high)}, got {say(value)}")
+
+
+def _count(value: float) -> str:
+    return f"{value:,.0f}" if float(value).is_integer() else f"{value:,}"
+
+
+_SPANS = ((DAY, "day", "days"), (3600.0, "hour", "hours"), (60.0, "minute", "minutes"))
+
+
+def format_duration(seconds: float) -> str:
+    """`30 s`, `1.5 minutes`, `2 hours`, `400 days`: seconds in the largest unit that
+    leaves a number of at least 1 (at most 4 significant digits)."""
+    if seconds < 0:
+        return "-" + format_duration(-seconds)
+    for size, one, many in _SPANS:
+        if seconds >= size:
+            n = seconds / size
+            return f"{n:,.4g} {one if n == 1 else many}"
+    return f"{seconds:.4g} s"
+
+
+def check_value(name: str, value: Any) -> None:
+    """ConfigError (`name: ...`) unless `value` is one the setting `name` may take on its
+    own (bounds, choices, forms); checked for every layer's value, so that a bad value in
+    the file is reported even when a flag overrides it."""
+    bounds = NUMBER_BOUNDS.get(name)
+    if bounds is not None:
+        _check_number(name, value, *bounds)
+    elif name == "base_url":
+        try:
+            parts = urlsplit(value)
+            _ = parts.port  # ValueError for a port that is not one
+        except ValueError:
+            parts = urlsplit("")
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise ConfigError(f"base_url: {redact_text(value)!r} is not an http(s) URL")
+    elif name in _CHOICES:
+        choices = _CHOICES[name]
+        if value not in choices:
+            raise ConfigError(f"{name}: must be one of {', '.join(choices)}, got {value!r}")
+    elif name == "schedule" and not croniter.is_valid(value):
+        raise ConfigError(
+            f"schedule: {value!r} is not a cron expression (five fields, e.g. '0 3 * * *')"
+        )
+    elif name == "timezone":
+        schedule_zone(value)  # raises ConfigError naming `timezone`
+    elif name == "user_agent" and not value.strip():
+        raise ConfigError("user_agent: must not be empty")
+
+
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "keep_pages": KEEP_PAGES,
+    "source": SOURCE_MODES,
+    "notify_format": NOTIFY_FORMATS,
+    "log_level": LOG_LEVELS,
+    "log_format": LOG_FORMATS,
+}
 
 
 def _check_notify(s: Settings) -> None:
@@ -367,7 +412,12 @@ def process_count(settings: Settings) -> int:
     """How many worker processes `settings.processes` asks for (0 = one per CPU core)."""
     if settings.processes > 0:
         return settings.processes
-    if hasattr(os, "sched_getaffinity"):  # the cores this process may run on
+    return cpu_cores()
+
+
+def cpu_cores() -> int:
+    """The CPU cores this process may run on."""
+    if hasattr(os, "sched_getaffinity"):
         return max(1, len(os.sched_getaffinity(0)))
     return os.cpu_count() or 1
 
@@ -382,6 +432,38 @@ def check_shareable(settings: Settings) -> None:
         or settings.db.lower().startswith("memory://")
     ):
         raise ConfigError("processes: a memory store cannot be shared; name a store file (db)")
+
+
+# A contact at a domain reserved for examples (RFC 2606): the default user_agent's, the
+# example config's. Sent to a real site it names nobody the site could write to.
+_PLACEHOLDER_CONTACT = re.compile(r"@example\.(?:org|com|net)\b", re.IGNORECASE)
+
+
+def is_public_host(url: str) -> bool:
+    """Whether `url`'s host may be a real site on the internet: a dotted name (not
+    `localhost`, not a compose service such as `site`) or a global IP address. Loopback,
+    private and link-local addresses are someone's own machines."""
+    host = (urlsplit(url).hostname or "").lower()
+    try:
+        return ipaddress.ip_address(host).is_global
+    except ValueError:
+        pass
+    return "." in host and not host.endswith((".localhost", ".local", ".internal", ".test"))
+
+
+def check_contact(settings: Settings) -> None:
+    """ConfigError before a placeholder contact would be sent to a real site.
+
+    A site that is crawled wants to know whom to write to (the User-Agent's contact);
+    the default `user_agent` names citepipe@example.org, nobody. Against the local site,
+    a compose service or any loopback/private address it is fine, and not asked for."""
+    if _PLACEHOLDER_CONTACT.search(settings.user_agent) and is_public_host(settings.base_url):
+        raise ConfigError(
+            f"user_agent: {settings.user_agent!r} names a placeholder contact, and "
+            f"{settings.base_url} is a real site: set user_agent (the config file or "
+            "CITEPIPE_USER_AGENT) to name your project and an address that reaches you, "
+            "e.g. 'myproject/1.0 (mailto:me@my-lab.org)'"
+        )
 
 
 _DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([smhd]?)", re.IGNORECASE)
@@ -456,10 +538,30 @@ def _coerce(name: str, value: Any, source: str) -> Any:
             if isinstance(value, bool):
                 raise ValueError(value)
             return parse_duration(value) if isinstance(value, str) else float(value)
-        return str(value)
+        if not isinstance(value, str):  # `db = 5` in TOML: a number where a text belongs
+            raise TypeError(value)
+        return value
     except (TypeError, ValueError):
-        what = "number of seconds (e.g. 30, 90s, 15m, 2h)" if kind is float else kind.__name__
-        raise ConfigError(f"{name}: {value!r} from {source} is not a valid {what}") from None
+        what = _KIND_WORDS.get(kind, kind.__name__)
+        raise ConfigError(f"{name}: {value!r} from {source} is not {what}") from None
+
+
+_KIND_WORDS: dict[type, str] = {
+    float: "a duration (a number of seconds, or e.g. 90s, 15m, 2h, 1d)",
+    int: "a whole number",
+    bool: "true or false",
+    str: 'a text (in TOML, in quotes: name = "value")',
+}
+
+
+def _checked(name: str, value: Any, source: str) -> Any:
+    """`value` of setting `name` from `source`, coerced and checked on its own."""
+    coerced = _coerce(name, value, source)
+    try:
+        check_value(name, coerced)
+    except ConfigError as exc:
+        raise ConfigError(f"{exc} (from {source})") from None
+    return coerced
 
 
 def _from_mapping(values: Mapping[str, Any], source: str) -> dict[str, Any]:
@@ -467,9 +569,28 @@ def _from_mapping(values: Mapping[str, Any], source: str) -> dict[str, Any]:
     for key, value in values.items():
         name = key.replace("-", "_")
         if name not in _FIELD_TYPES:
-            raise ConfigError(f"{key}: unknown setting in {source}")
-        out[name] = _coerce(name, value, source)
+            raise ConfigError(f"{key}: unknown setting in {source}{_did_you_mean(name)}")
+        out[name] = _checked(name, value, source)
     return out
+
+
+# `CITEPIPE_*` variables that are not settings (every other one must name a setting: a
+# typo such as CITEPIPE_CONCURENCY is an error, like an unknown key in the TOML file).
+OTHER_VARIABLES = frozenset(
+    {
+        "CITEPIPE_TEST_POSTGRES",  # the test suite's PostgreSQL server (tests/conftest.py)
+        "CITEPIPE_PG_PASSWORD",  # docker-compose.yml: the PostgreSQL service's password
+        "CITEPIPE_IMAGE",  # docker-compose.yml: the image to run
+    }
+)
+
+
+def _did_you_mean(name: str, env: bool = False) -> str:
+    """` (did you mean concurrency?)` for a near miss of a setting's name."""
+    close = difflib.get_close_matches(name, _FIELD_TYPES, n=1)
+    if not close:
+        return ""
+    return f" (did you mean {ENV_PREFIX + close[0].upper() if env else close[0]}?)"
 
 
 def load_settings(
@@ -496,10 +617,12 @@ def load_settings(
     elif config_path:
         raise ConfigError(f"config file {path}: not found")
     environ = os.environ if env is None else env
-    for name in _FIELD_TYPES:
-        key = ENV_PREFIX + name.upper()
-        if key in environ:
-            merged[name] = _coerce(name, environ[key], f"${key}")
+    for key in environ:
+        if key.startswith(ENV_PREFIX) and key not in OTHER_VARIABLES:
+            name = key[len(ENV_PREFIX) :].lower()
+            if name not in _FIELD_TYPES:
+                raise ConfigError(f"${key}: unknown setting{_did_you_mean(name, env=True)}")
+            merged[name] = _checked(name, environ[key], f"${key}")
     if overrides:
         merged.update(
             _from_mapping({k: v for k, v in overrides.items() if v is not None}, "the command line")

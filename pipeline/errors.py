@@ -94,6 +94,22 @@ class TransientFetchError(FetchError):
         self.retry_after = retry_after
 
 
+class HostUnreachableError(TransientFetchError):
+    """A host gave no answer at all, several times in a row (connection refused, a TLS
+    error, a timeout before any response), and none since the run began: the run stops
+    working it and its jobs stay queued, unharmed, for the next run."""
+
+    def __init__(self, host: str, cause: str, tries: int, *, url: str = "") -> None:
+        super().__init__(
+            f"{host} is unreachable: {cause} ({tries} tries, no answer)",
+            url=url,
+            reason="site unreachable",
+        )
+        self.host = host
+        self.cause = cause
+        self.tries = tries
+
+
 class PermanentFetchError(FetchError):
     """A page cannot be fetched; retrying will not help."""
 

@@ -18,6 +18,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from pipeline import __version__
 from pipeline.cli import admin, changes, network, read, run, tools
 from pipeline.cli._base import (
     Command,
@@ -25,6 +26,7 @@ from pipeline.cli._base import (
     add_setting_flags,
     handle_signals,
     merge_settings,
+    print_summary,
 )
 from pipeline.config import Settings
 from pipeline.errors import ConfigError, PipelineError, UsageError
@@ -57,6 +59,7 @@ def build_parser() -> argparse.ArgumentParser:
         description="Harvest citation report pages into a queue-backed SQLite or PostgreSQL store.",
         epilog=EXIT_CODES_HELP,
     )
+    parser.add_argument("--version", action="version", version=f"citepipe {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     for command in COMMANDS:
         epilog = tools.faults_help() if command.epilog == "faults" else command.epilog
@@ -85,7 +88,9 @@ async def dispatch(command: Command, inv: Invocation) -> int | RunSummary:
     inv.ui = RunUI(
         sys.stderr,
         Progress(inv.settings.progress, command.name),
-        log_summary=not sys.stderr.isatty(),  # people read the printed summary
+        # the summary once: printed for every run but a worker's (whose end is a signal,
+        # with nobody reading its stdout), logged for a worker (not on a terminal)
+        log_summary=command.name == "worker" and not sys.stderr.isatty(),
     )
     try:
         with handle_signals(inv.stop):
@@ -112,7 +117,7 @@ def execute(command: Command, args: argparse.Namespace) -> int:
         return result
     try:
         if result.command not in LONG_RUNNING:
-            print(result.render(), flush=True)
+            print_summary(result)
         for line in result.epilogue:
             print(line, flush=True)
     except BrokenPipeError:  # `citepipe crawl ... | head`: the run's code still stands

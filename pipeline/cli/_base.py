@@ -201,4 +201,6 @@ def print_rich(renderable: Any) -> None:
 
 
 def print_summary(summary: RunSummary) -> None:
-    print(summary.render(), flush=True)
+    """The run's summary on stdout; its `citepipe-summary {json}` line only when stdout
+    is not a terminal (a log, a pipe, cron's mail), where a program may read it."""
+    print(summary.render(json_line=not sys.stdout.isatty()), flush=True)

@@ -5,8 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 
-from pipeline.cli._base import LOG, STORE, Command, Invocation
-from pipeline.config import parse_duration
+from pipeline.cli._base import LOG, STORE, Command, Invocation, duration_arg
 from pipeline.errors import ConfigError
 from pipeline.ops import admin
 from pipeline.ops.read import doi_argument
@@ -81,7 +80,7 @@ async def reparse(inv: Invocation) -> int:
 def prune_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument(
         "--done-older-than",
-        type=parse_duration,
+        type=duration_arg,
         required=True,
         metavar="DURATION",
         help="e.g. 30d",
@@ -120,7 +119,7 @@ async def copy_store(inv: Invocation) -> int:
     report = await admin.copy_store(
         inv.settings, args.source, args.target, chunk=args.chunk, on_table=show
     )
-    print(f"copied {report.copied} rows; every table's count matches")
+    print(f"copied {plural(report.copied, 'row')}; every table's count matches")
     return EXIT_OK
 
 

@@ -10,6 +10,7 @@ import argparse
 import contextlib
 
 from pipeline.cli._base import DIGEST, LOG, WORK, Command, Invocation, duration_arg, print_summary
+from pipeline.config import check_contact
 from pipeline.runs import commands
 from pipeline.runs.demo import DEMO_DB, DEMO_DEFAULTS, demo
 from pipeline.runs.inputs import open_input
@@ -32,6 +33,7 @@ def backfill_arguments(p: argparse.ArgumentParser) -> None:
 async def backfill(inv: Invocation) -> RunSummary:
     with open_input(inv.args.input) as lines:  # before the store: a bad input creates nothing
         async with inv.pipeline(create=True) as p:
+            check_contact(p.settings)  # after the input and the store, before any request
             return await commands.backfill(p, lines, stop=inv.stop, ui=inv.ui)
 
 
@@ -45,6 +47,7 @@ async def crawl(inv: Invocation) -> RunSummary:
     with contextlib.ExitStack() as stack:
         seeds = stack.enter_context(open_input(inv.args.seeds)) if inv.args.seeds else None
         async with inv.pipeline(create=True) as p:
+            check_contact(p.settings)
             return await commands.crawl(p, seeds, stop=inv.stop, ui=inv.ui)
 
 
@@ -58,6 +61,7 @@ async def schedule(inv: Invocation) -> RunSummary:
     """The store is opened (made, migrated) at start: a bad `db` fails now, not at the
     first crawl hours later, and the container's healthcheck finds it from the start."""
     async with inv.pipeline(create=True) as p:
+        check_contact(p.settings)
         return await commands.schedule(
             p, inv.args.seeds, stop=inv.stop, ui=inv.ui, on_crawl=print_summary
         )
@@ -69,6 +73,7 @@ def worker_arguments(p: argparse.ArgumentParser) -> None:
 
 async def worker(inv: Invocation) -> RunSummary:
     async with inv.pipeline(create=True) as p:
+        check_contact(p.settings)
         return await commands.worker(p, burst=inv.args.burst, stop=inv.stop, ui=inv.ui)
 
 
@@ -108,10 +113,13 @@ COMMANDS = (
         "schedule",
         "run crawl each time the cron expression `schedule` comes due",
         "A small scheduler process (for containers): runs a crawl each time "
-        "the cron expression in the `schedule` setting comes due, until SIGTERM/SIGINT.",
+        "the cron expression in the `schedule` setting comes due, until SIGTERM/SIGINT. "
+        "Set it with --schedule '0 3 * * *', CITEPIPE_SCHEDULE or `schedule = ...` in "
+        "config/citepipe.toml (five fields: minute hour day month weekday), read in the "
+        "`timezone` setting's zone.",
         schedule,
         schedule_arguments,
-        settings=("site", "store", "crawl", *LOG),
+        settings=("site", "store", "crawl", "schedule", *LOG),
         run_ui=True,
         defaults={"progress": False},
     ),

@@ -154,40 +154,26 @@ def hits_renderable(query: str, hits: Sequence[SearchHit], *, more: bool = False
     return table
 
 
+# Each series its own line style and marker, so that two with equal values (supporting
+# and contrasting both 0, say) both show: a wide solid line under a dashed one, under dots.
+_SERIES_STYLES = (
+    {"color": "tab:green", "linestyle": "-", "linewidth": 4.0, "marker": "o", "markersize": 9},
+    {"color": "tab:blue", "linestyle": "--", "linewidth": 2.5, "marker": "s", "markersize": 6},
+    {"color": "tab:red", "linestyle": ":", "linewidth": 2.0, "marker": "^", "markersize": 4},
+)
+SINGLE_DAY_SPAN = 1.0  # days shown either side of a history of one moment
+
+
 def plot_history(view: PaperView, path: str | Path) -> Path:
     """Draw supporting, mentioning and contrasting over time to a PNG file.
 
     The history holds a row each time the tallies changed; the line is drawn as steps
-    up to the last observation. Needs matplotlib (`pip install 'citepipe[plot]'`).
+    up to the last observation. Needs matplotlib (`make extras`).
     """
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")  # files only: no display needed
-        import matplotlib.pyplot as plt
-        from matplotlib.dates import date2num
-    except ImportError:
-        raise ConfigError("--plot needs matplotlib: pip install 'citepipe[plot]'") from None
-    rows = list(view.history)
-    if view.tallies is not None:
-        rows.append(view.tallies)  # the latest observation closes the last step
-    if not rows:
-        raise ConfigError(f"--plot: {view.paper['doi']} has no tallies stored yet")
-    times = [datetime.fromisoformat(str(r["observed_at"]).replace("Z", "+00:00")) for r in rows]
+    plt = _pyplot()
     target = Path(path)
-    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    fig = draw_history(view)
     try:
-        for kind, colour in zip(TALLY_TYPES, ("tab:green", "tab:blue", "tab:red"), strict=True):
-            values = [float("nan") if r[kind] is None else float(r[kind]) for r in rows]
-            x = date2num(times)  # type: ignore[no-untyped-call]
-            ax.step(x, values, where="post", label=kind, color=colour, marker="o")
-        ax.xaxis_date()
-        ax.set_title(f"citation tallies of {view.paper['doi']}")
-        ax.set_xlabel("observed (UTC)")
-        ax.set_ylabel("citation statements")
-        ax.legend()
-        ax.grid(alpha=0.3)
-        fig.autofmt_xdate()
         try:
             fig.savefig(target, format="png")
         except OSError as exc:
@@ -195,3 +181,49 @@ def plot_history(view: PaperView, path: str | Path) -> Path:
     finally:
         plt.close(fig)
     return target
+
+
+def _pyplot() -> Any:
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # files only: no display needed
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ConfigError(
+            "--plot needs matplotlib: pip install -e '.[plot]' in the checkout (or make extras)"
+        ) from None
+    return plt
+
+
+def draw_history(view: PaperView) -> Any:
+    """The tally history as a matplotlib Figure (the caller saves and closes it).
+
+    Dates on the x axis as `2026-01-31` (the month shown); one observation gets a span
+    of two days around it, not matplotlib's default of years."""
+    plt = _pyplot()
+    from matplotlib.dates import AutoDateLocator, DateFormatter, date2num
+
+    rows = list(view.history)
+    if view.tallies is not None:
+        rows.append(view.tallies)  # the latest observation closes the last step
+    if not rows:
+        raise ConfigError(f"--plot: {view.paper['doi']} has no tallies stored yet")
+    times = [datetime.fromisoformat(str(r["observed_at"]).replace("Z", "+00:00")) for r in rows]
+    fig, ax = plt.subplots(figsize=(8, 4.5), dpi=100)
+    x = date2num(times)  # type: ignore[no-untyped-call]
+    for kind, style in zip(TALLY_TYPES, _SERIES_STYLES, strict=True):
+        values = [float("nan") if r[kind] is None else float(r[kind]) for r in rows]
+        ax.step(x, values, where="post", label=kind, **style)
+    if max(x) - min(x) < SINGLE_DAY_SPAN:
+        ax.set_xlim(min(x) - SINGLE_DAY_SPAN, max(x) + SINGLE_DAY_SPAN)
+    locator = AutoDateLocator(minticks=2, maxticks=8)  # type: ignore[no-untyped-call]
+    ax.xaxis.set_major_locator(locator)
+    ax.xaxis.set_major_formatter(DateFormatter("%Y-%m-%d"))  # type: ignore[no-untyped-call]
+    ax.set_title(f"citation tallies of {view.paper['doi']}")
+    ax.set_xlabel("observed (UTC)")
+    ax.set_ylabel("citation statements")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.autofmt_xdate()
+    return fig

@@ -29,7 +29,12 @@ from yarl import URL
 from pipeline.clock import utcnow
 from pipeline.config import Settings
 from pipeline.crawl.politeness import LocalHosts, Politeness, RobotsAnswer, bounded_wait, host_key
-from pipeline.errors import FetchError, PermanentFetchError, TransientFetchError
+from pipeline.errors import (
+    FetchError,
+    HostUnreachableError,
+    PermanentFetchError,
+    TransientFetchError,
+)
 from pipeline.models import Page, Validators
 from pipeline.store.base import HostLedger
 from pipeline.urls import strip_userinfo
@@ -80,6 +85,11 @@ def _translate(url: str) -> Iterator[None]:
         raise
     except TimeoutError as exc:
         raise TransientFetchError(f"timeout fetching {url}", url=url, reason="timeout") from exc
+    except aiohttp.ClientConnectorError as exc:  # no connection made: say why
+        reason = _connect_failure(exc)
+        raise TransientFetchError(
+            f"{reason} for {url}: {exc.os_error}", url=url, reason=reason
+        ) from exc
     except aiohttp.ClientPayloadError as exc:
         raise TransientFetchError(
             f"truncated body from {url}: {exc}", url=url, reason="truncated body"
@@ -101,6 +111,34 @@ def _translate(url: str) -> Iterator[None]:
         raise TransientFetchError(
             f"client error for {url}: {exc!r}", url=url, reason="client error"
         ) from exc
+
+
+# Failures before any answer from the host: a connection that could not be made, or no
+# response in time. Several in a row, with no answer since the run began, make the host
+# unreachable (`Politeness.no_answer`).
+NO_ANSWER = frozenset(
+    {
+        "connection refused",
+        "TLS error",
+        "TLS certificate error",
+        "DNS lookup failed",
+        "cannot connect",
+        "timeout",
+    }
+)
+
+
+def _connect_failure(exc: aiohttp.ClientConnectorError) -> str:
+    """The cause of a connection that could not be made, in a few words."""
+    if isinstance(exc, aiohttp.ClientConnectorCertificateError):
+        return "TLS certificate error"
+    if isinstance(exc, aiohttp.ClientSSLError):
+        return "TLS error"
+    if isinstance(exc, aiohttp.ClientConnectorDNSError):
+        return "DNS lookup failed"
+    if isinstance(exc.os_error, ConnectionRefusedError):
+        return "connection refused"
+    return "cannot connect"
 
 
 class AiohttpFetcher:
@@ -159,6 +197,10 @@ class AiohttpFetcher:
     def cancel_waiting(self) -> int:
         return self.politeness.cancel_waiting()
 
+    def new_run(self) -> None:
+        """A run begins: hosts must answer again (`Politeness.new_run`)."""
+        self.politeness.new_run()
+
     async def close(self) -> None:
         if self._session is not None and self._own_session:
             await self._session.close()
@@ -169,12 +211,15 @@ class AiohttpFetcher:
         redirects on the site. An error on the way (timeout, connection refused, reset)
         is "unreachable" (status None), which politeness reads as disallow all."""
         current = url
+        answered = False
         try:
             for _ in range(ROBOTS_REDIRECTS + 1):
                 with _translate(current):
                     async with self.session.get(
                         URL(current, encoded=True), allow_redirects=False
                     ) as resp:
+                        answered = True
+                        self.politeness.answered(current)
                         location = resp.headers.get("Location")
                         if resp.status in REDIRECT_STATUSES and location:
                             target = strip_userinfo(urljoin(current, location))
@@ -187,7 +232,8 @@ class AiohttpFetcher:
                         body = await self._read_prefix(resp)
                         return RobotsAnswer(resp.status, body.decode("utf-8", "replace"))
         except FetchError as exc:
-            return RobotsAnswer(None, error=exc.reason or str(exc))
+            no_answer = not answered and exc.reason in NO_ANSWER
+            return RobotsAnswer(None, error=exc.reason or str(exc), no_answer=no_answer)
         return RobotsAnswer(301, error=f"more than {ROBOTS_REDIRECTS} redirects")
 
     def _on_site(self, url: str) -> bool:
@@ -231,7 +277,19 @@ class AiohttpFetcher:
         )
 
     async def _request(self, url: str, headers: dict[str, str]) -> Page | str:
-        """One request: a Page, or the Location of a redirect."""
+        """One request: a Page, or the Location of a redirect. A failure before any
+        answer is told to politeness, which says when the host is unreachable."""
+        answered: list[bool] = []  # True once the host has answered this request
+        try:
+            return await self._send(url, headers, answered)
+        except HostUnreachableError:
+            raise
+        except TransientFetchError as exc:
+            if not answered and exc.reason in NO_ANSWER:
+                self.politeness.no_answer(url, exc.reason)  # raises when it is unreachable
+            raise
+
+    async def _send(self, url: str, headers: dict[str, str], answered: list[bool]) -> Page | str:
         with _translate(url):
             async with (
                 self.politeness.slot(url),
@@ -239,6 +297,8 @@ class AiohttpFetcher:
                     URL(url, encoded=True), headers=headers, allow_redirects=False
                 ) as resp,
             ):
+                answered.append(True)
+                self.politeness.answered(url)
                 status = resp.status
                 if status in REDIRECT_STATUSES:
                     location = resp.headers.get("Location")

@@ -34,12 +34,20 @@ from typing import Any, Literal
 import structlog
 from protego import Protego
 
-from pipeline.errors import PermanentFetchError, StoreError, TransientFetchError
+from pipeline.errors import (
+    HostUnreachableError,
+    PermanentFetchError,
+    StoreError,
+    TransientFetchError,
+)
 from pipeline.models import RobotsRecord
 from pipeline.store import rules
 from pipeline.store.base import HostLedger
 from pipeline.urls import host_key as host_key  # the unit of politeness, re-exported
 
+UNREACHABLE_AFTER = 3  # failures in a row, with no answer this run, that end a host's run
+UNREACHABLE_PAUSE = 0.5  # seconds before robots.txt is tried again on a silent host (x tries)
+UNREACHABLE_HOLD = 60.0  # seconds a host found unreachable is not tried (a long-lived process)
 ROBOTS_TTL = 86400.0  # a robots.txt is fetched again at least this often (RFC 9309: 24 h)
 ROBOTS_RETRY_BASE = 60.0  # first wait after a 5xx/unreachable robots.txt, doubling
 ROBOTS_RETRY_CAP = 3600.0  # longest wait between two tries of an unavailable robots.txt
@@ -61,6 +69,7 @@ class RobotsAnswer:
     status: int | None
     text: str | None = None
     error: str | None = None
+    no_answer: bool = False  # no connection could be made or nothing came back in time
 
 
 RobotsGetter = Callable[[str], Awaitable[RobotsAnswer]]
@@ -115,6 +124,9 @@ class _Host:
     robots: _Robots | None = None
     robots_lock: asyncio.Lock = field(default_factory=asyncio.Lock)
     pause_seen: tuple[datetime, datetime | None] | None = None  # (looked at, paused until)
+    answered: bool = False  # the host has answered this run (any HTTP response)
+    no_answer: int = 0  # failures before any answer since the last answer
+    unreachable: tuple[str, datetime] | None = None  # (cause, until): not tried till then
 
 
 class Politeness:
@@ -162,6 +174,44 @@ class Politeness:
         for task in waiting:
             task.cancel()
         return len(waiting)
+
+    # ------------------------------------------------------------ reachability
+
+    def new_run(self) -> None:
+        """A run begins (a scheduler's next crawl): every host must answer again before
+        its silence is taken for an outage rather than a wrong address."""
+        for host in self._hosts.values():
+            host.answered, host.no_answer, host.unreachable = False, 0, None
+
+    def answered(self, url: str) -> None:
+        """The host sent an HTTP response (any status): it is reachable."""
+        host = self._host(host_key(url))
+        host.answered, host.no_answer, host.unreachable = True, 0, None
+
+    def no_answer(self, url: str, cause: str) -> None:
+        """A request to the host failed before any answer (`cause`: connection refused,
+        TLS error, timeout...). The rule: `UNREACHABLE_AFTER` such failures in a row, with
+        no answer from the host this run, make it unreachable, HostUnreachableError, now
+        and for every request to it during `UNREACHABLE_HOLD`."""
+        key = host_key(url)
+        host = self._host(key)
+        host.no_answer += 1
+        if not host.answered and host.no_answer >= UNREACHABLE_AFTER:
+            until = self._clock() + timedelta(seconds=UNREACHABLE_HOLD)
+            host.unreachable = (cause, until)
+            raise HostUnreachableError(key, cause, host.no_answer, url=url)
+
+    def check_reachable(self, url: str) -> None:
+        """HostUnreachableError while the host is held as unreachable."""
+        key = host_key(url)
+        host = self._host(key)
+        if host.unreachable is None:
+            return
+        cause, until = host.unreachable
+        if until <= self._clock():  # tried again, from a clean count
+            host.unreachable, host.no_answer = None, 0
+            return
+        raise HostUnreachableError(key, cause, host.no_answer, url=url)
 
     def _host(self, key: str) -> _Host:
         host = self._hosts.get(key)
@@ -229,8 +279,16 @@ class Politeness:
             return host.robots
 
     async def _fetch_robots(self, key: str, previous: RobotsRecord | None) -> RobotsRecord:
+        """Fetch robots.txt; a host that has not answered this run is asked again at
+        once (a moment apart) until it answers or is found unreachable."""
         assert self._get_robots is not None  # _respect_robots guarantees it
+        self.check_reachable(key)
         answer = await self._get_robots(key + "/robots.txt")
+        host = self._host(key)
+        while answer.no_answer and not host.answered:
+            self.no_answer(key, answer.error or "no answer")  # raises when unreachable
+            await self._sleep(UNREACHABLE_PAUSE * host.no_answer)
+            answer = await self._get_robots(key + "/robots.txt")
         now = self._clock()
         if robots_verdict(answer.status) == "disallow":
             failures = (previous.failures if previous is not None else 0) + 1
@@ -304,6 +362,7 @@ class Politeness:
         if task is not None:
             self._waiting.add(task)
         try:
+            self.check_reachable(url)
             await self.check_allowed(url)
             async with contextlib.AsyncExitStack() as waiting:
                 await semaphore.acquire()

@@ -22,14 +22,18 @@ from tenacity import (
 )
 
 from pipeline.config import Settings
-from pipeline.errors import TransientFetchError
+from pipeline.errors import HostUnreachableError, TransientFetchError
 
 T = TypeVar("T")
 
 
 def _quickly_retryable(exc: BaseException) -> bool:
     """A transient error without a Retry-After: the site asked for no particular wait."""
-    return isinstance(exc, TransientFetchError) and exc.retry_after is None
+    return (
+        isinstance(exc, TransientFetchError)
+        and exc.retry_after is None
+        and not isinstance(exc, HostUnreachableError)  # the run stops working that host
+    )
 
 
 _DEFAULTS = Settings()  # the one place defaults live

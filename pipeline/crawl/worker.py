@@ -37,6 +37,7 @@ from pipeline.errors import (
     BatchRejectedError,
     BlockedError,
     FetchError,
+    HostUnreachableError,
     ParseError,
     PipelineError,
     StoreDataError,
@@ -61,6 +62,9 @@ class BatchFetcher(Protocol):
     async def post(self, url: str, dois: Sequence[str]) -> Any: ...
 
 
+UNREACHABLE_GRACE = 1.0  # seconds in-flight pages get once the site is found unreachable
+
+
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
@@ -81,6 +85,8 @@ class RunCounters:
     api_found: int = 0  # DOIs those answers held
     api_not_found: int = 0  # DOIs they did not (source api: stored as not found)
     api_splits: int = 0  # batches the API refused as too large (422), split in two
+    # hosts found unreachable (`host: cause`), with the jobs that met it (given back)
+    unreachable: Counter[str] = field(default_factory=Counter)
 
     @property
     def elapsed(self) -> float:
@@ -337,6 +343,9 @@ class Worker:
         try:
             page = await self.policy.call(lambda: self.fetcher.fetch(job.url, validators))
             completion = await self._completion(job, page)
+        except HostUnreachableError as exc:
+            await self._unreachable(job, exc)
+            return
         except TransientFetchError as exc:
             await self._fail_transient(job, exc)
             return
@@ -519,6 +528,24 @@ class Worker:
         if page.final_url != job.url and self.source.in_scope(page.final_url):
             return page.final_url
         return None
+
+    async def _unreachable(self, job: Job, exc: HostUnreachableError) -> None:
+        """The site gave no answer at all (`Politeness.no_answer` has the rule): nothing
+        of it can be worked, so the run stops, says why in one line, and gives this job
+        and the others back to the queue with their attempts refunded: not dead, and
+        not retried in a loop. The next run tries again."""
+        first = not self.counters.unreachable
+        self.counters.unreachable[f"{exc.host}: {exc.cause}"] += 1
+        await self.store.release([job])
+        if first:
+            log.error(
+                "site unreachable: stopping; its jobs stay queued for the next run",
+                host=exc.host,
+                cause=exc.cause,
+                tries=exc.tries,
+            )
+            self.stop(grace=UNREACHABLE_GRACE)
+            self.fetcher.cancel_waiting()
 
     async def _fail_transient(self, job: Job, exc: TransientFetchError) -> None:
         retry_at = self.policy.next_retry_at(job.attempts, exc.retry_after, self._now())

@@ -62,7 +62,7 @@ def require(fmt: str) -> None:
             import pylatexenc  # noqa: F401
     except ImportError:
         raise ConfigError(
-            f"--format {fmt} needs the bibliography extra: pip install 'citepipe[bibliography]'"
+            f"--format {fmt} needs the bibliography extra: pip install -e '.[bibliography]'"
         ) from None
 
 

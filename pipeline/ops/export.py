@@ -243,7 +243,8 @@ async def write_parquet(rows: AsyncIterator[dict[str, Any]], table: str, path: P
         import pyarrow.parquet as pq
     except ImportError:
         raise ConfigError(
-            "--format parquet needs pyarrow: pip install 'citepipe[parquet]'"
+            "--format parquet needs pyarrow: "
+            "pip install -e '.[parquet]' in the checkout (or make extras)"
         ) from None
     schema = arrow_schema(table)
     columns = list(COLUMNS[table])

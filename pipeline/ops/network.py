@@ -54,7 +54,7 @@ def require_networkx() -> Any:
         import scipy  # noqa: F401  (PageRank and the pair counts run on scipy)
     except ImportError:
         raise ConfigError(
-            "graph and rank need networkx and scipy: pip install 'citepipe[network]'"
+            "graph and rank need networkx and scipy: pip install -e '.[network]'"
         ) from None
     return networkx
 

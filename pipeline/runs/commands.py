@@ -93,6 +93,7 @@ async def _summarise(
         out_of_time=out_of_time,
         stopped_by=stop.signum if stopped else None,
         notes=notes,
+        statements_before=outcome.statements_before,
     )
 
 
@@ -120,7 +121,7 @@ async def backfill(
         ui.message("the input holds no DOIs (it is empty, or only blank and # comment lines)")
     enqueued = clock.monotonic()
     run_id = await p.register_run(command)
-    outcome = await work(p, run_id, ui, stop, burst=True, reports=tally.enqueued)
+    outcome = await work(p, run_id, ui, stop, burst=True, reports=len(seen), input_reports=True)
     notes = ["the input holds no DOIs"] if tally.lines == 0 and not stop.requested else []
     summary = await _summarise(
         p, command, outcome, stop, tally, seen, (started, enqueued, clock.monotonic()), notes
@@ -203,6 +204,7 @@ async def worker(
         stopped_by=stop.signum if outcome.stopped else None,
         long_running=not burst,
         notes=outcome.notes,
+        statements_before=outcome.statements_before,
     )
     log.info("worker stopped", pages=counters.pages_done, dead=counters.dead.total())
     return await _finish(p, summary, run_id, ui, digest=burst)

@@ -22,7 +22,7 @@ from typing import TextIO
 import structlog
 
 from pipeline.app import Pipeline
-from pipeline.config import process_count
+from pipeline.config import cpu_cores, process_count
 from pipeline.crawl.worker import RunCounters, Worker
 from pipeline.errors import BadInputError, PipelineError
 from pipeline.models import RUN_HEARTBEAT, RUN_STALE_AFTER, Job, NewJob, RunInfo
@@ -151,11 +151,8 @@ async def enqueue_lines(
                 problem = exc.message
         if line.doi is None or address is None:
             tally.bad_lines += 1
+            # one line each, on a terminal or not (it used to be a message and a log line)
             ui.message(f"line {line.lineno}: {problem or 'not a DOI'}: {line.raw[:200]!r}")
-            if not ui.err.isatty():  # on a terminal the line above says it all
-                log.warning(
-                    "bad input line", line=line.lineno, problem=problem, text=line.raw[:200]
-                )
             continue
         tally.dois += 1
         chunk.append(NewJob(doi=line.doi, url=address, depth=depth, seed=True))
@@ -322,6 +319,7 @@ class WorkOutcome:
     out_of_time: bool = False
     stopped: bool = False
     notes: list[str] = field(default_factory=list)  # e.g. a worker process that failed
+    statements_before: int | None = None  # rows of `statements` as the work began
 
 
 async def work(
@@ -333,16 +331,28 @@ async def work(
     burst: bool,
     max_duration: float = 0.0,
     reports: int | None = None,
+    input_reports: bool = False,
 ) -> WorkOutcome:
     """Run a worker with stop requests, a time budget, progress and run heartbeats.
 
     At the budget the worker stops claiming and in-flight pages get one request timeout
     to finish and be committed; on a stop request they get `stop_grace` (about a second)
     and the rest is released for the next run.
+
+    `reports` is the bar's count of reports: with `input_reports`, the input's distinct
+    DOIs, of which those with no job left in the queue were done by an earlier run (a
+    report has one unfinished job at a time: its next page); else the reports queued for
+    this run (at least the jobs pending at its start).
     """
     await reclaim_and_name_waits(p, ui)
+    new_run = getattr(p.fetcher, "new_run", None)  # the site must answer this run again
+    if new_run is not None:
+        new_run()
     progress = ui.progress
-    count = process_count(p.settings)
+    pending = await _pending_or_none(p)
+    count = worker_processes(p.settings.processes, process_count(p.settings), cpu_cores(), ui)
+    if burst and pending == 0:
+        count = 1  # nothing queued: a helper would only start and find the queue drained
     helpers: Helpers | None = None
     if count > 1:  # N worker processes: this one and N - 1 helpers (pipeline.runs.processes)
         helpers = Helpers.start(p.settings, count - 1, burst=burst, max_duration=max_duration)
@@ -356,7 +366,7 @@ async def work(
         worker.idle_poll = HELPER_POLL
     if helpers is not None and progress is not None:
         helpers.on_report = lambda: on_page(worker.counters)
-    outcome = WorkOutcome(worker)
+    outcome = WorkOutcome(worker, statements_before=await _statement_rows(p))
     background = [asyncio.create_task(heartbeat_run(p, run_id))]
     if (progress is None or not progress.shown) and p.settings.progress_interval > 0:
         background.append(
@@ -390,9 +400,25 @@ async def work(
             helpers.stop()
 
     if progress is not None:
-        progress.start_crawl(await _pending_or_none(p), reports)
+        done_before = 0
+        if reports is not None and pending is not None:
+            if input_reports:
+                done_before = max(0, reports - pending)
+            else:
+                reports = max(reports, pending)
+        progress.start_crawl(pending, reports, done_before)
         if progress.shown:
-            background.append(asyncio.create_task(_known_total(p, progress, worker.counters)))
+            background.append(
+                asyncio.create_task(
+                    _known_total(
+                        p,
+                        progress,
+                        (lambda: helpers.combined(worker.counters))
+                        if helpers is not None
+                        else (lambda: worker.counters),
+                    )
+                )
+            )
     try:
         with stop.calling(on_stop):
             await worker.run()
@@ -407,18 +433,45 @@ async def work(
             outcome.notes.extend(await helpers.wait())
             outcome.notes.append(helpers.share_note(worker.counters))
             worker.counters = helpers.combined(worker.counters)
-            on_page(worker.counters)
+            if progress is not None:  # already every process's: not combined again
+                progress.update(worker.counters)
     return outcome
 
 
-async def _known_total(p: Pipeline, progress: Progress, counters: RunCounters) -> None:
-    """Keep the bar's total true: pages done plus pages still queued (follow-ups found
-    during the run raise it)."""
+async def _known_total(
+    p: Pipeline, progress: Progress, counters: Callable[[], RunCounters]
+) -> None:
+    """Keep the bar's total true: pages done (by every process of the run) plus pages
+    still queued (follow-ups found during the run raise it)."""
     while True:
         await asyncio.sleep(PROGRESS_REFRESH)
         pending = await _pending_or_none(p)
         if pending is not None:
-            progress.remaining(counters.pages_done, pending)
+            progress.remaining(counters().pages_done, pending)
+
+
+def worker_processes(asked: int, count: int, cores: int, ui: RunUI) -> int:
+    """The worker processes a run starts: `count` (what `processes` asks for), at most one
+    per CPU core. Each process already keeps `concurrency` pages in flight; past the
+    cores, more processes only take turns on them (and each costs an interpreter and
+    store connections), so a larger ask is capped, with a line saying so."""
+    if count <= cores:
+        return count
+    ui.message(
+        f"processes: {asked} asked, but this machine gives citepipe {plural(cores, 'CPU core')}: "
+        f"running {plural(cores, 'worker process', 'worker processes')} (more would only "
+        "compete for the cores; raise concurrency for more pages in flight)"
+    )
+    return cores
+
+
+async def _statement_rows(p: Pipeline) -> int | None:
+    """The store's statements now, so that the summary counts the new ones (not the
+    statements read again); None when the store cannot say."""
+    try:
+        return (await p.store.stats()).rows_by_table.get("statements")
+    except PipelineError:
+        return None
 
 
 async def _pending_or_none(p: Pipeline) -> int | None:

@@ -64,11 +64,18 @@ class LiveStderr:
 
 
 class _PagesPerSecond(ProgressColumn):
-    """The recent rate, in pages per second."""
+    """The recent rate, in pages per second (`/s` only, on a narrow terminal)."""
+
+    def __init__(self, unit: str = " pages/s") -> None:
+        super().__init__()
+        self._unit = unit
 
     def render(self, task: Task) -> Text:
         speed = task.speed
-        return Text("  -  pages/s" if speed is None else f"{speed:5.1f} pages/s")
+        return Text(("  -  " if speed is None else f"{speed:5.1f}") + self._unit)
+
+
+NARROW = 110  # columns below which the bar, the ETA and the long words give way to numbers
 
 
 class Progress:
@@ -82,9 +89,11 @@ class Progress:
         self._enqueue: TaskID | None = None
         self._crawl: TaskID | None = None
         self._reports: int | None = None
+        self._done_before = 0
+        self._narrow = 0 < width < NARROW
         if width > 0:
             console = Console(file=self._out, width=width, force_terminal=True)
-            self._bar = RichProgress(
+            columns: tuple[ProgressColumn, ...] = (
                 TextColumn("{task.description}"),
                 BarColumn(bar_width=None),
                 MofNCompleteColumn(),
@@ -92,10 +101,20 @@ class Progress:
                 TextColumn("ETA"),
                 TimeRemainingColumn(),
                 TextColumn("{task.fields[extra]}"),
+            )
+            if self._narrow:  # the numbers first: what is done, how fast, what failed
+                columns = (
+                    TextColumn("{task.description}"),
+                    MofNCompleteColumn(),
+                    _PagesPerSecond("/s"),
+                    TextColumn("{task.fields[extra]}"),
+                )
+            self._bar = RichProgress(
+                *columns,
                 console=console,
                 redirect_stdout=False,
                 redirect_stderr=True,
-                expand=True,
+                expand=not self._narrow,
             )
             self._bar.start()
 
@@ -107,7 +126,9 @@ class Progress:
     def start_enqueue(self) -> None:
         """The enqueue phase begins: a line counting input lines and DOIs."""
         if self._bar is not None and self._enqueue is None:
-            self._enqueue = self._bar.add_task("reading input", total=None, extra="")
+            self._enqueue = self._bar.add_task(
+                "input" if self._narrow else "reading input", total=None, extra=""
+            )
 
     def enqueue(self, lines: int, dois: int) -> None:
         """`lines` input lines read so far, `dois` of them DOIs."""
@@ -115,31 +136,42 @@ class Progress:
             self._bar.update(
                 self._enqueue,
                 completed=lines,
-                description=f"reading input: {dois:,} DOI{'s' if dois != 1 else ''}",
+                description=f"{'input' if self._narrow else 'reading input'}: "
+                f"{dois:,} DOI{'s' if dois != 1 else ''}",
             )
 
-    def start_crawl(self, pending: int | None, reports: int | None = None) -> None:
-        """The crawl phase begins with `pending` pages and `reports` reports known."""
+    def start_crawl(
+        self, pending: int | None, reports: int | None = None, done_before: int = 0
+    ) -> None:
+        """The crawl phase begins with `pending` pages and `reports` reports known, of
+        which `done_before` were finished by an earlier run (a resumed backfill counts
+        its whole input: `reports 603/800` at the start, not `0/197`)."""
         if self._bar is None:
             return
         if self._enqueue is not None:
             task = self._bar.tasks[self._enqueue]
-            self._bar.update(self._enqueue, total=task.completed, description="input read")
+            self._bar.update(
+                self._enqueue,
+                total=task.completed,
+                description="input" if self._narrow else "input read",
+            )
         self._reports = reports
+        self._done_before = done_before
         self._crawl = self._bar.add_task(
-            f"{self._desc} pages", total=pending, extra=self._extra(RunCounters())
+            "pages" if self._narrow else f"{self._desc} pages",
+            total=pending,
+            extra=self._extra(RunCounters()),
         )
 
     def _extra(self, counters: RunCounters) -> str:
         """Reports done out of those known, retries, dead."""
         known = self._reports
-        if known is not None and counters.reports_done > known:
-            known = counters.reports_done  # citing papers (--depth) add reports
+        done = counters.reports_done + self._done_before
+        if known is not None and done > known:
+            known = done  # citing papers (--depth) add reports
         of = f"/{known}" if known is not None else ""
-        return (
-            f"reports {counters.reports_done}{of}, retries {counters.retries}, "
-            f"dead {counters.dead.total()}"
-        )
+        sep = " " if self._narrow else ", "
+        return f"reports {done}{of}{sep}retries {counters.retries}{sep}dead {counters.dead.total()}"
 
     def remaining(self, done: int, pending: int) -> None:
         """The known total moved: `done` pages done and `pending` still to do."""

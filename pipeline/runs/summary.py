@@ -11,6 +11,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
+from pipeline.crawl.pagination import FEWER
 from pipeline.crawl.worker import RunCounters
 from pipeline.models import Stats
 
@@ -74,6 +75,17 @@ class RunSummary:
     long_running: bool = False  # worker without --burst, schedule: a signal is their end
     notes: list[str] = field(default_factory=list)
     epilogue: list[str] = field(default_factory=list)  # lines printed after the summary
+    statements_before: int | None = None  # rows of `statements` when the run began
+
+    @property
+    def new_statements(self) -> int | None:
+        """Distinct statements this run added to the store (a statement seen again, on a
+        refresh or twice in one report, is one row, counted once); None when the count
+        at the start is unknown. Another run writing the same store at the same time
+        adds its own to this figure."""
+        if self.statements_before is None:
+            return None
+        return max(0, self.stats.rows_by_table.get("statements", 0) - self.statements_before)
 
     @property
     def dead_jobs(self) -> int:
@@ -103,13 +115,16 @@ class RunSummary:
             "reports_incomplete_this_run": dict(c.incomplete),
             "pages_unchanged": c.pages_unchanged,
             "pages_per_s": round(self.pages_per_second, 1),
-            "statements_stored": c.statements,
+            "statements_stored": self.new_statements,
+            "statements_read": c.statements,
+            "exit_reason": exit_reason(self),
             "api_requests": c.api_requests,
             "api_dois_found": c.api_found,
             "api_not_found": c.api_not_found,
             "api_batches_split": c.api_splits,
             "retries": c.retries,
             "dead_this_run": dict(c.dead),
+            "unreachable": dict(c.unreachable),
             "input_lines": self.inputs.lines,
             "input_dois": self.inputs.dois,
             "bad_lines": self.inputs.bad_lines,
@@ -127,7 +142,9 @@ class RunSummary:
             "rows": s.rows_by_table,
         }
 
-    def render(self) -> str:
+    def render(self, json_line: bool = True) -> str:
+        """The summary for people; with `json_line`, then the `citepipe-summary {json}`
+        line for programs (not on a terminal: people read the lines above)."""
         c, s, t = self.counters, self.stats, self.times
         lines = [
             f"citepipe {self.command}: finished in {t.total:.1f} s "
@@ -164,17 +181,30 @@ class RunSummary:
             f"{c.pages_unchanged} unchanged, {plural(c.retries, 'retry', 'retries')} scheduled"
         )
         partial = c.incomplete.total()
-        lines.append(
-            f"  reports:    {c.reports_done - partial} complete this run"
-            + (
-                f", {partial} incomplete ("
-                + "; ".join(f"{k}: {v}" for k, v in sorted(c.incomplete.items()))
-                + ")"
-                if partial
-                else ""
+        fewer = c.incomplete.get(FEWER, 0)
+        cut = {k: v for k, v in c.incomplete.items() if k != FEWER}
+        line = f"  reports:    {c.reports_done - partial} complete this run"
+        if fewer:  # the site's own listing (scite lists fewer than it counts): no failure
+            line += (
+                f", {fewer} whose site lists fewer statements than it counts (every "
+                "listed statement is stored: the site's data, not a failure)"
             )
-        )
-        lines.append(f"  statements: {c.statements} stored this run")
+        if cut:
+            line += (
+                f", {sum(cut.values())} incomplete ("
+                + "; ".join(f"{k}: {v}" for k, v in sorted(cut.items()))
+                + ")"
+            )
+        lines.append(line)
+        new = self.new_statements
+        read = f"{c.statements:,} statement{'' if c.statements == 1 else 's'}"
+        if new is None:
+            lines.append(f"  statements: {read} read this run")
+        else:
+            lines.append(
+                f"  statements: {new:,} new in the store this run ({read} read; "
+                f"{c.statements - new if c.statements >= new else 0:,} already stored)"
+            )
         if c.api_requests or c.api_splits:
             lines.append(
                 f"  api:        {plural(c.api_requests, 'request')} answered, "
@@ -200,8 +230,15 @@ class RunSummary:
                 + "; not a failure: `papers.incomplete_reason` says why)"
             )
         lines.append("  rows:       " + ", ".join(f"{k} {v}" for k, v in s.rows_by_table.items()))
+        for where in sorted(c.unreachable):
+            lines.append(
+                f"  unreachable: {where}; the run stopped, its jobs stay queued "
+                "(check base_url; the next run tries again)"
+            )
         lines.extend(f"  note:       {n}" for n in self.notes)
-        lines.append("citepipe-summary " + json.dumps(self.as_dict(), sort_keys=True))
+        lines.append(f"  exit code:  {self.exit_code} ({exit_reason(self)})")
+        if json_line:
+            lines.append("citepipe-summary " + json.dumps(self.as_dict(), sort_keys=True))
         return "\n".join(lines)
 
 
@@ -214,6 +251,8 @@ def exit_code(summary: RunSummary) -> int:
     process, or an input line was bad; else 0. (2 never comes from a summary: a run
     that cannot start raises a ConfigError instead.)
     """
+    if summary.counters.unreachable and summary.stopped_by is None:
+        return EXIT_INCOMPLETE  # even a long-running worker: it stopped for it
     if summary.long_running:
         return EXIT_OK
     if summary.stopped_by is not None:
@@ -223,6 +262,36 @@ def exit_code(summary: RunSummary) -> int:
     if summary.dead_jobs or summary.inputs.bad_lines:
         return EXIT_INCOMPLETE
     return EXIT_OK
+
+
+def exit_reason(summary: RunSummary) -> str:
+    """Why the run ends with its exit code, in words (the branches of `exit_code`)."""
+    if summary.counters.unreachable and summary.stopped_by is None:
+        return (
+            "the site is unreachable ("
+            + "; ".join(summary.counters.unreachable)
+            + "); its jobs stay queued for the next run"
+        )
+    if summary.long_running:
+        return "a long-running command's normal end"
+    if summary.stopped_by is not None:
+        return f"stopped by signal {summary.stopped_by}; the rest stays queued"
+    if summary.out_of_time:
+        return "time budget spent; the rest stays queued for the next run"
+    why = []
+    if summary.dead_jobs:
+        why.append(
+            f"{plural(summary.dead_jobs, 'job')} "
+            f"{'of the input' if summary.inputs.dois else 'worked by this run'} ended dead "
+            "(`citepipe status` lists why, `citepipe retry` queues them again)"
+        )
+    if summary.inputs.bad_lines:
+        why.append(f"{plural(summary.inputs.bad_lines, 'bad input line')}")
+    if why:
+        return "; ".join(why)
+    if summary.stats.incomplete_reports:
+        return "every job done; the incomplete reports are the site's data, not a failure"
+    return "every job done"
 
 
 def render_status(stats: Stats) -> str:

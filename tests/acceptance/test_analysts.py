@@ -427,3 +427,54 @@ def test_datasette_serves_the_demo_store(demo_db: Path, datasette: str) -> None:
     assert "Citation statements" in tables["statements"]["description"]
     view: Any = json.loads(get(f"{datasette}/{name}/citations.json?_shape=array&_size=3"))
     assert set(view[0]) >= {"citing_doi", "cited_doi", "supporting", "contrasting"}
+
+
+def test_the_plot_of_one_observation_spans_days_and_equal_series_all_show(
+    demo_db: Path,
+) -> None:
+    """One observation used to span four years; supporting and contrasting, both 3,
+    hid each other; the x labels lacked the month."""
+    pytest.importorskip("matplotlib")
+    import matplotlib.pyplot as plt
+    from matplotlib.dates import num2date
+
+    from pipeline.cli import views
+
+    async def view() -> Any:
+        async with app.open_pipeline(
+            fast_settings("http://127.0.0.1:9", demo_db), create=False
+        ) as p:
+            return await ops_read.show(p, SEED)
+
+    fig = views.draw_history(asyncio.run(view()))
+    try:
+        ax = fig.axes[0]
+        low, high = ax.get_xlim()
+        assert high - low <= 3  # days
+        lines = ax.get_lines()
+        assert len(lines) == 3
+        styles = {(ln.get_linestyle(), ln.get_linewidth(), ln.get_marker()) for ln in lines}
+        assert len(styles) == 3  # each series drawn its own way: equal ones both show
+        fig.canvas.draw()
+        labels = [t.get_text() for t in ax.get_xticklabels() if t.get_text()]
+        when = num2date(low)
+        assert labels and all(lbl.startswith(f"{when:%Y}-") for lbl in labels), labels
+        assert all(len(lbl.split("-")) == 3 for lbl in labels), labels  # year-month-day
+    finally:
+        plt.close(fig)
+
+
+def test_the_demo_seed_tallies_agree_with_its_stored_statements(demo_db: Path) -> None:
+    """The bundled tallies of the seed said 0 supporting and 0 contrasting while 3 and
+    3 were stored."""
+    [tallies] = query(
+        demo_db, "select supporting, mentioning, contrasting from tallies where doi = ?", SEED
+    )
+    counts = dict(
+        query(demo_db, "select type, count(*) from statements where cited_doi = ? group by 1", SEED)
+    )
+    assert tallies == (
+        counts.get("supporting", 0),
+        counts.get("mentioning", 0),
+        counts.get("contrasting", 0),
+    )

@@ -207,3 +207,45 @@ async def test_a_site_reached_by_another_name_is_crawled_whole(tmp_path: Path) -
     assert {
         u for (u,) in query(db, "select report_url from papers where report_url is not null")
     } <= {f"http://localhost:{site.port}/reports/{r.slug}" for r in reps.values()}
+
+
+async def test_statements_read_again_are_not_counted_as_stored(tmp_path: Path) -> None:
+    """Every page fetched and parsed again (as a refresh does): the statements are read
+    again but the store gains none; the summary says so."""
+    import sqlite3
+
+    reps = reports(6, seed=51)
+    async with CitationSite(reps) as site:
+        db = tmp_path / "c.sqlite"
+        env = fast_env(site.base_url, db)
+        inp = tmp_path / "in.txt"
+        inp.write_text("".join(d + "\n" for d in reps))
+        first = await run_cli("backfill", str(inp), env=env)
+        stored = len(stored_statements(db))
+        assert summary_of(first.out)["statements_stored"] == stored > 0
+        with sqlite3.connect(db) as conn:  # every page to be fetched and parsed again
+            conn.execute(
+                "UPDATE jobs SET state = 'queued', content_hash = NULL, etag = NULL, "
+                "last_modified = NULL"
+            )
+        again = await run_cli("backfill", str(inp), env=env)
+    assert again.code == 0, again.err[-2000:]
+    s = summary_of(again.out)
+    assert s["statements_stored"] == 0 and s["statements_read"] == stored, again.out
+    assert f"statements: 0 new in the store this run ({stored} statements read" in again.out
+    assert "exit code:  0 (every job done" in again.out
+
+
+async def test_not_on_a_terminal_the_summary_and_bad_lines_come_once(tmp_path: Path) -> None:
+    """A cron log got the summary three times (the text, its JSON line, a `summary` log
+    line) and each bad line twice (a message and a log line)."""
+    reps = reports(3, seed=52)
+    async with CitationSite(reps) as site:
+        db = tmp_path / "c.sqlite"
+        text = "".join(d + "\n" for d in reps) + "not-a-doi\n"
+        res = await run_cli("backfill", "-", env=fast_env(site.base_url, db), stdin=text.encode())
+    assert res.code == 1
+    both = res.out + res.err
+    assert both.count("citepipe backfill: finished in") == 1
+    assert both.count("citepipe-summary ") == 1 and '"event": "summary"' not in both
+    assert both.count("not-a-doi") == 1, res.err

@@ -80,7 +80,7 @@ def test_processes_auto_and_bad_values(tmp_path: Path, capsys: pytest.CaptureFix
     assert citepipe(["backfill", str(dois), "--db", db, "--processes", "many"]) == 2
     assert "processes" in capsys.readouterr().err
     assert citepipe(["backfill", str(dois), "--db", db, "--processes", "-1"]) == 2
-    assert "processes: must be >= 0" in capsys.readouterr().err
+    assert "processes: must be at least 0, got -1" in capsys.readouterr().err
     assert not Path(db).exists()  # refused before any store was made
 
 
@@ -174,3 +174,29 @@ async def test_a_long_running_worker_with_two_processes_ends_at_sigterm(tmp_path
     assert proc.returncode == 0, err.decode()[-2000:]  # a worker's normal end
     for helper in helpers:
         assert not helper.is_running() or helper.status() == psutil.STATUS_ZOMBIE
+
+
+async def test_more_processes_than_cores_are_capped_with_a_message(tmp_path: Path) -> None:
+    """`--processes 200` on a small machine used to start 199 helpers."""
+    from pipeline.config import cpu_cores
+
+    reps, dois, db = crawl_input(tmp_path, 3, seed=24)
+    async with CitationSite(reps) as site:
+        env = fast_env(site.base_url, db)
+        result = await run_cli("backfill", str(dois), "--processes", "200", env=env, timeout=120)
+    assert result.code == 0, result.err[-3000:]
+    cores = cpu_cores()
+    assert f"processes: 200 asked, but this machine gives citepipe {cores} CPU core" in result.err
+    started = [json.loads(x) for x in result.err.splitlines() if "worker processes started" in x]
+    assert [x["helpers"] for x in started] == ([cores - 1] if cores > 1 else [])
+
+
+async def test_no_helpers_are_started_for_a_drained_queue(tmp_path: Path) -> None:
+    reps, dois, db = crawl_input(tmp_path, 3, seed=25)
+    async with CitationSite(reps) as site:
+        env = fast_env(site.base_url, db)
+        assert (await run_cli("backfill", str(dois), env=env)).code == 0
+        again = await run_cli("backfill", str(dois), "--processes", "2", env=env)
+    assert again.code == 0, again.err[-3000:]
+    assert "worker processes started" not in again.err
+    assert "worker processes:" not in again.out  # no share note: one process worked

@@ -46,15 +46,26 @@ async def test_retry_after_a_wrong_base_url_finishes_the_input(tmp_path: Path) -
     reps = reports(4, seed=15)
     dois = sorted(reps)
     db = tmp_path / "s.sqlite"
-    wrong = f"http://127.0.0.1:{closed_port()}"
-    async with app.open_pipeline(fast_settings(wrong, db, max_attempts=1)) as p:
-        first = await commands.backfill(p, dois, ui=quiet_ui())
+    closed = f"http://127.0.0.1:{closed_port()}"
+    async with app.open_pipeline(fast_settings(closed, db, max_attempts=1)) as p:
+        unreachable = await commands.backfill(p, dois, ui=quiet_ui())
+    # nothing listens there: the run stops at once and keeps the jobs queued (issue 25.8)
+    assert unreachable.exit_code == 1 and unreachable.input_dead.total() == 0
+    assert query(db, "select state, attempts, count(*) from jobs group by 1, 2") == [
+        ("queued", 0, len(dois))
+    ]
+    db.unlink()
+    # a wrong site that answers (no such reports there): the jobs die, `retry` recovers
+    async with CitationSite({}) as elsewhere:
+        wrong = elsewhere.base_url
+        async with app.open_pipeline(fast_settings(wrong, db, max_attempts=1)) as p:
+            first = await commands.backfill(p, dois, ui=quiet_ui())
     assert first.exit_code == 1 and first.input_dead.total() == len(dois)
 
     async with CitationSite(reps) as site:
         right = fast_settings(site.base_url, db)
         async with app.open_pipeline(right) as p:
-            done = await admin.retry(p, reason="unavailable")
+            done = await admin.retry(p, reason="not found")
             assert done == Requeued(jobs=len(dois), reports=len(dois), kept=0)
             urls = {u for (u,) in query(db, "select url from jobs")}
             assert urls == {p.source.address(d) for d in dois}  # the right host now

@@ -113,3 +113,62 @@ async def test_a_terminal_without_width_gets_progress_lines_not_a_bar(tmp_path: 
     assert code == 0, text[-3000:]
     assert BAR not in text and "pages/s " not in text
     assert '"event": "progress"' in text
+
+
+async def test_with_two_processes_the_bar_counts_each_page_once(tmp_path: Path) -> None:
+    """The helper's pages used to be added a second time at the end (1762/1762 on the
+    bar for 1,211 pages)."""
+    reps = reports(16, seed=43)
+    async with CitationSite(reps, faults="slow=1.0,delay=0.02") as site:
+        db = tmp_path / "c.sqlite"
+        env = fast_env(site.base_url, db, concurrency=2, log_format="console")
+        env["CITEPIPE_PROGRESS"] = "true"
+        inp = write_dois(tmp_path / "in.txt", list(reps))
+        code, text = await run_on_terminal(
+            ["backfill", str(inp), "--processes", "2"], env, cols=160
+        )
+    assert code == 0, text[-3000:]
+    done = query(db, "select count(*) from jobs where state = 'done'")[0][0]
+    bars = [x for x in screen_lines(text) if x.startswith("backfill pages")]
+    assert bars, text[-3000:]
+    assert f" {done}/{done} " in bars[-1], (done, bars[-3:])
+    assert f"reports {len(reps)}/{len(reps)}," in bars[-1], bars[-1]
+
+
+async def test_a_resumed_backfill_counts_the_reports_of_its_whole_input(tmp_path: Path) -> None:
+    """A second run over an input whose first half is done: `reports 10/10` at the end,
+    not `5/5` (the reports of this run only)."""
+    reps = reports(10, seed=44)
+    dois = list(reps)
+    async with CitationSite(reps, faults="slow=1.0,delay=0.02") as site:
+        db = tmp_path / "c.sqlite"
+        env = fast_env(site.base_url, db, concurrency=2, log_format="console")
+        first = write_dois(tmp_path / "first.txt", dois[:5])
+        code, _ = await run_on_terminal(["backfill", str(first)], env, cols=160)
+        assert code == 0
+        env["CITEPIPE_PROGRESS"] = "true"
+        inp = write_dois(tmp_path / "in.txt", dois)
+        code, text = await run_on_terminal(["backfill", str(inp)], env, cols=160)
+    assert code == 0, text[-3000:]
+    bars = [x for x in screen_lines(text) if x.startswith("backfill pages")]
+    assert bars and "reports 10/10," in bars[-1], bars[-3:]
+
+
+async def test_a_narrow_terminal_keeps_the_numbers(tmp_path: Path) -> None:
+    """At 60 columns the bar used to squeeze its numbers out; the summary on a terminal
+    is for people: no `citepipe-summary` JSON line."""
+    reps = reports(6, seed=45)
+    async with CitationSite(reps, faults="slow=1.0,delay=0.02") as site:
+        db = tmp_path / "c.sqlite"
+        env = fast_env(site.base_url, db, concurrency=2, log_format="console")
+        env["CITEPIPE_PROGRESS"] = "true"
+        inp = write_dois(tmp_path / "in.txt", list(reps))
+        code, text = await run_on_terminal(["backfill", str(inp)], env, cols=60)
+    assert code == 0, text[-3000:]
+    done = query(db, "select count(*) from jobs where state = 'done'")[0][0]
+    bars = [x for x in screen_lines(text) if f"{done}/{done}" in x]
+    assert bars, text[-3000:]
+    assert all(len(x) <= 60 for x in bars), bars
+    assert any(f"reports {len(reps)}/{len(reps)}" in x and "dead 0" in x for x in bars), bars
+    assert "citepipe-summary" not in text
+    assert "exit code:  0" in text

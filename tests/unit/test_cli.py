@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import sqlite3
 from pathlib import Path
 from types import SimpleNamespace
 
@@ -146,3 +147,107 @@ def test_bad_numbers_from_the_environment_exit_2_naming_the_setting(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"configuration error: {name}:" in err
     assert not (tmp_path / "s.sqlite").exists()  # nothing was created
+
+
+# ---------------------------------------------------------------- issue 25, point 20
+
+
+@pytest.mark.parametrize("command", [["backfill", "in.txt"], ["crawl"], ["worker"], ["schedule"]])
+def test_a_placeholder_contact_is_never_sent_to_a_real_site(
+    command: list[str],
+    tmp_path: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The default user_agent names citepipe@example.org and the default base_url is
+    the real site: refused (exit 2) before anything is queued or sent."""
+    monkeypatch.chdir(tmp_path)  # no config/citepipe.toml of the checkout's
+    (tmp_path / "in.txt").write_text("10.1038/bmt.2012.184\n")
+    for key in [k for k in __import__("os").environ if k.startswith("CITEPIPE_")]:
+        monkeypatch.delenv(key)
+    db = tmp_path / "s.sqlite"
+    assert cli.main([*command, "--db", str(db)]) == 2
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "user_agent:" in err and "placeholder contact" in err
+    assert "https://scite.ai is a real site" in err
+    assert not db.exists() or sqlite3.connect(db).execute(
+        "select count(*) from jobs"
+    ).fetchone() == (0,)  # nothing queued, nothing sent
+
+
+def test_a_placeholder_contact_is_fine_for_local_and_private_sites() -> None:
+    from pipeline.config import check_contact
+
+    for base in (
+        "http://127.0.0.1:8765",
+        "http://localhost:8080",
+        "http://site:8080",  # a compose service
+        "http://10.0.0.5",
+        "http://[::1]:80",
+    ):
+        check_contact(Settings(base_url=base))
+    check_contact(Settings(user_agent="lab/1.0 (mailto:me@my-lab.org)"))  # a real contact
+    with pytest.raises(ConfigError, match=r"^user_agent: "):
+        check_contact(Settings(base_url="https://cite.example.net"))
+
+
+# ---------------------------------------------------------------- issue 25, point 18
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    from pipeline import __version__
+
+    with pytest.raises(SystemExit) as done:
+        cli.main(["--version"])
+    assert done.value.code == 0
+    assert capsys.readouterr().out.strip() == f"citepipe {__version__}"
+
+
+def test_schedule_help_says_how_to_set_the_cron_expression() -> None:
+    text = " ".join(help_of("schedule").split())
+    assert "--schedule" in text and "CITEPIPE_SCHEDULE" in text and "--timezone" in text
+    args = cli.build_parser().parse_args(["schedule", "--schedule", "*/5 * * * *"])
+    assert cli.merge_settings(args._command, args).schedule == "*/5 * * * *"
+
+
+def test_site_help_names_nothing_a_cli_user_cannot_use() -> None:
+    text = help_of("site")
+    for python_only in ("FaultSpec(", "permanent_fault", "FaultSpecError"):
+        assert python_only not in text
+
+
+def test_the_selectors_file_names_a_command_that_works() -> None:
+    import re
+
+    root = Path(__file__).resolve().parents[2]
+    comment = (root / "config" / "selectors.toml").read_text()
+    found = re.search(r"`citepipe ([^`]*)`", comment)
+    assert found is not None
+    words = found.group(1).replace("...", "in.txt").split()
+    args = cli.build_parser().parse_args(words)  # exits 2 on an unknown flag
+    assert args.selectors == "config/selectors.toml"
+
+
+def test_a_bad_duration_flag_is_said_plainly(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit):
+        cli.main(["prune", "--done-older-than", "soon"])
+    err = capsys.readouterr().err
+    assert "not a duration: 'soon'" in err and "parse_duration" not in err
+
+
+def test_the_site_says_report_for_one() -> None:
+    import subprocess
+    import sys
+
+    with subprocess.Popen(
+        [sys.executable, "-m", "pipeline", "site", "--generate", "1", "--port", "0"],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            assert proc.stdout is not None
+            line = proc.stdout.readline()
+        finally:
+            proc.terminate()
+            proc.wait(30)
+    assert " serving 1 report (" in line, line

@@ -24,7 +24,8 @@ def sections() -> dict[str, str]:
 
 
 def own_options(parser: argparse.ArgumentParser) -> list[str]:
-    """A subcommand's own option strings and positionals (not its setting flags)."""
+    """A subcommand's own options (the longest spelling) and positionals (their metavar),
+    not its setting flags."""
     found: list[str] = []
     for group in parser._action_groups:
         if group.title == SETTINGS_GROUP:
@@ -33,7 +34,7 @@ def own_options(parser: argparse.ArgumentParser) -> list[str]:
             if isinstance(action, argparse._HelpAction):
                 continue
             found.append(
-                action.option_strings[-1]
+                max(action.option_strings, key=len)
                 if action.option_strings
                 else action.metavar or action.dest
             )

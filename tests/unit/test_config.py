@@ -162,3 +162,73 @@ def test_processes_need_a_store_file() -> None:
         with pytest.raises(ConfigError, match="memory store"):
             check_shareable(Settings(processes=2, db=db))
     check_shareable(Settings(processes=2, db="a.sqlite"))  # a file is shared
+
+
+# ---------------------------------------------------------------- issue 25, points 15 and 18
+
+
+def test_a_number_where_a_text_belongs_is_an_error_naming_the_setting(tmp_path: Path) -> None:
+    """`db = 5` in TOML used to make a store named `5`."""
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("db = 5\n")
+    with pytest.raises(ConfigError, match=r"^db: 5 from .*c\.toml is not a text"):
+        load_settings(cfg, env={})
+    cfg.write_text('user_agent = ["a"]\n')
+    with pytest.raises(ConfigError, match=r"^user_agent: "):
+        load_settings(cfg, env={})
+
+
+def test_an_unknown_citepipe_variable_is_an_error_like_an_unknown_toml_key() -> None:
+    with pytest.raises(ConfigError, match=r"CITEPIPE_CONCURENCY: unknown setting.*CONCURRENCY"):
+        load_settings(None, env={"CITEPIPE_CONCURENCY": "4"})
+    # the variables the project itself uses for other things are not settings, and pass
+    from pipeline.config import OTHER_VARIABLES
+
+    assert "CITEPIPE_TEST_POSTGRES" in OTHER_VARIABLES
+    env = dict.fromkeys(OTHER_VARIABLES, "x")
+    assert load_settings(None, env=env) == Settings().validate()
+
+
+def test_an_unknown_toml_key_suggests_the_setting_it_is_near(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text("concurency = 4\n")
+    with pytest.raises(
+        ConfigError, match=r"concurency: unknown setting .*did you mean concurrency"
+    ):
+        load_settings(cfg, env={})
+
+
+def test_a_bad_file_value_is_reported_even_when_a_flag_overrides_it(tmp_path: Path) -> None:
+    cfg = tmp_path / "c.toml"
+    cfg.write_text('concurrency = 0\nlog_level = "loud"\n')
+    with pytest.raises(ConfigError, match=r"^concurrency: must be at least 1, got 0 \(from "):
+        load_settings(cfg, env={}, overrides={"concurrency": 4, "log_level": "info"})
+    cfg.write_text('log_level = "loud"\n')
+    with pytest.raises(ConfigError, match=r"^log_level: must be one of"):
+        load_settings(cfg, env={}, overrides={"log_level": "info"})
+    with pytest.raises(ConfigError, match=r"^schedule: .*\$CITEPIPE_SCHEDULE"):
+        load_settings(None, env={"CITEPIPE_SCHEDULE": "daily"}, overrides={"schedule": "0 3 * * *"})
+
+
+def test_bounds_are_said_in_human_numbers_and_durations() -> None:
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, env={"CITEPIPE_RETRY_CAP": "400d"})
+    assert str(info.value) == (
+        "retry_cap: must be at most 365 days, got 400 days (from $CITEPIPE_RETRY_CAP)"
+    )
+    with pytest.raises(ConfigError) as info:
+        load_settings(None, env={"CITEPIPE_CONCURRENCY": "20000"})
+    assert str(info.value).startswith("concurrency: must be at most 10,000, got 20,000")
+    with pytest.raises(ConfigError, match=r"^timeout: must be more than 0 s, got 0 s"):
+        load_settings(None, env={"CITEPIPE_TIMEOUT": "0"})
+
+
+def test_the_local_config_file_is_not_committed() -> None:
+    """config/citepipe.toml may hold a database password: git ignores it."""
+    import subprocess
+
+    root = Path(__file__).resolve().parents[2]
+    done = subprocess.run(
+        ["git", "check-ignore", "-q", "config/citepipe.toml"], cwd=root, check=False
+    )
+    assert done.returncode == 0

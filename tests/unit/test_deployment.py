@@ -145,3 +145,60 @@ def test_seed_files_referenced_by_compose_exist() -> None:
         for arg in svc.get("command", []):
             if arg.startswith("/app/config/"):
                 assert (ROOT / "config" / arg.removeprefix("/app/config/")).is_file(), arg
+
+
+# ---------------------------------------------------------------- issue 25, point 13
+
+
+def pyproject() -> dict[str, Any]:
+    import tomllib
+
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_the_license_is_an_spdx_string_for_a_setuptools_that_reads_it() -> None:
+    """`license = { text = ... }` made three deprecation banners on every install."""
+    data = pyproject()
+    assert data["project"]["license"] == "MIT"
+    requires = " ".join(data["build-system"]["requires"])
+    found = re.search(r"setuptools>=([0-9]+)", requires)
+    assert found is not None and int(found.group(1)) >= 77  # SPDX license: setuptools 77
+
+
+def test_every_install_hint_names_an_extra_that_installs_from_the_checkout() -> None:
+    """`pip install 'citepipe[plot]'` finds no package (citepipe is not on PyPI), and a
+    non-editable `pip install '.[x]'` replaces the editable install."""
+    extras = set(pyproject()["project"]["optional-dependencies"])
+    hints = [
+        m
+        for path in (ROOT / "pipeline").rglob("*.py")
+        for m in re.findall(r"pip install [^\"`)]*", path.read_text())
+    ]
+    assert hints
+    for hint in hints:
+        found = re.search(r"pip install -e '\.\[([a-z,]+)\]'", hint)
+        assert found is not None, hint
+        assert set(found.group(1).split(",")) <= extras, hint
+
+
+def make_dry_run(target: str, tmp_path: Path) -> str:
+    """What `make TARGET` would run on a fresh clone (a venv that does not exist yet)."""
+    import subprocess
+
+    done = subprocess.run(
+        ["make", "-n", "-B", target, f"VENV={tmp_path / 'venv'}"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    return done.stdout
+
+
+def test_make_demo_installs_the_package_without_the_test_tools(tmp_path: Path) -> None:
+    demo = make_dry_run("demo", tmp_path)
+    assert "pip install --quiet -e ." in demo and "citepipe demo" in demo
+    assert "[test]" not in demo
+    for target in ("test", "test-all", "lint", "typecheck", "dev"):
+        assert "-e '.[test]'" in make_dry_run(target, tmp_path), target
+    assert "-e '.[parquet,plot,datasette,network,bibliography]'" in make_dry_run("extras", tmp_path)
