@@ -24,7 +24,7 @@ import aiosqlite
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 from e2e import cpu_seconds, crawl_args, start_site
 
-from citesite.dataset import generate
+from citesite.generator import generate
 from pipeline.normalise import report_address
 from pipeline.sources.report import parse_report
 

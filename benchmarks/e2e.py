@@ -23,7 +23,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from citesite.dataset import generate
+from citesite.generator import generate
 from pipeline.cli import main as citepipe
 
 

@@ -52,7 +52,8 @@ PER_PAGE = 25
 def site_pages(n: int) -> tuple[list[tuple[bytes, str]], str] | None:
     """Page 1 of the first `n` generated reports that fill a page; None without the site."""
     try:
-        from citesite.dataset import page_url, report_at
+        from citesite.dataset import page_url
+        from citesite.generator import report_at
         from citesite.render import render_page
     except ImportError:
         return None

@@ -50,7 +50,7 @@ sys.path.insert(0, str(HERE))
 
 from e2e import site_cpu, start_site  # noqa: E402
 
-from citesite.dataset import generate  # noqa: E402
+from citesite.generator import generate  # noqa: E402
 
 TOOLS = ("citepipe", "citepipe-p2", "scrapy-parsel", "scrapy-citepipe", "bare")
 REFERENCE = ("scrapy-parsel", "scrapy-citepipe", "bare")  # ratios of citepipe against these

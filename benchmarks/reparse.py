@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from citesite.dataset import generate
+from citesite.generator import generate
 from citesite.server import CitationSite
 from pipeline import app
 from pipeline.config import Settings

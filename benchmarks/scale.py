@@ -31,7 +31,7 @@ import asyncpg
 from e2e import site_cpu, start_site
 from store import claim_complete_cost, completions
 
-from citesite.dataset import generate
+from citesite.generator import generate
 from pipeline.store import PostgresStore
 
 TICK = os.sysconf("SC_CLK_TCK")

@@ -1,4 +1,4 @@
-"""HTML rendering of report pages (and of the pages that are not reports).
+"""HTML rendering of report pages.
 
 `render_page(report, page, base_url, per_page)` writes one page of a report the way the
 contract (`shared/spec/report-page.md`) describes and the sample page looks: Highwire meta
@@ -10,17 +10,15 @@ entities, inline markup in snippets and titles, type spelling and case, thousand
 separators, relative or absolute links, NFD text, `&nbsp;`. None of it changes what a
 correct parser reads; `dataset.expected_page` says what that is.
 
-Rendering is plain string building (~0.3 ms a page); the server caches the bytes.
+Rendering is plain string building (~0.3 ms a page); the server caches the bytes. The
+per-page choices are `citesite.markup.PageMarkup`; the static weight around each page and
+the pages that are no report (captcha, login, 404, errors) are in `citesite.static`.
 """
 
 from __future__ import annotations
 
 import json
-import random
-import re
-import unicodedata
 from dataclasses import dataclass
-from html import escape
 from typing import Final
 
 from citesite.dataset import (
@@ -31,71 +29,13 @@ from citesite.dataset import (
     page_count,
 )
 from citesite.doi import quote_doi
+from citesite.markup import WORD_RE, PageMarkup, attr, esc
+from citesite.static import FOOTER, HEAD_STATIC, NAV, TRENDING
 from citesite.style import ReportStyle, page_seed, report_style
 
 RENDER_VERSION: Final = "1"
 CONTENT_TYPE: Final = "text/html; charset=utf-8"
-
-_ENTITIES: Final = {
-    "…": "&hellip;",
-    "–": "&ndash;",
-    "—": "&mdash;",
-    "’": "&rsquo;",
-    "‘": "&lsquo;",
-    "é": "&eacute;",
-    "ü": "&uuml;",
-    "ö": "&ouml;",
-    "í": "&iacute;",
-    "°": "&deg;",
-    "±": "&plusmn;",
-    "≥": "&ge;",
-    "≤": "&le;",
-}
-_ENTITY_RE: Final = re.compile("[" + "".join(_ENTITIES) + "]")
-_REF_RE: Final = re.compile(r"\[[\d,\s–-]+\]|\(\d+(?:,\d+)*\)")
-_NUM_RE: Final = re.compile(r"(?<![&#\w;])(\d{1,4})(?![\w;])")
-_WORD_RE: Final = re.compile(r"(?<![&\w;])([A-Za-z]{5,})(?![\w;])")
-_QUOTES: Final = (("&ldquo;", "&rdquo;"), ("\u201c", "\u201d"), ("&#8220;", "&#x201D;"))
 _PLURAL: Final = {True: "", False: "s"}
-
-
-_TEXT_SPECIAL: Final = re.compile(r"[&<>]")
-_ATTR_SPECIAL: Final = re.compile(r"[&<>\"']")
-
-
-def _esc(text: str) -> str:
-    """Text escaped for an element's content (fast when there is nothing to escape)."""
-    return escape(text, quote=False) if _TEXT_SPECIAL.search(text) else text
-
-
-def _attr(text: str) -> str:
-    """Text escaped for a quoted attribute value (either quote)."""
-    return escape(text, quote=True) if _ATTR_SPECIAL.search(text) else text
-
-
-def _num(n: int, seps: bool) -> str:
-    return f"{n:,}" if seps else str(n)
-
-
-_SUFFIXES: Final = ((1_000_000_000, "B"), (1_000_000, "M"), (1_000, "k"))
-
-
-def suffixed_count(n: int) -> str:
-    """A count as some sites show it: `999`, `1.2k`, `3.4M` (one decimal, rounded)."""
-    for scale, suffix in _SUFFIXES:
-        if n >= scale:
-            tenths = round(n * 10 / scale)
-            whole, tenth = divmod(tenths, 10)
-            return f"{whole}.{tenth}{suffix}" if tenth else f"{whole}{suffix}"
-    return str(n)
-
-
-def suffixed_value(n: int) -> int:
-    """What `suffixed_count(n)` means, read whole: 1234 -> `1.2k` -> 1200."""
-    for scale, _ in _SUFFIXES:
-        if n >= scale:
-            return round(n * 10 / scale) * scale // 10
-    return n
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,228 +50,17 @@ class PageLinks:
     suffixed: bool = False
 
 
-class _Page:
-    """Per-page markup choices and the helpers that apply them."""
-
-    __slots__ = (
-        "base",
-        "comments",
-        "entities",
-        "extra",
-        "indent",
-        "markup",
-        "nbsp",
-        "nfd",
-        "q",
-        "quotes",
-        "rng",
-        "seps",
-        "shuffle",
-        "suffixed",
-        "type_case",
-    )
-
-    def __init__(self, seed: int, base: str) -> None:
-        rng = self.rng = random.Random(seed)
-        self.base = base
-        self.q = "'" if rng.random() < 0.2 else '"'
-        self.shuffle = rng.random() < 0.5
-        self.extra = rng.random() < 0.5
-        self.entities = rng.random() < 0.5
-        self.quotes = _QUOTES[rng.randrange(3)]
-        self.indent = rng.random() < 0.6
-        self.seps = rng.random() < 0.8
-        self.type_case = rng.randrange(4)
-        self.markup = rng.choice((0.0, 0.2, 0.5, 0.9))
-        self.nfd = rng.random() < 0.07
-        self.nbsp = rng.random() < 0.1
-        self.comments = rng.random() < 0.5
-        self.suffixed = False
-
-    def num(self, n: int) -> str:
-        """A count as this page writes it: `1,234`, `1234`, or (a fault mode) `1.2k`."""
-        return suffixed_count(n) if self.suffixed else _num(n, self.seps)
-
-    def tag(self, name: str, attrs: list[tuple[str, str]]) -> str:
-        """An opening tag; attribute order and quoting vary."""
-        if self.shuffle and len(attrs) > 1:
-            attrs = attrs[:]
-            self.rng.shuffle(attrs)
-        q = self.q
-        return f"<{name}" + "".join(f" {k}={q}{_attr(v)}{q}" for k, v in attrs) + ">"
-
-    def cls(self, base: str, *extra: str) -> str:
-        if self.extra and extra:
-            return f"{base} {self.rng.choice(extra)}"
-        return base
-
-    def text(self, text: str) -> str:
-        """Escaped text, maybe with named entities and decomposed (NFD) letters."""
-        if self.nfd:
-            text = unicodedata.normalize("NFD", text)
-        s = _esc(text)
-        if self.entities:
-            s = _ENTITY_RE.sub(lambda m: _ENTITIES[m.group(0)], s)
-        return s
-
-    def rich(self, text: str, rate: float) -> str:
-        """Text with inline markup that adds no text of its own: `<mark>`, `<em>`, `<sup>`,
-        `<sub>`, `<i>`, `<br>` for a space, `&nbsp;`, line breaks."""
-        s = self.text(text)
-        rng = self.rng
-        if rate <= 0.0 or rng.random() >= rate:
-            return s
-        if self.nbsp and " " in s:
-            s = s.replace(" ", "&nbsp;", 1)
-        if rng.random() < 0.3:
-            i = s.find(" ", rng.randrange(1, max(2, len(s) - 1)))
-            if 0 < i < len(s) - 1:
-                s = s[:i] + rng.choice(("<br>", "<br/>", " <br>", "\n        ")) + s[i + 1 :]
-        x = rng.random()
-        if x < 0.35:
-            s = _REF_RE.sub(r"<mark>\g<0></mark>", s, count=rng.randint(1, 3))
-        elif x < 0.55:
-            tag = rng.choice(("sup", "sub"))
-            s = _NUM_RE.sub(rf"<{tag}>\1</{tag}>", s, count=1)
-        if rng.random() < 0.4:
-            tag = rng.choice(("em", "i", "b", 'span class="hl"'))
-            end = tag.split(" ", 1)[0]
-            words = list(_WORD_RE.finditer(s))
-            if words:
-                m = words[rng.randrange(len(words))]
-                s = f"{s[: m.start()]}<{tag}>{m.group(0)}</{end}>{s[m.end() :]}"
-        return s
-
-
-# --------------------------------------------------------------------------- static weight
-
-
-_CSS_NAMES: Final = tuple(
-    [
-        "topbar",
-        "nav-link",
-        "search-box",
-        "report-header",
-        "report-title",
-        "report-authors",
-        "report-journal",
-        "report-abstract",
-        "show-more",
-        "tally",
-        "tally-label",
-        "tally-count",
-        "cited-by",
-        "references",
-        "facet",
-        "facet-label",
-        "facet-count",
-        "statement",
-        "snippet",
-        "citing-paper",
-        "citing-title",
-        "citing-year",
-        "citing-journal",
-        "statement-section",
-        "statement-type",
-        "statement-confidence",
-        "pagination",
-        "trending",
-        "footer",
-        "assistant",
-        "card",
-        "chip",
-        "badge",
-        "tooltip",
-        "modal",
-        "overlay",
-        "drawer",
-    ]
-)
-
-
-def _css() -> str:
-    rules = []
-    for i, name in enumerate(_CSS_NAMES):
-        rules.append(
-            f".{name}{{margin:{i % 5}px {i % 7}px;padding:{i % 3}em {i % 4}em;"
-            f"font:{12 + i % 6}px/1.{4 + i % 4} Inter,system-ui,sans-serif;color:#{i * 7919:06x}"
-            f"}}.{name}:hover{{opacity:.{5 + i % 5}}}.{name}--active{{border:1px solid "
-            f"#{i * 104729 % 0xFFFFFF:06x}}}@media (max-width:{600 + 20 * i}px){{.{name}"
-            f"{{display:{'block' if i % 2 else 'flex'};gap:{i % 9}px}}}}"
-        )
-    rules.append("/* h1.report-title{} .statement{} ol.statements > li.statement{} */")
-    return "".join(rules)
-
-
-def _js() -> str:
-    parts = [
-        "(function(){var w=window,d=document;w.__cfg={api:'/api/v2',flags:{assistant:!0,"
-        "alerts:!0}};function q(s){return d.querySelector(s)}",
-        "function tpl(r){return '<li class=\"statement\" data-citing-doi=\"'+r.doi+'\">'+"
-        "'<blockquote class=\"snippet\">'+r.text+'</blockquote></li>'}",
-        "var decoy={doi:'10.9999/js-decoy',title:'<h1 class=\"report-title\">Not this</h1>',"
-        "tallies:{supporting:999,mentioning:999,contrasting:999}};",
-    ]
-    for i in range(60):
-        parts.append(
-            f"function m{i}(a,b){{var c=a&&a.length?a[{i % 7}]:null;if(!c)return b;"
-            f"return c.replace(/[{chr(97 + i % 26)}-z]+/g,function(x){{return x.length>{i % 9}"
-            f"?x:b}})}}w.m{i}=m{i};"
-        )
-    parts.append("q('h1.report-title');})();")
-    return "".join(parts)
-
-
-_CSS: Final = _css()
-_JS: Final = _js()
-_HEAD_STATIC: Final = (
-    '<meta name="viewport" content="width=device-width, initial-scale=1">\n'
-    '<meta property="og:type" content="article">\n'
-    '<meta name="theme-color" content="#0b3d5c">\n'
-    '<link rel="preconnect" href="https://cdn.example.net">\n'
-    '<link rel="icon" href="/favicon.ico">\n'
-    f"<style>{_CSS}</style>\n"
-    '<script>window.__analytics={page:"report",doi:"10.9999/not-this-one"};</script>\n'
-    f"<script>{_JS}</script>\n"
-)
-_NAV: Final = (
-    '<nav class="topbar"><a href="/">Home</a> <a href="/search">Search</a> '
-    '<a href="/dashboards">Dashboards</a> <a href="/pricing">Pricing</a> '
-    '<a href="/login">Log in</a> <a href="/register" class="badge">Sign up</a>'
-    '<div class="tally-count badge">3</div></nav>\n'
-)
-_TRENDING: Final = (
-    '<aside class="trending"><h2>Trending citation statements</h2>\n'
-    '  <ul class="statements">'
-    '<li class="statement" data-citing-doi="10.9999/decoy"><blockquote class="snippet">'
-    'Not part of this report.</blockquote><span class="statement-type">supporting</span>'
-    '<span class="statement-confidence">confidence: 12%</span></li>'
-    '<li class="statement" data-citing-doi="10.9999/decoy.2"><blockquote class="snippet">'
-    '&ldquo;Nor is this one.&rdquo;</blockquote><span class="statement-type">contrasting'
-    '</span></li></ul>\n  <div class="tally" data-type="supporting">'
-    '<span class="tally-count">9,999</span></div>\n</aside>\n'
-)
-_FOOTER: Final = (
-    '<footer><div class="footer-cols"><ul><li><a href="/about">About</a></li>'
-    '<li><a href="/blog">Blog</a></li><li><a href="/careers">Careers</a></li></ul>'
-    '<ul><li><a href="/terms">Terms</a></li><li><a href="/privacy">Privacy</a></li>'
-    '<li><a href="/contact">Contact</a></li></ul></div>'
-    "<p>© Citation index · Data from open sources · "
-    '<a href="/terms">Terms</a></p></footer>\n'
-)
-
-
 # --------------------------------------------------------------------------- the page
 
 
-def _head(p: _Page, report: SiteReport, style: ReportStyle, canonical: str) -> list[str]:
+def _head(p: PageMarkup, report: SiteReport, style: ReportStyle, canonical: str) -> list[str]:
     q = p.q
     out = ['<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n']
-    out.append(f"<title>{_esc(report.title)} | Citation report</title>\n")
-    meta: list[str] = [f'<link rel="canonical" href="{_attr(canonical)}">\n']
+    out.append(f"<title>{esc(report.title)} | Citation report</title>\n")
+    meta: list[str] = [f'<link rel="canonical" href="{attr(canonical)}">\n']
     if style.meta_title:
-        title = _attr(report.title)
-        word = _WORD_RE.search(title) if p.rng.random() < 0.15 else None
+        title = attr(report.title)
+        word = WORD_RE.search(title) if p.rng.random() < 0.15 else None
         if word is not None:  # markup written into the tag as text, as real sites do
             title = (
                 f"{title[: word.start()]}&lt;i&gt;{word.group(0)}&lt;/i&gt;{title[word.end() :]}"
@@ -339,10 +68,10 @@ def _head(p: _Page, report: SiteReport, style: ReportStyle, canonical: str) -> l
         meta.append(f'<meta name="citation_title" content="{title}">\n')
     if style.meta_authors:
         meta.append(
-            "".join(f'<meta name="citation_author" content="{_attr(a)}">\n' for a in report.authors)
+            "".join(f'<meta name="citation_author" content="{attr(a)}">\n' for a in report.authors)
         )
     if style.meta_journal and report.journal:
-        meta.append(f'<meta name="citation_journal_title" content="{_attr(report.journal)}">\n')
+        meta.append(f'<meta name="citation_journal_title" content="{attr(report.journal)}">\n')
     if style.meta_date and report.year is not None:
         date = report.publication_date
         if date is None or style.date_format == "year":
@@ -353,18 +82,18 @@ def _head(p: _Page, report: SiteReport, style: ReportStyle, canonical: str) -> l
             value = date
         meta.append(f'<meta name="citation_publication_date" content="{value}">\n')
     if style.meta_doi:
-        meta.append(f'<meta name="citation_doi" content="{_attr(report.doi)}">\n')
+        meta.append(f'<meta name="citation_doi" content="{attr(report.doi)}">\n')
     if p.rng.random() < 0.3:
         meta.reverse()
     out.extend(meta)
     out.append(
-        f"<meta property={q}og:title{q} content={q}{_attr(report.title)}{q}>\n"
+        f"<meta property={q}og:title{q} content={q}{attr(report.title)}{q}>\n"
         f'<meta name="description" content="See how this article has been cited at '
-        f'{_attr(p.base)}">\n'
+        f'{attr(p.base)}">\n'
         '<meta name="citation_reference" content="citation_title=Mesenchymal stem cells;'
         'citation_doi=10.9999/ref.1">\n'
     )
-    out.append(_HEAD_STATIC)
+    out.append(HEAD_STATIC)
     return out
 
 
@@ -392,7 +121,7 @@ def _state_blob(report: SiteReport, chunk: tuple[SiteStatement, ...], page: int)
     return blob.replace("</", "<\\/")
 
 
-def _header(p: _Page, report: SiteReport, style: ReportStyle, ind: str) -> list[str]:
+def _header(p: PageMarkup, report: SiteReport, style: ReportStyle, ind: str) -> list[str]:
     rng = p.rng
     doi = report.doi
     out = [f"{ind}{p.tag('header', [('class', p.cls('report-header', 'card', 'is-sticky'))])}\n"]
@@ -404,8 +133,8 @@ def _header(p: _Page, report: SiteReport, style: ReportStyle, ind: str) -> list[
     shown = doi.upper() if rng.random() < 0.3 else doi
     out.append(
         f"{ind}  {p.tag('a', [('class', 'report-doi'), ('href', 'https://doi.org/' + doi)])}"
-        f"DOI: {_esc(shown)}</a>\n"
-        f'{ind}  <span class="actions"><a href="https://doi.org/{_attr(quote_doi(doi))}">View '
+        f"DOI: {esc(shown)}</a>\n"
+        f'{ind}  <span class="actions"><a href="https://doi.org/{attr(quote_doi(doi))}">View '
         'full text</a> | <button>Cite</button> | <a href="/alerts">Sign up to set email '
         "alerts</a></span>\n"
     )
@@ -445,7 +174,7 @@ def _header(p: _Page, report: SiteReport, style: ReportStyle, ind: str) -> list[
     return out
 
 
-def _tallies(p: _Page, report: SiteReport, ind: str) -> list[str]:
+def _tallies(p: PageMarkup, report: SiteReport, ind: str) -> list[str]:
     t = report.tallies
     out = [f"{ind}{p.tag('section', [('class', p.cls('report-tallies', 'row', 'summary'))])}\n"]
     form = p.rng.randrange(3)
@@ -507,7 +236,7 @@ _FACET_TITLES: Final = {
 }
 
 
-def _facets(p: _Page, report: SiteReport, ind: str) -> list[str]:
+def _facets(p: PageMarkup, report: SiteReport, ind: str) -> list[str]:
     out = [
         f'{ind}<aside class="report-facets">\n{ind}  <form class="search-statements">'
         '<input name="q" placeholder="Search citation statements"><label>Order By: <select>'
@@ -523,12 +252,12 @@ def _facets(p: _Page, report: SiteReport, ind: str) -> list[str]:
             title = _FACET_TITLES.get(f.facet, f.facet.replace("-", " ").title())
             out.append(
                 f"{ind}  {p.tag('div', [('class', facet_cls), ('data-facet', f.facet)])}"
-                f"<h3>{_esc(title)}</h3><ul>\n"
+                f"<h3>{esc(title)}</h3><ul>\n"
             )
         count = "" if f.count is None else (f' <span class="facet-count">{p.num(f.count)}</span>')
         label = f'<span class="facet-label">{p.text(f.label)}</span>'
         if p.extra:
-            label = f'<a href="?{_attr(f.facet)}=1">{label}</a>'
+            label = f'<a href="?{attr(f.facet)}=1">{label}</a>'
         out.append(f"{ind}    <li>{label}{count}</li>\n")
     if current is not None:
         out.append("</ul></div>\n")
@@ -536,7 +265,7 @@ def _facets(p: _Page, report: SiteReport, ind: str) -> list[str]:
     return out
 
 
-def _type_word(p: _Page, kind: str) -> str:
+def _type_word(p: PageMarkup, kind: str) -> str:
     if kind == "contrasting" and p.rng.random() < 0.4:
         kind = "contradicting"
     case = p.type_case
@@ -549,7 +278,7 @@ def _type_word(p: _Page, kind: str) -> str:
     return kind
 
 
-def _statement(p: _Page, s: SiteStatement, ind: str, report_doi: str) -> str:
+def _statement(p: PageMarkup, s: SiteStatement, ind: str, report_doi: str) -> str:
     rng = p.rng
     raw_doi = s.citing_doi
     x = rng.random()
@@ -576,7 +305,7 @@ def _statement(p: _Page, s: SiteStatement, ind: str, report_doi: str) -> str:
             f"{p.rich(s.citing_title, 0.15)}</a>"
         )
     else:
-        cite.append(f'<a class="citing-doi" href="{_attr(href)}">{_esc(s.citing_doi)}</a>')
+        cite.append(f'<a class="citing-doi" href="{attr(href)}">{esc(s.citing_doi)}</a>')
     if s.citing_year is not None:
         year = str(s.citing_year) if rng.random() < 0.8 else f"({s.citing_year})"
         cite.append(f'<span class="citing-year">{year}</span>')
@@ -611,14 +340,14 @@ def _statement(p: _Page, s: SiteStatement, ind: str, report_doi: str) -> str:
     if p.extra:
         parts.append(
             f'{ind}  <div class="statement-actions"><button>Copy</button> '
-            f'<a href="{_attr(href)}">View citing paper</a></div>\n'
+            f'<a href="{attr(href)}">View citing paper</a></div>\n'
         )
     parts.append(f"{ind}</li>\n")
     return "".join(parts)
 
 
 def _pagination(
-    p: _Page,
+    p: PageMarkup,
     report: SiteReport,
     style: ReportStyle,
     page: int,
@@ -650,7 +379,7 @@ def _pagination(
     return f'{ind}<nav class="pagination">{" ".join(parts)}</nav>\n'
 
 
-def _hostile_pagination(p: _Page, links: PageLinks, ind: str) -> str:
+def _hostile_pagination(p: PageMarkup, links: PageLinks, ind: str) -> str:
     parts = [f'<span class="page-info">Page {links.page} of {links.pages}</span>']
     if links.next_href is not None:
         attrs = [("rel", "next"), ("href", links.next_href), ("class", "btn")]
@@ -675,7 +404,7 @@ def render_page(
         raise ValueError(f"{report.doi} has {pages} page(s), not page {page}")
     base = base_url.rstrip("/")
     style = report_style(report.doi)
-    p = _Page(page_seed(report.doi, page), base)
+    p = PageMarkup(page_seed(report.doi, page), base)
     p.suffixed = links is not None and links.suffixed
     rng = p.rng
     canonical = canonical_url(base, report)
@@ -686,7 +415,7 @@ def render_page(
     out.append(
         '<script type="application/json" id="__state">'
         f"{_state_blob(report, chunk, page)}</script>\n</head>\n<body>\n"
-        f'<div id="app">{_NAV}'
+        f'<div id="app">{NAV}'
     )
     if p.comments:
         out.append(
@@ -722,54 +451,8 @@ def render_page(
     out.append("</main>\n")
     if wrap:
         out.append("</div></div>\n")
-    out.append(_TRENDING)
+    out.append(TRENDING)
     out.append("</div>\n")
-    out.append(_FOOTER)
+    out.append(FOOTER)
     out.append("</body>\n</html>\n")
     return "".join(out).encode("utf-8")
-
-
-# --------------------------------------------------------------------------- other pages
-
-
-def _simple(title: str, body: str) -> bytes:
-    return (
-        f'<!DOCTYPE html>\n<html lang="en">\n<head>\n<meta charset="utf-8">\n<title>{title}'
-        f'</title>\n<style>{_CSS[:2000]}</style>\n</head>\n<body>\n<div id="app">{_NAV}'
-        f"{body}</div>\n{_FOOTER}</body>\n</html>\n"
-    ).encode()
-
-
-CAPTCHA_PAGE: Final = _simple(
-    "Just a moment...",
-    '<main class="challenge"><h1>Checking your browser before accessing the site</h1>'
-    '<form action="/challenge" method="post"><div class="captcha" data-sitekey="6Lc-decoy">'
-    '</div><input type="hidden" name="r" value="x1"><button>I am human</button></form>'
-    "<p>This process is automatic. Your browser will redirect shortly.</p></main>\n",
-)
-LOGIN_PAGE: Final = _simple(
-    "Log in | Citation index",
-    '<main class="login-wall"><h1>Log in to see this citation report</h1>'
-    '<form action="/login" method="post"><label>Email <input name="email"></label>'
-    '<label>Password <input type="password" name="password"></label>'
-    "<button>Log in</button></form><p>Reports are free for registered users.</p></main>\n",
-)
-PRIVATE_PAGE: Final = _simple(
-    "Private | Citation index",
-    '<main class="private"><h1>Staff only</h1><p>This area is not part of the public '
-    "report pages.</p></main>\n",
-)
-NOT_FOUND_PAGE: Final = _simple(
-    "Not found | Citation index",
-    '<main class="not-found"><h1>We could not find that report</h1>'
-    '<p><a href="/search">Search</a> for a paper by title or DOI.</p></main>\n',
-)
-
-
-def error_page(status: int) -> bytes:
-    """A small error page for a fault status."""
-    return _simple(
-        f"Error {status}",
-        f'<main class="error"><h1>Error {status}</h1>'
-        "<p>Something went wrong on our side. Please try again.</p></main>\n",
-    )

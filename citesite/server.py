@@ -26,93 +26,54 @@ and reached as `http://site:8080` (a compose service name) links to `http://site
 `base_url` is the address it is bound to.
 
 `site.warm()` renders every page ahead (benchmarks); `citepipe site` runs the site from
-the command line (`add_arguments` + `run`).
+the command line (`citesite.cli`: `add_arguments` + `run`). How an address is answered
+(what it names in each fault mode, the page bytes, ETag and 304) is `citesite.answers`
+(`ReportAnswers`, which `CitationSite` extends); the data as served, with live changes,
+is `citesite.live`.
 """
 
 from __future__ import annotations
 
-import argparse
 import asyncio
-import contextlib
 import dataclasses
-import hashlib
 import json
-import math
-import re
-import signal
-import socket
-import struct
-import sys
 import time
-import unicodedata
 from collections import Counter, OrderedDict, deque
-from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from email.utils import format_datetime, formatdate, parsedate_to_datetime
-from pathlib import Path
 from types import TracebackType
 from typing import Any
-from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 from aiohttp import web
 
+from citesite.answers import (
+    DECLARE,
+    REPORTS,
+    Answer,
+    ReportAnswers,
+    epoch_seconds,
+    normalise_dots,
+    public_url_or_error,
+)
 from citesite.api import PER_MINUTE, PER_SECOND, ApiService
 from citesite.dataset import (
     DEFAULT_PER_PAGE,
     ExpectedPage,
-    GeneratedReports,
     SiteReport,
-    canonical_url,
-    demo_dataset_path,
     expected_page,
-    iter_dataset,
     page_count,
     report_to_dict,
 )
-from citesite.doi import quote_doi, report_url, site_doi
+from citesite.doi import report_url, site_doi
 from citesite.epochs import Epoch, SiteNotice, next_epoch
-from citesite.faults import CREDENTIALS, PAGE_KINDS, FaultSpec, FaultSpecError
-from citesite.render import (
-    CAPTCHA_PAGE,
-    CONTENT_TYPE,
-    LOGIN_PAGE,
-    NOT_FOUND_PAGE,
-    PRIVATE_PAGE,
-    RENDER_VERSION,
-    PageLinks,
-    error_page,
-    render_page,
-)
-from citesite.style import report_style
+from citesite.faults import FaultSpec
+from citesite.live import LiveReports, as_mapping
+from citesite.render import CONTENT_TYPE
+from citesite.static import PRIVATE_PAGE
 
 OFFSITE_URL = "http://127.0.0.2:9/elsewhere"
-_PNG = bytes.fromhex(
-    "89504e470d0a1a0a0000000d4948445200000001000000010806000000"
-    "1f15c4890000000d49444154789c6360000002000154a24f5d0000000049454e44ae426082"
-)
-_REPORTS = "/reports/"
 _BODY_FAULTS = frozenset({"slow", "reset", "truncate"})
-# A Host header the site will name in its links: a name or IPv4 address, or a bracketed
-# IPv6 address, and an optional port. Anything else falls back to the bound address.
-_HOST = re.compile(
-    r"(?:[A-Za-z0-9](?:[A-Za-z0-9.-]{0,251}[A-Za-z0-9])?|\[[0-9A-Fa-f:.]+\])(?::\d{1,5})?"
-)
-
-
-def public_url_or_error(url: str) -> str:
-    """`url` without a trailing slash if it is an http(s) URL with a host and no path,
-    query or fragment (what links are built on); else ValueError saying so."""
-    parts = urlsplit(url)
-    if (
-        parts.scheme not in ("http", "https")
-        or not parts.netloc
-        or parts.path not in ("", "/")
-        or parts.query
-        or parts.fragment
-    ):
-        raise ValueError(f"{url!r} is not an http(s) address such as http://site:8080")
-    return url.rstrip("/")
 
 
 @dataclass(frozen=True, slots=True)
@@ -137,152 +98,7 @@ class RequestRecord:
     dois: int | None = None  # an API request: how many DOIs it asked for
 
 
-DECLARE = ("header", "meta", "both", "none")  # where a page's encoding is declared
-_UTF8_META = '<meta charset="utf-8">'  # as `citesite.render` writes it
-
-
-@dataclass(frozen=True, slots=True)
-class _Answer:
-    status: int
-    body: bytes
-    headers: Mapping[str, str]
-    fault: str | None = None
-    retry_after_until: float | None = None
-
-
-class _Reports(Mapping[str, SiteReport]):
-    """The site's data: a base mapping (dict or GeneratedReports) plus live changes."""
-
-    def __init__(self, base: Mapping[str, SiteReport]) -> None:
-        self._base = base
-        self._generated = base if isinstance(base, GeneratedReports) else None
-        self._over: dict[str, SiteReport] = {}
-        self._removed: set[str] = set()
-        self._slugs: dict[str, str] = {}
-        self.version: dict[str, int] = {}
-        if self._generated is None:
-            self._slugs = {r.slug: doi for doi, r in base.items()}
-
-    def __getitem__(self, doi: str) -> SiteReport:
-        if doi in self._over:
-            return self._over[doi]
-        if doi in self._removed:
-            raise KeyError(doi)
-        return self._base[doi]
-
-    def get_report(self, doi: str) -> SiteReport | None:
-        try:
-            return self[doi]
-        except KeyError:
-            return None
-
-    def __iter__(self) -> Iterator[str]:
-        for doi in self._base:
-            if doi not in self._removed and doi not in self._over:
-                yield doi
-        yield from self._over
-
-    def __len__(self) -> int:
-        # removed and overridden DOIs never overlap: put() and remove() keep them apart
-        removed = sum(1 for d in self._removed if d in self._base)
-        return len(self._base) - removed + sum(1 for d in self._over if d not in self._base)
-
-    def by_slug(self, slug: str) -> SiteReport | None:
-        doi = self._slugs.get(slug)
-        if doi is not None:
-            report = self.get_report(doi)
-            if report is not None and report.slug == slug:
-                return report
-        if self._generated is not None:
-            report = self._generated.by_slug(slug)
-            if (
-                report is not None
-                and report.doi not in self._removed
-                and (report.doi not in self._over)
-            ):
-                return report
-        return None
-
-    def put(self, report: SiteReport) -> None:
-        self._removed.discard(report.doi)
-        self._over[report.doi] = report
-        self._slugs[report.slug] = report.doi
-        self.version[report.doi] = self.version.get(report.doi, 0) + 1
-
-    def remove(self, doi: str) -> bool:
-        present = self.get_report(doi) is not None
-        self._over.pop(doi, None)
-        self._removed.add(doi)
-        self.version[doi] = self.version.get(doi, 0) + 1
-        return present
-
-
-def _as_mapping(
-    reports: Mapping[str, SiteReport] | Iterable[SiteReport] | None,
-) -> Mapping[str, SiteReport]:
-    if reports is None:
-        return {r.doi: r for r in iter_dataset(demo_dataset_path())}
-    if isinstance(reports, Mapping):
-        return reports
-    return {r.doi: r for r in reports}
-
-
-def _http_date(iso: str) -> str:
-    dt = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return format_datetime(dt.astimezone(UTC), usegmt=True)
-
-
-def _epoch(iso: str) -> int:
-    dt = datetime.fromisoformat(iso.replace("Z", "+00:00"))
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=UTC)
-    return int(dt.timestamp())
-
-
-def normalise_dots(path_qs: str) -> str:
-    """The path as a server that decodes and normalises it would route it: percent-decoded
-    (repeatedly), NFKC, `\\` read as `/`, `;params` of dot segments dropped, `.` and `..`
-    resolved. A path without dot segments is returned unchanged (still encoded)."""
-    path, sep, query = path_qs.partition("?")
-    decoded = path
-    for _ in range(4):
-        decoded = unquote(decoded)
-    decoded = unicodedata.normalize("NFKC", decoded).replace("\\", "/")
-    segments = [_dot_or_self(seg) for seg in decoded.split("/")]
-    if not any(seg in (".", "..") for seg in segments):
-        return path_qs
-    kept: list[str] = []
-    for seg in segments[1:]:
-        if seg == "..":
-            if kept:
-                kept.pop()
-        elif seg != ".":
-            kept.append(seg)
-    return "/" + quote("/".join(kept)) + sep + query
-
-
-def _dot_or_self(segment: str) -> str:
-    """`..;x` reads as `..` (servers drop a dot segment's `;params`); others unchanged."""
-    bare = segment.split(";", 1)[0]
-    return bare if bare in (".", "..") else segment
-
-
-def _etag_matches(header: str, etag: str) -> bool:
-    if header.strip() == "*":
-        return True
-    bare = etag.removeprefix("W/")
-    return any(t.strip().removeprefix("W/") == bare for t in header.split(","))
-
-
-def fingerprint(report: SiteReport) -> str:
-    """A stable hash of a report's content (the part of its ETag that changes with data)."""
-    blob = json.dumps(report_to_dict(report), sort_keys=True, ensure_ascii=False)
-    return hashlib.blake2b(f"{RENDER_VERSION}\n{blob}".encode(), digest_size=10).hexdigest()
-
-
-class CitationSite:
+class CitationSite(ReportAnswers):
     """The local citation site as an async context manager; see the module docstring."""
 
     def __init__(
@@ -320,7 +136,7 @@ class CitationSite:
         self.encoding = encoding
         self.declare = declare
         self.public_url = public_url_or_error(public_url) if public_url else None
-        self._reports = _Reports(_as_mapping(reports))
+        self._reports = LiveReports(as_mapping(reports))
         self.host = host
         self.port = port
         self.faults = FaultSpec.coerce(faults)
@@ -447,20 +263,6 @@ class CitationSite:
         `base_url`."""
         return self.public_url or self.base_url
 
-    def link_base(self, host: str | None) -> str:
-        """The address links are built on for a request sent to `host` (its Host
-        header): `public_url` if set, else `http://{host}`, else `base_url`; with
-        credentials in the `creds` mode (`http://user:secret@host:port`)."""
-        if self.public_url is not None:
-            base = self.public_url
-        elif host and _HOST.fullmatch(host):
-            base = f"http://{host}"
-        else:
-            base = self.base_url
-        if not self.faults.creds:
-            return base
-        return base.replace("://", f"://{CREDENTIALS}@", 1)
-
     def url_for(self, doi: str) -> str:
         """`{base}/reports/{doi}`, the address a client starts from."""
         return report_url(self.base_url, doi)
@@ -485,9 +287,9 @@ class CitationSite:
         if (
             old is not None
             and old != report
-            and _epoch(report.updated_at) <= _epoch(old.updated_at)
+            and epoch_seconds(report.updated_at) <= epoch_seconds(old.updated_at)
         ):
-            bumped = max(int(time.time()), _epoch(old.updated_at) + 1)
+            bumped = max(int(time.time()), epoch_seconds(old.updated_at) + 1)
             stamp = datetime.fromtimestamp(bumped, UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
             report = dataclasses.replace(report, updated_at=stamp)
         self._reports.put(report)
@@ -522,89 +324,6 @@ class CitationSite:
                 self._page(report, page, self.public_base)
         return n
 
-    # ------------------------------------------------------------------ pages
-
-    def _page(self, report: SiteReport, page: int, base: str) -> tuple[bytes, str]:
-        version = self._reports.version.get(report.doi, 0)
-        key = (report.doi, page, version, base)
-        hit = self._cache.get(key)
-        if hit is not None:
-            self._cache.move_to_end(key)
-            return hit
-        mode = self.faults.permanent_fault(report.doi)
-        mode = mode if mode in PAGE_KINDS else None
-        links = self._links(report, page, mode, base)
-        real = page_count(report, self.per_page)
-        chunk = page if links is None else (page - 1) % real + 1  # beyond: statements repeat
-        if mode == "endless" and page > real:  # endless: new statements on every page
-            chunk = 1
-            report = dataclasses.replace(
-                report,
-                statements=tuple(
-                    dataclasses.replace(s, snippet=f"{s.snippet} (page {page})")
-                    for s in report.statements[: self.per_page]
-                ),
-            )
-        body = render_page(report, chunk, base, self.per_page, links)
-        tag = f"-{mode}" if mode else ""
-        value = (body, f'"{self._fingerprint(report, version)}-{self.per_page}-{page}{tag}"')
-        self._cache[key] = value
-        if len(self._cache) > self._cache_size:
-            self._cache.popitem(last=False)
-        return value
-
-    def _fingerprint(self, report: SiteReport, version: int) -> str:
-        key = (report.doi, version)
-        fp = self._fingerprints.get(key)
-        if fp is None:
-            fp = fingerprint(report)
-            self._fingerprints[key] = fp
-            if len(self._fingerprints) > 65536:
-                self._fingerprints.popitem(last=False)
-        return fp
-
-    def _encoded(self, body: bytes) -> tuple[bytes, str]:
-        """A rendered (UTF-8) page in the site's `encoding`, declared as `declare` says;
-        with its Content-Type."""
-        if self.encoding == "utf-8" and self.declare == "both":
-            return body, CONTENT_TYPE
-        meta = f'<meta charset="{self.encoding}">' if self.declare in ("meta", "both") else ""
-        text = body.decode("utf-8").replace(_UTF8_META, meta, 1)
-        header = self.declare in ("header", "both")
-        content_type = f"text/html; charset={self.encoding}" if header else "text/html"
-        return text.encode(self.encoding, "xmlcharrefreplace"), content_type
-
-    def _serve(self, request: web.Request, report: SiteReport, page: int) -> _Answer:
-        body, etag = self._page(report, page, self.link_base(request.headers.get("Host")))
-        body, content_type = self._encoded(body)
-        modified = _http_date(report.updated_at)
-        headers = {
-            "ETag": etag,
-            "Last-Modified": modified,
-            "Content-Type": content_type,
-            "Cache-Control": "private, max-age=0",
-        }
-        inm = request.headers.get("If-None-Match")
-        ims = request.headers.get("If-Modified-Since")
-        if inm is not None:
-            if _etag_matches(inm, etag):
-                return _Answer(304, b"", headers)
-        elif ims is not None:
-            try:
-                since = parsedate_to_datetime(ims).timestamp()
-            except (TypeError, ValueError, IndexError):
-                since = None
-            if since is not None and _epoch(report.updated_at) <= since:
-                return _Answer(304, b"", headers)
-        return _Answer(200, body, headers)
-
-    def _redirect(self, status: int, location: str, fault: str | None = None) -> _Answer:
-        body = (
-            f"<!DOCTYPE html><html><head><title>Moved</title></head><body><p>Moved to "
-            f'<a href="{location}">{location}</a>.</p></body></html>\n'
-        ).encode()
-        return _Answer(status, body, {"Location": location, "Content-Type": CONTENT_TYPE}, fault)
-
     # ------------------------------------------------------------------ handlers
 
     async def _report(self, request: web.Request) -> web.StreamResponse:
@@ -618,7 +337,7 @@ class CitationSite:
         attempt = self._attempts[path_qs]
         if self.faults.dots:  # the hostile mode: normalise first, as many servers do
             normalised = normalise_dots(path_qs)
-            if not normalised.startswith(_REPORTS):
+            if not normalised.startswith(REPORTS):
                 return self._escaped(request, attempt)
             path_qs = normalised
         fault = self.faults.transient_fault(path_qs, attempt)
@@ -637,147 +356,7 @@ class CitationSite:
             return await self._cut(request, answer, fault)
         return web.Response(status=answer.status, body=answer.body or None, headers=answer.headers)
 
-    def _status_fault(self, fault: str) -> _Answer:
-        status = int(fault.split("-", 1)[0])
-        headers = {"Content-Type": CONTENT_TYPE}
-        until = None
-        if fault in ("429", "429-date", "503-date"):
-            wait = self.faults.retry_after
-            if fault.endswith("-date"):
-                until = float(math.ceil(time.time()) + wait)
-                headers["Retry-After"] = formatdate(until, usegmt=True)
-            else:
-                until = time.time() + wait
-                headers["Retry-After"] = str(wait)
-        return _Answer(status, error_page(status), headers, fault, until)
-
-    def _resolve(self, path_qs: str) -> _Answer | tuple[SiteReport, int]:
-        """What the address names: (report, page) to serve, a redirect, a permanent fault,
-        or a 404."""
-        path, _, query = path_qs.partition("?")
-        try:
-            tail = unquote(path[len(_REPORTS) :], errors="strict")
-        except UnicodeDecodeError:
-            return self._not_found()
-        page_values = parse_qs(query).get("page")
-        page: int | None = None
-        if page_values:
-            try:
-                page = int(page_values[-1])
-            except ValueError:
-                return self._not_found()
-        by_doi = "/" in tail
-        if by_doi:
-            report = self._reports.get_report(site_doi(tail) or tail.lower())
-        else:
-            report = self._reports.by_slug(tail)
-        if report is None:
-            return self._not_found()
-        query_part = f"?page={page}" if page is not None else ""
-        slug_path = f"{_REPORTS}{report.slug}{query_part}"
-        perm = self.faults.permanent_fault(report.doi)
-        if perm is not None and perm not in PAGE_KINDS:
-            return self._permanent(perm, report, by_doi, query_part, slug_path)
-        style = report_style(report.doi)
-        if by_doi and not (style.direct and page in (None, 1)):
-            target = f"{self.link_base(None)}{slug_path}" if self.faults.creds else slug_path
-            return self._redirect(style.redirect_status, target)
-        n = 1 if page is None else page
-        if perm == "truncated":  # pages stop early: half the statements, no word
-            report = dataclasses.replace(
-                report, statements=report.statements[: len(report.statements) // 2]
-            )
-        last = self._last_page(report, perm)
-        if n < 1 or (last is not None and n > last):
-            return self._not_found()
-        return report, n
-
-    def _last_page(self, report: SiteReport, mode: str | None) -> int | None:
-        """The last page a report is served with in a pagination mode (None: endless)."""
-        pages = page_count(report, self.per_page)
-        if mode == "endless":
-            return None
-        if mode in ("cycle", "cycle-absolute", "next-offsite"):
-            return max(2, pages) if mode == "next-offsite" else 2
-        if mode == "cycle-long":
-            return 3
-        return pages
-
-    def _links(
-        self, report: SiteReport, page: int, mode: str | None, base: str
-    ) -> PageLinks | None:
-        """The pagination a fault mode gives page `page` (None: the ordinary one)."""
-        if mode is None or mode == "truncated":
-            return None
-        pages = page_count(report, self.per_page)
-        canonical = canonical_url(base, report)
-        if mode == "suffixed":
-            nxt = f"?page={page + 1}" if page < pages else None
-            return PageLinks(page, pages, nxt, suffixed=True)
-        if mode == "cycle":
-            return PageLinks(page, 2, "?page=2" if page == 1 else "?page=1")
-        if mode == "cycle-absolute":
-            return PageLinks(page, 2, f"{canonical}?page=2" if page == 1 else canonical)
-        if mode == "cycle-long":
-            nxt = f"?page={page + 1}" if page < 3 else f"{_REPORTS}{report.slug}"
-            return PageLinks(page, 3, nxt)
-        if mode == "endless":
-            return PageLinks(page, page + 1, f"?page={page + 1}")
-        # next-offsite: the same pages, but page 1's next link names another host
-        other = urlsplit(self.offsite_url)
-        last = max(2, pages)
-        if page == 1:
-            return PageLinks(
-                page, last, f"{other.scheme}://{other.netloc}{_REPORTS}{report.slug}?page=2"
-            )
-        return PageLinks(page, last, f"?page={page + 1}" if page < last else None)
-
-    def _permanent(
-        self, kind: str, report: SiteReport, by_doi: bool, query_part: str, slug_path: str
-    ) -> _Answer:
-        html = {"Content-Type": CONTENT_TYPE}
-        if kind == "captcha":
-            return _Answer(200, CAPTCHA_PAGE, html, kind)
-        if kind == "login":
-            return _Answer(200, LOGIN_PAGE, html, kind)
-        if kind == "json":
-            body = json.dumps({"doi": report.doi, "title": report.title, "error": None})
-            return _Answer(200, body.encode(), {"Content-Type": "application/json"}, kind)
-        if kind == "image":
-            return _Answer(200, _PNG, {"Content-Type": "image/png"}, kind)
-        if kind == "offsite":
-            return self._redirect(302, self.offsite_url, kind)
-        # loop: the DOI address sends to the slug address, which sends back
-        if by_doi:
-            return self._redirect(302, slug_path, kind)
-        return self._redirect(302, f"{_REPORTS}{quote_doi(report.doi)}{query_part}", kind)
-
-    def _not_found(self) -> _Answer:
-        return _Answer(404, NOT_FOUND_PAGE, {"Content-Type": CONTENT_TYPE})
-
-    async def _cut(self, request: web.Request, answer: _Answer, fault: str) -> web.StreamResponse:
-        """Send the headers and part of the body, then reset or close the connection."""
-        transport = request.transport
-        resp = web.StreamResponse(status=answer.status, headers=answer.headers)
-        body = answer.body or b"<!DOCTYPE html><html><body>" + b"x" * 2048
-        resp.content_length = len(body)
-        await resp.prepare(request)
-        await resp.write(body[: max(1, len(body) // 3)])
-        for _ in range(100):
-            if transport is None or transport.get_write_buffer_size() == 0:
-                break
-            await asyncio.sleep(0.001)
-        if transport is not None:
-            if fault == "reset":
-                sock = transport.get_extra_info("socket")
-                if sock is not None:
-                    sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                transport.abort()
-            else:
-                transport.close()
-        return resp
-
-    def _record(self, request: web.Request, answer: _Answer, attempt: int) -> None:
+    def _record(self, request: web.Request, answer: Answer, attempt: int) -> None:
         headers = request.headers
         self._log.append(
             RequestRecord(
@@ -841,32 +420,32 @@ class CitationSite:
         headers: Mapping[str, str],
         fault: str,
     ) -> web.StreamResponse:
-        return await self._cut(request, _Answer(status, body, headers, fault), fault)
+        return await self._cut(request, Answer(status, body, headers, fault), fault)
 
     async def _robots(self, request: web.Request) -> web.StreamResponse:
         self._attempts[request.raw_path] += 1
         attempt = self._attempts[request.raw_path]
         if self.robots_status is None:  # unreachable: the connection closes, no answer
-            self._record(request, _Answer(0, b"", {}, "robots-drop"), attempt)
+            self._record(request, Answer(0, b"", {}, "robots-drop"), attempt)
             if request.transport is not None:
                 request.transport.close()
             return web.Response(status=500)  # never sent: the transport is closed
         if self.robots_status != 200:
-            answer = _Answer(self.robots_status, b"", {"Content-Type": "text/plain"})
+            answer = Answer(self.robots_status, b"", {"Content-Type": "text/plain"})
             self._record(request, answer, attempt)
             return web.Response(status=answer.status, headers=answer.headers)
         lines = ["User-agent: *", "Disallow: /login", "Disallow: /search", "Disallow: /__site/"]
         if self.crawl_delay is not None:
             lines.append(f"Crawl-delay: {self.crawl_delay:g}")
         lines += ["", "User-agent: BadBot", "Disallow: /", ""]
-        answer = _Answer(200, "\n".join(lines).encode(), {"Content-Type": "text/plain"})
+        answer = Answer(200, "\n".join(lines).encode(), {"Content-Type": "text/plain"})
         self._record(request, answer, attempt)
         return web.Response(body=answer.body, headers=answer.headers)
 
     def _escaped(self, request: web.Request, attempt: int) -> web.Response:
         """The `dots` mode's answer to a path that normalised out of `/reports/`: a page
         a crawler should never have reached, logged with the fault `escaped`."""
-        answer = _Answer(200, PRIVATE_PAGE, {"Content-Type": CONTENT_TYPE}, "escaped")
+        answer = Answer(200, PRIVATE_PAGE, {"Content-Type": CONTENT_TYPE}, "escaped")
         self._record(request, answer, attempt)
         return web.Response(status=200, body=answer.body, headers=answer.headers)
 
@@ -930,92 +509,6 @@ class CitationSite:
         return web.json_response([dataclasses.asdict(n) for n in self.notices])
 
 
-# --------------------------------------------------------------------------- command line
-
-
-def add_arguments(parser: argparse.ArgumentParser) -> None:
-    """The options of `citepipe site`."""
-    parser.add_argument("--host", default="127.0.0.1", help="address to bind (default %(default)s)")
-    parser.add_argument(
-        "--port", type=int, default=8765, help="port (default %(default)s; 0 picks a free one)"
-    )
-    parser.add_argument(
-        "--public-url",
-        metavar="URL",
-        default=None,
-        help="the address clients reach the site at, named in its links (default: the "
-        "request's Host, e.g. http://site:8080 behind a compose service name)",
-    )
-    parser.add_argument(
-        "--data", metavar="FILE", help="JSONL data set (default: the bundled demo set)"
-    )
-    parser.add_argument(
-        "--generate", type=int, metavar="N", help="serve N generated reports instead of a data file"
-    )
-    parser.add_argument("--seed", type=int, default=0, help="generator seed (default 0)")
-    parser.add_argument(
-        "--faults",
-        type=_fault_arg,
-        default=None,
-        metavar="SPEC",
-        help='faults to inject, e.g. "500=0.05,429=0.05,reset=0.03,first=1"',
-    )
-    parser.add_argument(
-        "--per-page",
-        type=int,
-        default=DEFAULT_PER_PAGE,
-        help="statements per page (default %(default)s)",
-    )
-    parser.add_argument(
-        "--crawl-delay", type=float, default=None, help="Crawl-delay for robots.txt (default none)"
-    )
-    parser.add_argument(
-        "--warm",
-        action="store_true",
-        help="render every page into the cache before serving (for benchmarks)",
-    )
-    parser.add_argument(
-        "--api-token",
-        metavar="TOKEN",
-        default=None,
-        help="the API token the site accepts (Authorization: Bearer TOKEN lifts the limits)",
-    )
-    parser.add_argument(
-        "--api-per-second",
-        type=int,
-        default=PER_SECOND,
-        help="API requests per second without the token (default %(default)s)",
-    )
-    parser.add_argument(
-        "--api-per-minute",
-        type=int,
-        default=PER_MINUTE,
-        help="API requests per minute without the token (default %(default)s)",
-    )
-    parser.add_argument(
-        "--cache-size",
-        type=int,
-        default=2048,
-        help="rendered pages kept in memory (default %(default)s)",
-    )
-
-
-def _fault_arg(text: str) -> FaultSpec:
-    try:
-        return FaultSpec.parse(text)
-    except FaultSpecError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from exc
-
-
-def build_parser() -> argparse.ArgumentParser:
-    """A stand-alone parser for `python -m citesite.server`."""
-    parser = argparse.ArgumentParser(
-        prog="citepipe site", description="Serve report pages from a data set, with faults."
-    )
-    add_arguments(parser)
-    return parser
-
-
 async def serve_forever(
     reports: Mapping[str, SiteReport] | Iterable[SiteReport] | None = None,
     *,
@@ -1063,65 +556,7 @@ async def serve_forever(
         await (stop or asyncio.Event()).wait()
 
 
-def _reports_from_args(args: argparse.Namespace) -> Mapping[str, SiteReport]:
-    if args.generate is not None:
-        return GeneratedReports(args.generate, args.seed)
-    path = Path(args.data) if args.data else demo_dataset_path()
-    return {r.doi: r for r in iter_dataset(path)}
+if __name__ == "__main__":  # `python -m citesite.server`, as before the command line moved
+    from citesite.cli import main
 
-
-def run(args: argparse.Namespace) -> int:
-    """`citepipe site`: serve until interrupted; 0 on Ctrl-C, 2 on a bad data file."""
-    try:
-        reports = _reports_from_args(args)
-    except (OSError, ValueError) as exc:
-        print(f"citepipe site: cannot load data: {exc}", file=sys.stderr)
-        return 2
-    faults = args.faults if isinstance(args.faults, FaultSpec) else FaultSpec.coerce(args.faults)
-    public_url = getattr(args, "public_url", None)
-    if public_url:
-        try:
-            public_url = public_url_or_error(public_url)
-        except ValueError as exc:
-            print(f"citepipe site: --public-url: {exc}", file=sys.stderr)
-            return 2
-
-    async def serve() -> None:
-        stop = asyncio.Event()
-        loop = asyncio.get_running_loop()
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            with contextlib.suppress(NotImplementedError, RuntimeError):
-                loop.add_signal_handler(sig, stop.set)
-        await serve_forever(
-            reports,
-            host=args.host,
-            port=args.port,
-            faults=faults,
-            per_page=args.per_page,
-            crawl_delay=args.crawl_delay,
-            cache_size=args.cache_size,
-            public_url=public_url,
-            warm=args.warm,
-            stop=stop,
-            api_token=getattr(args, "api_token", None),
-            api_per_second=getattr(args, "api_per_second", PER_SECOND),
-            api_per_minute=getattr(args, "api_per_minute", PER_MINUTE),
-        )
-
-    try:
-        asyncio.run(serve())
-    except KeyboardInterrupt:
-        return 0
-    except OSError as exc:
-        print(f"citepipe site: cannot listen on {args.host}:{args.port}: {exc}", file=sys.stderr)
-        return 2
-    return 0
-
-
-def main(argv: Sequence[str] | None = None) -> int:
-    """Entry point for `python -m citesite.server`."""
-    return run(build_parser().parse_args(argv))
-
-
-if __name__ == "__main__":
     raise SystemExit(main())

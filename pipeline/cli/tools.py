@@ -30,7 +30,7 @@ async def parse(inv: Invocation) -> int:
 
 
 def site_arguments(p: argparse.ArgumentParser) -> None:
-    from citesite.server import add_arguments
+    from citesite.cli import add_arguments
 
     add_arguments(p)
 
@@ -45,8 +45,8 @@ def faults_help() -> str:
 def site(inv: Invocation) -> int:
     """Serve until interrupted. The site runs its own event loop, so this handler is a
     plain function the dispatcher calls outside its own."""
+    from citesite.cli import run as run_site
     from citesite.faults import FaultSpecError
-    from citesite.server import run as run_site
 
     args = inv.args
     if not 0 <= args.port <= 65535:

@@ -19,7 +19,8 @@ from typing import Any
 import pytest
 import structlog
 
-from citesite.dataset import SiteReport, generate
+from citesite.dataset import SiteReport
+from citesite.generator import generate
 from pipeline.clock import ManualClock, SystemClock
 from pipeline.config import Settings
 from pipeline.crawl.worker import RunCounters

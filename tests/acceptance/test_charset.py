@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from citesite.dataset import SiteReport, generate
+from citesite.dataset import SiteReport
+from citesite.generator import generate
 from citesite.server import CitationSite
 from pipeline import app
 from pipeline.ops.reparse import reparse_store

@@ -16,9 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from citesite.dataset import SiteReport, generate, page_count
+from citesite.dataset import SiteReport, page_count
 from citesite.faults import INCOMPLETE_KINDS, FaultSpec
-from citesite.render import suffixed_value
+from citesite.generator import generate
+from citesite.markup import suffixed_value
 from citesite.server import CitationSite
 from pipeline import app
 from pipeline.models import Page, ParseResult

@@ -13,7 +13,8 @@ from typing import Any
 
 import yaml
 
-from citesite.dataset import GeneratedReports, demo_dataset_path, load_dataset, page_count
+from citesite.dataset import demo_dataset_path, load_dataset, page_count
+from citesite.generator import GeneratedReports
 
 from .conftest import (
     COMPOSE_FILE,

@@ -14,7 +14,8 @@ from typing import Any
 
 import asyncpg
 
-from citesite.dataset import GeneratedReports, page_count
+from citesite.dataset import page_count
+from citesite.generator import GeneratedReports
 
 from .conftest import docker, free_port, host_network_override, site_command, statements
 from .test_compose import one_off_like, site_stats

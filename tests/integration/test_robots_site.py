@@ -11,7 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from citesite.dataset import SiteReport, generate
+from citesite.dataset import SiteReport
+from citesite.generator import generate
 from citesite.server import CitationSite
 from pipeline.config import Settings
 from pipeline.crawl.fetcher import AiohttpFetcher

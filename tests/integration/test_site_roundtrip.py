@@ -19,14 +19,9 @@ import pytest
 from truth import expected, expected_page
 from yarl import URL
 
-from citesite.dataset import (
-    SiteReport,
-    demo_dataset_path,
-    generate,
-    load_dataset,
-    page_count,
-)
+from citesite.dataset import SiteReport, demo_dataset_path, load_dataset, page_count
 from citesite.faults import PERMANENT_KINDS
+from citesite.generator import generate
 from citesite.render import render_page
 from citesite.server import CitationSite
 from pipeline.errors import ParseError

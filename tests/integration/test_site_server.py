@@ -18,15 +18,9 @@ from protego import Protego
 from truth import expected
 from yarl import URL
 
-from citesite.dataset import (
-    SEED_DOI,
-    GeneratedReports,
-    SiteReport,
-    demo_dataset_path,
-    load_dataset,
-    page_count,
-)
+from citesite.dataset import SEED_DOI, SiteReport, demo_dataset_path, load_dataset, page_count
 from citesite.faults import FaultSpec
+from citesite.generator import GeneratedReports
 from citesite.server import CitationSite
 from citesite.style import report_style
 from pipeline.errors import ParseError

@@ -8,7 +8,7 @@ from urllib.parse import unquote, urlsplit
 
 import pytest
 
-from citesite.dataset import GeneratedReports
+from citesite.generator import GeneratedReports
 from citesite.render import render_page
 from pipeline.errors import BadInputError
 from pipeline.models import Page

@@ -8,8 +8,8 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from citesite.dataset import generate
 from citesite.epochs import next_epoch
+from citesite.generator import generate
 from pipeline.cli import build_parser
 from pipeline.cli._base import merge_settings
 from pipeline.config import load_settings

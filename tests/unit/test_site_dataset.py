@@ -14,20 +14,17 @@ from citesite.corpus import real_reports
 from citesite.dataset import (
     MAX_STATEMENTS,
     SEED_DOI,
-    GeneratedReports,
-    build_demo_dataset,
     demo_dataset_path,
     expected_page,
-    generate,
     generated_index_from_slug,
     generated_short_id,
     iter_dataset,
     load_dataset,
     make_slug,
     page_count,
-    report_at,
     write_dataset,
 )
+from citesite.generator import GeneratedReports, build_demo_dataset, generate, report_at
 from pipeline.normalise import clean_text, doi_or_none
 
 SAMPLES = Path(__file__).resolve().parents[1] / "fixtures" / "samples"

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 import citesite
-from citesite.dataset import generate
 from citesite.doi import quote_doi, report_url, site_doi
+from citesite.generator import generate
 from citesite.text import clean_text as site_clean_text
 from pipeline.normalise import clean_text, doi_or_none, doi_path, report_address
 

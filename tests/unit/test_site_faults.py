@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
+from citesite.answers import normalise_dots
 from citesite.faults import Fault, FaultSpec, FaultSpecError
-from citesite.server import normalise_dots
 from pipeline.errors import ConfigError
 
 EXAMPLE = "500=0.05,429=0.05,reset=0.03,truncate=0.03,slow=0.02,captcha=0.01,first=1"
@@ -136,7 +136,7 @@ def test_hostile_pagination_kinds_end_incomplete_not_dead() -> None:
 
 
 def test_the_site_command_takes_hostile_modes_by_name() -> None:
-    from citesite.server import build_parser
+    from citesite.cli import build_parser
 
     args = build_parser().parse_args(["--fault", "cycle-long=1,suffixed=0"])
     assert args.faults.permanent_fault("10.1/any") == "cycle-long"

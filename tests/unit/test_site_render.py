@@ -8,8 +8,10 @@ from collections import Counter
 import pytest
 from selectolax.lexbor import LexborHTMLParser
 
-from citesite.dataset import SEED_DOI, demo_dataset_path, generate, load_dataset, page_count
-from citesite.render import CAPTCHA_PAGE, LOGIN_PAGE, render_page
+from citesite.dataset import SEED_DOI, demo_dataset_path, load_dataset, page_count
+from citesite.generator import generate
+from citesite.render import render_page
+from citesite.static import CAPTCHA_PAGE, LOGIN_PAGE
 from citesite.style import report_style
 from pipeline.errors import ParseError
 from pipeline.sources.report import parse_report
