@@ -8,7 +8,6 @@ setting and where the value came from.
 from __future__ import annotations
 
 import difflib
-import ipaddress
 import math
 import os
 import re
@@ -26,10 +25,10 @@ from croniter import croniter
 from pipeline.errors import ConfigError
 from pipeline.logs import redact_text, redact_url
 from pipeline.models import KEEP_PAGES
-from pipeline.urls import has_userinfo, strip_userinfo
+from pipeline.normalise import DAY, format_duration, parse_duration
+from pipeline.urls import has_userinfo, is_public_host, strip_userinfo
 
 DEFAULT_CONFIG_PATH = Path("config/citepipe.toml")
-DAY = 86400.0
 YEAR = 365 * DAY
 ENV_PREFIX = "CITEPIPE_"
 LOG_LEVELS = ("debug", "info", "warning", "error")
@@ -324,21 +323,6 @@ def _count(value: float) -> str:
     return f"{value:,.0f}" if float(value).is_integer() else f"{value:,}"
 
 
-_SPANS = ((DAY, "day", "days"), (3600.0, "hour", "hours"), (60.0, "minute", "minutes"))
-
-
-def format_duration(seconds: float) -> str:
-    """`30 s`, `1.5 minutes`, `2 hours`, `400 days`: seconds in the largest unit that
-    leaves a number of at least 1 (at most 4 significant digits)."""
-    if seconds < 0:
-        return "-" + format_duration(-seconds)
-    for size, one, many in _SPANS:
-        if seconds >= size:
-            n = seconds / size
-            return f"{n:,.4g} {one if n == 1 else many}"
-    return f"{seconds:.4g} s"
-
-
 def check_value(name: str, value: Any) -> None:
     """ConfigError (`name: ...`) unless `value` is one the setting `name` may take on its
     own (bounds, choices, forms); checked for every layer's value, so that a bad value in
@@ -439,18 +423,6 @@ def check_shareable(settings: Settings) -> None:
 _PLACEHOLDER_CONTACT = re.compile(r"@example\.(?:org|com|net)\b", re.IGNORECASE)
 
 
-def is_public_host(url: str) -> bool:
-    """Whether `url`'s host may be a real site on the internet: a dotted name (not
-    `localhost`, not a compose service such as `site`) or a global IP address. Loopback,
-    private and link-local addresses are someone's own machines."""
-    host = (urlsplit(url).hostname or "").lower()
-    try:
-        return ipaddress.ip_address(host).is_global
-    except ValueError:
-        pass
-    return "." in host and not host.endswith((".localhost", ".local", ".internal", ".test"))
-
-
 def check_contact(settings: Settings) -> None:
     """ConfigError before a placeholder contact would be sent to a real site.
 
@@ -464,19 +436,6 @@ def check_contact(settings: Settings) -> None:
             "CITEPIPE_USER_AGENT) to name your project and an address that reaches you, "
             "e.g. 'myproject/1.0 (mailto:me@my-lab.org)'"
         )
-
-
-_DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([smhd]?)", re.IGNORECASE)
-_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
-
-
-def parse_duration(text: str) -> float:
-    """`90`, `90s`, `1.5m`, `2h`, `1d` -> seconds; ValueError for anything else (a sign,
-    `nan`, `inf`, an exponent, an unknown unit)."""
-    m = _DURATION_RE.fullmatch(text.strip())
-    if m is None:
-        raise ValueError(f"not a duration: {text!r} (try 90s, 15m, 2h)")
-    return float(m.group(1)) * _UNITS[m.group(2).lower()]
 
 
 def schedule_zone(name: str) -> tzinfo:

@@ -260,3 +260,34 @@ def parse_year(text: str | None) -> int | None:
 def snippet_hash(snippet: str) -> str:
     """Stable hash of a snippet's normalised text: part of a statement's identity."""
     return hashlib.sha1(snippet.encode("utf-8")).hexdigest()
+
+
+# ---------------------------------------------------------------- durations (settings)
+
+DAY = 86400.0
+_DURATION_RE = re.compile(r"([0-9]+(?:\.[0-9]*)?|\.[0-9]+)\s*([smhd]?)", re.IGNORECASE)
+_UNITS = {"": 1.0, "s": 1.0, "m": 60.0, "h": 3600.0, "d": DAY}
+
+
+def parse_duration(text: str) -> float:
+    """`90`, `90s`, `1.5m`, `2h`, `1d` -> seconds; ValueError for anything else (a sign,
+    `nan`, `inf`, an exponent, an unknown unit)."""
+    m = _DURATION_RE.fullmatch(text.strip())
+    if m is None:
+        raise ValueError(f"not a duration: {text!r} (try 90s, 15m, 2h)")
+    return float(m.group(1)) * _UNITS[m.group(2).lower()]
+
+
+_SPANS = ((DAY, "day", "days"), (3600.0, "hour", "hours"), (60.0, "minute", "minutes"))
+
+
+def format_duration(seconds: float) -> str:
+    """`30 s`, `1.5 minutes`, `2 hours`, `400 days`: seconds in the largest unit that
+    leaves a number of at least 1 (at most 4 significant digits)."""
+    if seconds < 0:
+        return "-" + format_duration(-seconds)
+    for size, one, many in _SPANS:
+        if seconds >= size:
+            n = seconds / size
+            return f"{n:,.4g} {one if n == 1 else many}"
+    return f"{seconds:.4g} s"

@@ -13,6 +13,7 @@ Two rules, applied wherever an address enters (a setting, a followed link, a red
 
 from __future__ import annotations
 
+import ipaddress
 import re
 import unicodedata
 from urllib.parse import unquote, urlsplit, urlunsplit
@@ -96,3 +97,15 @@ def path_within(url: str, prefix: str) -> bool:
 def without_fragment(url: str) -> str:
     """`url` without its `#fragment`: a fragment is never sent."""
     return url.split("#", 1)[0]
+
+
+def is_public_host(url: str) -> bool:
+    """Whether `url`'s host may be a real site on the internet: a dotted name (not
+    `localhost`, not a compose service such as `site`) or a global IP address. Loopback,
+    private and link-local addresses are someone's own machines."""
+    host = (urlsplit(url).hostname or "").lower()
+    try:
+        return ipaddress.ip_address(host).is_global
+    except ValueError:
+        pass
+    return "." in host and not host.endswith((".localhost", ".local", ".internal", ".test"))

@@ -23,8 +23,9 @@ from datetime import datetime
 from typing import IO, Any
 
 from pipeline.app import Pipeline, open_pipeline
-from pipeline.config import Settings, load_settings, parse_duration, setting_infos
+from pipeline.config import Settings, load_settings, setting_infos
 from pipeline.errors import ConfigError
+from pipeline.normalise import parse_duration
 from pipeline.runs.lifecycle import RunUI, Stop
 from pipeline.runs.summary import EXIT_SIGNAL_BASE, RunSummary
 

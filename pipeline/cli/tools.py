@@ -8,8 +8,8 @@ import json
 import sys
 
 from pipeline.cli._base import Command, Invocation
-from pipeline.config import DAY
 from pipeline.errors import ConfigError, ParseError
+from pipeline.normalise import DAY
 from pipeline.ops.read import parse_page
 from pipeline.runs.summary import EXIT_INCOMPLETE, EXIT_OK
 

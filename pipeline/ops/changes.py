@@ -23,7 +23,6 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from pipeline.config import parse_duration
 from pipeline.errors import ConfigError, NotFoundError
 from pipeline.models import (
     NewNotice,
@@ -33,6 +32,7 @@ from pipeline.models import (
     TallyChange,
     WindowChanges,
 )
+from pipeline.normalise import parse_duration
 from pipeline.store.base import Store
 
 RUN_KINDS = ("backfill", "crawl", "worker", "demo")  # runs that fetch pages

@@ -5,8 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.config import NUMBER_BOUNDS, Settings, load_settings, parse_duration
+from pipeline.config import NUMBER_BOUNDS, Settings, load_settings
 from pipeline.errors import ConfigError
+from pipeline.normalise import parse_duration
 
 
 def test_precedence_defaults_file_env_flags(tmp_path: Path) -> None:
