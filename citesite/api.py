@@ -31,7 +31,7 @@ import json
 import math
 import time
 from collections import Counter, deque
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from email.utils import formatdate
 from typing import Any
@@ -40,6 +40,7 @@ from aiohttp import web
 
 from citesite.dataset import SiteReport
 from citesite.doi import site_doi
+from citesite.epochs import SiteNotice as IssuedNotice
 from citesite.faults import FaultSpec
 from citesite.style import stable_hash
 
@@ -120,9 +121,20 @@ def _author(name: str, position: int) -> dict[str, Any]:
     }
 
 
-def paper_object(report: SiteReport) -> dict[str, Any]:
-    """A report's paper as `/papers` answers it, with its notices."""
-    notices = notices_of(report.doi)
+def issued(notices: Iterable[IssuedNotice], doi: str) -> tuple[SiteNotice, ...]:
+    """The notices an epoch issued for a paper (`CitationSite.next_epoch`), as the API
+    lists them (each at an address of its own)."""
+    return tuple(
+        SiteNotice(n.status, n.date, n.notice_doi, f"https://example.org/notices/{n.notice_doi}")
+        for n in notices
+        if n.doi == doi
+    )
+
+
+def paper_object(report: SiteReport, later: Sequence[SiteNotice] = ()) -> dict[str, Any]:
+    """A report's paper as `/papers` answers it, with its notices (`later`: those issued
+    by the site's epochs since, after the paper's own)."""
+    notices = (*notices_of(report.doi), *later)
     h = stable_hash("paper", report.doi)
     return {
         "doi": report.doi,
@@ -204,6 +216,7 @@ class ApiService:
         cut: Cut,
         *,
         token: str | None = None,
+        notices: Callable[[], Iterable[IssuedNotice]] = tuple,
         per_second: int = PER_SECOND,
         per_minute: int = PER_MINUTE,
     ) -> None:
@@ -212,6 +225,7 @@ class ApiService:
         self._record = record
         self._cut = cut
         self.token = token or None
+        self._notices = notices  # the site's epochs' notices: `/papers` lists them too
         self.per_second = per_second
         self.per_minute = per_minute
         self._recent: deque[float] = deque()  # accepted unauthenticated requests, last 60 s
@@ -344,14 +358,14 @@ class ApiService:
                 attempt=attempt,
                 fault="api-max" if self.max_batch < MAX_BATCH else None,
             )
-        name, build = BUILDERS[path]
+        name = BUILDERS[path][0]
         reports = self._reports()
         out: dict[str, Any] = {}
         for raw in body:
             doi = site_doi(raw)
             report = reports.get(doi) if doi is not None else None
             if report is not None:
-                out[report.doi] = build(report)
+                out[report.doi] = self._build(path, report)
         payload = json.dumps({name: out}).encode()
         if fault in ("reset", "truncate"):
             self._record(request, 200, fault=fault, attempt=attempt, dois=len(body))
@@ -393,4 +407,9 @@ class ApiService:
         report = self._reports().get(doi) if doi is not None else None
         if report is None:
             return self._json(request, 404, {"detail": "Not Found"}, dois=1)
-        return self._json(request, 200, BUILDERS[kind][1](report), dois=1)
+        return self._json(request, 200, self._build(kind, report), dois=1)
+
+    def _build(self, path: str, report: SiteReport) -> dict[str, Any]:
+        if path == "/papers":
+            return paper_object(report, issued(self._notices(), report.doi))
+        return BUILDERS[path][1](report)

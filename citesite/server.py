@@ -173,6 +173,7 @@ class CitationSite(ReportAnswers):
             self._record_api,
             self._cut_api,
             token=api_token,
+            notices=lambda: self.notices,
             per_second=api_per_second,
             per_minute=api_per_minute,
         )

@@ -239,6 +239,8 @@ class ApiResult:
     missing: tuple[str, ...] = ()
     record_missing: bool = False  # write a not-found job for each missing DOI (source api)
     missing_url: str = ""  # `{api_url}/papers/` : the not-found jobs' address prefix
+    # the API is the papers' only reader (source api): its tallies set their next refresh
+    schedule: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -292,6 +294,17 @@ class DeadReason:
 
 
 @dataclass(frozen=True, slots=True)
+class ApiCounts:
+    """Completeness against the API: of the papers whose report was read and whose API
+    `total` is known (`tallies.api_statements`), the statements the API counts and the
+    statements collected ("47 of 49 statements")."""
+
+    papers: int
+    counted: int
+    collected: int
+
+
+@dataclass(frozen=True, slots=True)
 class Stats:
     """What `citepipe status` shows. `incomplete_reports` counts papers marked incomplete
     (a dead page after page 1, a cut pagination, fewer statements than counted); reports
@@ -307,6 +320,7 @@ class Stats:
     # papers stored in part, by the kind of reason (the text before its first `:`)
     incomplete_by_reason: tuple[DeadReason, ...] = ()
     not_found: int = 0  # reports the site does not have (page 1 answered 404/410)
+    api_counts: ApiCounts | None = None  # statements collected against the API's `total`
 
 
 RUN_HEARTBEAT = 10.0  # seconds between a running process's heartbeats
@@ -393,6 +407,7 @@ class PaperView:
     facets: tuple[dict[str, Any], ...]
     statements: tuple[dict[str, Any], ...]
     citing_statements: int  # statements in which this paper cites others (their reports)
+    collected_statements: int = 0  # statements stored for its report (the "47" of 49)
 
 
 @dataclass(frozen=True, slots=True)

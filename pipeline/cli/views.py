@@ -45,6 +45,18 @@ def _value(v: Any) -> str:
     return "unknown" if v is None else str(v)
 
 
+def collected_text(view: PaperView) -> str:
+    """`47 of 49 (the API's count)`: the statements stored for the paper's report against
+    the API's `total`, else against the report's own count, else alone."""
+    n = view.collected_statements
+    t = view.tallies or {}
+    if t.get("api_statements") is not None:
+        return f"{n} of {t['api_statements']} (the API's count)"
+    if t.get("citation_statements") is not None:
+        return f"{n} of {t['citation_statements']} (the report's count)"
+    return f"{n} collected"
+
+
 def paper_renderable(view: PaperView) -> RenderableType:
     """`show` on a terminal: metadata, tallies with history, facets, statements."""
     p = view.paper
@@ -64,6 +76,8 @@ def paper_renderable(view: PaperView) -> RenderableType:
             meta.add_row(label, str(p[key]))
     if view.authors:
         meta.add_row("authors", ", ".join(view.authors))
+    if view.tallies is not None or view.collected_statements:
+        meta.add_row("statements", collected_text(view))
     if p.get("incomplete"):  # the reason the store keeps: a dead page, a cut, a shortfall
         meta.add_row("incomplete", f"yes: {p.get('incomplete_reason') or 'no reason stored'}")
     if p.get("abstract"):

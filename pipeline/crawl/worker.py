@@ -417,8 +417,11 @@ class Worker:
         # a DOI the API lacks is not found once: by its metadata's answer (source api; with
         # both, its report page's own 404 says it)
         record = self.options.source == "api" and endpoint == "papers"
+        # with source api nothing else reads these papers: the tallies' answer sets when
+        # each is due again (with both, its report page's visit does, as without the API)
+        schedule = self.options.source == "api" and endpoint == "tallies"
         result = dataclasses.replace(
-            result, record_missing=record, missing_url=source.paper_url("")
+            result, record_missing=record, missing_url=source.paper_url(""), schedule=schedule
         )
         await self.store.complete(
             Completion(job=job, result=None, fetched_at=self._now(), api=result)

@@ -26,6 +26,7 @@ from pipeline.runs.lifecycle import (
     Stop,
     WorkOutcome,
     active_run_notes,
+    enqueue_due_batches,
     enqueue_lines,
     open_input,
     survey_input,
@@ -137,8 +138,9 @@ async def crawl(
     stop: Stop | None = None,
     ui: RunUI | None = None,
 ) -> RunSummary:
-    """Queue new seeds and every report due for refresh; work until done, out of time or
-    stopped. What is left stays queued for the next run."""
+    """Queue new seeds and every report due for refresh (with source api or both, in API
+    batches first: `enqueue_due_batches`); work until done, out of time or stopped. What
+    is left stays queued for the next run."""
     stop, ui = stop or Stop(), ui or RunUI()
     clock = p.clock
     started = clock.monotonic()
@@ -151,7 +153,11 @@ async def crawl(
         ui.progress.start_enqueue()
     if seeds is not None:
         await enqueue_lines(p, seeds, p.settings.depth, tally, ui, seen, stop)
-    tally.enqueued += await p.store.enqueue_stale(clock.now(), address=on_this_site(p))
+    # the API's batches first (source api or both), then, unless the API is the only
+    # source, the report pages as without it
+    tally.enqueued += await enqueue_due_batches(p)
+    if p.settings.source != "api":
+        tally.enqueued += await p.store.enqueue_stale(clock.now(), address=on_this_site(p))
     enqueued = clock.monotonic()
     budget = p.settings.max_duration if max_duration is None else max_duration
     outcome = await work(

@@ -14,7 +14,7 @@ import signal
 import socket
 import sys
 from collections import Counter
-from collections.abc import Callable, Collection, Iterable, Iterator
+from collections.abc import Callable, Collection, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TextIO
@@ -30,7 +30,7 @@ from pipeline.runs.inputs import InputDois, open_input, read_doi_lines
 from pipeline.runs.processes import HELPER_POLL, Helpers
 from pipeline.runs.progress import Progress
 from pipeline.runs.summary import InputTally, plural
-from pipeline.sources.scite_api import BACKFILL_ENDPOINTS
+from pipeline.sources.scite_api import BACKFILL_ENDPOINTS, REFRESH_ENDPOINTS
 from pipeline.store.sql import process_gone
 
 log = structlog.get_logger("citepipe")
@@ -161,6 +161,25 @@ async def enqueue_lines(
     if chunk:
         await flush()
     await flush_batch()
+
+
+async def enqueue_due_batches(p: Pipeline) -> int:
+    """Source api or both: every paper due for a refresh, `api_batch` of them a request,
+    on the tallies and papers endpoints (`REFRESH_ENDPOINTS`: counts and notices), so a
+    nightly crawl of 1 M papers sends about 4,000 requests, never one a paper. Returns
+    how many batch jobs were queued (0 with source report)."""
+    batcher = p.batch_source
+    if batcher is None or p.settings.source not in ("api", "both"):
+        return 0
+    size = batcher.batch
+
+    def make(dois: Sequence[str], round: int) -> list[NewJob]:
+        jobs: list[NewJob] = []
+        for start in range(0, len(dois), size):
+            jobs.extend(batcher.jobs(dois[start : start + size], REFRESH_ENDPOINTS, round))
+        return jobs
+
+    return await p.store.enqueue_due_batches(p.clock.now(), make)
 
 
 @dataclass
@@ -497,6 +516,7 @@ __all__ = [
     "Stop",
     "WorkOutcome",
     "active_run_notes",
+    "enqueue_due_batches",
     "enqueue_lines",
     "open_input",
     "survey_input",

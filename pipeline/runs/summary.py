@@ -8,12 +8,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pipeline.crawl.pagination import FEWER
 from pipeline.crawl.worker import RunCounters
-from pipeline.models import Stats
+from pipeline.models import ApiCounts, Stats
 
 # Exit codes that cron (and people) can act on. One rule for backfill, crawl, demo and
 # `worker --burst`: see `exit_code`.
@@ -139,6 +139,7 @@ class RunSummary:
             "incomplete_reports": s.incomplete_reports,
             "incomplete_by_reason": {d.reason: d.count for d in s.incomplete_by_reason},
             "not_found": s.not_found,
+            "api_statements": asdict(s.api_counts) if s.api_counts is not None else None,
             "rows": s.rows_by_table,
         }
 
@@ -229,6 +230,8 @@ class RunSummary:
                 + "; ".join(f"{d.reason}: {d.count}" for d in s.incomplete_by_reason)
                 + "; not a failure: `papers.incomplete_reason` says why)"
             )
+        if s.api_counts is not None:
+            lines.append(f"  vs api:     {api_counts_text(s.api_counts)}")
         lines.append("  rows:       " + ", ".join(f"{k} {v}" for k, v in s.rows_by_table.items()))
         for where in sorted(c.unreachable):
             lines.append(
@@ -294,6 +297,15 @@ def exit_reason(summary: RunSummary) -> str:
     return "every job done"
 
 
+def api_counts_text(counts: ApiCounts) -> str:
+    """`47 of 49 statements the API counts, over 1 report read`: the store's statements
+    against the API's `total`, for the papers whose report was read."""
+    return (
+        f"{counts.collected} of {plural(counts.counted, 'statement')} the API counts, "
+        f"over {plural(counts.papers, 'report')} read"
+    )
+
+
 def render_status(stats: Stats) -> str:
     """`citepipe status` for people."""
     out = ["queue:"]
@@ -308,6 +320,8 @@ def render_status(stats: Stats) -> str:
     out.append(f"incomplete reports: {stats.incomplete_reports}")
     out += [f"  {d.count:>6}  {d.reason}" for d in stats.incomplete_by_reason]
     out.append(f"not found: {stats.not_found}")
+    if stats.api_counts is not None:
+        out.append(f"statements vs the API: {api_counts_text(stats.api_counts)}")
     out.append("rows:")
     out += [f"  {table:<14} {count}" for table, count in stats.rows_by_table.items()]
     out.append(

@@ -128,6 +128,17 @@ class JobQueue(Protocol):
         stored one. Returns how many reports were queued.
         """
 
+    async def enqueue_due_batches(
+        self, now: datetime, batches: Callable[[Sequence[str], int], Sequence[NewJob]]
+    ) -> int:
+        """Queue batch jobs for every paper whose refresh time has come (cron crawl with
+        the API as a source), in one transaction.
+
+        `batches(dois, round)` makes the jobs for the due DOIs (in DOI order); `round` is
+        one above every stored batch job's, so that a batch already done runs again.
+        Returns how many jobs were queued.
+        """
+
     async def requeue_dead(
         self,
         address: Callable[[DeadJob], str | None],

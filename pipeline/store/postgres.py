@@ -424,6 +424,21 @@ class PostgresStore(sql.SQLStore):
 
         return await self._transaction("enqueue stale", body, durable=True)
 
+    async def enqueue_due_batches(
+        self, now: datetime, batches: Callable[[Sequence[str], int], Sequence[NewJob]]
+    ) -> int:
+        """`batches(due DOIs, batch round + 1)` queued, in one transaction."""
+        due, top = self._sql["due_refresh_dois"], self._sql["batch_round"]
+
+        async def body(conn: Conn) -> int:
+            dois = [r[0] for r in await conn.fetch(due.sql, *due.args({"now": now}))]
+            if not dois:
+                return 0
+            jobs = batches(dois, int(await conn.fetchval(top.sql)) + 1)
+            return await self._enqueue_rows(conn, jobs) if jobs else 0
+
+        return await self._transaction("enqueue due batches", body, durable=True)
+
     async def requeue_dead(
         self,
         address: Callable[[DeadJob], str | None],

@@ -39,6 +39,8 @@ LOCK_ORDER: dict[str, tuple[str, ...]] = {
     "record_visit": ("doi",),
     "keep_page": ("doi", "page"),
     "forget_broken_page": ("doi", "page"),
+    "record_api_refresh": ("doi",),
+    "mark_fewer_than_api": ("doi",),
     "mark_done": ("id",),
 }
 

@@ -211,6 +211,8 @@ class WritePlan:
     keep_page: list[Params] = field(default_factory=list)
     forget_broken_page: list[Params] = field(default_factory=list)
     api_not_found: list[Params] = field(default_factory=list)
+    record_api_refresh: list[Params] = field(default_factory=list)
+    mark_fewer_than_api: list[Params] = field(default_factory=list)
     follow_ups: list[NewJob] = field(default_factory=list)
     mark_done: list[Params] = field(default_factory=list)
 
@@ -237,6 +239,8 @@ class WritePlan:
             "keep_page",
             "forget_broken_page",
             "api_not_found",
+            "record_api_refresh",
+            "mark_fewer_than_api",
         )
         return [(name, getattr(self, name)) for name in names]
 
@@ -266,12 +270,13 @@ def plan_completions(
     """Turn a batch of completions into the rows to write. `states` is updated in place
     as the batch goes, so two completions of one report in a batch compose correctly."""
     plan = WritePlan()
+    check: dict[str, int] = {}  # papers to compare with the API's count, after the writes
     authors: dict[str, list[Params]] = {}
     facets: dict[str, list[Params]] = {}
     for c in items:
         seen = c.fetched_at or now
         if c.api is not None:
-            _plan_api(plan, states, c.api, seen)
+            _plan_api(plan, states, c.api, seen, policy)
         if c.result is not None:
             _plan_rows(plan, authors, facets, c, c.result, seen)
         if c.job.page == 1 and not c.job.batch:
@@ -284,11 +289,31 @@ def plan_completions(
             plan.forget_broken_page.append({"doi": c.job.doi, "page": c.job.page})
         plan.follow_ups.extend(c.follow_ups)
         plan.mark_done.append(_done_params(c, now))
+        check.update((doi, c.job.id if not c.job.batch else 0) for doi in _fewer_than_api(c))
     plan.delete_authors = [{"doi": doi} for doi in authors]
     plan.insert_author = [row for rows in authors.values() for row in rows]
     plan.delete_facets = [{"doi": doi} for doi in facets]
     plan.insert_facet.extend(row for rows in facets.values() for row in rows)
+    plan.mark_fewer_than_api = [{"doi": doi, "job": job} for doi, job in sorted(check.items())]
     return plan
+
+
+def ends_report(c: Completion) -> bool:
+    """A page job with no next page of its own report: the report's crawl ends here."""
+    return not c.job.batch and not any(
+        f.doi == c.job.doi and f.page > c.job.page for f in c.follow_ups
+    )
+
+
+def _fewer_than_api(c: Completion) -> Iterable[str]:
+    """The papers whose statements are compared with the API's `total` after this
+    completion (`mark_fewer_than_api`): those the API's tallies answer brings, and a
+    report whose crawl ends here without a reason of its own (its own reason wins)."""
+    if c.api is not None:
+        return c.api.tallies.keys()
+    if ends_report(c) and c.incomplete is None:
+        return (c.job.doi,)
+    return ()
 
 
 def seed_rows(jobs: Iterable[NewJob]) -> list[Params]:
@@ -405,11 +430,17 @@ def _plan_visit(
 
 
 def _plan_api(
-    plan: WritePlan, states: dict[str, ReportState], api: ApiResult, seen: datetime
+    plan: WritePlan,
+    states: dict[str, ReportState],
+    api: ApiResult,
+    seen: datetime,
+    policy: RefreshPolicy,
 ) -> None:
     """An API answer's rows: papers (filling what the store lacks, `retracted`), authors
     where there are none, notices, tallies (with a history row when they moved), section
-    facets; and, with `record_missing`, a not-found job for each DOI it lacked."""
+    facets; with `record_missing`, a not-found job for each DOI it lacked; with
+    `schedule`, each tallied paper's next refresh, adaptive as a report's visit (halved
+    when its tallies moved, doubled when not), without touching `last_crawled_at`."""
     for doi, p in sorted(api.papers.items()):
         plan.upsert_api_paper.append(
             {
@@ -447,9 +478,20 @@ def _plan_api(
             "observed_at": seen,
         }
         plan.upsert_api_tallies.append(row)
-        if tallies != before.tallies:
+        changed = tallies != before.tallies
+        if changed:
             plan.insert_tally_history.append(row)
-        states[doi] = ReportState(before.refresh_interval, tallies)
+        interval = before.refresh_interval
+        if api.schedule:
+            interval = policy.next(before.refresh_interval, changed)
+            plan.record_api_refresh.append(
+                {
+                    "doi": doi,
+                    "refresh_interval": interval,
+                    "next_refresh_at": seen + timedelta(seconds=interval),
+                }
+            )
+        states[doi] = ReportState(interval, tallies)
     for doi, rows in sorted(api.sections.items()):
         plan.upsert_partial_paper.append(_partial(doi, None, None, None, seen))
         plan.delete_section_facets.append({"doi": doi})

@@ -43,6 +43,7 @@ from pipeline.errors import StoreError
 from pipeline.models import (
     JOB_STATES,
     RUN_STALE_AFTER,
+    ApiCounts,
     DeadReason,
     Job,
     KeptPage,
@@ -117,13 +118,14 @@ async def first_value(rows: Rows, name: str, params: Params | None = None) -> An
 
 async def read_stats(rows: Rows, now: datetime, active_runs: Sequence[RunInfo]) -> Stats:
     """Counts for `citepipe status`, from the named queries `jobs_by_state`,
-    `dead_by_reason`, `rows_by_table`, `incomplete_by_reason`, `not_found_reports` and
-    `pages_done_since`."""
+    `dead_by_reason`, `rows_by_table`, `incomplete_by_reason`, `not_found_reports`,
+    `pages_done_since` and `api_completeness`."""
     by_state: dict[str, int] = dict.fromkeys(JOB_STATES, 0)
     by_state.update({r[0]: r[1] for r in await rows("jobs_by_state", None)})
     dead = tuple(DeadReason(r[0], r[1]) for r in await rows("dead_by_reason", None))
     counts = {r[0]: int(r[1]) for r in await rows("rows_by_table", None)}
     incomplete = tuple(DeadReason(r[0], r[1]) for r in await rows("incomplete_by_reason", None))
+    api = (await rows("api_completeness", None))[0]
 
     async def done_since(ago: timedelta) -> int:
         return int(await first_value(rows, "pages_done_since", {"since": now - ago}))
@@ -138,6 +140,7 @@ async def read_stats(rows: Rows, now: datetime, active_runs: Sequence[RunInfo]) 
         pages_last_minute=await done_since(timedelta(minutes=1)),
         pages_last_hour=await done_since(timedelta(hours=1)),
         active_runs=tuple(active_runs),
+        api_counts=ApiCounts(int(api[0]), int(api[1]), int(api[2])) if api[0] else None,
     )
 
 
@@ -465,6 +468,7 @@ class SQLStore(ChangeReads):
                 for r in await self._read_all("show_statements", {**key, "limit": statements})
             ),
             citing_statements=int(await self._read_one("show_citing_count", key)),
+            collected_statements=int(await self._read_one("show_collected", key)),
         )
 
     async def search(

@@ -337,6 +337,22 @@ class SQLiteStore(sql.SQLStore):
 
         return await self._transaction("enqueue stale", body)
 
+    async def enqueue_due_batches(
+        self, now: datetime, batches: Callable[[Sequence[str], int], Sequence[NewJob]]
+    ) -> int:
+        """`batches(due DOIs, batch round + 1)` queued, in one transaction."""
+        params = _encode({"now": now})
+
+        def body(conn: sqlite3.Connection) -> int:
+            dois = [r[0] for r in conn.execute(self._sql["due_refresh_dois"], params)]
+            if not dois:
+                return 0
+            top = conn.execute(self._sql["batch_round"]).fetchone()[0]
+            jobs = batches(dois, int(top) + 1)
+            return self._enqueue_rows(conn, jobs) if jobs else 0
+
+        return await self._transaction("enqueue due batches", body)
+
     async def requeue_dead(
         self,
         address: Callable[[DeadJob], str | None],

@@ -5,7 +5,8 @@ Exported timestamps are ISO text in every driver, hence `iso` here."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import replace as dataclasses_replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +15,8 @@ import pytest
 
 from pipeline.errors import StoreError
 from pipeline.models import (
+    ApiPaper,
+    ApiResult,
     Chain,
     Completion,
     DeadJob,
@@ -21,6 +24,7 @@ from pipeline.models import (
     Job,
     KeptPage,
     NewJob,
+    Notice,
     Paper,
     ParseResult,
     Requeued,
@@ -1112,3 +1116,150 @@ async def test_each_runs_digest_is_taken_at_most_once(store: Store, clock: Clock
     assert await store.digest_record(two + 100) is None
     with pytest.raises(StoreError):
         await store.settle_digests([one], "sending")
+
+
+# ---------------------------------------------------------------- the API (batch jobs)
+
+
+async def api_batch(
+    store: Store, endpoint: str, dois: tuple[str, ...], api: ApiResult, round: int = 0
+) -> Job:
+    """Enqueue, claim and complete one batch job with the API's answer."""
+    key = f"api:{endpoint}:{'-'.join(dois)}"
+    await store.enqueue([NewJob(key, f"http://api/{endpoint}", round=round, batch=dois)])
+    job = await claim_one(store, key)
+    assert job.batch == dois
+    await store.complete(Completion(job=job, result=None, api=api))
+    return job
+
+
+async def test_an_api_completion_writes_its_rows(store: Store, clock: Clock) -> None:
+    retraction = Notice("Retracted", "2020-01-02", "10.1/a.notice1", "http://n/1")
+    papers = ApiResult(
+        "papers",
+        papers={
+            "10.1/a": ApiPaper(
+                "10.1/a",
+                "API title",
+                2019,
+                "J. API",
+                "An abstract.",
+                ("Ada", "Bob"),
+                True,
+                (retraction, Notice("Has erratum")),
+            )
+        },
+        missing=("10.1/gone",),
+        record_missing=True,
+        missing_url="http://api/papers/",
+    )
+    await api_batch(store, "papers", ("10.1/a", "10.1/gone"), papers)
+    tallies = ApiResult(
+        "tallies",
+        tallies={"10.1/a": Tally(3, 40, 2, citing_publications=30, citation_statements=49)},
+        schedule=True,
+    )
+    await api_batch(store, "tallies", ("10.1/a",), tallies)
+    sections = ApiResult("sections", sections={"10.1/a": (Facet("section", "methods", 7),)})
+    await api_batch(store, "sections", ("10.1/a",), sections)
+    p = await paper(store, "10.1/a")
+    assert (p["title"], p["year"], p["journal"], p["abstract"], p["retracted"]) == (
+        "API title",
+        2019,
+        "J. API",
+        "An abstract.",
+        1,
+    )
+    assert p["last_crawled_at"] is None  # no report page was read
+    assert p["next_refresh_at"] == iso(T0 + timedelta(days=4))  # the API's tallies set it
+    assert [(a["position"], a["name"]) for a in await rows(store, "authors")] == [
+        (1, "Ada"),
+        (2, "Bob"),
+    ]
+    (t,) = await rows(store, "tallies")
+    assert (t["supporting"], t["mentioning"], t["contrasting"], t["citing_publications"]) == (
+        3,
+        40,
+        2,
+        30,
+    )
+    assert (t["citation_statements"], t["api_statements"], t["source"]) == (49, 49, "api")
+    assert [(f["facet"], f["label"], f["count"]) for f in await rows(store, "facets")] == [
+        ("section", "methods", 7)
+    ]
+    notices = [
+        (n["status"], n["date"], n["notice_doi"], n["url"]) for n in await rows(store, "notices")
+    ]
+    assert sorted(notices) == [
+        ("Has erratum", "", "", None),
+        ("Retracted", "2020-01-02", "10.1/a.notice1", "http://n/1"),
+    ]
+    gone = await job_row(store, "10.1/gone")
+    assert (gone["state"], gone["last_error"]) == ("dead", "not found (404)")
+    # seen again a day later, in another batch: no notice twice, history only on change
+    clock.advance(DAY)
+    await api_batch(store, "papers", ("10.1/a",), dataclasses_replace(papers, missing=()))
+    await api_batch(store, "tallies", ("10.1/a", "10.1/z"), tallies)
+    assert len(await rows(store, "notices")) == 2
+    assert len(await rows(store, "tally_history")) == 1
+    assert (await paper(store, "10.1/a"))["refresh_interval"] == 8 * DAY  # unchanged: doubled
+
+
+async def test_enqueue_due_batches_queues_due_papers_one_round_up(
+    store: Store, clock: Clock
+) -> None:
+    tallies = ApiResult(
+        "tallies", tallies={d: Tally(1, 1, 1) for d in ("10.1/a", "10.1/b")}, schedule=True
+    )
+    await api_batch(store, "tallies", ("10.1/a", "10.1/b"), tallies, round=2)
+    await crawl(store, result("10.1/c"), doi="10.1/c")  # a report's visit schedules it too
+    await api_batch(store, "tallies", ("10.1/n",), ApiResult("tallies", missing=("10.1/n",)))
+    asked: list[tuple[list[str], int]] = []
+
+    def batches(dois: Sequence[str], round: int) -> list[NewJob]:
+        asked.append((list(dois), round))
+        return [NewJob("api:tallies:a-b", "http://api/tallies", round=round, batch=tuple(dois))]
+
+    assert await store.enqueue_due_batches(T0 + timedelta(days=3), batches) == 0
+    assert asked == []
+    clock.advance(4 * DAY)
+    assert await store.enqueue_due_batches(clock.now, batches) == 1
+    assert asked == [(["10.1/a", "10.1/b", "10.1/c"], 3)]  # due, in DOI order; round 2 + 1
+    job = await job_row(store, "api:tallies:a-b")
+    assert (job["state"], job["round"]) == ("queued", 3)  # the done batch runs again
+
+
+async def test_fewer_statements_than_the_api_counts_marks_a_read_report(store: Store) -> None:
+    two = (stmt("10.9/x", "one"), stmt("10.9/y", "two"))
+    tallies = ApiResult("tallies", tallies={"10.1/a": Tally(1, 1, 0, citation_statements=2)})
+    await api_batch(store, "tallies", ("10.1/a",), tallies)
+    assert (await paper(store, "10.1/a"))["incomplete"] == 0  # no report read: not judged
+    await crawl(store, result(statements=two, tally=Tally(1, 1, 0, citation_statements=2)))
+    assert (await paper(store, "10.1/a"))["incomplete"] == 0  # 2 of 2
+    more = ApiResult("tallies", tallies={"10.1/a": Tally(1, 4, 0, citation_statements=5)})
+    await api_batch(store, "tallies", ("10.1/a", "10.1/b"), more)
+    p = await paper(store, "10.1/a")
+    assert (p["incomplete"], p["incomplete_reason"]) == (
+        1,
+        "fewer statements than the API counts: 2 of 5",
+    )
+    # page 1 read again with a next page waiting: the count is not judged until its end
+    await store.enqueue([new(round=1)])
+    job = await claim_one(store)
+    await store.complete(
+        Completion(
+            job=job,
+            result=result(statements=two, next_url="p2"),
+            follow_ups=(new(page=2, round=1),),
+        )
+    )
+    await api_batch(store, "tallies", ("10.1/a", "10.1/c"), more)
+    assert (await paper(store, "10.1/a"))["incomplete"] == 0
+    three = (stmt("10.9/z", "three"), stmt("10.9/w", "four"), stmt("10.9/v", "five"))
+    await crawl(store, result(statements=three), page=2)
+    assert (await paper(store, "10.1/a"))["incomplete"] == 0  # 5 of 5 at the report's end
+    view = await store.paper_view("10.1/a")
+    assert view is not None and view.collected_statements == 5
+    assert view.tallies is not None and view.tallies["api_statements"] == 5
+    counts = (await store.stats()).api_counts
+    assert counts is not None and (counts.papers, counts.counted, counts.collected) == (1, 5, 5)

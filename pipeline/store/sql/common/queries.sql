@@ -25,6 +25,20 @@ JOIN jobs AS j ON j.doi = p.doi AND j.page = 1
 WHERE p.last_crawled_at IS NOT NULL AND p.next_refresh_at <= :now
 ORDER BY p.next_refresh_at, p.doi;
 
+-- name: due_refresh_dois
+-- Papers due for a refresh through the API (crawl, source api or both): every paper with
+-- a refresh time that has come (a report's visit or, with source api, the API's tallies
+-- set it), in DOI order so that the same due papers make the same batches (the same jobs).
+-- The partial index papers_next_refresh (migration 13) finds them.
+SELECT doi FROM papers
+WHERE next_refresh_at IS NOT NULL AND next_refresh_at <= :now
+ORDER BY doi;
+
+-- name: batch_round
+-- The highest round of any batch job (`api:` keys sort between 'api:' and 'api;'): a
+-- refresh queues its batches one round higher, so that a batch already done runs again.
+SELECT coalesce(max(round), 0) FROM jobs WHERE doi >= 'api:' AND doi < 'api;';
+
 -- name: pending
 SELECT count(*) FROM jobs WHERE state IN ('queued', 'leased', 'failed');
 
@@ -217,8 +231,22 @@ SELECT name FROM authors WHERE doi = :doi ORDER BY position;
 
 -- name: show_tallies
 SELECT supporting, mentioning, contrasting, citing_publications, citation_statements,
-       references_count, observed_at
+       references_count, observed_at, source, api_statements
 FROM tallies WHERE doi = :doi;
+
+-- name: show_collected
+-- The statements stored for the paper's report (what completeness compares the counts with).
+SELECT count(*) FROM statements WHERE cited_doi = :doi;
+
+-- name: api_completeness
+-- status and the summary: papers whose report was read and whose API `total` is known,
+-- the statements the API counts for them and those collected (one index look-up a paper:
+-- as costly as counting the statements).
+SELECT count(*) AS papers, coalesce(sum(t.api_statements), 0) AS counted,
+       coalesce(sum((SELECT count(*) FROM statements AS s WHERE s.cited_doi = t.doi)), 0)
+           AS collected
+FROM tallies AS t JOIN papers AS p ON p.doi = t.doi
+WHERE t.api_statements IS NOT NULL AND p.last_crawled_at IS NOT NULL;
 
 -- name: show_history
 SELECT supporting, mentioning, contrasting, citing_publications, citation_statements,
@@ -336,6 +364,12 @@ ON CONFLICT (doi) DO UPDATE SET
     contrasting = excluded.contrasting, citing_publications = excluded.citing_publications,
     citation_statements = excluded.citation_statements, observed_at = excluded.observed_at,
     source = 'api', api_statements = excluded.api_statements;
+
+-- name: record_api_refresh
+-- Source api: the API's tallies set a paper's next refresh (adaptive, as a visit does);
+-- last_crawled_at stays the report's own (NULL when no report page was read).
+UPDATE papers SET refresh_interval = :refresh_interval, next_refresh_at = :next_refresh_at
+WHERE doi = :doi;
 
 -- name: delete_section_facets
 DELETE FROM facets WHERE doi = :doi AND facet = 'section';

@@ -77,6 +77,23 @@ RETURNING 1;
 UPDATE papers SET incomplete = true, incomplete_reason = :reason::text
 WHERE doi = :doi AND NOT incomplete;
 
+-- name: mark_fewer_than_api
+-- A paper whose report was read (last_crawled_at) holding fewer statements than the API's
+-- `total` counts: incomplete, in the words of the report's own shortfall (the first
+-- reason of a round is kept). Run after a report's last page (:job, still leased here)
+-- and after the API's tallies (:job 0); never while another page of the report waits,
+-- whose statements would come after the count.
+UPDATE papers
+SET incomplete = true,
+    incomplete_reason = 'fewer statements than the API counts: '
+        || (SELECT count(*) FROM statements WHERE cited_doi = :doi::text) || ' of '
+        || (SELECT api_statements FROM tallies WHERE doi = :doi::text)
+WHERE doi = :doi::text AND NOT incomplete AND last_crawled_at IS NOT NULL
+  AND (SELECT api_statements FROM tallies WHERE doi = :doi::text)
+      > (SELECT count(*) FROM statements WHERE cited_doi = :doi::text)
+  AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.doi = :doi::text AND jobs.id <> :job::bigint
+                  AND jobs.state IN ('queued', 'leased', 'failed'));
+
 -- name: mark_done
 UPDATE jobs
 SET state = 'done', lease_until = NULL, worker = NULL, last_error = NULL,

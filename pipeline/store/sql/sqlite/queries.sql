@@ -64,6 +64,23 @@ WHERE id = :id AND round = :round;
 UPDATE papers SET incomplete = 1, incomplete_reason = :reason
 WHERE doi = :doi AND incomplete = 0;
 
+-- name: mark_fewer_than_api
+-- A paper whose report was read (last_crawled_at) holding fewer statements than the API's
+-- `total` counts: incomplete, in the words of the report's own shortfall (the first
+-- reason of a round is kept). Run after a report's last page (:job, still leased here)
+-- and after the API's tallies (:job 0); never while another page of the report waits,
+-- whose statements would come after the count.
+UPDATE papers
+SET incomplete = 1,
+    incomplete_reason = 'fewer statements than the API counts: '
+        || (SELECT count(*) FROM statements WHERE cited_doi = :doi) || ' of '
+        || (SELECT api_statements FROM tallies WHERE doi = :doi)
+WHERE doi = :doi AND incomplete = 0 AND last_crawled_at IS NOT NULL
+  AND (SELECT api_statements FROM tallies WHERE doi = :doi)
+      > (SELECT count(*) FROM statements WHERE cited_doi = :doi)
+  AND NOT EXISTS (SELECT 1 FROM jobs WHERE jobs.doi = :doi AND jobs.id <> :job
+                  AND jobs.state IN ('queued', 'leased', 'failed'));
+
 -- name: mark_done
 UPDATE jobs
 SET state = 'done', lease_until = NULL, worker = NULL, last_error = NULL,
