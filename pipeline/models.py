@@ -225,6 +225,9 @@ class ApiPaper:
     authors: tuple[str, ...] = ()
     retracted: bool | None = None
     notices: tuple[Notice, ...] = ()
+    volume: str | None = None  # as scite writes them: text ("12", "Suppl 2", "e1234")
+    issue: str | None = None
+    pages: str | None = None  # the API's `page`: "5-9", "e1234" or one page
 
 
 @dataclass(frozen=True, slots=True)

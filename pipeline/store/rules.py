@@ -407,7 +407,8 @@ def _plan_visit(
 def _plan_api(
     plan: WritePlan, states: dict[str, ReportState], api: ApiResult, seen: datetime
 ) -> None:
-    """An API answer's rows: papers (filling what the store lacks, `retracted`), authors
+    """An API answer's rows: papers (filling what the store lacks; `retracted`, volume,
+    issue and pages the API's latest), authors
     where there are none, notices, tallies (with a history row when they moved), section
     facets; and, with `record_missing`, a not-found job for each DOI it lacked."""
     for doi, p in sorted(api.papers.items()):
@@ -419,6 +420,9 @@ def _plan_api(
                 "journal": p.journal,
                 "abstract": p.abstract,
                 "retracted": p.retracted,
+                "volume": p.volume,
+                "issue": p.issue,
+                "pages": p.pages,
                 "now": seen,
             }
         )
