@@ -201,6 +201,9 @@ class ParseResult:
         return tuple(seen.values())
 
 
+RETRACTED = "Retracted"  # the notice status (as scite writes it) that means retracted
+
+
 @dataclass(frozen=True, slots=True)
 class Notice:
     """An editorial notice of a paper (scite's API): `status` as scite writes it

@@ -38,7 +38,7 @@ from typing import IO, Any, TypeAlias
 
 from pipeline.app import Pipeline
 from pipeline.errors import ConfigError
-from pipeline.models import StatementType
+from pipeline.models import RETRACTED, StatementType
 from pipeline.runs.inputs import open_input, read_doi_lines
 
 Graph: TypeAlias = Any  # a networkx.DiGraph of DOIs (networkx ships no type hints)
@@ -56,7 +56,6 @@ NODE_ATTRIBUTES = (
     "depth",
     "seeds",
 )
-RETRACTED = "Retracted"  # the notice status (as scite writes it) that means retracted
 EDGE_ATTRIBUTES = ("statements", *STATEMENT_TYPES)
 
 
