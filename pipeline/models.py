@@ -201,6 +201,9 @@ class ParseResult:
         return tuple(seen.values())
 
 
+RETRACTED = "Retracted"  # the notice status (as scite writes it) that means retracted
+
+
 @dataclass(frozen=True, slots=True)
 class Notice:
     """An editorial notice of a paper (scite's API): `status` as scite writes it
@@ -225,6 +228,9 @@ class ApiPaper:
     authors: tuple[str, ...] = ()
     retracted: bool | None = None
     notices: tuple[Notice, ...] = ()
+    volume: str | None = None  # as scite writes them: text ("12", "Suppl 2", "e1234")
+    issue: str | None = None
+    pages: str | None = None  # the API's `page`: "5-9", "e1234" or one page
 
 
 @dataclass(frozen=True, slots=True)

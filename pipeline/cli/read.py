@@ -103,7 +103,8 @@ async def export(inv: Invocation) -> int:
         if args.output:
             print(f"citepipe: export interrupted; {args.output} left as it was", file=sys.stderr)
         raise
-    print(f"exported {plural(n, 'row')} from {args.table}", file=sys.stderr)
+    unit = "record" if args.format in BIBLIOGRAPHY_FORMATS else "row"  # titled papers only
+    print(f"exported {plural(n, unit)} from {args.table}", file=sys.stderr)
     return EXIT_OK
 
 

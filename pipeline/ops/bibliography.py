@@ -1,10 +1,14 @@
 """`export --table papers --format ris|bibtex|csl-json`: records for reference managers.
 
-One record per paper that has a title: DOI, title, authors in order, year, journal, a
-`https://doi.org/` link, and scite's tallies in a note (`scite: 3 supporting, 40
-mentioning, 1 contrasting (2026-12-01)`, the date the tallies were read). The store holds
-no volume, issue, pages or retraction notice (the report pages it reads do not show them),
-so no record has them: nothing is guessed.
+One record per paper that has a title: DOI, title, authors in order, year, journal,
+volume, issue and pages where known (scite's API gives them: `papers.volume`, `issue`,
+`pages`; the report pages do not, so a `--source report` crawl has none and nothing is
+guessed), a `https://doi.org/` link, a note per editorial notice (`notice_note`:
+`Retracted (2018-07-25), notice 10.1000/xyz`, from table `notices`; `Retracted` alone when
+scite flags the paper without listing a notice) and scite's tallies in a note (`scite: 3
+supporting, 40 mentioning, 1 contrasting (2026-12-01)`, the date the tallies were read).
+RIS has a repeatable note tag (one `N1` each); BibTeX and CSL-JSON have one note field, so
+the notes are joined there ("; " in BibTeX, a line each in CSL-JSON, as Zotero's Extra).
 
 Each format is written by a library that knows its rules: RIS by `rispy`, BibTeX by
 `bibtexparser` 2 with the LaTeX special characters (`{ } % & $ # _ ~ ^ \\`) escaped by
@@ -12,7 +16,7 @@ Each format is written by a library that knows its rules: RIS by `rispy`, BibTeX
 read), CSL-JSON by `json`. A record's key (BibTeX key, RIS `ID`, CSL `id`) is made from its
 DOI alone, so it is the same from run to run whatever else the store learns.
 
-Papers, authors and tallies are read as three streams in DOI order (the store's exports
+Papers, authors, tallies and notices are read as four streams in DOI order (the store's exports
 are in key order, byte order of the DOI in both dialects) and joined as they go, so a store
 of any size is written in constant memory. rispy, bibtexparser and pylatexenc are the
 optional `bibliography` extra.
@@ -28,6 +32,7 @@ from dataclasses import dataclass
 from typing import IO, Any
 
 from pipeline.errors import ConfigError
+from pipeline.models import RETRACTED
 from pipeline.store.base import Store
 
 FORMATS = ("ris", "bibtex", "csl-json")
@@ -35,6 +40,9 @@ CHUNK = 500  # records handed to the writing library at a time
 _KEY_SAFE = re.compile(r"[a-z0-9./:_-]+")
 _KEY_UNSAFE = re.compile(r"[^a-z0-9./:_-]+")
 _SPACE = re.compile(r"\s+")
+# a page range: two page labels and a dash between (hyphen, en or em dash); anything else
+# (one page, an article number, "5-9, 12") is a first page alone
+_RANGE = re.compile(r"([^\s\-\u2010-\u2015]+)\s*[-\u2010-\u2015]+\s*([^\s\-\u2010-\u2015]+)")
 # BibTeX's special characters, as LaTeX text commands (everything else stays UTF-8).
 LATEX_SPECIALS = {
     "\\": r"\textbackslash{}",
@@ -99,6 +107,29 @@ class Record:
     year: int | None
     journal: str | None
     tallies: str | None  # the scite note
+    volume: str | None = None
+    issue: str | None = None
+    pages: str | None = None  # as the store has it: "5-9", "5–9", "e1234"
+    notices: tuple[str, ...] = ()  # a note per editorial notice (`notice_note`)
+
+    @property
+    def page_range(self) -> tuple[str | None, str | None]:
+        """The first and last page (RIS `SP`/`EP`); a lone page or article number is a
+        first page with no last."""
+        if not self.pages:
+            return None, None
+        found = _RANGE.fullmatch(self.pages)
+        return (found[1], found[2]) if found else (self.pages, None)
+
+    def joined_pages(self, dash: str) -> str | None:
+        """The pages with `dash` between a range's ends (BibTeX `--`, CSL `-`)."""
+        first, last = self.page_range
+        return f"{first}{dash}{last}" if last else first
+
+    @property
+    def notes(self) -> tuple[str, ...]:
+        """Every note: the notices, then the tallies."""
+        return (*self.notices, *((self.tallies,) if self.tallies else ()))
 
     @property
     def key(self) -> str:
@@ -131,6 +162,30 @@ def tally_note(row: dict[str, Any] | None) -> str | None:
     return f"scite: {', '.join(known)} ({str(row['observed_at'])[:10]})"
 
 
+def notice_note(row: dict[str, Any]) -> str:
+    """`Retracted (2018-07-25), notice 10.1000/xyz`: a notice's status, its date when
+    known, and its own DOI (else its URL) when known."""
+    note = one_line(row["status"])
+    if row["date"]:
+        note += f" ({row['date']})"
+    if row["notice_doi"] or row["url"]:
+        note += f", notice {row['notice_doi'] or one_line(row['url'])}"
+    return note
+
+
+def notice_notes(retracted: object, notices: list[dict[str, Any]]) -> tuple[str, ...]:
+    """A note per notice; `Retracted` alone when scite flags the paper (`retracted` 1)
+    without a Retracted notice listed, so the record never hides a retraction."""
+    notes = [notice_note(n) for n in notices]
+    if retracted and not any(n["status"] == RETRACTED for n in notices):
+        notes.insert(0, RETRACTED)
+    return tuple(notes)
+
+
+def _text(value: object) -> str | None:
+    return one_line(value) or None if isinstance(value, str) else None
+
+
 class _Follow:
     """Another DOI-ordered stream, read forward alongside the papers: `take(doi)` gives
     its rows for that DOI (skipping those of papers left out)."""
@@ -161,13 +216,15 @@ class _Follow:
 
 async def records(store: Store, papers: AsyncIterator[dict[str, Any]]) -> AsyncIterator[Record]:
     """The papers (rows of `export("papers")`, in DOI order, filtered or not) that have a
-    title, with their authors and tallies."""
+    title, with their authors, tallies and notices."""
     authors = _Follow(store.export("authors"))
     tallies = _Follow(store.export("tallies"))
+    notices = _Follow(store.export("notices"))
     async for paper in papers:
         doi = paper["doi"]
         names = tuple(one_line(a["name"]) for a in await authors.take(doi))
         tally = await tallies.take(doi)
+        listed = await notices.take(doi)
         title = one_line(paper["title"] or "")
         if not title:
             continue
@@ -178,6 +235,10 @@ async def records(store: Store, papers: AsyncIterator[dict[str, Any]]) -> AsyncI
             year=paper["year"],
             journal=one_line(paper["journal"]) if paper["journal"] else None,
             tallies=tally_note(tally[0] if tally else None),
+            volume=_text(paper.get("volume")),
+            issue=_text(paper.get("issue")),
+            pages=_text(paper.get("pages")),
+            notices=notice_notes(paper.get("retracted"), listed),
         )
 
 
@@ -224,10 +285,16 @@ def _ris(chunk: Iterable[Record], out: IO[str], *, first: bool) -> None:
             ref["year"] = str(r.year)
         if r.journal:
             ref["secondary_title"] = r.journal  # T2: the journal of a JOUR (as Zotero)
+        start, end = r.page_range
+        for key, value in (("volume", r.volume), ("number", r.issue), ("start_page", start)):
+            if value:  # VL, IS, SP
+                ref[key] = value
+        if end:
+            ref["end_page"] = end  # EP
         ref["doi"] = r.doi
         ref["urls"] = [r.url]
-        if r.tallies:
-            ref["notes"] = [r.tallies]
+        if r.notes:
+            ref["notes"] = list(r.notes)  # one N1 each
         refs.append(ref)
     if refs:
         if not first:
@@ -277,10 +344,14 @@ def _bibtex(chunk: Iterable[Record], out: IO[str], *, first: bool) -> None:
             fields.append(Field("year", str(r.year)))
         if r.journal:
             fields.append(Field("journal", latex(r.journal)))
+        pages = r.joined_pages("--")  # BibTeX's range dash
+        for key, value in (("volume", r.volume), ("number", r.issue), ("pages", pages)):
+            if value:
+                fields.append(Field(key, latex(value)))
         fields.append(Field("doi", r.doi))  # verbatim (biblatex reads doi and url so)
         fields.append(Field("url", r.url))
-        if r.tallies:
-            fields.append(Field("note", latex(r.tallies)))
+        if r.notes:  # one note field: the notes joined
+            fields.append(Field("note", latex("; ".join(r.notes))))
         library.add(Entry("article" if r.journal else "misc", r.key, fields))
     if library.entries:
         if not first:
@@ -303,8 +374,12 @@ def csl_item(r: Record) -> dict[str, Any]:
         item["issued"] = {"date-parts": [[r.year]]}
     if r.journal:
         item["container-title"] = r.journal
-    if r.tallies:
-        item["note"] = r.tallies
+    pages = r.joined_pages("-")
+    for key, value in (("volume", r.volume), ("issue", r.issue), ("page", pages)):
+        if value:
+            item[key] = value
+    if r.notes:  # one note: a line each (Zotero's Extra)
+        item["note"] = "\n".join(r.notes)
     return item
 
 

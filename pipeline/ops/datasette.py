@@ -41,6 +41,10 @@ TABLES: dict[str, dict[str, Any]] = {
             "refresh_interval": "seconds until its report is read again (adaptive)",
             "next_refresh_at": "when a crawl reads its report again",
             "retracted": "1 if scite's API says it is retracted, 0 if not, NULL unknown",
+            "volume": "journal volume, as scite's API gives it (NULL unknown)",
+            "issue": "journal issue, as scite's API gives it (NULL unknown)",
+            "pages": "pages (a range such as 5-9, one page or an article number), "
+            "as scite's API gives them (NULL unknown)",
         },
     },
     "authors": {

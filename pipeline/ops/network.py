@@ -3,15 +3,18 @@
 The network is read from the store's own streams (`StoreStats.export` of `papers`,
 `tallies` and `statements`, and the crawl's provenance), never from SQL written here:
 
-- nodes: the papers of the selection, keyed by their normalised DOI, with their metadata
-  and scite's tallies (`NODE_ATTRIBUTES`); `seed` and `depth` say how the paper relates
-  to the seeds (see `Selection`);
+- nodes: the papers of the selection, keyed by their normalised DOI, with their metadata,
+  `retracted` (true when `papers.retracted` is 1 or the paper has a `Retracted` notice,
+  false when it is 0 and no such notice) and scite's tallies (`NODE_ATTRIBUTES`); `seed`
+  and `depth` say how the paper relates to the seeds (see `Selection`);
 - edges: citing -> cited, one per pair, with the pair's statements counted by type
   (`EDGE_ATTRIBUTES`).
 
 An attribute the store does not know (a title never seen, tallies of a paper whose own
-report was never read) is left off the node rather than written as 0 or "": GraphML and
-GEXF readers take a missing attribute as unknown, and nothing false is written.
+report was never read, `retracted` of a paper scite's API never answered for) is left off
+the node rather than written as 0, "" or false: GraphML and GEXF readers take a missing
+attribute as unknown, and nothing false is written. Each attribute keeps one Python type
+(`retracted`, `seed`: bool), so GraphML and GEXF declare it once with one type.
 
 `rank` computes on the same graph: PageRank and in-degree within the network, the papers
 most contradicted by statements in it, and the most co-cited and most bibliographically
@@ -35,7 +38,7 @@ from typing import IO, Any, TypeAlias
 
 from pipeline.app import Pipeline
 from pipeline.errors import ConfigError
-from pipeline.models import StatementType
+from pipeline.models import RETRACTED, StatementType
 from pipeline.runs.inputs import open_input, read_doi_lines
 
 Graph: TypeAlias = Any  # a networkx.DiGraph of DOIs (networkx ships no type hints)
@@ -43,7 +46,16 @@ GRAPH_FORMATS = ("graphml", "gexf", "json", "edges-csv")
 RANKINGS = ("pagerank", "in-degree", "contrasting", "co-citation", "coupling")
 STATEMENT_TYPES: tuple[StatementType, ...] = ("supporting", "mentioning", "contrasting")
 TALLY_ATTRIBUTES = ("supporting", "mentioning", "contrasting", "citing_publications")
-NODE_ATTRIBUTES = ("title", "year", "journal", *TALLY_ATTRIBUTES, "seed", "depth", "seeds")
+NODE_ATTRIBUTES = (
+    "title",
+    "year",
+    "journal",
+    "retracted",
+    *TALLY_ATTRIBUTES,
+    "seed",
+    "depth",
+    "seeds",
+)
 EDGE_ATTRIBUTES = ("statements", *STATEMENT_TYPES)
 
 
@@ -114,6 +126,11 @@ async def read_network(p: Pipeline, selection: Selection) -> Graph:
     papers: dict[str, dict[str, Any]] = {}
     async for row in p.store.export("papers"):
         papers[row["doi"]] = {k: row[k] for k in ("title", "year", "journal")}
+        if row["retracted"] is not None:  # 1 or 0 from scite's API; NULL: unknown
+            papers[row["doi"]]["retracted"] = bool(row["retracted"])
+    async for row in p.store.export("notices"):  # a Retracted notice says so too
+        if row["status"] == RETRACTED and row["doi"] in papers:
+            papers[row["doi"]]["retracted"] = True
     async for row in p.store.export("tallies"):
         if row["doi"] in papers:
             papers[row["doi"]].update({k: row[k] for k in TALLY_ATTRIBUTES})

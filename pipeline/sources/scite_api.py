@@ -54,6 +54,14 @@ def _text(value: Any) -> str | None:
     return value.strip() or None if isinstance(value, str) else None
 
 
+def _label(value: Any) -> str | None:
+    """A volume, issue or page: text as the API writes it (a bare number taken as its
+    digits), else unknown."""
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return _text(value)
+
+
 def _entries(data: Any, key: str) -> Mapping[str, Any]:
     if not isinstance(data, dict) or not isinstance(data.get(key), dict):
         raise ParseError(f"API answer is not an object with {key!r}")
@@ -132,6 +140,9 @@ def parse_papers(data: Any, dois: Sequence[str]) -> dict[str, ApiPaper]:
             authors=_authors(p.get("authors")),
             retracted=retracted if isinstance(retracted, bool) else None,
             notices=_notices(p.get("editorialNotices")),
+            volume=_label(p.get("volume")),
+            issue=_label(p.get("issue")),
+            pages=_label(p.get("page")),
         )
     return out
 

@@ -436,7 +436,8 @@ def _plan_api(
     seen: datetime,
     policy: RefreshPolicy,
 ) -> None:
-    """An API answer's rows: papers (filling what the store lacks, `retracted`), authors
+    """An API answer's rows: papers (filling what the store lacks; `retracted`, volume,
+    issue and pages the API's latest), authors
     where there are none, notices, tallies (with a history row when they moved), section
     facets; with `record_missing`, a not-found job for each DOI it lacked; with
     `schedule`, each tallied paper's next refresh, adaptive as a report's visit (halved
@@ -450,6 +451,9 @@ def _plan_api(
                 "journal": p.journal,
                 "abstract": p.abstract,
                 "retracted": p.retracted,
+                "volume": p.volume,
+                "issue": p.issue,
+                "pages": p.pages,
                 "now": seen,
             }
         )

@@ -66,8 +66,22 @@ async def test_backfill_source_api_stores_the_api_rows_exactly(tmp_path: Path) -
         ]
         p = paper_object(report)
         assert query(
-            db, "SELECT title, year, journal, abstract, retracted FROM papers WHERE doi = ?", doi
-        ) == [(p["title"], p["year"], p["journal"], p["abstract"], int(p["retracted"]))]
+            db,
+            "SELECT title, year, journal, abstract, retracted, volume, issue, pages "
+            "FROM papers WHERE doi = ?",
+            doi,
+        ) == [
+            (
+                p["title"],
+                p["year"],
+                p["journal"],
+                p["abstract"],
+                int(p["retracted"]),
+                p["volume"],
+                p["issue"],
+                p["page"],
+            )
+        ]
         names = [f"{a['given']} {a['family']}" if a["given"] else a["family"] for a in p["authors"]]
         assert [
             n for (n,) in query(db, "SELECT name FROM authors WHERE doi = ? ORDER BY position", doi)

@@ -5,7 +5,9 @@ reader: networkx's GraphML and GEXF readers, rispy, bibtexparser 2."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
+import io
 import json
 from collections import Counter
 from pathlib import Path
@@ -16,12 +18,22 @@ import networkx as nx
 import pytest
 import rispy
 
+from citesite.api import notices_of, paper_object
 from citesite.server import CitationSite
 from pipeline import app
 from pipeline.cli import main
 from pipeline.runs import commands
 
-from .conftest import fast_settings, query, quiet_ui, reports, write_dois
+from .conftest import (
+    crawl_input,
+    fast_env,
+    fast_settings,
+    query,
+    quiet_ui,
+    reports,
+    run_cli,
+    write_dois,
+)
 
 AWKWARD = (
     'The {TP53} gene & its friends: 50% of "quoted" cases',
@@ -129,9 +141,14 @@ def test_rank_lists_the_most_cited(snowball: dict[str, Any], capsys: Any) -> Non
 @pytest.mark.parametrize("fmt", ["ris", "bibtex"])
 def test_bibliography_has_every_crawled_paper(snowball: dict[str, Any], fmt: str) -> None:
     db, out = snowball["db"], snowball["dir"] / f"papers.{fmt}"
-    citepipe(db, "export", "--table", "papers", "--format", fmt, "-o", str(out))
+    err = io.StringIO()  # not capsys: the logs keep this stream, still open, for later tests
+    with contextlib.redirect_stderr(err):
+        citepipe(db, "export", "--table", "papers", "--format", fmt, "-o", str(out))
     text = out.read_text("utf-8")
     titled = dict(query(db, "select doi, title from papers where title is not null"))
+    # one record per titled paper, and the count says records: papers without a title
+    # are not written, so "rows" would not be the papers table's rows
+    assert f"exported {len(titled)} records from papers" in err.getvalue()
     if fmt == "ris":
         titles = {r["doi"]: r["title"] for r in rispy.loads(text)}
     else:
@@ -187,3 +204,51 @@ def test_provenance_records_two_seeds_reaching_one_paper(tmp_path: Path) -> None
     citepipe(db, "export", "--table", "provenance", "-o", str(copy))
     lines = copy.read_text("utf-8").splitlines()
     assert lines[0] == "doi,seed,depth" and len(lines) == len(rows) + 1
+
+
+async def test_api_data_reaches_the_graph_and_the_records(tmp_path: Path) -> None:
+    """`backfill --source both` against the local site (its API and its report pages),
+    then graph and the bibliographic exports: `retracted` on the nodes, one note per
+    editorial notice, volume, issue and pages exactly as the site's API gives them."""
+    reps, dois, db = crawl_input(tmp_path, 64, seed=23)
+    truth = {d: paper_object(r) for d, r in reps.items()}
+    statuses = {n.status for d in reps for n in notices_of(d)}
+    assert "Retracted" in statuses and len(statuses) > 1  # the data set has both kinds
+    async with CitationSite(reps, api_token="tok") as site:
+        env = fast_env(site.base_url, db, api_url=site.base_url, api_token="tok")
+        done = await run_cli("backfill", str(dois), "--source", "both", env=env)
+        assert done.code in (0, 1), done.err
+        out = {f: tmp_path / f"p.{f}" for f in ("json", "ris", "bib", "csl")}
+        graphed = await run_cli("graph", "--format", "json", "-o", str(out["json"]), env=env)
+        assert graphed.code == 0, graphed.err
+        for fmt, path in (("ris", out["ris"]), ("bibtex", out["bib"]), ("csl-json", out["csl"])):
+            exported = await run_cli(
+                "export", "--table", "papers", "--format", fmt, "-o", str(path), env=env
+            )
+            assert exported.code == 0, exported.err
+            titled = query(db, "select count(*) from papers where title is not null")[0][0]
+            assert f"exported {titled} records from papers" in exported.err
+
+    nodes = {n["id"]: n for n in json.loads(out["json"].read_text("utf-8"))["nodes"]}
+    # every paper the API answered for: known; a citer it was never asked about: no key
+    assert {d: n["retracted"] for d, n in nodes.items() if "retracted" in n} == {
+        d: p["retracted"] for d, p in truth.items()
+    }
+
+    def notes_of(doi: str) -> list[str]:
+        notes = []
+        for n in sorted(notices_of(doi), key=lambda n: (n.status, n.date or "", n.doi or "")):
+            note = n.status + (f" ({n.date})" if n.date else "")
+            notes.append(note + f", notice {n.doi or n.url}")
+        return notes
+
+    ris = {r["doi"]: r for r in rispy.loads(out["ris"].read_text("utf-8"))}
+    csl = {i["DOI"]: i for i in json.loads(out["csl"].read_text("utf-8"))}
+    bib = {e["doi"]: e for e in bibtexparser.parse_string(out["bib"].read_text("utf-8")).entries}
+    for doi, p in truth.items():
+        r, c, b = ris[doi], csl[doi], bib[doi]
+        assert (r["volume"], r["number"], r["start_page"]) == (p["volume"], p["issue"], p["page"])
+        assert (c["volume"], c["issue"], c["page"]) == (p["volume"], p["issue"], p["page"])
+        assert (b["volume"], b["number"], b["pages"]) == (p["volume"], p["issue"], p["page"])
+        assert [n for n in r.get("notes", []) if not n.startswith("scite:")] == notes_of(doi)
+        assert c["note"].split("\n")[: len(notes_of(doi))] == notes_of(doi)

@@ -417,6 +417,32 @@ async def test_complete_writes_the_page_rows_and_marks_done(store: Store) -> Non
     assert (await store.stats()).pages_last_minute == 1
 
 
+async def answer_papers(store: Store, n: int, *papers: ApiPaper) -> None:
+    """Complete one `/papers` batch job (the `n`th: each its own key) with these papers."""
+    dois = tuple(p.doi for p in papers)
+    key = f"api:papers:{n}"
+    await store.enqueue([NewJob(doi=key, url="http://api/papers", batch=dois)])
+    job = await claim_one(store, key)
+    api = ApiResult("papers", papers={p.doi: p for p in papers})
+    await store.complete(Completion(job=job, result=None, api=api))
+
+
+async def test_api_papers_fill_volume_issue_and_pages(store: Store) -> None:
+    """`volume`, `issue`, `pages` only come from the API: its latest value is kept, an
+    answer without one keeps what the store has, and a report page never clears them."""
+    await answer_papers(
+        store, 1, ApiPaper("10.1/a", title="A", volume="12", issue="3", pages="5-9")
+    )
+    p = await paper(store, "10.1/a")
+    assert (p["title"], p["volume"], p["issue"], p["pages"]) == ("A", "12", "3", "5-9")
+    await answer_papers(store, 2, ApiPaper("10.1/a", volume="13"))  # issue, pages unknown
+    p = await paper(store, "10.1/a")
+    assert (p["volume"], p["issue"], p["pages"]) == ("13", "3", "5-9")
+    await crawl(store, result())  # the report page of the same paper
+    p = await paper(store, "10.1/a")
+    assert (p["title"], p["volume"], p["issue"], p["pages"]) == ("Full title", "13", "3", "5-9")
+
+
 async def test_complete_is_all_or_nothing(store: Store) -> None:
     await store.enqueue([new()])
     job = await claim_one(store)

@@ -47,6 +47,9 @@ PUBLIC = {
         "first_seen_at",
         "last_crawled_at",
         "retracted",
+        "volume",
+        "issue",
+        "pages",
     },
     "authors": {"doi", "position", "name"},
     "tallies": {
@@ -169,6 +172,7 @@ async def test_migrations_run_once_at_open(tmp_path: Path) -> None:
             (8, "provenance"),
             (9, "api"),
             (10, "digests"),
+            (11, "volume_issue_pages"),
             (13, "api_refresh"),
         ]
         assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (1,)

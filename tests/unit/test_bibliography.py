@@ -28,21 +28,41 @@ PAPERS: dict[str, dict[str, Any]] = {
         "year": 2019,
         "journal": "Journal of Things & Stuff",
         "authors": ["Müller, Jürgen", "O'Brien, J", "van der Berg, Anna"],
+        "retracted": 1,
+        "volume": "12",
+        "issue": "3",
+        "pages": "100–109",  # an en dash, as publishers write ranges
     },
     "10.1000/accents": {
         "title": "Éléments de théorie: Ångström, Łódź, naïve façade — $x^2$ #1 ~_\\",
         "year": 2001,
         "journal": None,
         "authors": ["Zhang Wei", "Smith, Jr., John"],
+        "retracted": 0,
+        "volume": "Suppl 2",
+        "pages": "e1234",  # an article number: one page, no end
     },
     "10.1000/x_y%z(1)": {  # a DOI with characters no BibTeX key may hold
         "title": "Line\nbreaks\tand   spaces",
         "year": None,
         "journal": "J",
         "authors": [],
+        "retracted": 1,  # scite's flag without a notice listed
     },
     "10.1000/untitled": {"title": None, "year": 2000, "journal": None, "authors": ["X, Y"]},
 }
+# Editorial notices: two of the braces paper (one with a date and DOI, one with a URL
+# only), and an erratum of the accents paper, which is not retracted.
+NOTICES = [
+    ("10.1000/braces", "Retracted", "2018-07-25", "10.1000/braces.notice1", None),
+    ("10.1000/braces", "Has expression of concern", "", "", "https://example.org/eoc/1"),
+    ("10.1000/accents", "Has erratum", "2002-01-05", "", None),
+]
+BRACES_NOTES = [
+    "Has expression of concern, notice https://example.org/eoc/1",
+    "Retracted (2018-07-25), notice 10.1000/braces.notice1",
+]
+TALLY_NOTE = "scite: 3 supporting, 40 mentioning, 1 contrasting (2026-12-01)"
 ONE_LINE = {
     doi: " ".join(p["title"].split()) for doi, p in PAPERS.items() if p["title"] is not None
 }
@@ -56,7 +76,8 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
     for doi, p in PAPERS.items():
         row = dict.fromkeys(COLUMNS["papers"])
         row.update(doi=doi, title=p["title"], year=p["year"], journal=p["journal"])
-        row.update(first_seen_at=WHEN, incomplete=0)
+        row.update(first_seen_at=WHEN, incomplete=0, retracted=p.get("retracted"))
+        row.update(volume=p.get("volume"), issue=p.get("issue"), pages=p.get("pages"))
         papers.append(row)
         authors += [{"doi": doi, "position": i, "name": n} for i, n in enumerate(p["authors"], 1)]
     await s.import_rows("papers", papers)
@@ -65,6 +86,13 @@ async def store(tmp_path: Path) -> AsyncIterator[SQLiteStore]:
     tally.update(doi="10.1000/braces", supporting=3, mentioning=40, contrasting=1)
     tally.update(observed_at=WHEN)
     await s.import_rows("tallies", [tally])
+    notices = []
+    for doi, status, date, notice_doi, url in NOTICES:
+        row = dict.fromkeys(COLUMNS["notices"])
+        row.update(doi=doi, status=status, date=date, notice_doi=notice_doi, url=url)
+        row.update(first_seen_at=WHEN, last_seen_at=WHEN)
+        notices.append(row)
+    await s.import_rows("notices", notices)
     yield s
     await s.close()
 
@@ -86,10 +114,19 @@ async def test_ris_reads_back_with_every_titled_paper(store: SQLiteStore, tmp_pa
     braces = refs["10.1000/braces"]
     assert braces["authors"] == ["Müller, Jürgen", "O'Brien, J", "van der Berg, Anna"]
     assert braces["year"] == "2019" and braces["secondary_title"] == "Journal of Things & Stuff"
-    assert braces["notes"] == ["scite: 3 supporting, 40 mentioning, 1 contrasting (2026-12-01)"]
+    # one N1 per notice, then scite's tallies
+    assert braces["notes"] == [*BRACES_NOTES, TALLY_NOTE]
     assert braces["urls"] == ["https://doi.org/10.1000/braces"]
-    assert refs["10.1000/accents"]["authors"] == ["Wei, Zhang", "Smith, Jr., John"]
-    assert "notes" not in refs["10.1000/accents"]  # no tallies read: no note
+    assert (braces["volume"], braces["number"]) == ("12", "3")
+    assert (braces["start_page"], braces["end_page"]) == ("100", "109")
+    accents = refs["10.1000/accents"]
+    assert accents["authors"] == ["Wei, Zhang", "Smith, Jr., John"]
+    assert accents["notes"] == ["Has erratum (2002-01-05)"]  # no tallies read: no such note
+    assert (accents["volume"], accents["start_page"]) == ("Suppl 2", "e1234")
+    assert "number" not in accents and "end_page" not in accents  # unknown: no tag
+    odd = refs["10.1000/x_y%z(1)"]
+    assert odd["notes"] == ["Retracted"]  # scite's flag, no notice listed
+    assert not {"volume", "number", "start_page"} & set(odd)
     assert not text.startswith("1.")  # no numbering line before a record
 
 
@@ -113,7 +150,14 @@ async def test_bibtex_reads_back_with_every_titled_paper(
     assert braces.entry_type == "article" and by_doi["10.1000/accents"].entry_type == "misc"
     assert r"\{TP53\} gene \& its" in braces["title"] and r"50\%" in braces["title"]
     assert braces["author"] == "Müller, Jürgen and O'Brien, J and van der Berg, Anna"
-    assert braces["note"] == "scite: 3 supporting, 40 mentioning, 1 contrasting (2026-12-01)"
+    # BibTeX has one note field: the notices, then the tallies, joined by "; "
+    assert braces["note"] == "; ".join([*BRACES_NOTES, TALLY_NOTE])
+    assert (braces["volume"], braces["number"], braces["pages"]) == ("12", "3", "100--109")
+    accents = by_doi["10.1000/accents"]
+    assert accents["note"] == "Has erratum (2002-01-05)"
+    assert (accents["volume"], accents["pages"]) == ("Suppl 2", "e1234")
+    assert "number" not in accents.fields_dict
+    assert by_doi["10.1000/x_y%z(1)"]["note"] == "Retracted"
     keys = {e["doi"]: e.key for e in raw.entries}
     assert keys["10.1000/braces"] == "10.1000/braces"
     assert (
@@ -144,6 +188,12 @@ async def test_csl_json_reads_back(store: SQLiteStore, tmp_path: Path) -> None:
     assert braces["container-title"] == "Journal of Things & Stuff"
     assert braces["type"] == "article-journal" and by_doi["10.1000/accents"]["type"] == "article"
     assert by_doi["10.1000/x_y%z(1)"]["id"].startswith("10.1000/x_y-z-1-")
+    # CSL has one note: a line each (Zotero reads it into Extra, line by line)
+    assert braces["note"] == "\n".join([*BRACES_NOTES, TALLY_NOTE])
+    assert (braces["volume"], braces["issue"], braces["page"]) == ("12", "3", "100-109")
+    accents = by_doi["10.1000/accents"]
+    assert (accents["volume"], accents["page"], "issue" in accents) == ("Suppl 2", "e1234", False)
+    assert by_doi["10.1000/x_y%z(1)"]["note"] == "Retracted"
 
 
 async def test_filters_apply_and_an_empty_export_is_valid(

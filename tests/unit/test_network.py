@@ -25,12 +25,14 @@ async def fill(
     papers: dict[str, str | None],
     statements: Sequence[tuple[str, str, str | None]],
     tallies: dict[str, tuple[int, int, int]] | None = None,
+    retracted: dict[str, int | None] | None = None,
 ) -> None:
     """Papers (doi -> title) and statements (citing, cited, type), as a crawl leaves them."""
     rows = []
     for doi, title in papers.items():
         row = dict.fromkeys(COLUMNS["papers"])
         row.update(doi=doi, title=title, first_seen_at=WHEN, incomplete=0)
+        row.update(retracted=(retracted or {}).get(doi))
         rows.append(row)
     await store.import_rows("papers", rows)
     stmts = []
@@ -213,3 +215,35 @@ def test_rank_of_nothing_is_empty() -> None:
     assert network.rank(nx.DiGraph(), "pagerank", 5) == []
     with pytest.raises(ConfigError, match="--limit 0"):
         network.rank(nx.DiGraph(), "pagerank", 0)
+
+
+async def test_retracted_is_known_true_false_or_left_off(
+    store: SQLiteStore, tmp_path: Path
+) -> None:
+    """`retracted` from papers.retracted or a Retracted notice; unknown is no attribute,
+    and GraphML and GEXF declare it once, as a boolean."""
+    flags = {"A": 1, "B": 0, "C": None, "D": 0, "E": None}
+    papers = {d: f"Paper {d}" for d in "ABCDE"}
+    await fill(store, papers, [("B", "A", None), ("E", "A", None)], retracted=flags)
+    notice = dict.fromkeys(COLUMNS["notices"])
+    notice.update(first_seen_at=WHEN, last_seen_at=WHEN, date="2018-07-25", notice_doi="")
+    await store.import_rows(
+        "notices",
+        [
+            {**notice, "doi": "D", "status": "Retracted"},  # the notice wins over a 0
+            {**notice, "doi": "E", "status": "Retracted"},  # and tells an unknown
+            {**notice, "doi": "C", "status": "Has erratum"},  # not a retraction: unknown
+        ],
+    )
+    g = await graph_of(store)
+    want = {"A": True, "B": False, "D": True, "E": True}
+    assert {d: a["retracted"] for d, a in g.nodes(data=True) if "retracted" in a} == want
+    for fmt, read in (("graphml", nx.read_graphml), ("gexf", nx.read_gexf)):
+        path = tmp_path / f"r.{fmt}"
+        network.write_graph(g, fmt, str(path))
+        back = read(path)
+        assert {d: a["retracted"] for d, a in back.nodes(data=True) if "retracted" in a} == want
+        assert all(type(a["retracted"]) is bool for d, a in back.nodes(data=True) if d != "C")
+    text = (tmp_path / "r.graphml").read_text("utf-8")
+    assert 'attr.name="retracted" attr.type="boolean"' in text
+    assert 'title="retracted" type="boolean"' in (tmp_path / "r.gexf").read_text("utf-8")

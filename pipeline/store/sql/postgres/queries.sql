@@ -239,12 +239,12 @@ GROUP BY 1 ORDER BY 2 DESC, 1;
 -- as 0/1 and the driver writes times as ISO text, so an export is the same as SQLite's.
 
 -- name: export_papers
-SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated::integer AS abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete::integer AS incomplete, refresh_interval, next_refresh_at, incomplete_reason, retracted::integer AS retracted
+SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated::integer AS abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete::integer AS incomplete, refresh_interval, next_refresh_at, incomplete_reason, retracted::integer AS retracted, volume, issue, pages
 FROM papers
 ORDER BY doi LIMIT :limit;
 
 -- name: export_papers_after
-SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated::integer AS abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete::integer AS incomplete, refresh_interval, next_refresh_at, incomplete_reason, retracted::integer AS retracted
+SELECT doi, title, year, publication_date, journal, abstract, abstract_truncated::integer AS abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete::integer AS incomplete, refresh_interval, next_refresh_at, incomplete_reason, retracted::integer AS retracted, volume, issue, pages
 FROM papers
 WHERE doi > :after_doi
 ORDER BY doi LIMIT :limit;
@@ -289,8 +289,8 @@ WHERE h.robots_fetched_at IS NULL OR h.robots_fetched_at <= excluded.robots_fetc
 -- identity sequences are moved past the copied ids by `sync_ids`.
 
 -- name: import_papers
-INSERT INTO papers (doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason, retracted)
-VALUES (:doi, :title, :year, :publication_date, :journal, :abstract, :abstract_truncated::integer::boolean, :report_url, :first_seen_at::text::timestamptz, :last_crawled_at::text::timestamptz, :incomplete::integer::boolean, :refresh_interval, :next_refresh_at::text::timestamptz, :incomplete_reason, :retracted::integer::boolean)
+INSERT INTO papers (doi, title, year, publication_date, journal, abstract, abstract_truncated, report_url, first_seen_at, last_crawled_at, incomplete, refresh_interval, next_refresh_at, incomplete_reason, retracted, volume, issue, pages)
+VALUES (:doi, :title, :year, :publication_date, :journal, :abstract, :abstract_truncated::integer::boolean, :report_url, :first_seen_at::text::timestamptz, :last_crawled_at::text::timestamptz, :incomplete::integer::boolean, :refresh_interval, :next_refresh_at::text::timestamptz, :incomplete_reason, :retracted::integer::boolean, :volume, :issue, :pages)
 ON CONFLICT DO NOTHING;
 
 -- name: import_tallies
@@ -446,15 +446,19 @@ WHERE excluded.depth < provenance.depth;
 
 -- name: upsert_api_paper
 -- A paper's metadata from the API fills what the store lacks (a report page's header is
--- better: it is never overwritten); `retracted` is the API's alone and always taken.
-INSERT INTO papers (doi, title, year, journal, abstract, retracted, first_seen_at)
-VALUES (:doi, :title, :year, :journal, :abstract, :retracted::boolean, :now)
+-- better: it is never overwritten); `retracted`, `volume`, `issue` and `pages` are the
+-- API's alone (no report page shows them): its latest known value is taken.
+INSERT INTO papers (doi, title, year, journal, abstract, retracted, volume, issue, pages, first_seen_at)
+VALUES (:doi, :title, :year, :journal, :abstract, :retracted::boolean, :volume, :issue, :pages, :now)
 ON CONFLICT (doi) DO UPDATE SET
     title = coalesce(papers.title, excluded.title),
     year = coalesce(papers.year, excluded.year),
     journal = coalesce(papers.journal, excluded.journal),
     abstract = coalesce(papers.abstract, excluded.abstract),
-    retracted = coalesce(excluded.retracted, papers.retracted);
+    retracted = coalesce(excluded.retracted, papers.retracted),
+    volume = coalesce(excluded.volume, papers.volume),
+    issue = coalesce(excluded.issue, papers.issue),
+    pages = coalesce(excluded.pages, papers.pages);
 
 -- name: import_notices
 INSERT INTO notices (doi, status, date, notice_doi, url, first_seen_at, last_seen_at)
