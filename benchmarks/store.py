@@ -6,28 +6,47 @@
    queue (the claim walks a partial index in order and stops at its limit).
 3. The writer's own Python per page (`--plan`): a batch's write plan built and its rows
    encoded, no SQL; best of 30. It holds the GIL that the event loop wants too.
+4. PostgreSQL writers (`--postgres URL --writers 1,2,4`): N processes, each with its own
+   `PostgresStore` on one database, commit completions (`store.complete`, the real
+   writer) of `--pages` pages each; committed pages/s of all of them together, from the
+   moment they all start. Every page cites 20 papers of its own and 5 of a pool of 2,000
+   shared by all (citing papers recur across reports), so batches overlap on rows. Each
+   run gets a fresh schema, checked afterwards: every job done, every statement there.
 
     .venv/bin/python benchmarks/store.py [--pages 4000] [--big 1000000] [--plan]
+    .venv/bin/python benchmarks/store.py --postgres postgresql://root@127.0.0.1/postgres \
+        --writers 1,2,4 [--pages 2000]
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import multiprocessing
 import tempfile
 import time
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
+from urllib.parse import urlsplit, urlunsplit
 
 from pipeline.models import Completion, Facet, Job, NewJob, Paper, ParseResult, Statement, Tally
-from pipeline.store import SQLiteStore, Store
+from pipeline.store import PostgresStore, SQLiteStore, Store
 
 STATEMENTS = 25
 PAGES_PER_REPORT = 4
+SHARED_CITERS = 5  # of a page's statements, cite a paper of the shared pool
+SHARED_POOL = 2000
 
 
-def page_result(doi: str, page: int) -> ParseResult:
+def citer(doi: str, page: int, i: int, shared: bool) -> str:
+    if shared and i < SHARED_CITERS:
+        return f"10.5555/shared-{hash((doi, page, i)) % SHARED_POOL}"
+    return f"10.5555/{doi}-{page}-{i}"
+
+
+def page_result(doi: str, page: int, shared: bool = False) -> ParseResult:
     return ParseResult(
         paper=Paper(
             doi=doi,
@@ -40,7 +59,7 @@ def page_result(doi: str, page: int) -> ParseResult:
         facets=(Facet("section", "Introduction", 120), Facet("section", "Results", 40)),
         statements=tuple(
             Statement(
-                citing_doi=f"10.5555/{doi}-{page}-{i}",
+                citing_doi=citer(doi, page, i, shared),
                 snippet=f"... as shown by earlier work on {doi} (page {page}, #{i}) ...",
                 citing_title=f"Citing paper {i}",
                 citing_year=2021,
@@ -125,13 +144,113 @@ def _with_doi(res: ParseResult, job: Job) -> ParseResult:
     return ParseResult(Paper(job.doi, "t"), res.tallies, statements=res.statements)
 
 
+def with_search_path(url: str, schema: str) -> str:
+    parts = urlsplit(url)
+    query = "&".join(q for q in (parts.query, f"search_path={schema}") if q)
+    return urlunsplit(parts._replace(query=query))
+
+
+async def _writer(url: str, writer: int, pages: int, ready: object, go: object) -> int:
+    """One writer process: claim its jobs, wait for the start, complete them all."""
+    async with PostgresStore(url) as store:
+        jobs: list[Job] = []
+        while len(jobs) < pages:
+            got = await store.claim(f"w{writer}", pages - len(jobs), 3600)
+            mine = [j for j in got if j.doi.startswith(f"10.{writer + 10}/")]
+            await store.release([j for j in got if j not in mine])
+            jobs += mine
+        done = [Completion(j, page_result(j.doi, j.page, shared=True)) for j in jobs]
+        ready.put(writer)  # type: ignore[attr-defined]
+        go.wait()  # type: ignore[attr-defined]
+        await asyncio.gather(*(store.complete(c) for c in done))
+    return len(done)
+
+
+def _writer_process(url: str, writer: int, pages: int, ready: object, go: object) -> None:
+    asyncio.run(_writer(url, writer, pages, ready, go))
+
+
+async def _admin(url: str, sql: str) -> object:
+    import asyncpg
+
+    conn = await asyncpg.connect(url)
+    try:
+        return await conn.fetchval(sql)
+    finally:
+        await conn.close()
+
+
+async def postgres_writers(admin: str, writers: int, pages: int) -> tuple[float, int]:
+    """(pages/s of `writers` processes completing `pages` pages each, deadlocks seen)."""
+    schema = f"bench_writers_{uuid.uuid4().hex[:10]}"
+    await _admin(admin, f'CREATE SCHEMA "{schema}"')
+    url = with_search_path(admin, schema)
+    try:
+        async with PostgresStore(url) as store:
+            reports = pages // PAGES_PER_REPORT
+            await store.enqueue(
+                NewJob(f"10.{w + 10}/{r}", f"u/{w}/{r}", p)
+                for w in range(writers)
+                for r in range(reports)
+                for p in range(1, PAGES_PER_REPORT + 1)
+            )
+        ctx = multiprocessing.get_context("spawn")
+        ready, go = ctx.Queue(), ctx.Event()
+        procs = [
+            ctx.Process(
+                target=_writer_process, args=(url, w, reports * PAGES_PER_REPORT, ready, go)
+            )
+            for w in range(writers)
+        ]
+        for proc in procs:
+            proc.start()
+        for _ in procs:
+            ready.get(timeout=300)
+        deadlocks = int(str(await _admin(admin, DEADLOCKS)))
+        start = time.perf_counter()
+        go.set()
+        for proc in procs:
+            proc.join()
+        elapsed = time.perf_counter() - start
+        deadlocks = int(str(await _admin(admin, DEADLOCKS))) - deadlocks
+        if any(proc.exitcode for proc in procs):
+            raise SystemExit("a writer process failed")
+        total = writers * reports * PAGES_PER_REPORT
+        done = int(str(await _admin(url, "SELECT count(*) FROM jobs WHERE state = 'done'")))
+        stmts = int(str(await _admin(url, "SELECT count(*) FROM statements")))
+        if done != total or stmts != total * STATEMENTS:
+            raise SystemExit(f"lost writes: {done}/{total} done, {stmts} statements")
+        return total / elapsed, deadlocks
+    finally:
+        await _admin(admin, f'DROP SCHEMA IF EXISTS "{schema}" CASCADE')
+
+
+DEADLOCKS = "SELECT deadlocks FROM pg_stat_database WHERE datname = current_database()"
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--pages", type=int, default=4000)
     parser.add_argument("--big", type=int, default=1_000_000)
     parser.add_argument("--rounds", type=int, default=2000)
     parser.add_argument("--plan", action="store_true", help="only the writer's Python cost")
+    parser.add_argument("--postgres", metavar="URL", help="PostgreSQL writers mode: admin URL")
+    parser.add_argument("--writers", default="1,2,4", help="writer processes, e.g. 1,2,4")
+    parser.add_argument("--repeat", type=int, default=3, help="runs of each (the median)")
     args = parser.parse_args()
+    if args.postgres:
+        pages = min(args.pages, 2000)
+        print(f"PostgreSQL writers, {pages} pages each ({STATEMENTS} statements a page), "
+              f"median of {args.repeat}")  # fmt: skip
+        for n in (int(w) for w in args.writers.split(",")):
+            runs = [await postgres_writers(args.postgres, n, pages) for _ in range(args.repeat)]
+            rates = sorted(r for r, _ in runs)
+            print(
+                f"  {n} writer{'s' if n > 1 else ' '} {rates[len(rates) // 2]:8,.0f} pages/s "
+                f"(runs {', '.join(f'{r:,.0f}' for r in rates)}; "
+                f"deadlocks {sum(d for _, d in runs)})"
+            )
+        return
     print(f"writer's plan + encode: {plan_cost():.1f} µs/page ({STATEMENTS} statements)")
     if args.plan:
         return

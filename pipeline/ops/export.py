@@ -1,26 +1,28 @@
 """`citepipe export`: a table streamed as CSV, JSON lines or Parquet, with row filters
 (`--where`, `--since`); and Datasette's metadata for a SQLite store.
 
-Filters are applied to the rows the store streams (`StoreStats.export`), in Python: no
-text from the command line ever reaches SQL, so `--where` cannot inject anything. A
-`--where` is `column OP value` with OP one of `= != < <= > >=`, the column one of the
-table's (`tables.COLUMNS`); numbers compare as numbers, the rest as text; a row whose
-column is NULL never matches. `--since` keeps rows new or changed since a time (each
-table's time column: `SINCE_COLUMNS`).
+Filters run in the store, as SQL (`store.export_sql`): the column a `--where` names must
+be one of the table's (`tables.COLUMNS`), its operator one of `= != < <= > >=`, and its
+value is bound as a parameter, so no text from the command line ever reaches SQL as SQL,
+and an index on the column serves. Numbers compare as numbers, the rest as text; a row
+whose column is NULL never matches. `--since` keeps rows new or changed since a time (any
+of each table's time columns: `SINCE_COLUMNS`). The rows come from the store in pages of
+tuples (`export_pages`), written as they come.
 
 Parquet needs pyarrow (the optional `parquet` extra); columns get their types from
 `column_type` (integers, floats, UTC timestamps, text), so every file of a table has the
-same schema whatever its rows.
+same schema whatever its rows; each page of rows is one record batch.
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import operator
 import re
 import sys
-from collections.abc import AsyncIterator, Callable, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -32,8 +34,9 @@ from pipeline.errors import ConfigError
 from pipeline.ops import bibliography
 from pipeline.ops.datasette import datasette_metadata
 from pipeline.ops.output import replacing
+from pipeline.store.export_sql import Comparison, ExportFilter
 from pipeline.store.sqlite_file import sqlite_path
-from pipeline.store.tables import COLUMNS, TALLY_FIELDS
+from pipeline.store.tables import COLUMNS, column_type
 
 # The time columns `--since` looks at (any of them at or after the time): when a row was
 # written or last changed.
@@ -44,40 +47,6 @@ SINCE_COLUMNS: dict[str, tuple[str, ...]] = {
     "statements": ("last_seen_at",),
     "jobs": ("updated_at",),
 }
-INTEGER_COLUMNS = frozenset(
-    {
-        "id",
-        "year",
-        "abstract_truncated",
-        "incomplete",
-        "position",
-        *TALLY_FIELDS,  # the tallies are counts
-        "count",
-        "statements",  # the citations view's count of statements
-        "page",
-        "attempts",
-        "depth",
-        "round",
-        "page_statements",
-        "page_counted",
-    }
-)
-FLOAT_COLUMNS = frozenset({"refresh_interval", "confidence"})
-TIME_COLUMNS = frozenset(
-    {
-        "first_seen_at",
-        "last_crawled_at",
-        "next_refresh_at",
-        "observed_at",
-        "last_seen_at",
-        "not_before",
-        "lease_until",
-        "created_at",
-        "updated_at",
-        "fetched_at",
-    }
-)
-PARQUET_BATCH = 10_000  # rows per Parquet row group written
 
 _OPS: dict[str, Callable[[Any, Any], bool]] = {
     "=": operator.eq,
@@ -92,20 +61,12 @@ _AGO_RE = re.compile(r"^(\d+(?:\.\d+)?)([smhd])$")
 _UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400}
 
 
-def column_type(column: str) -> str:
-    """`int`, `float`, `time` or `text`: how a column is compared and typed in Parquet."""
-    if column in INTEGER_COLUMNS:
-        return "int"
-    if column in FLOAT_COLUMNS:
-        return "float"
-    if column in TIME_COLUMNS:
-        return "time"
-    return "text"
-
-
 @dataclass(frozen=True, slots=True)
 class Condition:
-    """One validated `--where`: column, operator, the value in the column's type."""
+    """One validated `--where`: column, operator, the value in the column's type.
+
+    `matches` is the meaning of a filter, stated on an exported row; the store runs the
+    same comparison in SQL (`store.export_sql`), and the tests hold the two equal."""
 
     column: str
     op: str
@@ -123,6 +84,9 @@ class Condition:
         else:
             have = str(have)
         return _OPS[self.op](have, self.value)
+
+    def comparison(self) -> Comparison:
+        return Comparison(self.column, self.op, self.value)
 
 
 def parse_where(table: str, text: str) -> Condition:
@@ -143,6 +107,8 @@ def parse_where(table: str, text: str) -> Condition:
     try:
         if kind in ("int", "float"):
             value = float(raw)
+            if not math.isfinite(value):
+                raise ValueError(raw)
         elif kind == "time":
             value = parse_time(raw)
     except ValueError:
@@ -173,7 +139,10 @@ def parse_since(text: str, now: datetime) -> datetime:
 
 @dataclass(frozen=True, slots=True)
 class RowFilter:
-    """Every `--where` must hold, and the row must be new or changed since `since`."""
+    """Every `--where` must hold, and the row must be new or changed since `since`.
+
+    Calling it on an exported row says whether the row is kept (the reference meaning);
+    an export hands it to the store as SQL (`store_filter`)."""
 
     conditions: tuple[Condition, ...] = ()
     since_columns: tuple[str, ...] = ()
@@ -200,13 +169,26 @@ class RowFilter:
             return False
         return all(c.matches(row) for c in self.conditions)
 
+    def store_filter(self) -> ExportFilter:
+        """The same filter as the store runs it: comparisons with bound values."""
+        since = self.since
+        return ExportFilter(
+            all_of=tuple(c.comparison() for c in self.conditions),
+            any_of=()
+            if since is None
+            else tuple(Comparison(c, ">=", since) for c in self.since_columns),
+        )
 
-async def filtered(
-    rows: AsyncIterator[dict[str, Any]], keep: RowFilter
-) -> AsyncIterator[dict[str, Any]]:
-    async for row in rows:
-        if keep(row):
-            yield row
+
+Pages = AsyncIterator[list[tuple[Any, ...]]]
+
+
+async def as_dicts(pages: Pages, table: str) -> AsyncIterator[dict[str, Any]]:
+    """Export pages as one dict a row (for the bibliography formats)."""
+    columns = COLUMNS[table]
+    async for page in pages:
+        for row in page:
+            yield dict(zip(columns, row, strict=True))
 
 
 def arrow_schema(table: str) -> Any:
@@ -222,22 +204,22 @@ def arrow_schema(table: str) -> Any:
     return pa.schema([(c, types[column_type(c)]) for c in COLUMNS[table]])
 
 
-def _arrow_value(column: str, value: Any) -> Any:
-    if value is None:
-        return None
+def _arrow_values(column: str, values: Sequence[Any]) -> list[Any]:
+    """A page's values of one column in the column's Parquet type."""
     kind = column_type(column)
-    if kind == "time":
-        return parse_time(str(value))
-    if kind == "int":
-        return int(value)
-    if kind == "float":
-        return float(value)
-    return str(value)
+    converters: dict[str, Callable[[Any], Any]] = {"time": _time_value, "int": int, "float": float}
+    convert = converters.get(kind, str)
+    return [None if v is None else convert(v) for v in values]
 
 
-async def write_parquet(rows: AsyncIterator[dict[str, Any]], table: str, path: Path) -> int:
-    """Stream rows into a Parquet file (row groups of `PARQUET_BATCH`); return how many.
-    Written through `output.replacing`: a failure leaves the old file as it was."""
+def _time_value(value: Any) -> datetime:
+    return parse_time(str(value))
+
+
+async def write_parquet(pages: Pages, table: str, path: Path) -> int:
+    """Stream export pages into a Parquet file, one record batch (and row group) a page;
+    return the rows written. Written through `output.replacing`: a failure leaves the
+    old file as it was."""
     try:
         import pyarrow as pa
         import pyarrow.parquet as pq
@@ -247,67 +229,73 @@ async def write_parquet(rows: AsyncIterator[dict[str, Any]], table: str, path: P
             "pip install -e '.[parquet]' in the checkout (or make extras)"
         ) from None
     schema = arrow_schema(table)
-    columns = list(COLUMNS[table])
+    columns = COLUMNS[table]
     n = 0
     with replacing(path) as target, pq.ParquetWriter(str(target), schema) as writer:
-        batch: list[dict[str, Any]] = []
-
-        def flush() -> None:
-            data = {c: [_arrow_value(c, r.get(c)) for r in batch] for c in columns}
-            writer.write_table(pa.Table.from_pydict(data, schema=schema))
-            batch.clear()
-
-        async for row in rows:
-            batch.append(row)
-            n += 1
-            if len(batch) >= PARQUET_BATCH:
-                flush()
-        if batch or n == 0:
-            flush()
+        async for page in pages:
+            values = list(zip(*page, strict=True))
+            arrays = [
+                pa.array(_arrow_values(c, values[i]), type=schema.field(i).type)
+                for i, c in enumerate(columns)
+            ]
+            writer.write_batch(pa.RecordBatch.from_arrays(arrays, schema=schema))
+            n += len(page)
+        if n == 0:  # an empty file still has the table's schema and one (empty) group
+            writer.write_table(schema.empty_table())
     return n
 
 
-async def write_rows(
-    rows: AsyncIterator[dict[str, Any]], fmt: str, out: IO[str], table: str
-) -> int:
+async def write_rows(pages: Pages, fmt: str, out: IO[str], table: str) -> int:
     """CSV or JSON lines, to a text stream; rows written. CSV has its header (the table's
     columns, `COLUMNS`) even when no row matches, and `\n` line ends, as Unix tools and
-    pandas expect (RFC 4180's CRLF only in the `csv` module's default)."""
+    pandas expect (RFC 4180's CRLF only in the `csv` module's default). A page of rows
+    goes to the `csv` writer (or the JSON encoder) as it came from the store: no dict a
+    row for CSV, one write a page for JSON lines."""
     n = 0
-    writer: csv.DictWriter[str] | None = None
-    if fmt != "jsonl":
-        writer = csv.DictWriter(out, fieldnames=list(COLUMNS[table]), lineterminator="\n")
-        writer.writeheader()
-    async for row in rows:
-        if writer is None:
-            out.write(json.dumps(row, ensure_ascii=False) + "\n")
-        else:
-            writer.writerow(row)
-        n += 1
+    columns = COLUMNS[table]
+    if fmt == "jsonl":
+        encode = json.JSONEncoder(ensure_ascii=False).encode
+        async for page in pages:
+            out.write("".join([encode(dict(zip(columns, r, strict=True))) + "\n" for r in page]))
+            n += len(page)
+        return n
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    async for page in pages:
+        writer.writerows(page)
+        n += len(page)
     return n
 
 
 async def export(p: Pipeline, table: str, fmt: str, output: str | None, keep: RowFilter) -> int:
-    """`citepipe export`: the table's rows that `keep` keeps, to `output` (standard output
-    when None); the number of rows written."""
-    rows = p.store.export(table)
-    if keep.conditions or keep.since is not None:
-        rows = filtered(rows, keep)
-    write = partial(write_rows, table=table)
+    """`citepipe export`: the table's rows that `keep` keeps (filtered in the store, in
+    SQL), to `output` (standard output when None); the number of rows written."""
+    pages = p.store.export_pages(table, keep.store_filter())
     if fmt in bibliography.FORMATS:  # records for reference managers, from `papers`
         if table != "papers":
             raise ConfigError(f"--format {fmt}: exports --table papers only")
-        write = partial(bibliography.write_bibliography, p.store)
+        return await _to_output(
+            partial(bibliography.write_bibliography, p.store, as_dicts(pages, table), fmt),
+            output,
+        )
+    if fmt == "parquet" and output:
+        try:
+            return await write_parquet(pages, table, Path(output))
+        except OSError as exc:
+            raise ConfigError(f"--output {output}: {_unchanged(output, exc)}") from None
+    return await _to_output(partial(write_rows, pages, fmt, table=table), output)
+
+
+async def _to_output(write: Callable[[IO[str]], Awaitable[int]], output: str | None) -> int:
+    """Run `write` on standard output, or on `output` through `replacing`."""
     if not output:
-        return await write(rows, fmt, sys.stdout)
+        return await write(sys.stdout)
     try:
-        if fmt == "parquet":
-            return await write_parquet(rows, table, Path(output))
         with (
             replacing(Path(output)) as target,
             open(target, "w", encoding="utf-8", newline="") as out,  # noqa: ASYNC230
         ):
-            return await write(rows, fmt, out)
+            return await write(out)
     except OSError as exc:
         raise ConfigError(f"--output {output}: {_unchanged(output, exc)}") from None
 

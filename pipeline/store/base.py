@@ -43,6 +43,7 @@ from pipeline.models import (
     StoredPage,
     WindowChanges,
 )
+from pipeline.store.export_sql import ExportFilter
 
 # Tables a user may export (the public interface of docs/store.md, plus the queue).
 EXPORT_TABLES = (
@@ -200,6 +201,14 @@ class StoreStats(Protocol):
         order (any size), from just past the key `after` if given. Timestamps are ISO 8601
         UTC text, `YYYY-MM-DDTHH:MM:SS.ffffffZ`, and flags 0/1, whatever the driver
         stores: an export is the same from every driver."""
+
+    def export_pages(
+        self, table: str, where: ExportFilter | None = None
+    ) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """Stream the rows of an exported table (`EXPORT_TABLES`) that `where` keeps, in
+        pages of tuples: the values of `export`, in its column and key order. The filter
+        runs in the database with its values bound (`export_sql`); a column that is not
+        the table's is a StoreError."""
 
 
 class StoreTransfer(Protocol):

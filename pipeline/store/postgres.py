@@ -63,8 +63,10 @@ from pipeline.store.postgres_sql import (
     LOCK_ORDER,
     SET_WRITES,
     export_value,
+    positional_cached,
     statements,
     status_count,
+    time_positions,
 )
 from pipeline.store.queries import migrations, plan_migrations
 
@@ -136,6 +138,7 @@ class PostgresStore(sql.SQLStore):
         self._db_clock = clock is None
         self._clock = clock or rules.utcnow
         self._sql = statements()
+        self._dialect = DIALECT
         self._pool: Any = None  # asyncpg.Pool
         self._writer: CompletionWriter | None = None
         self._last_requeue: datetime | None = None
@@ -337,6 +340,26 @@ class PostgresStore(sql.SQLStore):
         pool = self._require_pool()
         with _db_errors(name):
             return cast(list[Any], await pool.fetch(stmt.sql, *stmt.args(params or {})))
+
+    async def _read_tuples(
+        self, query: str, params: rules.Params, table: str
+    ) -> list[tuple[Any, ...]]:
+        """Tuples with the table's `timestamptz` columns as the export's ISO text."""
+        stmt = positional_cached(query)
+        pool = self._require_pool()
+        with _db_errors(f"export {table}"):
+            rows = await pool.fetch(stmt.sql, *stmt.args(params))
+        times = time_positions(table)
+        if not times:
+            return [tuple(r) for r in rows]
+        out = []
+        for r in rows:
+            row = list(r)
+            for i in times:
+                if row[i] is not None:
+                    row[i] = rules.iso(row[i])
+            out.append(tuple(row))
+        return out
 
     def _time(self, value: Any) -> datetime:
         """Times are `timestamptz`: asyncpg gives aware datetimes already."""

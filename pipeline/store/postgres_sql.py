@@ -16,6 +16,7 @@ from typing import Any
 
 from pipeline.store import rules
 from pipeline.store.queries import queries
+from pipeline.store.tables import COLUMNS, column_type
 
 DIALECT = "postgres"
 
@@ -141,3 +142,15 @@ def status_count(status: str) -> int:
 
 def export_value(value: Any) -> Any:
     return rules.iso(value) if isinstance(value, datetime) else value
+
+
+@cache
+def positional_cached(sql: str) -> Statement:
+    """`positional` of a generated query (an export page), made once."""
+    return positional(sql)
+
+
+@cache
+def time_positions(table: str) -> tuple[int, ...]:
+    """Where a table's time columns are in its export rows (`COLUMNS` order)."""
+    return tuple(i for i, c in enumerate(COLUMNS[table]) if column_type(c) == "time")

@@ -58,6 +58,7 @@ from pipeline.models import (
 )
 from pipeline.store import rules, tables
 from pipeline.store.base import COPY_TABLES, EXPORT_TABLES, LeasedJob
+from pipeline.store.export_sql import ExportFilter, bound_params, export_query, key_positions
 from pipeline.store.rules import Params
 from pipeline.store.sql_changes import ChangeReads
 
@@ -82,7 +83,8 @@ def process_gone(pid: int) -> bool:
 
 Rows = Callable[[str, Params | None], Awaitable[list[Any]]]
 
-EXPORT_CHUNK = 1000  # rows per keyset page when exporting
+EXPORT_CHUNK = 1000  # rows per keyset page of `export` (dicts, for copy-store)
+EXPORT_PAGE = 10_000  # rows per keyset page of `export_pages` (tuples, for export files)
 PAGES_CHUNK = 100  # kept pages per keyset page when reading them back (bodies are big)
 ENQUEUE_CHUNK = 5000  # jobs per transaction when streaming a backfill
 PURGE_CHUNK = 10_000  # done jobs deleted per transaction by `purge_done`
@@ -155,6 +157,7 @@ class SQLStore(ChangeReads):
     """
 
     _clock: Clock
+    _dialect: str  # the SQL dialect of generated queries (`export_sql`)
 
     # ------------------------------------------------------------ driver primitives
 
@@ -188,6 +191,11 @@ class SQLStore(ChangeReads):
     @abstractmethod
     async def _enqueue_chunk(self, jobs: Sequence[NewJob]) -> int:
         """One chunk of `enqueue` in one durable transaction; jobs added or requeued."""
+
+    @abstractmethod
+    async def _read_tuples(self, query: str, params: Params, table: str) -> list[tuple[Any, ...]]:
+        """The rows of SQL `query` (`:name` parameters, as `_read_all`) as plain tuples, the
+        times among `table`'s columns as `rules.iso` text: an export page."""
 
     @abstractmethod
     def _time(self, value: Any) -> datetime:
@@ -324,6 +332,30 @@ class SQLStore(ChangeReads):
                 return
             name = f"export_{table}_after"
             params = {"limit": EXPORT_CHUNK, **{f"after_{k}": rows[-1][k] for k in keys}}
+
+    async def export_pages(
+        self, table: str, where: ExportFilter | None = None
+    ) -> AsyncIterator[list[tuple[Any, ...]]]:
+        """The rows that `where` keeps, in pages of tuples (columns in `tables.COLUMNS`
+        order, as `export`'s values), key order. Keyset pages of `EXPORT_PAGE` rows, each
+        its own query; a filter runs in SQL (`export_sql`), its values bound."""
+        if table not in EXPORT_TABLES:
+            raise StoreError(f"unknown table {table!r}; one of {', '.join(EXPORT_TABLES)}")
+        where = where or ExportFilter()
+        first = export_query(self._dialect, table, where, after=False)
+        later = export_query(self._dialect, table, where, after=True)
+        keys, positions = tables.KEYS[table], key_positions(table)
+        params: Params = {"limit": EXPORT_PAGE, **bound_params(where)}
+        query = first
+        while True:
+            rows = await self._read_tuples(query, params, table)
+            if rows:
+                yield rows
+            if len(rows) < EXPORT_PAGE:
+                return
+            last = rows[-1]
+            params.update({f"after_{k}": last[i] for k, i in zip(keys, positions, strict=True)})
+            query = later
 
     async def last_key(self, table: str) -> tuple[Any, ...] | None:
         """The highest key of an exported table, None when it is empty."""

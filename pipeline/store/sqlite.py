@@ -129,6 +129,7 @@ class SQLiteStore(sql.SQLStore):
         self._policy = rules.RefreshPolicy(refresh_interval, refresh_min, refresh_max)
         self._clock = clock or rules.utcnow
         self._sql = queries()
+        self._dialect = "sqlite"
         self._completions = CompletionWriter(
             self._commit_translated,
             batch=writer_batch,
@@ -437,6 +438,21 @@ class SQLiteStore(sql.SQLStore):
         conn = self._read_conn()
         with _db_errors(name):
             return await conn.run(lambda raw: raw.execute(statement, encoded).fetchall())
+
+    async def _read_tuples(
+        self, query: str, params: rules.Params, table: str
+    ) -> list[tuple[Any, ...]]:
+        """Plain tuples (no `sqlite3.Row`): times are stored as the export's text already."""
+        encoded = _encode_params(params)
+        conn = self._read_conn()
+
+        def run(raw: sqlite3.Connection) -> list[tuple[Any, ...]]:
+            cursor = raw.cursor()
+            cursor.row_factory = None
+            return cursor.execute(query, encoded).fetchall()
+
+        with _db_errors(f"export {table}"):
+            return await conn.run(run)
 
     def _time(self, value: Any) -> datetime:
         """Times are stored as ISO text (`iso`)."""

@@ -132,3 +132,49 @@ RESULT_TABLES = (
     "statements",
     "notices",
 )
+
+# How each exported column compares in `--where` and is typed in Parquet (`column_type`).
+INTEGER_COLUMNS = frozenset(
+    {
+        "id",
+        "year",
+        "abstract_truncated",
+        "incomplete",
+        "position",
+        *TALLY_FIELDS,  # the tallies are counts
+        "count",
+        "statements",  # the citations view's count of statements
+        "page",
+        "attempts",
+        "depth",
+        "round",
+        "page_statements",
+        "page_counted",
+    }
+)
+FLOAT_COLUMNS = frozenset({"refresh_interval", "confidence"})
+TIME_COLUMNS = frozenset(
+    {
+        "first_seen_at",
+        "last_crawled_at",
+        "next_refresh_at",
+        "observed_at",
+        "last_seen_at",
+        "not_before",
+        "lease_until",
+        "created_at",
+        "updated_at",
+        "fetched_at",
+    }
+)
+
+
+def column_type(column: str) -> str:
+    """`int`, `float`, `time` or `text`: how a column is compared and typed in Parquet."""
+    if column in INTEGER_COLUMNS:
+        return "int"
+    if column in FLOAT_COLUMNS:
+        return "float"
+    if column in TIME_COLUMNS:
+        return "time"
+    return "text"

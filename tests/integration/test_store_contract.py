@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 
-from pipeline.errors import StoreError
+from pipeline.errors import ConfigError, StoreError
 from pipeline.models import (
     ApiPaper,
     ApiResult,
@@ -33,7 +33,10 @@ from pipeline.models import (
     Tally,
 )
 from pipeline.normalise import snippet_hash
+from pipeline.ops.export import SINCE_COLUMNS, RowFilter
 from pipeline.store import MemoryStore, PostgresStore, SQLiteStore, Store, sql
+from pipeline.store.base import EXPORT_TABLES
+from pipeline.store.export_sql import OPS, Comparison, ExportFilter
 from pipeline.store.sqlite import iso
 from pipeline.store.tables import COLUMNS
 
@@ -1289,3 +1292,101 @@ async def test_fewer_statements_than_the_api_counts_marks_a_read_report(store: S
     assert view.tallies is not None and view.tallies["api_statements"] == 5
     counts = (await store.stats()).api_counts
     assert counts is not None and (counts.papers, counts.counted, counts.collected) == (1, 5, 5)
+
+
+# ---------------------------------------------------------------- filtered exports (SQL)
+
+INJECTIONS = ("x'; DROP TABLE statements; --", "' OR '1'='1", 'a" OR 1=1 --', "%_*\\")
+
+
+async def seed_for_filters(store: Store, clock: Clock) -> None:
+    """Reports crawled at different times, with statements of every kind, NULLs, text
+    that sorts differently by code point and by locale, and injection strings."""
+    snippets = ("zebra", "Zebra", "Ünïcode é", "apple", "émigré", *INJECTIONS)
+    types: tuple[Any, ...] = ("supporting", "mentioning", "contrasting", None)
+    for n in range(4):
+        statements = tuple(
+            stmt(
+                f"10.2/{(n * 3 + i) % 7}",
+                f"{snippets[(n + i) % len(snippets)]} {i}" if i else snippets[n],
+                type=types[(n + i) % len(types)],
+                confidence=None if i == 2 else round(0.1 + 0.2 * ((n + i) % 5), 2),
+                section=None if i == 1 else f"S{i}",
+            )
+            for i in range(5)
+        )
+        await crawl(store, result(f"10.1/{n}", statements, year=2000 + n * 5), f"10.1/{n}")
+        clock.advance(3600)
+    literal = tuple(stmt("10.2/9", text, type="contrasting") for text in INJECTIONS)
+    await crawl(store, result("10.1/x", literal), "10.1/x")
+    await store.enqueue([new("10.1/late")])
+
+
+async def export_dicts(store: Store, table: str, keep: Any = None) -> list[dict[str, Any]]:
+    where = None if keep is None else keep.store_filter()
+    return [
+        dict(zip(COLUMNS[table], row, strict=True))
+        async for page in store.export_pages(table, where)
+        for row in page
+    ]
+
+
+async def test_export_pages_are_the_export_of_every_table(
+    store: Store, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(sql, "EXPORT_PAGE", 3)  # keyset pages of 3: the later query too
+    await seed_for_filters(store, clock)
+    for table in EXPORT_TABLES:
+        assert await export_dicts(store, table) == await rows(store, table), table
+
+
+async def test_where_and_since_run_in_sql_as_the_reference_filter_does(
+    store: Store, clock: Clock, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every operator on every column (a value from the data), and --since, give the rows
+    that the filter's own meaning (`RowFilter.__call__` on the exported rows) keeps."""
+    monkeypatch.setattr(sql, "EXPORT_PAGE", 3)
+    await seed_for_filters(store, clock)
+    checked = 0
+    for table in ("statements", "papers", "tallies", "jobs", "citations", "authors"):
+        everything = await rows(store, table)
+        for column in COLUMNS[table]:
+            values = sorted({str(r[column]) for r in everything if r[column] is not None})
+            for value in values[len(values) // 2 : len(values) // 2 + 1]:
+                for op in OPS:
+                    keep = RowFilter.build(table, [f"{column}{op}{value}"], now=clock.now)
+                    want = [r for r in everything if keep(r)]
+                    assert await export_dicts(store, table, keep) == want, (column, op, value)
+                    checked += 1
+        if table in SINCE_COLUMNS:
+            for since in ("2h", "150m", "1d", "2024-05-01T13:00:00Z"):
+                keep = RowFilter.build(table, ["id>0"] if "id" in COLUMNS[table] else [],
+                                       since, now=clock.now)  # fmt: skip
+                assert await export_dicts(store, table, keep) == [
+                    r for r in everything if keep(r)
+                ], (table, since)
+    assert checked > 150
+    type_only = RowFilter.build("statements", ["type=contrasting"], now=clock.now)
+    found = await export_dicts(store, "statements", type_only)
+    assert found and {r["type"] for r in found} == {"contrasting"}
+
+
+async def test_filter_text_never_reaches_sql_as_sql(store: Store, clock: Clock) -> None:
+    await seed_for_filters(store, clock)
+    before = await rows(store, "statements")
+    for text in INJECTIONS:  # as values: matched literally
+        keep = RowFilter.build("statements", [f"snippet={text}"], now=clock.now)
+        found = await export_dicts(store, "statements", keep)
+        assert [r["snippet"] for r in found] == [text]
+    for column in ("type; DROP TABLE statements", "1=1 OR type", "type) OR (1=1", "Type"):
+        with pytest.raises(ConfigError):  # as column names: refused before any SQL
+            RowFilter.build("statements", [f"{column}=x"], now=clock.now)
+        with pytest.raises(StoreError, match="no column"):  # and by the store itself
+            await export_dicts_raw(store, ExportFilter((Comparison(column, "=", "x"),)))
+    with pytest.raises(StoreError, match="unknown operator"):
+        await export_dicts_raw(store, ExportFilter((Comparison("type", "= 'x' OR 1=1 --", "x"),)))
+    assert await rows(store, "statements") == before
+
+
+async def export_dicts_raw(store: Store, where: ExportFilter) -> list[tuple[Any, ...]]:
+    return [row async for page in store.export_pages("statements", where) for row in page]

@@ -697,3 +697,21 @@ async def test_the_search_index_follows_every_writer(tmp_path: Path) -> None:
         ).fetchall()
         assert matches == [("badgers now",), ("wombats again",)]
         conn.execute("INSERT INTO statements_fts (statements_fts) VALUES ('integrity-check')")
+
+
+async def test_an_export_filter_on_an_indexed_column_uses_its_index(tmp_path: Path) -> None:
+    """`--where citing_doi=...` is SQL that statements_by_citing serves (equality, then
+    the key order the index already holds), not a scan of every row in Python."""
+    from pipeline.store.export_sql import Comparison, ExportFilter, bound_params, export_query
+
+    path = tmp_path / "s.sqlite"
+    async with SQLiteStore(path):
+        pass
+    where = ExportFilter((Comparison("citing_doi", "=", "10.2/x"),))
+    db = sqlite3.connect(path)
+    for after in (False, True):
+        query = export_query("sqlite", "statements", where, after=after)
+        params = {"limit": 10, "after_id": 0, **bound_params(where)}
+        plan = " ".join(str(r[3]) for r in db.execute(f"EXPLAIN QUERY PLAN {query}", params))
+        assert "USING INDEX statements_by_citing" in plan, plan
+    db.close()
