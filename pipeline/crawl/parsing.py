@@ -179,10 +179,13 @@ _memory_mb = 0
 
 
 def _start_child(source: Source, memory_mb: int) -> None:
-    """A worker process: the parent's signals are not its own (a Ctrl-C is for the run to
-    handle), and its address space may grow by `memory_mb` at most."""
+    """A worker process: it dies with its parent, holds none of the parent's standard
+    streams, takes none of its signals (a Ctrl-C is for the run to handle), and its
+    address space may grow by `memory_mb` at most."""
     global _source, _memory_mb
     _source, _memory_mb = source, memory_mb
+    _die_with_parent()
+    _let_go_of_std_streams()
     with contextlib.suppress(ValueError, OSError):
         signal.set_wakeup_fd(-1)  # the parent loop's self-pipe: never written from here
     signal.signal(signal.SIGINT, signal.SIG_IGN)
@@ -192,6 +195,35 @@ def _start_child(source: Source, memory_mb: int) -> None:
     if hard != resource.RLIM_INFINITY:
         limit = min(limit, hard)
     resource.setrlimit(resource.RLIMIT_AS, (limit, hard))
+
+
+PR_SET_PDEATHSIG = 1  # prctl(2): the signal a process gets when its parent dies
+
+
+def _die_with_parent() -> None:
+    """Ask the kernel to kill this process when its parent dies (Linux's
+    PR_SET_PDEATHSIG): a `kill -9` of the run leaves no parser process behind, to keep
+    the run's pipes open or its memory. Elsewhere, or if the parent is already gone, the
+    check of the parent's pid below is all there is."""
+    parent = os.getppid()
+    with contextlib.suppress(OSError, AttributeError):
+        import ctypes
+
+        libc = ctypes.CDLL(None, use_errno=True)
+        libc.prctl(PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
+    if os.getppid() != parent:  # it died between the fork and the prctl
+        os._exit(1)
+
+
+def _let_go_of_std_streams() -> None:
+    """Point standard input, output and error at /dev/null: a parser child writes nothing
+    (a page's error goes back through its pipe), and holding the parent's stdout or stderr
+    would keep a reader of the run's output waiting after the run is gone."""
+    with contextlib.suppress(OSError):
+        null = os.open(os.devnull, os.O_RDWR)
+        for fd in (0, 1, 2):
+            os.dup2(null, fd)
+        os.close(null)
 
 
 def _vm_size() -> int:

@@ -333,6 +333,20 @@ class Worker:
         except PipelineError as again:
             log.warning("store error; the job waits for its lease to expire", error=str(again))
 
+    def _address(self, job: Job) -> str:
+        """Where the job's page is now: its stored address, or, when `base_url` changed
+        since it was queued (a run against a wrong or unreachable site left it queued),
+        the same report page on the current site (page 1 from its DOI, a later page by
+        `relocate`). A page with no address there keeps its own, and ends off-site with
+        that reason."""
+        if self.source.in_scope(job.url):
+            return job.url
+        try:
+            moved = self.source.address(job.doi) if job.page == 1 else self.source.relocate(job.url)
+        except BadInputError:
+            return job.url
+        return moved or job.url
+
     async def _process(self, job: Job) -> None:
         if job.batch:
             await self._process_batch(job)
@@ -340,8 +354,9 @@ class Worker:
         validators = (
             Validators(job.etag, job.last_modified) if job.etag or job.last_modified else None
         )
+        url = self._address(job)
         try:
-            page = await self.policy.call(lambda: self.fetcher.fetch(job.url, validators))
+            page = await self.policy.call(lambda: self.fetcher.fetch(url, validators))
             completion = await self._completion(job, page)
         except HostUnreachableError as exc:
             await self._unreachable(job, exc)

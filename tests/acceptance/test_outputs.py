@@ -142,7 +142,8 @@ async def test_ctrl_c_during_an_export_leaves_the_old_file(tmp_path: Path, pg_ur
         )
         waiting = (
             "select count(*) from pg_stat_activity "
-            "where application_name = 'citepipe' and wait_event_type = 'Lock'"
+            "where application_name = 'citepipe' and wait_event_type = 'Lock' "
+            "and datname = current_database()"  # this test's: others may share the server
         )
         for _ in range(600):  # until the export waits on the lock (at most a minute)
             await conn.execute("select pg_stat_clear_snapshot()")  # else one per transaction

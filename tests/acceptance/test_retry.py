@@ -22,7 +22,17 @@ from pipeline.models import NewJob, Requeued
 from pipeline.ops import admin
 from pipeline.runs import commands
 
-from .conftest import fast_env, fast_settings, query, quiet_ui, reports, run_cli, write_dois
+from .conftest import (
+    expected_statements,
+    fast_env,
+    fast_settings,
+    query,
+    quiet_ui,
+    reports,
+    run_cli,
+    stored_statements,
+    write_dois,
+)
 
 
 @pytest.fixture(autouse=True)
@@ -160,9 +170,10 @@ async def test_retry_as_a_command_then_worker_burst(tmp_path: Path) -> None:
     """The real commands, as a user types them."""
     reps = reports(3, seed=16)
     db = tmp_path / "s.sqlite"
-    wrong = f"http://127.0.0.1:{closed_port()}"
     dois = write_dois(tmp_path / "in.txt", sorted(reps))
-    first = await run_cli("backfill", str(dois), env=fast_env(wrong, db, max_attempts=1))
+    async with CitationSite({}) as elsewhere:  # a wrong site that answers: the jobs die
+        env = fast_env(elsewhere.base_url, db, max_attempts=1)
+        first = await run_cli("backfill", str(dois), env=env)
     assert first.code == 1
     async with CitationSite(reps) as site:
         env = fast_env(site.base_url, db)
@@ -171,3 +182,22 @@ async def test_retry_as_a_command_then_worker_burst(tmp_path: Path) -> None:
         worked = await run_cli("worker", "--burst", env=env)
     assert worked.code == 0
     assert query(db, "select distinct state from jobs") == [("done",)]
+
+
+async def test_a_rerun_at_the_right_base_url_finishes_jobs_an_unreachable_site_left(
+    tmp_path: Path,
+) -> None:
+    """A site that could not be reached leaves the jobs queued at its addresses; the next
+    run, at the right `base_url`, fetches them on the current site (not dead as off-site)."""
+    reps = reports(3, seed=16)
+    db = tmp_path / "s.sqlite"
+    closed = f"http://127.0.0.1:{closed_port()}"
+    dois = write_dois(tmp_path / "in.txt", sorted(reps))
+    first = await run_cli("backfill", str(dois), env=fast_env(closed, db, max_attempts=1))
+    assert first.code == 1
+    assert query(db, "select distinct state from jobs") == [("queued",)]
+    async with CitationSite(reps) as site:
+        worked = await run_cli("worker", "--burst", env=fast_env(site.base_url, db))
+    assert worked.code == 0, worked.err[-1500:]
+    assert query(db, "select distinct state from jobs") == [("done",)]
+    assert set(stored_statements(db)) == expected_statements(reps)

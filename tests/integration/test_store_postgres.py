@@ -316,5 +316,9 @@ async def test_a_failed_batch_gives_the_writers_lock_back(pg_url: str) -> None:
         good = Completion(jobs["10.1/good"], _result("10.1/good", 1))
         await asyncio.wait_for(other.complete(good), 10)  # not stuck behind a held lock
         await asyncio.wait_for(one.complete(good), 10)  # nor in the failed one's own pool
-        held = await fetch(pg_url, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+        held = await fetch(  # this test's database only: other runs may share the server
+            pg_url,
+            "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+            "(SELECT oid FROM pg_database WHERE datname = current_database())",
+        )
         assert held == [(0,)]
