@@ -70,7 +70,10 @@ def test_a_bind_mount_owned_by_the_image_user_holds_the_store(image: str, host_d
 def test_a_bind_mount_with_another_user_runs_as_that_user(image: str, host_dir: Path) -> None:
     """`docker run --user UID` for a host folder owned by UID (the README's other way)."""
     os.chown(host_dir, 4321, 4321)
-    run = citepipe(image, "crawl", mounts=(f"{host_dir}:/data",), user="4321:4321")
+    contact = "citepipe-tests/1.0 (mailto:ci@citepipe.invalid)"  # not the placeholder
+    run = citepipe(
+        image, "crawl", "--user-agent", contact, mounts=(f"{host_dir}:/data",), user="4321:4321"
+    )
     assert run.returncode == 0, run.stderr[-3000:]
     assert (host_dir / "citepipe.sqlite").stat().st_uid == 4321
 
