@@ -183,6 +183,18 @@ class CitationSite(ReportAnswers):
         """How many report requests have arrived while `hold_until_arrived` held them."""
         return self._holding
 
+    def hold(self) -> None:
+        """From now on hold every report request, unanswered, until `release()`: a test
+        does something (restarts a database) while clients have pages in flight, and
+        knows it by `holding`, not by timing. `holding` counts from zero again."""
+        self.hold_until_arrived = sys.maxsize
+        self._holding = 0
+        self._released.clear()
+
+    def release(self) -> None:
+        """Answer every held report request, and hold no more."""
+        self._released.set()
+
     # ------------------------------------------------------------------ lifecycle
 
     async def __aenter__(self) -> CitationSite:

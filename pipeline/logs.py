@@ -56,6 +56,24 @@ def _redact(_: Any, __: str, event: MutableMapping[str, Any]) -> MutableMapping[
     return event
 
 
+def _library_warning_in_one_line(
+    _: Any, __: str, event: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    """A library's warning keeps its error in one field, `error: "Type: message"`, not a
+    traceback: asyncpg's pool says "Failed to restore the pool connection floor;
+    retrying" with a traceback of a refused connect at every database restart, something
+    citepipe expects and handles (store/postgres_errors.py). A library's error (asyncio's
+    "Task exception was never retrieved") keeps its traceback: that is a bug's."""
+    record = event.get("_record")
+    exc_info = event.get("exc_info")
+    if record is not None and record.levelno < logging.ERROR and isinstance(exc_info, tuple):
+        error = exc_info[1]
+        if error is not None:
+            event["error"] = f"{type(error).__name__}: {error}"
+        del event["exc_info"]
+    return event
+
+
 # Libraries whose own `logging` is too chatty below a warning (aiohttp's access log, asyncpg).
 _QUIET_LIBRARIES = ("aiohttp.access", "asyncpg", "asyncio")
 
@@ -94,7 +112,11 @@ def configure_logging(level: str = "info", fmt: str = "auto", stream: TextIO | N
     handler = logging.StreamHandler(out)
     handler.setFormatter(
         structlog.stdlib.ProcessorFormatter(
-            foreign_pre_chain=[*shared, structlog.stdlib.add_logger_name],
+            foreign_pre_chain=[
+                *shared,
+                structlog.stdlib.add_logger_name,
+                _library_warning_in_one_line,
+            ],
             processors=[
                 structlog.stdlib.ProcessorFormatter.remove_processors_meta,
                 structlog.processors.format_exc_info,  # text, then redacted

@@ -26,6 +26,7 @@ import tempfile
 import uuid
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -56,8 +57,51 @@ def _as_server_user() -> list[str] | None:
     return [runuser, "-u", "postgres", "--"] if runuser else None
 
 
-def _throwaway_server(folder: Path) -> tuple[str, list[str]] | None:
-    """Start a private server; return (admin URL, stop command), or None if impossible."""
+@dataclass(frozen=True)
+class Cluster:
+    """A private PostgreSQL server in `folder` (initdb + pg_ctl), for the session's tests
+    and for a test that must restart or stop its own server."""
+
+    folder: Path
+    port: int
+    prefix: tuple[str, ...]  # how to run pg_ctl: as ourselves, or as `postgres` (root)
+    pg_ctl: str
+    opts: str  # the server's options (port, socket folder, listen address)
+
+    @property
+    def url(self) -> str:
+        return f"postgresql://citepipe@127.0.0.1:{self.port}/postgres"
+
+    def ctl(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """`pg_ctl -D DATA ARGS...` as the server's user; raises if it fails."""
+        return subprocess.run(
+            [*self.prefix, self.pg_ctl, "-D", str(self.folder / "data"), *args],
+            capture_output=True,
+            text=True,
+            check=True,
+            timeout=60,
+        )
+
+    def restart(self) -> None:
+        """`pg_ctl restart -m fast`: every session is cut, the server is back on return.
+        The server logs to the file (`-l`): on our pipe it would hold `run` open forever."""
+        self.ctl("-w", "-m", "fast", "-l", str(self.folder / "log"), "restart")
+
+    def start(self) -> None:
+        """Start it again after `ctl("-m", "fast", "stop")`; back on return."""
+        self.ctl("-w", "-o", self.opts, "-l", str(self.folder / "log"), "start")
+
+    def stop(self) -> None:
+        subprocess.run(
+            [*self.prefix, self.pg_ctl, "-D", str(self.folder / "data"), "-m", "immediate",
+             "stop"],
+            capture_output=True,
+        )  # fmt: skip
+
+
+def start_cluster(folder: Path) -> Cluster | None:
+    """Start a private server with its files in `folder` (which every user can reach);
+    None where initdb/pg_ctl are missing or refuse."""
     initdb, pg_ctl = shutil.which("initdb"), shutil.which("pg_ctl")
     prefix = _as_server_user()
     if not initdb or not pg_ctl or prefix is None:
@@ -81,10 +125,7 @@ def _throwaway_server(folder: Path) -> tuple[str, list[str]] | None:
     )
     if start.returncode != 0:
         return None
-    return (
-        f"postgresql://citepipe@127.0.0.1:{port}/postgres",
-        [*prefix, pg_ctl, "-D", str(data), "-m", "immediate", "stop"],
-    )
+    return Cluster(folder, port, tuple(prefix), pg_ctl, opts)
 
 
 @pytest.fixture(scope="session")
@@ -95,15 +136,14 @@ def pg_admin_url() -> Iterator[str]:
         yield url
         return
     with tempfile.TemporaryDirectory(prefix="citepipe-pg-") as folder:
-        server = _throwaway_server(Path(folder))
-        if server is None:
+        cluster = start_cluster(Path(folder))
+        if cluster is None:
             _skipped.append("no server")
             pytest.skip(f"PostgreSQL tests did not run: set {ENV} or install initdb/pg_ctl")
-        url, stop = server
         try:
-            yield url
+            yield cluster.url
         finally:
-            subprocess.run(stop, capture_output=True)
+            cluster.stop()
 
 
 async def _admin_async(url: str, sql: str) -> None:
@@ -148,6 +188,24 @@ def pg_database_url(pg_admin_url: str) -> Iterator[str]:
         yield urlunsplit(parts._replace(path=f"/{name}"))
     finally:
         _admin(pg_admin_url, f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_cluster() -> Iterator[Cluster]:
+    """A private PostgreSQL server of this test's own, which it may restart (skipped,
+    loudly, where initdb/pg_ctl are missing, as the session's server is)."""
+    folder = Path(tempfile.mkdtemp(prefix="citepipe-cluster-"))
+    folder.chmod(0o755)  # the server's user must reach it (tmp_path is private to root)
+    cluster = start_cluster(folder)
+    try:
+        if cluster is None:
+            _skipped.append("no server")
+            pytest.skip("PostgreSQL restart test did not run: install initdb/pg_ctl")
+        yield cluster
+    finally:
+        if cluster is not None:
+            cluster.stop()
+        shutil.rmtree(folder, ignore_errors=True)
 
 
 def with_search_path(url: str, schema: str) -> str:

@@ -42,9 +42,8 @@ docs/store-postgres.md.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import random
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import datetime, timedelta
 from functools import partial
 from typing import Any, Self, TypeVar, cast
@@ -53,11 +52,13 @@ import asyncpg
 
 from pipeline import config
 from pipeline.config import Settings
-from pipeline.errors import StoreDataError, StoreError
+from pipeline.errors import StoreError
 from pipeline.logs import redact_text
 from pipeline.models import Completion, DeadJob, Job, NewJob, Requeued
 from pipeline.store import rules, sql, tables
 from pipeline.store.batching import CompletionWriter
+from pipeline.store.postgres_errors import db_errors as _db_errors
+from pipeline.store.postgres_errors import reconnecting
 from pipeline.store.postgres_sql import (
     DIALECT,
     LOCK_ORDER,
@@ -84,26 +85,6 @@ COMMAND_TIMEOUT = 60.0  # seconds one statement may take before the store gives 
 # has a key of its own). Advisory locks are per database.
 MIGRATION_LOCK = 0x63697465706970
 _RETRYABLE = (asyncpg.exceptions.DeadlockDetectedError, asyncpg.exceptions.SerializationError)
-
-
-@contextlib.contextmanager
-def _db_errors(what: str) -> Iterator[None]:
-    """Translate driver errors into StoreError: the one place it is done."""
-    try:
-        yield
-    except StoreError:
-        raise
-    except (asyncpg.IntegrityConstraintViolationError, asyncpg.DataError) as exc:
-        raise StoreDataError(redact_text(f"{what}: {exc}")) from exc
-    except (
-        asyncpg.PostgresError,  # CannotConnectNowError, connection errors among them
-        asyncpg.InterfaceError,
-        asyncpg.exceptions.InternalClientError,  # ProtocolError; "cannot switch to state"
-        OSError,
-    ) as exc:
-        raise StoreError(redact_text(f"{what}: {exc}")) from exc
-    except TimeoutError as exc:
-        raise StoreError(f"{what}: the database did not answer in time") from exc
 
 
 class PostgresStore(sql.SQLStore):
@@ -262,26 +243,39 @@ class PostgresStore(sql.SQLStore):
         job comes back. So connections run with `synchronous_commit = off`, and a claim
         costs no disk flush. `after_rollback` runs on the connection after a failed
         transaction rolled back."""
+
+        async def run() -> T:
+            return await self._run_transaction(body, durable, atomic, after_rollback)
+
+        return await reconnecting(what, self.dsn, run)
+
+    async def _run_transaction(
+        self,
+        body: Body[T],
+        durable: bool,
+        atomic: bool,
+        after_rollback: Body[None] | None,
+    ) -> T:
+        """One go of `_transaction`: deadlocks and serialization failures run again here."""
         pool = self._require_pool()
-        with _db_errors(what):
-            for attempt in range(TX_RETRIES):
-                try:
-                    async with pool.acquire() as conn:
-                        if not atomic:
+        for attempt in range(TX_RETRIES):
+            try:
+                async with pool.acquire() as conn:
+                    if not atomic:
+                        return await body(conn)
+                    try:
+                        async with conn.transaction():
+                            if durable:
+                                await conn.execute("SET LOCAL synchronous_commit = on")
                             return await body(conn)
-                        try:
-                            async with conn.transaction():
-                                if durable:
-                                    await conn.execute("SET LOCAL synchronous_commit = on")
-                                return await body(conn)
-                        except BaseException:
-                            if after_rollback is not None:
-                                await after_rollback(conn)
-                            raise
-                except _RETRYABLE:
-                    if attempt == TX_RETRIES - 1:
+                    except BaseException:
+                        if after_rollback is not None:
+                            await after_rollback(conn)
                         raise
-                    await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))
+            except _RETRYABLE:
+                if attempt == TX_RETRIES - 1:
+                    raise
+                await asyncio.sleep(random.uniform(0, 0.02 * 2**attempt))
         raise AssertionError("unreachable")  # pragma: no cover
 
     def _executemany(self, name: str, rows: Sequence[rules.Params]) -> Body[None]:
@@ -337,9 +331,12 @@ class PostgresStore(sql.SQLStore):
     async def _read_all(self, name: str, params: rules.Params | None = None) -> list[Any]:
         """Run a named query on a pooled connection (lists go in as arrays)."""
         stmt = self._sql[name]
-        pool = self._require_pool()
-        with _db_errors(name):
-            return cast(list[Any], await pool.fetch(stmt.sql, *stmt.args(params or {})))
+        args = stmt.args(params or {})
+
+        async def run() -> list[Any]:
+            return cast(list[Any], await self._require_pool().fetch(stmt.sql, *args))
+
+        return await reconnecting(name, self.dsn, run)
 
     async def _read_tuples(
         self, query: str, params: rules.Params, table: str

@@ -18,7 +18,7 @@ from pipeline.models import Completion, Facet, NewJob, Paper, ParseResult, State
 from pipeline.store import PostgresStore, SQLiteStore, Store
 from pipeline.store.base import COPY_TABLES
 from pipeline.store.copy import TABLE_ORDER, copy_store
-from pipeline.store.postgres import _db_errors
+from pipeline.store.postgres_errors import db_errors as _db_errors
 from pipeline.store.postgres_sql import SET_WRITES, merge_statements, positional, statements
 from pipeline.store.queries import migrations, queries
 from pipeline.store.tables import COLUMNS, KEYS
