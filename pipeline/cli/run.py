@@ -111,7 +111,7 @@ COMMANDS = (
         "the cron expression in the `schedule` setting comes due, until SIGTERM/SIGINT.",
         schedule,
         schedule_arguments,
-        settings=("site", "store", "crawl", *LOG),
+        settings=("site", "store", "crawl", *LOG, *DIGEST),
         run_ui=True,
         defaults={"progress": False},
     ),

@@ -146,3 +146,16 @@ def test_bad_numbers_from_the_environment_exit_2_naming_the_setting(
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and f"configuration error: {name}:" in err
     assert not (tmp_path / "s.sqlite").exists()  # nothing was created
+
+
+@pytest.mark.parametrize("command", ["crawl", "schedule"])
+def test_crawl_and_schedule_take_digest_and_notify_flags(command: str) -> None:
+    """`schedule` runs crawls: its flags name the digest file and the webhook as crawl's
+    do (issue 22), besides the config file and CITEPIPE_NOTIFY_URL."""
+    args = cli.build_parser().parse_args(
+        [command, "--digest", "d.md", "--notify", "https://hooks.example.org/x/y"]
+    )
+    settings = cli._base.merge_settings(args._command, args)
+    assert settings.digest == "d.md"
+    assert settings.notify_url == "https://hooks.example.org/x/y"
+    assert "--digest" in help_of(command) and "--notify" in help_of(command)
