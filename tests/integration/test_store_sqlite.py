@@ -169,6 +169,7 @@ async def test_migrations_run_once_at_open(tmp_path: Path) -> None:
             (8, "provenance"),
             (9, "api"),
             (10, "digests"),
+            (12, "completeness_history"),
         ]
         assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (1,)
         # migration 5: the search index merges its segments 8 at a time
