@@ -349,6 +349,22 @@ def render_text(d: Digest) -> str:
     return "\n".join(lines) + "\n"
 
 
+def render_short(d: Digest) -> str:
+    """A few lines for a terminal (the demo): the headline, then one line a paper."""
+    lines = [headline(d)]
+    for p in d.papers:
+        facts = [", ".join(f"{p.count(k)} {k}" for k in TYPES if p.count(k))]
+        facts += [f"notice {_notice_text(n)}" for n in p.notices]
+        if p.tallies is not None:
+            facts.append(f"tallies {_tally_line(p.tallies, '->')}")
+        if p.completeness is not None:
+            facts.append(f"report {_completeness_text(p.completeness, '->')}")
+        title = p.title or "(no title)"
+        title = title if len(title) <= 48 else title[:47] + "…"
+        lines.append(f"  {p.doi}  {title}: " + "; ".join(f for f in facts if f))
+    return "\n".join(lines) + "\n"
+
+
 def write_output(path: str, text: str) -> None:
     """`changes -o FILE`: the rendering to a file, written whole, then renamed into place."""
     target = Path(path)
