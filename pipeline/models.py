@@ -485,6 +485,43 @@ class NewNotice:
 
 
 @dataclass(frozen=True, slots=True)
+class Completeness:
+    """A report's completeness: whole, or stored in part with the reason (as
+    `papers.incomplete_reason` says it; None when none was recorded)."""
+
+    incomplete: bool
+    reason: str | None = None
+
+    @property
+    def kind(self) -> str | None:
+        """The reason's kind (its text before the first `:`), None when complete."""
+        if not self.incomplete:
+            return None
+        return (self.reason or "").split(":", 1)[0].strip()
+
+    def differs(self, other: Completeness) -> bool:
+        """A change worth telling: whole to cut, cut to whole, or cut for another kind
+        of reason (not the same cut with new figures, `3 of 6` to `4 of 7`)."""
+        return self.incomplete != other.incomplete or self.kind != other.kind
+
+    def __str__(self) -> str:
+        """`complete`, `incomplete: <reason>` (the JSON document's form)."""
+        if not self.incomplete:
+            return "complete"
+        return f"incomplete: {self.reason}" if self.reason else "incomplete"
+
+
+@dataclass(frozen=True, slots=True)
+class CompletenessChange:
+    """A report whose completeness the history saw change in a window: its state before
+    the window (complete when it had no row before) and at the window's end."""
+
+    doi: str
+    before: Completeness
+    after: Completeness
+
+
+@dataclass(frozen=True, slots=True)
 class WindowChanges:
     """Everything the store says changed in a window (`ChangeLog.changes_in`)."""
 
@@ -492,6 +529,7 @@ class WindowChanges:
     tallies: tuple[TallyChange, ...]
     notices: tuple[NewNotice, ...]
     titles: dict[str, str | None]  # the title of every paper named above, where known
+    completeness: tuple[CompletenessChange, ...] = ()  # only those that differ (`differs`)
 
 
 @dataclass(frozen=True, slots=True)

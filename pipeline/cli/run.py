@@ -119,7 +119,7 @@ COMMANDS = (
         "`timezone` setting's zone.",
         schedule,
         schedule_arguments,
-        settings=("site", "store", "crawl", "schedule", *LOG),
+        settings=("site", "store", "crawl", "schedule", *LOG, *DIGEST),
         run_ui=True,
         defaults={"progress": False},
     ),

@@ -8,7 +8,9 @@ anything (`crawl`, `backfill`, `worker --burst`, `demo`), from its start to its 
 
 The facts come from the rows' own times (`ChangeLog.changes_in`): statements first seen
 in the window, the tallies of each paper whose tally history moved in it (the last row
-before the window and the last inside it), editorial notices first seen in it. `Digest`
+before the window and the last inside it), editorial notices first seen in it, and the
+reports whose completeness changed (`completeness_history`: the last row before the window
+and the last inside it, when they differ). `Digest`
 holds them per paper, papers with contrasting news (a contrasting statement, a notice)
 first; `as_json` is the stable document of docs/changes.md, `render_text` and
 `render_markdown` say the same facts for people.
@@ -25,6 +27,7 @@ from typing import Any
 
 from pipeline.errors import ConfigError, NotFoundError
 from pipeline.models import (
+    CompletenessChange,
     NewNotice,
     NewStatement,
     RunRecord,
@@ -140,13 +143,15 @@ def _sort_key(s: NewStatement) -> tuple[int, str]:
 @dataclass(frozen=True, slots=True)
 class PaperChanges:
     """One paper's changes in the window: statements (grouped by type, contrasting
-    first), its tallies before and after (None when they did not move), notices."""
+    first), its tallies before and after (None when they did not move), notices, and its
+    report's completeness before and after (None when it did not change)."""
 
     doi: str
     title: str | None
     statements: tuple[NewStatement, ...]
     tallies: TallyChange | None
     notices: tuple[NewNotice, ...]
+    completeness: CompletenessChange | None = None
 
     def count(self, kind: StatementType) -> int:
         return sum(1 for s in self.statements if s.type == kind)
@@ -182,6 +187,7 @@ class Digest:
         notices: dict[str, list[NewNotice]] = {}
         for n in changes.notices:
             notices.setdefault(n.doi, []).append(n)
+        completeness = {c.doi: c for c in changes.completeness if c.before.differs(c.after)}
         papers = [
             PaperChanges(
                 doi,
@@ -189,8 +195,9 @@ class Digest:
                 tuple(sorted(statements.get(doi, ()), key=_sort_key)),
                 tallies.get(doi),
                 tuple(notices.get(doi, ())),
+                completeness.get(doi),
             )
-            for doi in sorted(set(statements) | set(tallies) | set(notices))
+            for doi in sorted(set(statements) | set(tallies) | set(notices) | set(completeness))
         ]
         papers.sort(key=lambda p: (not p.contrasting_news, p.doi))
         return cls(window.since, window.until, tuple(papers))
@@ -206,6 +213,12 @@ class Digest:
             "new_statements": sum(len(p.statements) for p in self.papers),
             **counts,
             "notices": sum(len(p.notices) for p in self.papers),
+            "became_incomplete": sum(
+                1 for p in self.papers if p.completeness and p.completeness.after.incomplete
+            ),
+            "complete_again": sum(
+                1 for p in self.papers if p.completeness and not p.completeness.after.incomplete
+            ),
         }
 
     def as_json(self) -> dict[str, Any]:
@@ -242,6 +255,9 @@ def _paper_json(p: PaperChanges) -> dict[str, Any]:
         if p.tallies is None
         else {"before": _counts_json(p.tallies.before), "after": _counts_json(p.tallies.after)},
         "notices": [{"status": n.status, "date": n.date} for n in p.notices],
+        "completeness": None
+        if p.completeness is None
+        else {"before": str(p.completeness.before), "after": str(p.completeness.after)},
     }
 
 
@@ -269,6 +285,10 @@ def headline(d: Digest) -> str:
         parts[1] += f" ({by_type})"
     if t["notices"]:
         parts.append(_plural(t["notices"], "notice"))
+    if t["became_incomplete"]:
+        parts.append(f"{_plural(t['became_incomplete'], 'report')} incomplete")
+    if t["complete_again"]:
+        parts.append(f"{_plural(t['complete_again'], 'report')} complete again")
     return ", ".join(parts)
 
 
@@ -285,6 +305,10 @@ def _tally_line(change: TallyChange, arrow: str) -> str:
 
 def _n(value: int | None) -> str:
     return "?" if value is None else str(value)
+
+
+def _completeness_text(c: CompletenessChange, arrow: str) -> str:
+    return f"{c.before} {arrow} {c.after}"
 
 
 def _notice_text(n: NewNotice) -> str:
@@ -313,6 +337,8 @@ def render_text(d: Digest) -> str:
     for p in d.papers:
         lines += ["", f"{p.doi}  {p.title or '(no title)'}"]
         lines += [f"  notice: {_notice_text(n)}" for n in p.notices]
+        if p.completeness is not None:
+            lines.append(f"  report: {_completeness_text(p.completeness, '->')}")
         if p.tallies is not None:
             lines.append(f"  tallies: {_tally_line(p.tallies, '->')}")
         for kind, group in _groups(p):
@@ -320,6 +346,22 @@ def render_text(d: Digest) -> str:
             for s in group:
                 lines.append(f"    - {s.citing_doi}  {s.citing_title or '(no title)'}")
                 lines.append(f"      [{_details(s)}] {s.snippet}")
+    return "\n".join(lines) + "\n"
+
+
+def render_short(d: Digest) -> str:
+    """A few lines for a terminal (the demo): the headline, then one line a paper."""
+    lines = [headline(d)]
+    for p in d.papers:
+        facts = [", ".join(f"{p.count(k)} {k}" for k in TYPES if p.count(k))]
+        facts += [f"notice {_notice_text(n)}" for n in p.notices]
+        if p.tallies is not None:
+            facts.append(f"tallies {_tally_line(p.tallies, '->')}")
+        if p.completeness is not None:
+            facts.append(f"report {_completeness_text(p.completeness, '->')}")
+        title = p.title or "(no title)"
+        title = title if len(title) <= 48 else title[:47] + "…"
+        lines.append(f"  {p.doi}  {title}: " + "; ".join(f for f in facts if f))
     return "\n".join(lines) + "\n"
 
 
@@ -349,6 +391,8 @@ def render_markdown(d: Digest) -> str:
     for p in d.papers:
         lines += ["", f"## {md(p.doi)}: {md(p.title or '(no title)')}", ""]
         lines += [f"- **Notice:** {md(_notice_text(n))}" for n in p.notices]
+        if p.completeness is not None:
+            lines.append(f"- **Report:** {md(_completeness_text(p.completeness, '→'))}")
         if p.tallies is not None:
             lines.append(f"- **Tallies:** {_tally_line(p.tallies, '→')}")
         for kind, group in _groups(p):

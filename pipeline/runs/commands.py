@@ -137,14 +137,16 @@ async def crawl(
     max_duration: float | None = None,
     stop: Stop | None = None,
     ui: RunUI | None = None,
+    command: str = "crawl",
 ) -> RunSummary:
     """Queue new seeds and every report due for refresh (with source api or both, in API
     batches first: `enqueue_due_batches`); work until done, out of time or stopped. What
-    is left stays queued for the next run."""
+    is left stays queued for the next run. `command` names the run (the demo's crawl is a
+    `demo` run: its store stays a demo store); only a `crawl` ends with its digest."""
     stop, ui = stop or Stop(), ui or RunUI()
     clock = p.clock
     started = clock.monotonic()
-    run_id = await p.register_run("crawl")  # first, so a crawl starting now sees us
+    run_id = await p.register_run(command)  # first, so a crawl starting now sees us
     notes = active_run_notes(await p.store.active_runs(stale_after=RUN_STALE_AFTER), run_id)
     for note in notes:
         ui.message(note)
@@ -164,9 +166,9 @@ async def crawl(
         p, run_id, ui, stop, burst=True, max_duration=budget, reports=tally.enqueued
     )
     summary = await _summarise(
-        p, "crawl", outcome, stop, tally, seen, (started, enqueued, clock.monotonic()), notes
+        p, command, outcome, stop, tally, seen, (started, enqueued, clock.monotonic()), notes
     )
-    return await _finish(p, summary, run_id, ui)
+    return await _finish(p, summary, run_id, ui, digest=command == "crawl")
 
 
 def on_this_site(p: Pipeline) -> Callable[[str, str], str]:

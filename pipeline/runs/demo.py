@@ -6,17 +6,21 @@ from __future__ import annotations
 
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from pipeline.app import open_pipeline
+from pipeline.app import Pipeline, open_pipeline
 from pipeline.clock import Clock
 from pipeline.config import Settings
 from pipeline.errors import ConfigError
 from pipeline.normalise import normalise_doi
-from pipeline.runs.commands import backfill
+from pipeline.ops.changes import Window, collect, render_short
+from pipeline.runs.commands import backfill, crawl
 from pipeline.runs.lifecycle import RunUI, Stop
 from pipeline.runs.summary import RunSummary
 from pipeline.store.sqlite_file import is_demo_store
+
+if TYPE_CHECKING:
+    from citesite.server import CitationSite
 
 DEMO_DB = "data/demo.sqlite"
 # What `demo` sets unless a flag says otherwise: no politeness delay against its own
@@ -26,6 +30,9 @@ DEMO_DEFAULTS: dict[str, Any] = {
     "per_host_concurrency": 8,
     "retry_base": 0.2,
 }
+# The demo's refresh intervals: every report is due again right after the backfill, so
+# its crawl after the site's next epoch refreshes them all (the unchanged as 304s).
+DEMO_REFRESH = 0.001
 
 
 def demo_db(settings: Settings) -> str:
@@ -81,7 +88,12 @@ async def demo(
     prepare_demo_db(settings.db, force=force)
     reports = load_dataset(demo_dataset_path())
     async with CitationSite(reports, host="127.0.0.1", port=0) as site:
-        s = demo_settings(settings, site.base_url)
+        s = dataclasses.replace(
+            demo_settings(settings, site.base_url),
+            refresh_interval=DEMO_REFRESH,
+            refresh_min=DEMO_REFRESH,
+            refresh_max=DEMO_REFRESH,
+        )
         ui.message(f"local citation site at {site.base_url} serving {len(reports)} reports")
         async with open_pipeline(s, clock=clock) as p:
             summary = await backfill(p, list(reports), stop=stop, ui=ui, command="demo")
@@ -102,8 +114,30 @@ async def demo(
                     f"\nfrom scite's API: {len(notices)} editorial notices, "
                     f"{retracted} of them retractions (table notices)"
                 )
+            if summary.exit_code == 0 and not (stop is not None and stop.requested):
+                summary.epilogue.extend(await _after_next_epoch(p, site, stop, ui))
             summary.epilogue.append(
                 f"\nstored in {s.db}; try: sqlite3 {s.db} "
                 "'select type, count(*) from statements group by type'"
             )
     return summary
+
+
+async def _after_next_epoch(
+    p: Pipeline, site: CitationSite, stop: Stop | None, ui: RunUI
+) -> list[str]:
+    """The site moves to its next epoch (citesite/epochs.py), a crawl refreshes the store,
+    and the short digest of that crawl says what it found (docs/changes.md)."""
+    epoch = site.next_epoch()
+    ui.message(f"the local site moved to its next epoch: {len(epoch.reports)} reports changed")
+    crawled = await crawl(p, None, stop=stop, ui=ui, command="demo")
+    lines = [f"\nafter the site's next epoch, a crawl ({crawled.counters.pages_done} pages) found:"]
+    run = await p.store.last_fetching_run(("demo",))  # that crawl
+    if run is not None:
+        digest = await collect(p.store, Window.of_run(run))
+        lines += ["  " + line for line in render_short(digest).splitlines()]
+        lines.append(f"  (citepipe changes --db {p.settings.db}: the whole digest)")
+    if crawled.exit_code != 0:
+        lines.append(f"  the crawl ended with exit code {crawled.exit_code}")
+    lines += crawled.epilogue
+    return lines

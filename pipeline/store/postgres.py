@@ -419,11 +419,14 @@ class PostgresStore(sql.SQLStore):
             "now": self._now(),
         }
         fail, mark = self._sql["fail"], self._sql["mark_incomplete"]
+        baseline, snapshot = self._sql["completeness_baseline"], self._sql["completeness_snapshot"]
 
         async def body(conn: Conn) -> None:
             hit = await conn.fetch(fail.sql, *fail.args(params))
             if reason is not None and hit:
+                await conn.execute(baseline.sql, *baseline.args(params))
                 await conn.execute(mark.sql, *mark.args(params))
+                await conn.execute(snapshot.sql, *snapshot.args(params))
 
         await self._transaction("fail", body)
 

@@ -191,6 +191,7 @@ class ReportState:
 class WritePlan:
     """Rows for each named write, executed in field order inside one transaction."""
 
+    completeness_baseline: list[Params] = field(default_factory=list)
     upsert_paper: list[Params] = field(default_factory=list)
     upsert_partial_paper: list[Params] = field(default_factory=list)
     upsert_api_paper: list[Params] = field(default_factory=list)
@@ -208,6 +209,7 @@ class WritePlan:
     upsert_notice: list[Params] = field(default_factory=list)
     record_visit: list[Params] = field(default_factory=list)
     mark_incomplete: list[Params] = field(default_factory=list)
+    completeness_snapshot: list[Params] = field(default_factory=list)
     keep_page: list[Params] = field(default_factory=list)
     forget_broken_page: list[Params] = field(default_factory=list)
     api_not_found: list[Params] = field(default_factory=list)
@@ -219,6 +221,7 @@ class WritePlan:
     def steps(self) -> list[tuple[str, list[Params]]]:
         """The row writes in execution order (follow-ups excepted: they go via enqueue)."""
         names = (
+            "completeness_baseline",
             "upsert_paper",
             "upsert_partial_paper",
             "upsert_api_paper",
@@ -236,6 +239,7 @@ class WritePlan:
             "upsert_notice",
             "record_visit",
             "mark_incomplete",
+            "completeness_snapshot",
             "keep_page",
             "forget_broken_page",
             "api_not_found",
@@ -273,6 +277,7 @@ def plan_completions(
     check: dict[str, int] = {}  # papers to compare with the API's count, after the writes
     authors: dict[str, list[Params]] = {}
     facets: dict[str, list[Params]] = {}
+    ended: dict[str, datetime] = {}  # reports whose crawl ends in this batch
     for c in items:
         seen = c.fetched_at or now
         if c.api is not None:
@@ -290,6 +295,10 @@ def plan_completions(
         plan.follow_ups.extend(c.follow_ups)
         plan.mark_done.append(_done_params(c, now))
         check.update((doi, c.job.id if not c.job.batch else 0) for doi in _fewer_than_api(c))
+        if crawl_ends(c):
+            ended[c.job.doi] = seen
+    plan.completeness_baseline = [{"doi": doi} for doi in sorted(ended)]
+    plan.completeness_snapshot = [{"doi": doi, "now": ended[doi]} for doi in sorted(ended)]
     plan.delete_authors = [{"doi": doi} for doi in authors]
     plan.insert_author = [row for rows in authors.values() for row in rows]
     plan.delete_facets = [{"doi": doi} for doi in facets]
@@ -314,6 +323,17 @@ def _fewer_than_api(c: Completion) -> Iterable[str]:
     if ends_report(c) and c.incomplete is None:
         return (c.job.doi,)
     return ()
+
+
+def crawl_ends(c: Completion) -> bool:
+    """Whether this page ends its report's crawl (it is cut, or it asks for no next page of
+    the report): only then is the report's completeness news for `completeness_history`,
+    not while page 1 has reset it and later pages are still to come."""
+    if c.job.batch:
+        return False
+    return c.incomplete is not None or not any(
+        j.doi == c.job.doi and not j.batch for j in c.follow_ups
+    )
 
 
 def seed_rows(jobs: Iterable[NewJob]) -> list[Params]:

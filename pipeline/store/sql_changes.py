@@ -1,6 +1,7 @@
 """What changed in a window (`citepipe changes`, the digests): the reads over runs,
-new statements, tally history and notices, and the digest records, written once for every
-SQL engine as a mixin of `SQLStore` (store/sql.py) over the same driver primitives.
+new statements, tally history, notices and completeness history, and the digest records,
+written once for every SQL engine as a mixin of `SQLStore` (store/sql.py) over the same
+driver primitives.
 """
 
 from __future__ import annotations
@@ -13,6 +14,8 @@ from typing import Any
 from pipeline.errors import StoreError
 from pipeline.models import (
     DIGEST_STATES,
+    Completeness,
+    CompletenessChange,
     Counts,
     DigestRecord,
     NewNotice,
@@ -108,14 +111,29 @@ class ChangeReads(ABC):
             )
             for r in await self._read_all("changes_notices", window)
         )
+        completeness = tuple(
+            change
+            for change in (
+                CompletenessChange(
+                    r["doi"],
+                    Completeness(bool(r["before_incomplete"]), r["before_reason"]),
+                    Completeness(bool(r["after_incomplete"]), r["after_reason"]),
+                )
+                for r in await self._read_all("changes_completeness", window)
+            )
+            if change.before.differs(change.after)
+        )
         named = sorted(
-            {s.cited_doi for s in statements} | {t.doi for t in tallies} | {n.doi for n in notices}
+            {s.cited_doi for s in statements}
+            | {t.doi for t in tallies}
+            | {n.doi for n in notices}
+            | {c.doi for c in completeness}
         )
         titles: dict[str, str | None] = dict.fromkeys(named)
         if named:
             for r in await self._read_all("changes_titles", {"dois": named}):
                 titles[r["doi"]] = r["title"]
-        return WindowChanges(statements, tallies, notices, titles)
+        return WindowChanges(statements, tallies, notices, titles, completeness)
 
     async def claim_digests(self, run_ids: Sequence[int]) -> list[int]:
         """`digest_claim`: the runs taken in hand, in id order."""

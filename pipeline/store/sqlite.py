@@ -317,7 +317,9 @@ class SQLiteStore(sql.SQLStore):
         def body(conn: sqlite3.Connection) -> None:
             cursor = conn.execute(self._sql["fail"], params)
             if reason is not None and cursor.rowcount > 0:
+                conn.execute(self._sql["completeness_baseline"], params)
                 conn.execute(self._sql["mark_incomplete"], params)
+                conn.execute(self._sql["completeness_snapshot"], params)
 
         await self._transaction("fail", body)
 

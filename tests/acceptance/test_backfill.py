@@ -187,6 +187,18 @@ async def test_demo_runs_offline(tmp_path: Path) -> None:
         )[0][0]
         > 0
     )
+    # then the site moves to its next epoch, a crawl refreshes the store, and the demo
+    # prints the short digest of what that crawl found (issue 22)
+    db = tmp_path / "demo.sqlite"
+    assert [k for (k,) in query(db, "select kind from runs order by id")] == ["demo", "demo"]
+    out = res.out.split("after the site's next epoch, a crawl", 1)[1]
+    headline = out.splitlines()[1].strip()
+    new = query(
+        db,
+        "select count(*) from statements where first_seen_at >= (select max(started_at) from runs)",
+    )[0][0]
+    assert new > 0 and headline.split(", ")[1].startswith(f"{new} new statement")
+    assert "(citepipe changes --db " in out
 
 
 async def test_a_site_reached_by_another_name_is_crawled_whole(tmp_path: Path) -> None:

@@ -7,6 +7,7 @@ settings, real sockets, a real SQLite file, a loopback webhook receiver."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import json
 import sqlite3
@@ -21,6 +22,7 @@ import structlog
 from aiohttp import web
 
 from citesite.epochs import Epoch
+from citesite.faults import FaultSpec
 from citesite.server import CitationSite
 from pipeline import app, cli
 from pipeline.config import Settings
@@ -157,6 +159,7 @@ def expected_document_papers(epoch: Epoch, titles: dict[str, str]) -> dict[str, 
             "notices": [
                 {"status": n.status, "date": n.date} for n in epoch.notices if n.doi == doi
             ],
+            "completeness": None,
         }
     return out
 
@@ -217,6 +220,8 @@ async def test_two_crawls_digest_changes_and_notify(
             "mentioning": sum(p["new_statements"]["mentioning"] for p in expected.values()),
             "contrasting": sum(p["new_statements"]["contrasting"] for p in expected.values()),
             "notices": len(epoch.notices),
+            "became_incomplete": 0,
+            "complete_again": 0,
         }
         # contrasting news first: the papers with a contrasting statement or a notice
         news = [
@@ -304,3 +309,66 @@ async def test_a_failed_notification_is_sent_with_the_next_runs(
             "sent",
             "sent",
         ]
+
+
+async def test_reports_that_became_incomplete_or_complete_again(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A report cut short by the site (`truncated`: half its statements, then no next
+    link) in the first run, whole in the second; another whole first, cut in the second.
+    Each run's `changes` names the reports whose completeness changed in it, and only
+    those; a third run that changes nothing lists nothing (a report staying incomplete is
+    not news, nor is page 1's reset while its later pages are to come)."""
+    data = reports(10, seed=33)
+    whole = sorted(  # reports the site serves whole, with statements enough to cut
+        d for d, r in data.items() if len(r.statements) == r.tallies.citation_statements >= 4
+    )
+    assert len(whole) >= 2
+    cut_first, cut_second = whole[0], whole[1]
+    db = tmp_path / "store.sqlite"
+    async with CitationSite(data, faults=FaultSpec(permanent={cut_first: "truncated"})) as site:
+        settings = fast_settings(site.base_url, db, **SHORT)
+        first = await backfill(settings, sorted(data))
+        assert first.exit_code == 0
+        cut = dict(query(db, "select doi, incomplete_reason from papers where incomplete = 1"))
+        assert cut_first in cut and cut_second not in cut
+        reason_first = [(cut[cut_first],)]
+        assert reason_first[0][0].startswith("fewer")
+        doc = json.loads(await changes_cli(capsys, db, "--format", "json"))
+        moved = {p["doi"]: p["completeness"] for p in doc["papers"] if p["completeness"]}
+        # every paper is new: each report served short (the site's own, and the cut one)
+        assert moved == {
+            doi: {"before": "complete", "after": f"incomplete: {reason}"}
+            for doi, reason in cut.items()
+        }
+
+        site.faults = FaultSpec(permanent={cut_second: "truncated"})
+        for doi in (cut_first, cut_second):  # served anew (a new ETag), not as 304s
+            site.set_report(dataclasses.replace(data[doi], updated_at="2031-01-01T00:00:00Z"))
+        second = await crawl(settings)
+        assert second.exit_code == 0
+        (reason_second,) = query(
+            db, "select incomplete_reason from papers where doi = ?", cut_second
+        )[0]
+        doc = json.loads(await changes_cli(capsys, db, "--format", "json"))
+        moved = {p["doi"]: p["completeness"] for p in doc["papers"] if p["completeness"]}
+        assert moved == {
+            cut_first: {"before": f"incomplete: {reason_first[0][0]}", "after": "complete"},
+            cut_second: {"before": "complete", "after": f"incomplete: {reason_second}"},
+        }
+        assert doc["totals"]["became_incomplete"] == 1 and doc["totals"]["complete_again"] == 1
+        # the first report's other half is new in this run; nothing else changed
+        assert {p["doi"] for p in doc["papers"]} == {cut_first, cut_second}
+        text = await changes_cli(capsys, db)
+        markdown = await changes_cli(capsys, db, "--format", "markdown")
+        assert f"report: incomplete: {reason_first[0][0]} -> complete" in text
+        assert f"report: complete -> incomplete: {reason_second}" in text
+        assert md(f"complete → incomplete: {reason_second}") in markdown
+        assert "1 report incomplete, 1 report complete again" in text.splitlines()[0]
+
+        third = await crawl(settings)
+        assert third.exit_code == 0 and third.counters.pages_done > 0
+        assert "nothing changed" in await changes_cli(capsys, db)
+    history = query(db, "select doi, incomplete from completeness_history order by id")
+    assert sorted(history[: len(cut)]) == sorted((doi, 1) for doi in cut)
+    assert sorted(history[len(cut) :]) == sorted([(cut_first, 0), (cut_second, 1)])

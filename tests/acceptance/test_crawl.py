@@ -27,7 +27,8 @@ async def test_schedule_runs_crawls_on_its_cron_expression_and_stops_on_sigterm(
         # croniter's sixth field is seconds: a crawl every 2 seconds
         env = fast_env(site.base_url, db, schedule="* * * * * */2")
         seeds = write_dois(tmp_path / "seeds.txt", list(reps))
-        proc = await start_cli("schedule", "--seeds", str(seeds), env=env)
+        digest = tmp_path / "digest.md"  # each crawl's digest, as crawl --digest writes it
+        proc = await start_cli("schedule", "--seeds", str(seeds), "--digest", str(digest), env=env)
         for _ in range(300):
             await asyncio.sleep(0.1)
             try:
@@ -42,6 +43,7 @@ async def test_schedule_runs_crawls_on_its_cron_expression_and_stops_on_sigterm(
         out, err = await asyncio.wait_for(proc.communicate(), 30)
     assert proc.returncode == 0, err.decode()[-2000:]
     assert out.decode().count("citepipe-summary") >= 2
+    assert digest.read_text(encoding="utf-8").startswith("# What changed: ")
     expected = {(r.doi, s.citing_doi, s.snippet) for r in reps.values() for s in r.statements}
     assert set(query(db, "select cited_doi, citing_doi, snippet from statements")) == expected
 

@@ -278,7 +278,8 @@ async def test_demo_replaces_its_own_store_and_refuses_a_real_one(tmp_path: Path
     assert demo.is_demo_store(str(db))
     again = await run_cli("demo", "--db", str(db), env=env)  # its own store: replaced
     assert again.code == 0, again.err[-2000:]
-    assert query(db, "select count(*) from runs") == [(1,)]
+    # replaced, not added to: the new demo's two runs (its backfill, its epoch's crawl)
+    assert query(db, "select count(*) from runs") == [(2,)]
     real = tmp_path / "real.sqlite"
     await amake_store(real)
     refused = await run_cli("demo", "--db", str(real), env=env)

@@ -173,6 +173,7 @@ async def test_migrations_run_once_at_open(tmp_path: Path) -> None:
             (9, "api"),
             (10, "digests"),
             (11, "volume_issue_pages"),
+            (12, "completeness_history"),
             (13, "api_refresh"),
         ]
         assert conn.execute("SELECT count(*) FROM jobs").fetchone() == (1,)

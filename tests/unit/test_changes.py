@@ -15,7 +15,14 @@ from pipeline.cli._base import merge_settings
 from pipeline.config import load_settings
 from pipeline.errors import ConfigError
 from pipeline.logs import redact_url
-from pipeline.models import NewNotice, NewStatement, TallyChange, WindowChanges
+from pipeline.models import (
+    Completeness,
+    CompletenessChange,
+    NewNotice,
+    NewStatement,
+    TallyChange,
+    WindowChanges,
+)
 from pipeline.ops.changes import Digest, Window, md, parse_when, render_markdown, render_text
 
 NOW = datetime(2026, 12, 2, 3, 0, tzinfo=UTC)
@@ -74,6 +81,8 @@ def test_the_digest_lists_changed_papers_contrasting_news_first() -> None:
         "mentioning": 1,
         "contrasting": 1,
         "notices": 1,
+        "became_incomplete": 0,
+        "complete_again": 0,
     }
     b = doc["papers"][0]
     assert [s["type"] for s in b["statements"]] == ["contrasting", "supporting"]
@@ -92,6 +101,37 @@ def test_the_digest_lists_changed_papers_contrasting_news_first() -> None:
     assert md("s_10.9/3 [1]") in markdown
     empty = Digest.build(Window(NOW, NOW), WindowChanges((), (), (), {}))
     assert empty.empty and "nothing changed" in render_text(empty)
+
+
+def test_reports_that_became_incomplete_or_complete_again_are_listed() -> None:
+    whole, cut = Completeness(False), Completeness(True, "fewer statements: 3 of 6")
+    changes = WindowChanges(
+        (),
+        (),
+        (),
+        {"10.1/f": "F", "10.1/g": "G", "10.1/h": "H"},
+        completeness=(
+            CompletenessChange("10.1/f", whole, cut),
+            CompletenessChange("10.1/g", Completeness(True, "cycle: page 2"), whole),
+            CompletenessChange("10.1/h", cut, cut),  # no change: not listed
+        ),
+    )
+    digest = Digest.build(Window(NOW - timedelta(days=1), NOW), changes)
+    doc = digest.as_json()
+    assert [(p["doi"], p["completeness"]) for p in doc["papers"]] == [
+        ("10.1/f", {"before": "complete", "after": "incomplete: fewer statements: 3 of 6"}),
+        ("10.1/g", {"before": "incomplete: cycle: page 2", "after": "complete"}),
+    ]
+    assert doc["totals"]["became_incomplete"] == 1 and doc["totals"]["complete_again"] == 1
+    assert doc["papers"][0]["tallies"] is None and doc["papers"][0]["statements"] == []
+    text, markdown = render_text(digest), render_markdown(digest)
+    assert text.splitlines()[0].endswith(
+        "2 papers, 0 new statements, 1 report incomplete, 1 report complete again"
+    )
+    assert "  report: complete -> incomplete: fewer statements: 3 of 6" in text
+    assert "  report: incomplete: cycle: page 2 -> complete" in text
+    assert "- **Report:** complete → incomplete: fewer statements: 3 of 6" in markdown
+    assert str(Completeness(True)) == "incomplete"
 
 
 def test_a_webhook_url_is_shown_without_its_secret() -> None:

@@ -251,3 +251,16 @@ def test_the_site_says_report_for_one() -> None:
             proc.terminate()
             proc.wait(30)
     assert " serving 1 report (" in line, line
+
+
+@pytest.mark.parametrize("command", ["crawl", "schedule"])
+def test_crawl_and_schedule_take_digest_and_notify_flags(command: str) -> None:
+    """`schedule` runs crawls: its flags name the digest file and the webhook as crawl's
+    do (issue 22), besides the config file and CITEPIPE_NOTIFY_URL."""
+    args = cli.build_parser().parse_args(
+        [command, "--digest", "d.md", "--notify", "https://hooks.example.org/x/y"]
+    )
+    settings = cli._base.merge_settings(args._command, args)
+    assert settings.digest == "d.md"
+    assert settings.notify_url == "https://hooks.example.org/x/y"
+    assert "--digest" in help_of(command) and "--notify" in help_of(command)

@@ -483,3 +483,43 @@ ORDER BY doi, page LIMIT :limit;
 INSERT INTO pages (doi, page, url, fetched_at, broken, error, size, body, media_type, charset)
 VALUES (:doi, :page, :url, :fetched_at::text::timestamptz, :broken::integer::boolean, :error, :size, :body, :media_type, :charset)
 ON CONFLICT DO NOTHING;
+
+-- name: completeness_baseline
+-- As SQLite's: a paper incomplete without any history row gets its state as of its last
+-- crawl, before a crawl's writes.
+INSERT INTO completeness_history (doi, incomplete, reason, changed_at)
+SELECT p.doi, true, p.incomplete_reason, coalesce(p.last_crawled_at, p.first_seen_at)
+FROM papers AS p
+WHERE p.doi = :doi::text AND p.incomplete
+  AND NOT EXISTS (SELECT 1 FROM completeness_history AS h WHERE h.doi = p.doi);
+
+-- name: completeness_snapshot
+-- As SQLite's: a history row when a report's completeness (incomplete or not, the
+-- reason's kind) differs from its last row.
+INSERT INTO completeness_history (doi, incomplete, reason, changed_at)
+SELECT p.doi, p.incomplete, p.incomplete_reason, :now::timestamptz
+FROM papers AS p
+WHERE p.doi = :doi::text
+  AND coalesce(
+        (SELECT h.incomplete::text || '|' || trim(split_part(coalesce(h.reason, ''), ':', 1))
+         FROM completeness_history AS h
+         WHERE h.doi = p.doi ORDER BY h.id DESC LIMIT 1),
+        'false|'
+      ) <> p.incomplete::text || '|' || trim(split_part(coalesce(p.incomplete_reason, ''), ':', 1));
+
+-- name: changes_completeness
+-- As SQLite's.
+SELECT a.doi, a.incomplete::integer AS after_incomplete, a.reason AS after_reason,
+       b.incomplete::integer AS before_incomplete, b.reason AS before_reason
+FROM completeness_history AS a
+LEFT JOIN completeness_history AS b ON b.id = (
+    SELECT max(e.id) FROM completeness_history AS e
+    WHERE e.doi = a.doi AND e.changed_at < :since
+)
+WHERE a.changed_at >= :since AND a.changed_at <= :until
+  AND (:dois::text[] IS NULL OR a.doi = ANY(:dois::text[]))
+  AND a.id = (
+      SELECT max(l.id) FROM completeness_history AS l
+      WHERE l.doi = a.doi AND l.changed_at >= :since AND l.changed_at <= :until
+  )
+ORDER BY a.doi;

@@ -447,3 +447,48 @@ ORDER BY doi, page LIMIT :limit;
 INSERT INTO pages (doi, page, url, fetched_at, broken, error, size, body, media_type, charset)
 VALUES (:doi, :page, :url, :fetched_at, :broken, :error, :size, :body, :media_type, :charset)
 ON CONFLICT DO NOTHING;
+
+-- name: completeness_baseline
+-- Before a crawl's writes: a paper incomplete without any history row (a store copied
+-- without its history) gets its state as of its last crawl, so that staying incomplete is
+-- not news.
+INSERT INTO completeness_history (doi, incomplete, reason, changed_at)
+SELECT p.doi, 1, p.incomplete_reason, coalesce(p.last_crawled_at, p.first_seen_at)
+FROM papers AS p
+WHERE p.doi = :doi AND p.incomplete = 1
+  AND NOT EXISTS (SELECT 1 FROM completeness_history AS h WHERE h.doi = p.doi);
+
+-- name: completeness_snapshot
+-- At the end of a report's crawl (or its dead page): a history row when its completeness
+-- differs from the last row (none: complete): incomplete or not, or the reason's kind (its
+-- text before the first `:`; the same cut with new figures is no change).
+INSERT INTO completeness_history (doi, incomplete, reason, changed_at)
+SELECT p.doi, p.incomplete, p.incomplete_reason, :now
+FROM papers AS p
+WHERE p.doi = :doi
+  AND coalesce(
+        (SELECT h.incomplete || '|' || trim(substr(coalesce(h.reason, ''), 1,
+                  instr(coalesce(h.reason, '') || ':', ':') - 1))
+         FROM completeness_history AS h
+         WHERE h.doi = p.doi ORDER BY h.id DESC LIMIT 1),
+        '0|'
+      ) <> p.incomplete || '|' || trim(substr(coalesce(p.incomplete_reason, ''), 1,
+                  instr(coalesce(p.incomplete_reason, '') || ':', ':') - 1));
+
+-- name: changes_completeness
+-- Each paper's last completeness row inside the window, and its last row before it
+-- (NULLs: none, the paper was complete).
+SELECT a.doi, a.incomplete AS after_incomplete, a.reason AS after_reason,
+       b.incomplete AS before_incomplete, b.reason AS before_reason
+FROM completeness_history AS a
+LEFT JOIN completeness_history AS b ON b.id = (
+    SELECT max(e.id) FROM completeness_history AS e
+    WHERE e.doi = a.doi AND e.changed_at < :since
+)
+WHERE a.changed_at >= :since AND a.changed_at <= :until
+  AND (:dois IS NULL OR a.doi IN (SELECT value FROM json_each(:dois)))
+  AND a.id = (
+      SELECT max(l.id) FROM completeness_history AS l
+      WHERE l.doi = a.doi AND l.changed_at >= :since AND l.changed_at <= :until
+  )
+ORDER BY a.doi;
