@@ -24,8 +24,9 @@ from pipeline.crawl.api import ApiClient
 from pipeline.crawl.fetcher import AiohttpFetcher, Fetcher
 from pipeline.crawl.parsing import ParseBudget, Parser, ProcessBudgetParser
 from pipeline.crawl.retry import RetryPolicy
-from pipeline.crawl.worker import RunCounters, Worker, WorkerOptions
+from pipeline.crawl.worker import Worker, WorkerOptions
 from pipeline.errors import ConfigError, StoreError
+from pipeline.models import RunCounters
 from pipeline.sources import make_batch_source, make_source
 from pipeline.sources.base import BatchSource, Source
 from pipeline.store import open_store

@@ -7,6 +7,8 @@ for a finished job, in one transaction.
 
 from __future__ import annotations
 
+import time
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
@@ -374,7 +376,7 @@ class KeptPage:
     `broken` pages failed to parse (`error` says why); with `keep_pages = "all"` every
     fetched page is kept. One per job: `(doi, page)`. `url` is where the body came from
     (after redirects): its relative links are read against it. `packed` is the body
-    already compressed (`rules.pack_page`), when the caller did it: the worker does, on
+    already compressed (`store.pages.pack_page`), when the caller did it: the worker does, on
     its own thread, so that the store's writer thread does not hand Python's GIL back and
     forth once a page. `media_type` and `charset` are the `Content-Type` header's, kept so
     that `reparse` decodes the body exactly as the crawl did.
@@ -561,3 +563,31 @@ def result_to_dict(result: ParseResult) -> dict[str, Any]:
         "statements": [asdict(s) for s in result.statements],
         "next_page_url": result.next_page_url,
     }
+
+
+@dataclass
+class RunCounters:
+    """What this process did: for the summary, the progress bar and the exit code."""
+
+    started: float = field(default_factory=time.monotonic)
+    pages_done: int = 0
+    reports_done: int = 0  # reports whose last page this process completed (whole or not)
+    pages_unchanged: int = 0
+    statements: int = 0
+    retries: int = 0
+    dead: Counter[str] = field(default_factory=Counter)
+    incomplete: Counter[str] = field(default_factory=Counter)  # of reports_done, by reason kind
+    api_requests: int = 0  # batch requests answered (200)
+    api_found: int = 0  # DOIs those answers held
+    api_not_found: int = 0  # DOIs they did not (source api: stored as not found)
+    api_splits: int = 0  # batches the API refused as too large (422), split in two
+    # hosts found unreachable (`host: cause`), with the jobs that met it (given back)
+    unreachable: Counter[str] = field(default_factory=Counter)
+
+    @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def pages_per_second(self) -> float:
+        return self.pages_done / self.elapsed if self.elapsed > 0 else 0.0

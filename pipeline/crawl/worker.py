@@ -18,9 +18,8 @@ import os
 import socket
 import time
 import traceback
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Protocol
 
@@ -44,10 +43,19 @@ from pipeline.errors import (
     StoreError,
     TransientFetchError,
 )
-from pipeline.models import Completion, Job, KeptPage, NewJob, Page, ParseResult, Validators
+from pipeline.models import (
+    Completion,
+    Job,
+    KeptPage,
+    NewJob,
+    Page,
+    ParseResult,
+    RunCounters,
+    Validators,
+)
 from pipeline.sources.base import BatchSource, Source
 from pipeline.store.base import Store
-from pipeline.store.rules import pack_page
+from pipeline.store.pages import pack_page
 
 log = structlog.get_logger("citepipe.worker")
 
@@ -67,34 +75,6 @@ UNREACHABLE_GRACE = 1.0  # seconds in-flight pages get once the site is found un
 
 def worker_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
-
-
-@dataclass
-class RunCounters:
-    """What this process did: for the summary, the progress bar and the exit code."""
-
-    started: float = field(default_factory=time.monotonic)
-    pages_done: int = 0
-    reports_done: int = 0  # reports whose last page this process completed (whole or not)
-    pages_unchanged: int = 0
-    statements: int = 0
-    retries: int = 0
-    dead: Counter[str] = field(default_factory=Counter)
-    incomplete: Counter[str] = field(default_factory=Counter)  # of reports_done, by reason kind
-    api_requests: int = 0  # batch requests answered (200)
-    api_found: int = 0  # DOIs those answers held
-    api_not_found: int = 0  # DOIs they did not (source api: stored as not found)
-    api_splits: int = 0  # batches the API refused as too large (422), split in two
-    # hosts found unreachable (`host: cause`), with the jobs that met it (given back)
-    unreachable: Counter[str] = field(default_factory=Counter)
-
-    @property
-    def elapsed(self) -> float:
-        return time.monotonic() - self.started
-
-    @property
-    def pages_per_second(self) -> float:
-        return self.pages_done / self.elapsed if self.elapsed > 0 else 0.0
 
 
 def crash_site(exc: BaseException) -> str:

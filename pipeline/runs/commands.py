@@ -16,9 +16,8 @@ from croniter import croniter
 
 from pipeline.app import Pipeline
 from pipeline.clock import Clock
-from pipeline.crawl.worker import RunCounters
 from pipeline.errors import BadInputError, PipelineError
-from pipeline.models import RUN_STALE_AFTER
+from pipeline.models import RUN_STALE_AFTER, RunCounters
 from pipeline.ops.digest import after_run
 from pipeline.runs.inputs import InputDois
 from pipeline.runs.lifecycle import (

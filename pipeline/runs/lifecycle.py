@@ -23,9 +23,9 @@ import structlog
 
 from pipeline.app import Pipeline
 from pipeline.config import cpu_cores, process_count
-from pipeline.crawl.worker import RunCounters, Worker
+from pipeline.crawl.worker import Worker
 from pipeline.errors import BadInputError, PipelineError
-from pipeline.models import RUN_HEARTBEAT, RUN_STALE_AFTER, Job, NewJob, RunInfo
+from pipeline.models import RUN_HEARTBEAT, RUN_STALE_AFTER, Job, NewJob, RunCounters, RunInfo
 from pipeline.runs.inputs import InputDois, open_input, read_doi_lines
 from pipeline.runs.processes import HELPER_POLL, Helpers
 from pipeline.runs.progress import Progress

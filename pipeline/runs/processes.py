@@ -36,8 +36,8 @@ import structlog
 from pipeline.app import open_pipeline
 from pipeline.config import Settings
 from pipeline.crawl.fetcher import Fetcher
-from pipeline.crawl.worker import RunCounters
 from pipeline.logs import configure_logging
+from pipeline.models import RunCounters
 
 log = structlog.get_logger("citepipe.processes")
 

@@ -30,7 +30,7 @@ from rich.progress import (
 from rich.progress import Progress as RichProgress
 from rich.text import Text
 
-from pipeline.crawl.worker import RunCounters
+from pipeline.models import RunCounters
 
 
 def terminal_width(stream: TextIO) -> int:

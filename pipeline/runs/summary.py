@@ -12,8 +12,7 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 from pipeline.crawl.pagination import FEWER
-from pipeline.crawl.worker import RunCounters
-from pipeline.models import ApiCounts, Stats
+from pipeline.models import ApiCounts, RunCounters, Stats
 
 # Exit codes that cron (and people) can act on. One rule for backfill, crawl, demo and
 # `worker --burst`: see `exit_code`.

@@ -33,6 +33,7 @@ from pipeline.models import (
     Tally,
 )
 from pipeline.normalise import snippet_hash
+from pipeline.store.pages import page_params
 from pipeline.store.tables import TALLY_FIELDS
 
 Params = dict[str, Any]
@@ -552,31 +553,6 @@ def dead_page_reason(job: Job, error: str) -> str | None:
 
 
 # ---------------------------------------------------------------- kept pages
-
-# zlib level. Measured on the demo's 49 KB report pages: level 1 keeps 24% of the bytes in
-# ~280 µs a page, level 6 keeps 20% in ~590 µs; with keep_pages = "all" every page pays it.
-PAGE_COMPRESSION = 1
-
-
-def pack_page(body: bytes) -> bytes:
-    """A page's body as the store keeps it: zlib (RFC 1950) at `PAGE_COMPRESSION`."""
-    return zlib.compress(body, PAGE_COMPRESSION)
-
-
-def page_params(page: KeptPage) -> Params:
-    """Row for the `keep_page` write: the body zlib-compressed (here unless `packed`)."""
-    return {
-        "doi": page.doi,
-        "page": page.page,
-        "url": page.url,
-        "fetched_at": page.fetched_at,
-        "broken": page.broken,
-        "error": page.error,
-        "size": len(page.body),
-        "body": page.packed if page.packed is not None else pack_page(page.body),
-        "media_type": page.media_type,
-        "charset": page.charset,
-    }
 
 
 def stored_page_from_row(row: RowLike, fetched_at: datetime) -> StoredPage:

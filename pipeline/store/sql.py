@@ -56,7 +56,7 @@ from pipeline.models import (
     Stats,
     StoredPage,
 )
-from pipeline.store import rules, tables
+from pipeline.store import pages, rules, tables
 from pipeline.store.base import COPY_TABLES, EXPORT_TABLES, LeasedJob
 from pipeline.store.export_sql import ExportFilter, bound_params, export_query, key_positions
 from pipeline.store.rules import Params
@@ -443,7 +443,7 @@ class SQLStore(ChangeReads):
 
     async def keep_page(self, page: KeptPage) -> None:
         """Keep a fetched page for reparse; acknowledged as stored, so durable."""
-        await self._write("keep page", "keep_page", [rules.page_params(page)], durable=True)
+        await self._write("keep page", "keep_page", [pages.page_params(page)], durable=True)
 
     async def settle_reparsed(self, dois: Sequence[str]) -> int:
         """Reports a reparse made whole again (`settle_reparsed`); how many. Durable: the

@@ -23,8 +23,8 @@ from citesite.dataset import SiteReport
 from citesite.generator import generate
 from pipeline.clock import ManualClock, SystemClock
 from pipeline.config import Settings
-from pipeline.crawl.worker import RunCounters
 from pipeline.logs import configure_logging
+from pipeline.models import RunCounters
 from pipeline.runs.lifecycle import RunUI
 from pipeline.runs.progress import Progress
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 import dataclasses
 from collections import Counter
 
-from pipeline.crawl.worker import RunCounters
+from pipeline.models import RunCounters
 from pipeline.runs.processes import Helpers, _snapshot
 
 

@@ -5,8 +5,7 @@ from __future__ import annotations
 import json
 from collections import Counter
 
-from pipeline.crawl.worker import RunCounters
-from pipeline.models import DeadReason, Stats
+from pipeline.models import DeadReason, RunCounters, Stats
 from pipeline.runs.summary import EXIT_INCOMPLETE, InputTally, RunSummary
 
 
