@@ -9,6 +9,7 @@ import sys
 
 from pipeline.cli._base import Command, Invocation
 from pipeline.ops import changes as ops
+from pipeline.ops.output import refuse_store
 from pipeline.ops.read import doi_argument
 from pipeline.runs.summary import EXIT_OK
 
@@ -27,6 +28,8 @@ def changes_arguments(p: argparse.ArgumentParser) -> None:
 async def changes(inv: Invocation) -> int:
     args = inv.args
     dois = [doi_argument(d) for d in args.doi] if args.doi else None
+    if args.output:  # before the store is opened: the store is never an output
+        refuse_store(args.output, inv.settings.db)
     async with inv.pipeline() as p:
         window = await ops.resolve_window(p.store, args.since, args.until, p.clock.now())
         digest = await ops.collect(p.store, window, dois)

@@ -10,6 +10,7 @@ import sys
 
 from pipeline.cli._base import Command, Invocation, print_rich
 from pipeline.ops import network
+from pipeline.ops.output import refuse_store
 from pipeline.runs.summary import EXIT_OK, plural
 
 
@@ -61,6 +62,8 @@ async def graph(inv: Invocation) -> int:
     args = inv.args
     network.require_networkx()
     chosen = selection(args)  # a bad seed list fails before the store is opened
+    if args.output:  # and so does an output that is the store
+        refuse_store(args.output, inv.settings.db)
     async with inv.pipeline() as p:
         g = await network.read_network(p, chosen)
     network.write_graph(g, args.format, args.output)

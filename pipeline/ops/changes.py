@@ -36,6 +36,7 @@ from pipeline.models import (
     WindowChanges,
 )
 from pipeline.normalise import parse_duration
+from pipeline.ops.output import replacing
 from pipeline.store.base import Store
 
 RUN_KINDS = ("backfill", "crawl", "worker", "demo")  # runs that fetch pages
@@ -367,10 +368,11 @@ def render_short(d: Digest) -> str:
 
 def write_output(path: str, text: str) -> None:
     """`changes -o FILE`: the rendering to a file, written whole, then renamed into place."""
-    target = Path(path)
-    partial = target.with_name(target.name + ".partial")
-    partial.write_text(text, encoding="utf-8")
-    partial.replace(target)
+    try:
+        with replacing(Path(path)) as target:
+            target.write_text(text, encoding="utf-8")
+    except OSError as exc:
+        raise ConfigError(f"--output {path}: {exc.strerror or exc}") from None
 
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#|])")

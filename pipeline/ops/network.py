@@ -39,6 +39,7 @@ from typing import IO, Any, TypeAlias
 from pipeline.app import Pipeline
 from pipeline.errors import ConfigError
 from pipeline.models import RETRACTED, StatementType
+from pipeline.ops.output import replacing
 from pipeline.runs.inputs import open_input, read_doi_lines
 
 Graph: TypeAlias = Any  # a networkx.DiGraph of DOIs (networkx ships no type hints)
@@ -208,17 +209,14 @@ def _output(path: str | None, binary: bool) -> Iterator[IO[Any]]:
     target = Path(path)
     if target.is_dir():
         raise ConfigError(f"--output {path}: is a directory")
-    partial = target.with_name(f".{target.name}.partial")
     try:
-        with open(partial, "wb" if binary else "w", **({} if binary else _TEXT)) as out:
+        with (
+            replacing(target) as partial,
+            open(partial, "wb" if binary else "w", **({} if binary else _TEXT)) as out,
+        ):
             yield out
-        partial.replace(target)
     except OSError as exc:
-        partial.unlink(missing_ok=True)
         raise ConfigError(f"--output {path}: {exc.strerror or exc}") from None
-    except BaseException:
-        partial.unlink(missing_ok=True)
-        raise
 
 
 _TEXT: dict[str, Any] = {"encoding": "utf-8", "newline": ""}

@@ -94,6 +94,33 @@ def test_an_output_that_is_the_store_is_refused_before_anything_is_written(
     assert leftovers(tmp_path) == []
 
 
+@pytest.mark.parametrize(
+    "command",
+    [("changes", "--since", "7d"), ("changes", "--format", "json"), ("graph",)],
+)
+@pytest.mark.parametrize("name", ["s.sqlite", "s.sqlite-wal", "hard"])
+def test_changes_and_graph_refuse_to_write_over_the_store(
+    tmp_path: Path, command: tuple[str, ...], name: str
+) -> None:
+    """Every command with `-o` follows the rule: the store (or a file SQLite keeps beside
+    it, or a hard link to it) is never an output, refused before anything is opened."""
+    db = tmp_path / "s.sqlite"
+    asyncio.run(fill(str(db), 3))
+    os.link(db, tmp_path / "hard")
+    files = [db, tmp_path / "s.sqlite-wal", tmp_path / "s.sqlite-shm"]
+    before = digest(*files)
+    done = subprocess.run(
+        [sys.executable, "-m", "pipeline", *command, "-o", name, "--db", str(db)],
+        env=fast_env("http://127.0.0.1:9", db), cwd=tmp_path, capture_output=True, text=True,
+        timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 2, done.stderr
+    (line,) = done.stderr.strip().splitlines()
+    assert "is the store" in line and "--output" in line
+    assert digest(*files) == before
+    assert leftovers(tmp_path) == []
+
+
 def test_an_export_over_a_full_disk_leaves_the_old_file(tmp_path: Path) -> None:
     """A real `citepipe export` whose writes fail half-way (RLIMIT_FSIZE: the kernel says
     "File too large" past 64 KiB, as a full disk says "No space left"): the old file is
