@@ -35,6 +35,7 @@ from pipeline.crawl.fetcher import (
     TRANSIENT_STATUSES,
     _translate,
     parse_retry_after,
+    read_capped,
 )
 from pipeline.crawl.politeness import LocalHosts, Politeness, host_key
 from pipeline.errors import BatchRejectedError, ParseError, PermanentFetchError, TransientFetchError
@@ -42,7 +43,6 @@ from pipeline.store.base import HostLedger
 
 LIMIT_MARGIN = 1.02  # the spacing is 2% wider than the limits allow (jitter)
 API_KEY_PREFIX = "api:"
-_CHUNK = 64 * 1024
 
 
 def api_host_key(url: str) -> str:
@@ -160,13 +160,4 @@ class ApiClient:
 
     async def _read_capped(self, resp: aiohttp.ClientResponse, url: str) -> bytes:
         cap = self._settings.max_page_bytes * 10  # 500 papers with abstracts: a few MB
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in resp.content.iter_chunked(_CHUNK):
-            size += len(chunk)
-            if size > cap:
-                raise PermanentFetchError(
-                    f"API answer larger than {cap} bytes at {url}", url=url, reason="too large"
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
+        return await read_capped(resp, url, cap, "API answer")

@@ -379,18 +379,23 @@ class AiohttpFetcher:
         return b"".join(chunks)
 
     async def _read_capped(self, resp: aiohttp.ClientResponse, url: str) -> bytes:
-        cap = self._settings.max_page_bytes
-        if resp.content_length is not None and resp.content_length > cap:
+        return await read_capped(resp, url, self._settings.max_page_bytes, "page")
+
+
+async def read_capped(resp: aiohttp.ClientResponse, url: str, cap: int, what: str) -> bytes:
+    """A response's body, at most `cap` bytes (by its Content-Length, then as it streams
+    in): more is a permanent `too large` error naming `what` (a page, an API answer)."""
+    if resp.content_length is not None and resp.content_length > cap:
+        raise PermanentFetchError(
+            f"{what} larger than {cap} bytes at {url}", url=url, reason="too large"
+        )
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in resp.content.iter_chunked(_CHUNK):
+        size += len(chunk)
+        if size > cap:
             raise PermanentFetchError(
-                f"page larger than {cap} bytes at {url}", url=url, reason="too large"
+                f"{what} larger than {cap} bytes at {url}", url=url, reason="too large"
             )
-        chunks: list[bytes] = []
-        size = 0
-        async for chunk in resp.content.iter_chunked(_CHUNK):
-            size += len(chunk)
-            if size > cap:
-                raise PermanentFetchError(
-                    f"page larger than {cap} bytes at {url}", url=url, reason="too large"
-                )
-            chunks.append(chunk)
-        return b"".join(chunks)
+        chunks.append(chunk)
+    return b"".join(chunks)

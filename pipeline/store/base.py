@@ -58,7 +58,8 @@ EXPORT_TABLES = (
     "provenance",
     "citations",  # a view: who cites whom, statements counted by type
 )
-# What `copy-store` moves (and `stats` counts): the tables, kept pages included.
+# What `copy-store` moves (and `stats` counts): the tables, kept pages included, parents
+# before children (authors, tallies, facets, statements reference papers; pages jobs).
 COPY_TABLES = (
     "papers",
     "authors",

@@ -32,23 +32,10 @@ from dataclasses import dataclass
 from typing import Any, cast
 
 from pipeline.errors import ConfigError, StoreError
-from pipeline.store.base import Store
+from pipeline.store.base import COPY_TABLES, Store
 from pipeline.store.tables import KEYS
 
-# Parents before children (authors, tallies, facets, statements reference papers; pages
-# reference jobs).
-TABLE_ORDER = (
-    "papers",
-    "authors",
-    "tallies",
-    "tally_history",
-    "facets",
-    "statements",
-    "notices",
-    "jobs",
-    "pages",
-    "provenance",
-)
+TABLE_ORDER = COPY_TABLES  # parents before children (declared once, in base.py)
 DEFAULT_CHUNK = 5000
 
 
